@@ -1,0 +1,290 @@
+package manifest
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+)
+
+// CustomKey is the key of otaseal's object inside a target's "custom" field.
+// Other keys of "custom" belong to other tools and are kept as they are.
+const CustomKey = "otaseal"
+
+// Limits of the firmware schema. Every list and string read from a signed
+// document has one, checked before anything is kept.
+const (
+	MaxOtasealSize    = 64 << 10 // bytes of the whole "custom" object
+	MaxHardwareIDs    = 256
+	MaxHardwareIDLen  = 128
+	MaxAdvisories     = 64
+	MaxAdvisoryLen    = 128
+	MaxNotesLen       = 4096
+	MaxTargetPathLen  = 4096
+	MaxSafeInteger    = 1<<53 - 1 // the largest integer every JSON reader (JavaScript's too) keeps exactly
+	sha256HexLen      = 64
+	maxSchemaNesting  = 2 // otaseal object -> delta end object
+	fieldKind         = "kind"
+	fieldVersion      = "version"
+	fieldSecurityVers = "security_version"
+)
+
+// Kind says what a target is.
+type Kind string
+
+const (
+	KindFirmware Kind = "firmware" // a complete image
+	KindDelta    Kind = "delta"    // a patch from one image to another
+)
+
+// Severity says why a release exists; devices log or show it as the
+// security notice of an update.
+type Severity string
+
+const (
+	SeverityFeature  Severity = "feature"
+	SeverityBugfix   Severity = "bugfix"
+	SeveritySecurity Severity = "security" // fixes a vulnerability; see Advisories
+	SeverityCritical Severity = "critical" // install as soon as possible
+)
+
+// DeltaFormat names the patch encoding of a delta target.
+type DeltaFormat string
+
+const (
+	// FormatBSDIFF40 is the classic bsdiff 4.3 format (three bzip2 streams).
+	FormatBSDIFF40 DeltaFormat = "bsdiff40"
+	// FormatZstdStream is otaseal's streaming format: control, diff and
+	// extra data interleaved in one zstd stream (see package delta).
+	FormatZstdStream DeltaFormat = "otaseal-zstd"
+)
+
+// Firmware describes a complete firmware image target.
+type Firmware struct {
+	Version         Version  // strict semver of the image
+	SecurityVersion uint64   // only rises across releases of a hardware ID; at most MaxSafeInteger
+	HardwareIDs     []string // hardware the image is built for; non-empty, unique
+	Severity        Severity // optional
+	Advisories      []string // optional, e.g. CVE IDs
+	Notes           string   // optional, human readable
+}
+
+// Supports reports whether the image is built for hardwareID.
+func (f *Firmware) Supports(hardwareID string) bool {
+	return slices.Contains(f.HardwareIDs, hardwareID)
+}
+
+// DeltaEnd identifies one end of a delta: a firmware target by path, with
+// the length and sha256 the device checks its image against.
+type DeltaEnd struct {
+	Path   string
+	Length int64
+	SHA256 []byte // 32 bytes
+}
+
+// Delta describes a patch target that turns the From image into the To
+// image. A delta is untrusted transport: what it produces counts only after
+// it matches the To target's signed length and hashes.
+type Delta struct {
+	Format DeltaFormat
+	From   DeltaEnd
+	To     DeltaEnd
+}
+
+// Entry is the typed content of one otaseal object: exactly one of
+// Firmware and Delta is set, as Kind says.
+type Entry struct {
+	Kind     Kind
+	Firmware *Firmware
+	Delta    *Delta
+}
+
+// Validate checks f against the schema rules that ParseEntry enforces, so
+// that nothing is written that a device would refuse to read.
+func (f *Firmware) Validate() error {
+	if f.Version.IsZero() {
+		return &FieldError{Field: fieldVersion, Err: ErrMalformedVersion}
+	}
+	if f.SecurityVersion > MaxSafeInteger {
+		return &NumberError{Field: fieldSecurityVers, Value: fmt.Sprint(f.SecurityVersion), Reason: ErrNumberOverflow}
+	}
+	if err := checkHardwareIDs(f.HardwareIDs); err != nil {
+		return err
+	}
+	if f.Severity != "" && !knownSeverity(f.Severity) {
+		return &FieldError{Field: "severity", Err: fmt.Errorf("%w %q", ErrUnknownSeverity, clip(string(f.Severity)))}
+	}
+	if len(f.Advisories) > MaxAdvisories {
+		return &FieldError{Field: "advisories", Err: ErrTooManyItems}
+	}
+	for _, a := range f.Advisories {
+		if err := checkText(a, MaxAdvisoryLen, false); err != nil {
+			return &FieldError{Field: "advisories", Err: err}
+		}
+	}
+	if f.Notes != "" {
+		if err := checkText(f.Notes, MaxNotesLen, true); err != nil {
+			return &FieldError{Field: "notes", Err: err}
+		}
+	}
+	return nil
+}
+
+// Validate checks d against the schema rules that ParseEntry enforces.
+func (d *Delta) Validate() error {
+	if d.Format != FormatBSDIFF40 && d.Format != FormatZstdStream {
+		return &FieldError{Field: "format", Err: fmt.Errorf("%w %q", ErrUnknownFormat, clip(string(d.Format)))}
+	}
+	for _, e := range []struct {
+		name string
+		end  *DeltaEnd
+	}{{"from", &d.From}, {"to", &d.To}} {
+		if err := checkText(e.end.Path, MaxTargetPathLen, false); err != nil {
+			return &FieldError{Field: e.name + ".path", Err: err}
+		}
+		if e.end.Length < 0 || e.end.Length > MaxSafeInteger {
+			reason := ErrNegativeNumber
+			if e.end.Length > 0 {
+				reason = ErrNumberOverflow
+			}
+			return &NumberError{Field: e.name + ".length", Value: fmt.Sprint(e.end.Length), Reason: reason}
+		}
+		if len(e.end.SHA256) == 0 {
+			return &FieldError{Field: e.name + ".sha256", Err: ErrMissingHash}
+		}
+		if len(e.end.SHA256) != sha256HexLen/2 {
+			return &FieldError{Field: e.name + ".sha256", Err: ErrMalformedHash}
+		}
+	}
+	// A self-delta is pointless at best; at worst it lets a patch "update"
+	// a device to the image it already runs and burn a boot attempt.
+	if d.From.Path == d.To.Path || bytes.Equal(d.From.SHA256, d.To.SHA256) {
+		return ErrDeltaSameEnds
+	}
+	return nil
+}
+
+func knownSeverity(s Severity) bool {
+	switch s {
+	case SeverityFeature, SeverityBugfix, SeveritySecurity, SeverityCritical:
+		return true
+	}
+	return false
+}
+
+func checkHardwareIDs(ids []string) error {
+	if len(ids) == 0 {
+		return &FieldError{Field: "hardware_ids", Err: ErrNoHardwareIDs}
+	}
+	if len(ids) > MaxHardwareIDs {
+		return &FieldError{Field: "hardware_ids", Err: ErrTooManyItems}
+	}
+	seen := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		if id == "" {
+			return &FieldError{Field: "hardware_ids", Err: ErrEmptyHardwareID}
+		}
+		// Hardware IDs are matched byte for byte against what the device
+		// reports: visible ASCII only, so look-alike Unicode or stray
+		// whitespace cannot make an ID that never (or wrongly) matches.
+		if len(id) > MaxHardwareIDLen {
+			return &FieldError{Field: "hardware_ids", Err: fmt.Errorf("%w: hardware ID longer than %d bytes", ErrInvalidText, MaxHardwareIDLen)}
+		}
+		for i := 0; i < len(id); i++ {
+			if id[i] < 0x21 || id[i] > 0x7e {
+				return &FieldError{Field: "hardware_ids", Err: fmt.Errorf("%w: hardware ID %q has a byte outside visible ASCII", ErrInvalidText, clip(id))}
+			}
+		}
+		if _, dup := seen[id]; dup {
+			return &FieldError{Field: "hardware_ids", Err: fmt.Errorf("%w %q", ErrDuplicateHardwareID, id)}
+		}
+		seen[id] = struct{}{}
+	}
+	return nil
+}
+
+// checkText accepts valid UTF-8 without control characters, at most max
+// bytes; multiline text may also hold newlines and tabs. Control bytes in a
+// notice would let a publisher rewrite a device's log or terminal.
+func checkText(s string, max int, multiline bool) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%w: empty", ErrInvalidText)
+	case len(s) > max:
+		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidText, max)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: not UTF-8", ErrInvalidText)
+	}
+	for _, r := range s {
+		if multiline && (r == '\n' || r == '\t') {
+			continue
+		}
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: control character %U", ErrInvalidText, r)
+		}
+	}
+	return nil
+}
+
+// clip shortens attacker-chosen text before it goes into an error message.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// marshalEntry encodes the otaseal object with a fixed key order and no
+// optional field left empty, so that a document has one spelling.
+func marshalEntry(e Entry) ([]byte, error) {
+	var obj map[string]any
+	switch e.Kind {
+	case KindFirmware:
+		if e.Firmware == nil || e.Delta != nil {
+			return nil, fmt.Errorf("manifest: firmware entry needs Firmware only")
+		}
+		f := e.Firmware
+		if err := f.Validate(); err != nil {
+			return nil, err
+		}
+		obj = map[string]any{
+			fieldKind:         KindFirmware,
+			fieldVersion:      f.Version.String(),
+			fieldSecurityVers: f.SecurityVersion,
+			"hardware_ids":    f.HardwareIDs,
+		}
+		if f.Severity != "" {
+			obj["severity"] = f.Severity
+		}
+		if len(f.Advisories) > 0 {
+			obj["advisories"] = f.Advisories
+		}
+		if f.Notes != "" {
+			obj["notes"] = f.Notes
+		}
+	case KindDelta:
+		if e.Delta == nil || e.Firmware != nil {
+			return nil, fmt.Errorf("manifest: delta entry needs Delta only")
+		}
+		d := e.Delta
+		if err := d.Validate(); err != nil {
+			return nil, err
+		}
+		end := func(x DeltaEnd) map[string]any {
+			return map[string]any{"path": x.Path, "length": x.Length, "sha256": hex.EncodeToString(x.SHA256)}
+		}
+		obj = map[string]any{fieldKind: KindDelta, "format": d.Format, "from": end(d.From), "to": end(d.To)}
+	default:
+		return nil, fmt.Errorf("%w %q", ErrUnknownKind, clip(string(e.Kind)))
+	}
+	// encoding/json sorts map keys, which is also the canonical JSON order.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(obj); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
