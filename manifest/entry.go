@@ -295,7 +295,7 @@ func readStrings(field string, raw json.RawMessage, max int) ([]string, error) {
 }
 
 // readUint accepts a JSON integer in its one canonical spelling, 0 to
-// MaxSafeInteger. "7.0", "7e0" and "-0" are refused: a number that reads
+// MaxSafeInteger (raw is valid JSON, so it has no leading zeros). "7.0", "7e0" and "-0" are refused: a number that reads
 // differently in another JSON library is not a security counter.
 func readUint(field string, raw json.RawMessage) (uint64, error) {
 	s := string(raw)
@@ -309,9 +309,6 @@ func readUint(field string, raw json.RawMessage) (uint64, error) {
 		if s[i] < '0' || s[i] > '9' {
 			return 0, &NumberError{Field: field, Value: s, Reason: ErrFractionalNumber}
 		}
-	}
-	if len(s) > 1 && s[0] == '0' {
-		return 0, &NumberError{Field: field, Value: s, Reason: ErrFractionalNumber}
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || n > MaxSafeInteger {
