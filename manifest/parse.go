@@ -1,7 +1,7 @@
 package manifest
 
 import (
-		"encoding/json"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"

@@ -15,12 +15,12 @@ import (
 // testRepo is a complete, validly signed TUF repository in memory with one
 // key per role and otaseal firmware and delta targets.
 type testRepo struct {
-	now                                time.Time
-	signers                            map[string]signature.Signer
-	root                               *Metadata[Root]
-	targets                            *Metadata[Targets]
-	snapshot                           *Metadata[Snapshot]
-	timestamp                          *Metadata[Timestamp]
+	now                                     time.Time
+	signers                                 map[string]signature.Signer
+	root                                    *Metadata[Root]
+	targets                                 *Metadata[Targets]
+	snapshot                                *Metadata[Snapshot]
+	timestamp                               *Metadata[Timestamp]
 	rootJSON, targetsJSON, snapJSON, tsJSON []byte
 }
 
