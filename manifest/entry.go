@@ -120,11 +120,10 @@ func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
 }
 
 func parseDelta(m map[string]json.RawMessage) (*Delta, error) {
-	if err := onlyFields(m, "", "format", "from", "to"); err != nil {
-		return nil, err
-	}
-	if err := requireFields(m, "", "format", "from", "to"); err != nil {
-		return nil, err
+	// The format comes first: a future format may carry other fields, and
+	// "unknown format" is the error that tells an operator what happened.
+	if _, ok := m["format"]; !ok {
+		return nil, &FieldError{Field: "format", Err: ErrMissingField}
 	}
 	format, err := readString("format", m["format"])
 	if err != nil {
@@ -133,6 +132,12 @@ func parseDelta(m map[string]json.RawMessage) (*Delta, error) {
 	d := Delta{Format: DeltaFormat(format)}
 	if d.Format != FormatBSDIFF40 && d.Format != FormatZstdStream {
 		return nil, &FieldError{Field: "format", Err: fmt.Errorf("%w %q", ErrUnknownFormat, clip(format))}
+	}
+	if err := onlyFields(m, "", "format", "from", "to"); err != nil {
+		return nil, err
+	}
+	if err := requireFields(m, "", "from", "to"); err != nil {
+		return nil, err
 	}
 	if d.From, err = parseDeltaEnd("from", m["from"]); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/stretchr/testify/require"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 )
 
 // testRepo is a complete, validly signed TUF repository in memory with one
@@ -105,3 +106,7 @@ func (r *testRepo) resign(t testing.TB) {
 	r.tsJSON, err = r.timestamp.ToBytes(false)
 	require.NoError(t, err)
 }
+
+type trustedmetadataT = trustedmetadata.TrustedMetadata
+
+func newTrusted(root []byte) (*trustedmetadataT, error) { return trustedmetadata.New(root) }
