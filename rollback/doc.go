@@ -22,22 +22,22 @@
 // The installed image, the pending candidate and the floors are one record,
 // so each arrow below is a single atomic write:
 //
-//	             Provision (factory)
-//	                   |
-//	                   v
-//	   +-------->  INSTALLED(old) ---- Begin(candidate) ----+
-//	   |           floors = F                                |
-//	   |              ^                                      v
-//	   |              |                         PENDING(candidate), INSTALLED(old)
-//	   |              +------- Revert ---------  floors = F (unchanged)
-//	   |                 (bad download, boot         |
-//	   |                  or health check)           | Confirm (new image booted
-//	   |                                             |  and passed its health check)
-//	   |                                             v
-//	   +------------------------------------- INSTALLED(candidate)
-//	                                          floors = max(F, candidate's
-//	                                          security version); then the
-//	                                          hardware Counter advances
+//	          Provision (factory)
+//	                |
+//	                v
+//	+-------->  INSTALLED(old) ---- Begin(candidate) ----+
+//	|           floors = F                                |
+//	|              ^                                      v
+//	|              |                         PENDING(candidate), INSTALLED(old)
+//	|              +------- Revert ---------  floors = F (unchanged)
+//	|                 (bad download, boot         |
+//	|                  or health check)           | Confirm (new image booted
+//	|                                             |  and passed its health check)
+//	|                                             v
+//	+------------------------------------- INSTALLED(candidate)
+//	                                       floors = max(F, candidate's
+//	                                       security version); then the
+//	                                       hardware Counter advances
 //
 // After a crash, Status says exactly where the device was: no pending
 // record means the old image is the one to boot (or the new one, if
