@@ -23,6 +23,8 @@ import (
 //   - Only Confirm advances it, after the new image booted and passed its
 //     health check: raised earlier, a bad release could not be reverted
 //     (the bootloader would refuse the old image) and the device bricks.
+//     (Provision sets it for the factory image, and Open finishes an
+//     advance that a crash interrupted right after Confirm committed.)
 type Counter interface {
 	Value(ctx context.Context) (uint64, error)
 	Advance(ctx context.Context, v uint64) error

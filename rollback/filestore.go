@@ -19,6 +19,12 @@ type FileStoreOptions struct {
 	// before anything is read into memory, on load. 0 means
 	// DefaultMaxRecordSize; at most MaxRecordSizeLimit.
 	MaxRecordSize int
+
+	// OnDamage, if set, is called when Load skips a damaged generation
+	// file and falls back to the other copy, with the record name and what
+	// was wrong. A damaged copy after a clean shutdown means failing flash
+	// or tampering; devices should report it. It must not call the store.
+	OnDamage func(name, detail string)
 }
 
 // FileStore is a Store in a directory, built to survive power loss at any
@@ -40,9 +46,10 @@ type FileStoreOptions struct {
 // A FileStore serialises its own callers; two FileStores (or processes) on
 // one directory must not write concurrently.
 type FileStore struct {
-	dir     string
-	maxSize int
-	mu      sync.Mutex
+	dir      string
+	maxSize  int
+	onDamage func(name, detail string)
+	mu       sync.Mutex
 }
 
 // OpenFileStore opens (creating if needed, mode 0700) the state directory
@@ -61,7 +68,7 @@ func OpenFileStore(dir string, opts FileStoreOptions) (*FileStore, error) {
 	if err := atomicfile.RemoveTemps(dir); err != nil {
 		return nil, fmt.Errorf("rollback: %w", err)
 	}
-	return &FileStore{dir: dir, maxSize: max}, nil
+	return &FileStore{dir: dir, maxSize: max, onDamage: opts.OnDamage}, nil
 }
 
 func (s *FileStore) path(name string, gen uint64) string {
@@ -111,6 +118,9 @@ func (s *FileStore) load(name string) (Record, error) {
 	}
 	// One damaged generation next to an intact one is the last good copy:
 	// the next write replaces the damaged one.
+	if len(problems) > 0 && s.onDamage != nil {
+		s.onDamage(name, problems[0])
+	}
 	return Record{Seq: best.seq, Data: best.data}, nil
 }
 

@@ -239,6 +239,8 @@ func TestFileStoreCorruption(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			s, dir := writeTwo(t)
 			p.damage(t, dir)
+			var damaged []string
+			s.onDamage = func(name, detail string) { damaged = append(damaged, name+": "+detail) }
 			got, err := s.Load(ctx, "r")
 			if p.want == "" {
 				assert.ErrorIs(t, err, ErrCorrupt)
@@ -253,6 +255,9 @@ func TestFileStoreCorruption(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Equal(t, p.want, string(got.Data))
+			if !strings.HasPrefix(p.name, "delete") {
+				assert.NotEmpty(t, damaged, "damage reported")
+			}
 			// The next write replaces the damaged generation and is read
 			// back.
 			_, err = s.CompareAndSwap(ctx, "r", got.Seq, []byte("next"))
