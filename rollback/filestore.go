@@ -43,13 +43,15 @@ type FileStoreOptions struct {
 // deletes or replaces both generations with older intact ones (the checksum
 // is not a MAC). The hardware Counter bounds what that gains.
 //
-// A FileStore serialises its own callers; two FileStores (or processes) on
-// one directory must not write concurrently.
+// Compare-and-swap holds across FileStores and processes on one directory:
+// writes take an flock on the directory's ".lock" file (on Unix; elsewhere
+// only one process may write a directory).
 type FileStore struct {
 	dir      string
 	maxSize  int
 	onDamage func(name, detail string)
 	mu       sync.Mutex
+	dirLock  *dirLock
 }
 
 // OpenFileStore opens (creating if needed, mode 0700) the state directory
@@ -65,10 +67,21 @@ func OpenFileStore(dir string, opts FileStoreOptions) (*FileStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("rollback: %w", err)
 	}
+	l, err := openDirLock(dir)
+	if err != nil {
+		return nil, err
+	}
+	// Under the lock: a temporary file of a write in progress in another
+	// process is not a leftover.
+	unlock, err := l.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := atomicfile.RemoveTemps(dir); err != nil {
 		return nil, fmt.Errorf("rollback: %w", err)
 	}
-	return &FileStore{dir: dir, maxSize: max, onDamage: opts.OnDamage}, nil
+	return &FileStore{dir: dir, maxSize: max, onDamage: opts.OnDamage, dirLock: l}, nil
 }
 
 func (s *FileStore) path(name string, gen uint64) string {
@@ -183,6 +196,11 @@ func (s *FileStore) CompareAndSwap(ctx context.Context, name string, oldSeq uint
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	unlock, err := s.dirLock.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	cur, err := s.load(name)
 	if err != nil {
 		return 0, err

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -102,7 +104,7 @@ func TestFileStorePersistsAndEscapes(t *testing.T) {
 	// Everything stayed inside dir, as regular files, one per record.
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
-	assert.Len(t, entries, len(names))
+	assert.Len(t, entries, len(names)+1, "records and the lock file")
 	for _, e := range entries {
 		assert.True(t, e.Type().IsRegular(), e.Name())
 		assert.NotContains(t, e.Name(), "/")
@@ -278,6 +280,53 @@ func TestFileStoreIOError(t *testing.T) {
 	_, err := s.Load(context.Background(), "r")
 	assert.Error(t, err)
 	assert.False(t, errors.Is(err, ErrCorrupt))
+}
+
+// TestFileStoreConcurrentCAS: many writers, each with its own FileStore on
+// one directory, increment a counter record; every increment survives.
+func TestFileStoreConcurrentCAS(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	const writers, increments = 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		s, err := OpenFileStore(dir, FileStoreOptions{})
+		require.NoError(t, err)
+		wg.Go(func() {
+			for done := 0; done < increments; {
+				r, err := s.Load(ctx, "n")
+				if err != nil {
+					errs <- err
+					return
+				}
+				n := 0
+				if r.Exists() {
+					n, _ = strconv.Atoi(string(r.Data))
+				}
+				_, err = s.CompareAndSwap(ctx, "n", r.Seq, []byte(strconv.Itoa(n+1)))
+				if errors.Is(err, ErrConflict) {
+					continue
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				done++
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	s, err := OpenFileStore(dir, FileStoreOptions{})
+	require.NoError(t, err)
+	r, err := s.Load(ctx, "n")
+	require.NoError(t, err)
+	assert.Equal(t, strconv.Itoa(writers*increments), string(r.Data))
+	assert.Equal(t, uint64(writers*increments), r.Seq)
 }
 
 func TestFileName(t *testing.T) {
