@@ -23,12 +23,14 @@ import (
 // The crash test re-runs this test binary as a child that writes state in a
 // loop, kills it with SIGKILL at a random moment, and checks the state it
 // left: every record loads and holds a value some write put there, never a
-// torn mix; floors and sequence numbers never go back.
+// torn mix; floors, the clock floor and sequence numbers never go back.
 const (
 	crashDirEnv   = "ROLLBACK_CRASH_CHILD_DIR"
 	crashItersEnv = "ROLLBACK_CRASH_ITERATIONS"
 	crashHW       = "acme-gw-r2"
 )
+
+var crashEpoch = time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 
 // crashValue is what the child writes as sequence n of the plain record:
 // sizes differ so a copy torn between two values cannot pass as either.
@@ -73,6 +75,8 @@ func TestHelperCrashChild(t *testing.T) {
 	}
 	ctx := context.Background()
 	store, st := crashOpen(t, dir)
+	clock, err := OpenClock(ctx, store, ClockOptions{SystemTime: time.Now})
+	require.NoError(t, err)
 	status, err := st.Status(ctx)
 	require.NoError(t, err)
 	if status.Installed == nil {
@@ -84,6 +88,7 @@ func TestHelperCrashChild(t *testing.T) {
 		require.NoError(t, err)
 		_, err = store.CompareAndSwap(ctx, "plain", r.Seq, crashValue(r.Seq+1))
 		require.NoError(t, err)
+		require.NoError(t, clock.Observe(ctx, crashEpoch.Add(time.Duration(r.Seq+1)*time.Second)))
 
 		status, err := st.Status(ctx)
 		require.NoError(t, err)
@@ -141,6 +146,7 @@ func TestCrashSafety(t *testing.T) {
 	start := time.Now()
 
 	var lastSeq, lastFloor, lastInstalledSV uint64
+	var lastClock time.Time
 	for i := 0; i < iterations; i++ {
 		cmd := exec.Command(exe, "-test.run=^TestHelperCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
@@ -174,6 +180,12 @@ func TestCrashSafety(t *testing.T) {
 		assert.GreaterOrEqual(t, r.Seq, lastSeq, "iteration %d: sequence went back", i)
 		lastSeq = r.Seq
 
+		clock, err := OpenClock(ctx, store, ClockOptions{SystemTime: time.Now})
+		require.NoError(t, err, "iteration %d", i)
+		assert.False(t, clock.Floor().Before(lastClock), "iteration %d: clock floor fell", i)
+		assert.False(t, clock.Floor().After(crashEpoch.Add(time.Duration(r.Seq+1)*time.Second)), "iteration %d", i)
+		lastClock = clock.Floor()
+
 		status, err := st.Status(ctx)
 		require.NoError(t, err, "iteration %d", i)
 		require.NotNil(t, status.Installed)
@@ -195,6 +207,7 @@ func TestCrashSafety(t *testing.T) {
 			return
 		}
 	}
-	t.Logf("%d kills in %v; plain record at sequence %d, floor %d", iterations, time.Since(start).Round(time.Millisecond), lastSeq, lastFloor)
+	t.Logf("%d kills in %v; plain record at sequence %d, floor %d, clock floor %s",
+		iterations, time.Since(start).Round(time.Millisecond), lastSeq, lastFloor, lastClock.Format(time.RFC3339))
 	assert.Greater(t, lastSeq, uint64(iterations/4), "the child made progress")
 }
