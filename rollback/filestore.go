@@ -64,8 +64,17 @@ func OpenFileStore(dir string, opts FileStoreOptions) (*FileStore, error) {
 	case max < 0 || max > MaxRecordSizeLimit:
 		return nil, fmt.Errorf("rollback: MaxRecordSize %d outside 0..%d", max, MaxRecordSizeLimit)
 	}
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("rollback: %w", err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// A new directory is itself an entry of its parent: without this a
+		// power cut can lose it, and every record in it, after the first
+		// write "succeeded".
+		if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+			return nil, fmt.Errorf("rollback: %w", err)
+		}
 	}
 	l, err := openDirLock(dir)
 	if err != nil {
@@ -103,8 +112,8 @@ func (s *FileStore) Load(ctx context.Context, name string) (Record, error) {
 
 func (s *FileStore) load(name string) (Record, error) {
 	var (
-		best     *envelope
-		problems []string
+		best, other *envelope
+		problems    []string
 	)
 	for gen := uint64(0); gen < 2; gen++ {
 		e, err := s.readGeneration(name, gen)
@@ -119,9 +128,20 @@ func (s *FileStore) load(name string) (Record, error) {
 		if err != nil {
 			return Record{}, err // an I/O error says nothing about the record
 		}
-		if best == nil || e.seq > best.seq {
+		switch {
+		case best == nil:
 			best = &e
+		case e.seq > best.seq:
+			best, other = &e, best
+		default:
+			other = &e
 		}
+	}
+	// Writes alternate generations, so two intact ones hold consecutive
+	// sequence numbers. Anything else is an old copy put back: still the
+	// newest is returned, but it is worth reporting.
+	if other != nil && other.seq+1 != best.seq {
+		problems = append(problems, fmt.Sprintf("generations hold sequences %d and %d", other.seq, best.seq))
 	}
 	if best == nil {
 		if len(problems) > 0 {

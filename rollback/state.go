@@ -214,6 +214,9 @@ func (s *State) Begin(ctx context.Context, candidate Image) error {
 // This is the only place a floor rises after provisioning: a release that
 // fails to boot is reverted with the floors untouched, so the old image
 // stays bootable.
+//
+// Confirm after a crash that followed a successful Confirm returns
+// ErrNoPending; Status then shows the candidate installed.
 func (s *State) Confirm(ctx context.Context) (Image, error) {
 	rec, seq, err := s.load(ctx)
 	if err != nil {

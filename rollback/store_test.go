@@ -230,6 +230,17 @@ func TestFileStoreCorruption(t *testing.T) {
 			require.NoError(t, os.Rename(filepath.Join(d, "s.0"), filepath.Join(d, newer)))
 			require.NoError(t, os.Rename(filepath.Join(d, "s.1"), filepath.Join(d, older)))
 		}, ""},
+		{"old copy put back", func(t *testing.T, d string) {
+			b, err := os.ReadFile(filepath.Join(d, older))
+			require.NoError(t, err)
+			s, err := OpenFileStore(d, FileStoreOptions{})
+			require.NoError(t, err)
+			_, err = s.CompareAndSwap(ctx, "r", 2, []byte("third"))
+			require.NoError(t, err)
+			_, err = s.CompareAndSwap(ctx, "r", 3, []byte("newest"))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(d, older), b, 0o600)) // seq 1 over seq 3
+		}, "newest"},
 		{"garbage file", func(t *testing.T, d string) {
 			require.NoError(t, os.WriteFile(filepath.Join(d, newer), []byte("{\"floors\":{}}"), 0o600))
 		}, "old"},
