@@ -1,7 +1,6 @@
 package manifest
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,6 +86,11 @@ func ParseUnverified[T metadata.Roles](role string, data []byte, lim Limits) (*M
 		if errors.As(err, &wt) && strings.Contains(wt.Msg, "expected metadata type") {
 			return nil, wrap(fmt.Errorf("%w: %s", ErrWrongType, wt.Msg))
 		}
+		// go-tuf reports this one as a plain error; the test of the
+		// empty-hash rule pins the message.
+		if strings.Contains(err.Error(), "hashes must not be empty") {
+			return nil, wrap(fmt.Errorf("%w: %v", ErrEmptyHashes, err))
+		}
 		translated := TranslateError(err)
 		if translated == err { // encoding/json's own errors
 			translated = fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -100,18 +104,31 @@ func ParseUnverified[T metadata.Roles](role string, data []byte, lim Limits) (*M
 }
 
 // checkEnvelope insists on a JSON object whose "signed" member is an object
-// and whose "signatures" member is a list.
+// and whose "signatures" member is a list, and refuses a null target entry:
+// go-tuf v2.4.2 dereferences every entry of "targets" while decoding, so a
+// single `"x": null` would crash the device's client.
 func checkEnvelope(data []byte) error {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	signed, sigs := bytes.TrimSpace(top["signed"]), bytes.TrimSpace(top["signatures"])
+	signed, sigs := top["signed"], top["signatures"]
 	if len(signed) == 0 || signed[0] != '{' {
 		return fmt.Errorf("%w: \"signed\" is missing or not an object", ErrMalformed)
 	}
 	if len(sigs) == 0 || sigs[0] != '[' {
 		return fmt.Errorf("%w: \"signatures\" is missing or not a list", ErrMalformed)
+	}
+	var members struct {
+		Targets map[string]json.RawMessage `json:"targets"`
+	}
+	if err := json.Unmarshal(signed, &members); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	for path, raw := range members.Targets {
+		if len(raw) == 0 || raw[0] != '{' {
+			return fmt.Errorf("%w: target %q is not an object", ErrMalformed, clip(path))
+		}
 	}
 	return nil
 }
