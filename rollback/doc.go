@@ -51,6 +51,23 @@
 // Raising them at Begin would brick a device whose new release fails to
 // boot, since the bootloader would then refuse the old image too.
 //
+// # Trusted metadata
+//
+// Metadata(role) and SetMetadata(role, seq, bytes) keep the bytes of the
+// newest verified document per TUF role, delegated roles included (any
+// role name is safe as a record name). The verify package stores each
+// document as soon as it accepts it, and re-verifies all of them at every
+// start: bytes from disk are evidence, not trust.
+//
+// # Trusted clock
+//
+// Clock.Now never returns less than the clock floor: the newest time proven
+// by a verified timestamp's signing time (manifest.SignedAt, handed over
+// with Clock.Observe) or by a secure TimeSource. A device clock reset to
+// 1970 therefore cannot make metadata that expired before the floor valid
+// again. The Clock type's documentation says what the floor cannot defend
+// against.
+//
 // # What it does not do
 //
 // It does not verify signatures, download, write slots or reboot (package

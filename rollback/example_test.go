@@ -139,3 +139,28 @@ func ExampleClock() {
 	fmt.Println(clock.Now().Format(time.RFC3339))
 	// Output: 2026-11-26T12:00:00Z
 }
+
+// verify keeps each accepted document and re-verifies the stored ones at
+// the next start.
+func ExampleState_SetMetadata() {
+	ctx := context.Background()
+	st, err := rollback.Open(ctx, rollback.NewMemStore(), rollback.Options{HardwareID: "acme-gw-r2", AllowNoCounter: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	cur, err := st.Metadata(ctx, "timestamp")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("stored before:", cur.Exists())
+	// ... the new timestamp.json verified ...
+	if _, err := st.SetMetadata(ctx, "timestamp", cur.Seq, []byte(`{"signed":{"_type":"timestamp"}}`)); err != nil {
+		log.Fatal(err)
+	}
+	// A writer that read before this one loses instead of overwriting.
+	_, err = st.SetMetadata(ctx, "timestamp", cur.Seq, []byte(`{}`))
+	fmt.Println("stale writer:", errors.Is(err, rollback.ErrConflict))
+	// Output:
+	// stored before: false
+	// stale writer: true
+}
