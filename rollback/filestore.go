@@ -205,8 +205,9 @@ func (s *FileStore) readGeneration(name string, gen uint64) (envelope, error) {
 	return e, nil
 }
 
-// CompareAndSwap implements Store. A record with no intact copy cannot be
-// swapped: the error wraps ErrCorrupt.
+// CompareAndSwap implements Store. A record with no intact copy counts as
+// sequence 0 here (and only here: Load keeps failing), so it can be
+// rewritten from scratch by a caller that decided to, and by no other.
 func (s *FileStore) CompareAndSwap(ctx context.Context, name string, oldSeq uint64, data []byte) (uint64, error) {
 	if err := checkWrite(name, data, s.maxSize); err != nil {
 		return 0, err
@@ -222,7 +223,10 @@ func (s *FileStore) CompareAndSwap(ctx context.Context, name string, oldSeq uint
 	}
 	defer unlock()
 	cur, err := s.load(name)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		return 0, err
+	}
+	if err != nil && oldSeq != 0 {
 		return 0, err
 	}
 	if cur.Seq != oldSeq {

@@ -261,7 +261,9 @@ func (s *State) Revert(ctx context.Context) (Image, error) {
 // ("root", "timestamp", "snapshot", "targets" or a delegated role's name).
 // The bytes were verified when stored, but a caller re-verifies them at
 // every start: they come from disk. Record.Seq is what SetMetadata expects.
-// A role never stored loads as a Record without Data.
+// A role never stored loads as a Record without Data. A role whose stored
+// copies are all damaged fails with ErrCorrupt; SetMetadata with oldSeq 0
+// then starts it afresh (for root: from the root shipped with the device).
 func (s *State) Metadata(ctx context.Context, role string) (Record, error) {
 	return s.store.Load(ctx, metadataPrefix+role)
 }

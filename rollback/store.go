@@ -38,6 +38,11 @@ type Store interface {
 	// data deletes the record (it then loads with nil Data and the new Seq).
 	// If the stored sequence number differs it changes nothing and returns
 	// a *ConflictError.
+	//
+	// A record that Load reports corrupt is replaced only by a caller that
+	// passes oldSeq 0, having decided to start it afresh (verify
+	// re-bootstrapping a role's metadata); any other oldSeq fails with the
+	// corruption error. A store that cannot be corrupted never sees this.
 	CompareAndSwap(ctx context.Context, name string, oldSeq uint64, data []byte) (uint64, error)
 }
 

@@ -263,9 +263,15 @@ func TestFileStoreCorruption(t *testing.T) {
 				require.ErrorAs(t, err, &ce)
 				assert.Equal(t, "r", ce.Name)
 				assert.Nil(t, got.Data)
-				// A record with no intact copy cannot be overwritten blind.
+				// A record with no intact copy cannot be overwritten blind,
+				// only started afresh on purpose with sequence 0.
 				_, err = s.CompareAndSwap(ctx, "r", 2, []byte("x"))
 				assert.ErrorIs(t, err, ErrCorrupt)
+				seq, err := s.CompareAndSwap(ctx, "r", 0, []byte("fresh"))
+				require.NoError(t, err)
+				got, err = s.Load(ctx, "r")
+				require.NoError(t, err)
+				assert.Equal(t, Record{Seq: seq, Data: []byte("fresh")}, got)
 				return
 			}
 			require.NoError(t, err)
