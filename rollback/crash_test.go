@@ -43,6 +43,13 @@ func crashValue(n uint64) []byte {
 	return strconv.AppendUint(b, n, 10)
 }
 
+// crashMetadata is a large record, so that many kills land in the middle
+// of writing it.
+func crashMetadata(n uint64) []byte {
+	b := bytes.Repeat([]byte{byte(n)}, 128<<10)
+	return strconv.AppendUint(b, n, 10)
+}
+
 func crashImage(sv uint64, slot string) Image {
 	return Image{
 		HardwareID:      crashHW,
@@ -89,6 +96,10 @@ func TestHelperCrashChild(t *testing.T) {
 		_, err = store.CompareAndSwap(ctx, "plain", r.Seq, crashValue(r.Seq+1))
 		require.NoError(t, err)
 		require.NoError(t, clock.Observe(ctx, crashEpoch.Add(time.Duration(r.Seq+1)*time.Second)))
+		m, err := st.Metadata(ctx, "targets")
+		require.NoError(t, err)
+		_, err = st.SetMetadata(ctx, "targets", m.Seq, crashMetadata(m.Seq+1))
+		require.NoError(t, err)
 
 		status, err := st.Status(ctx)
 		require.NoError(t, err)
@@ -147,6 +158,7 @@ func TestCrashSafety(t *testing.T) {
 
 	var lastSeq, lastFloor, lastInstalledSV uint64
 	var lastClock time.Time
+	var lastMeta uint64
 	for i := 0; i < iterations; i++ {
 		cmd := exec.Command(exe, "-test.run=^TestHelperCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
@@ -179,6 +191,14 @@ func TestCrashSafety(t *testing.T) {
 		}
 		assert.GreaterOrEqual(t, r.Seq, lastSeq, "iteration %d: sequence went back", i)
 		lastSeq = r.Seq
+
+		m, err := st.Metadata(ctx, "targets")
+		require.NoError(t, err, "iteration %d", i)
+		if m.Seq > 0 {
+			assert.Equal(t, crashMetadata(m.Seq), m.Data, "iteration %d: torn metadata at seq %d", i, m.Seq)
+		}
+		assert.GreaterOrEqual(t, m.Seq, lastMeta, "iteration %d: metadata sequence went back", i)
+		lastMeta = m.Seq
 
 		clock, err := OpenClock(ctx, store, ClockOptions{SystemTime: time.Now})
 		require.NoError(t, err, "iteration %d", i)
