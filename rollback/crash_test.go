@@ -46,7 +46,7 @@ func crashValue(n uint64) []byte {
 // crashMetadata is a large record, so that many kills land in the middle
 // of writing it.
 func crashMetadata(n uint64) []byte {
-	b := bytes.Repeat([]byte{byte(n)}, 128<<10)
+	b := bytes.Repeat([]byte{byte(n)}, 48<<10)
 	return strconv.AppendUint(b, n, 10)
 }
 
@@ -89,40 +89,54 @@ func TestHelperCrashChild(t *testing.T) {
 	if status.Installed == nil {
 		require.NoError(t, st.Provision(ctx, crashImage(1, "a")))
 	}
-	fmt.Println("ready")
-	for {
-		r, err := store.Load(ctx, "plain")
-		require.NoError(t, err)
-		_, err = store.CompareAndSwap(ctx, "plain", r.Seq, crashValue(r.Seq+1))
-		require.NoError(t, err)
-		require.NoError(t, clock.Observe(ctx, crashEpoch.Add(time.Duration(r.Seq+1)*time.Second)))
-		m, err := st.Metadata(ctx, "targets")
-		require.NoError(t, err)
-		_, err = st.SetMetadata(ctx, "targets", m.Seq, crashMetadata(m.Seq+1))
-		require.NoError(t, err)
-
-		status, err := st.Status(ctx)
-		require.NoError(t, err)
-		if status.Pending != nil {
-			// Alternate between confirming and reverting the candidate.
-			if status.Pending.SecurityVersion%2 == 0 {
-				_, err = st.Confirm(ctx)
-			} else {
-				_, err = st.Revert(ctx)
-			}
+	// Each step writes one record; the child starts at a random step so
+	// that kills land in every kind of write, not mostly in the first.
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
+	steps := []func(){
+		func() {
+			r, err := store.Load(ctx, "plain")
 			require.NoError(t, err)
-			continue
-		}
-		in := status.Installed
-		slot := "a"
-		if in.Slot == "a" {
-			slot = "b"
-		}
-		sv := in.SecurityVersion + 1
-		if r.Seq%3 == 0 {
-			sv++ // sometimes a candidate that will be confirmed
-		}
-		require.NoError(t, st.Begin(ctx, crashImage(sv, slot)))
+			_, err = store.CompareAndSwap(ctx, "plain", r.Seq, crashValue(r.Seq+1))
+			require.NoError(t, err)
+		},
+		func() {
+			next := crashEpoch.Add(time.Second)
+			if f := clock.Floor(); !f.IsZero() {
+				next = f.Add(time.Second)
+			}
+			require.NoError(t, clock.Observe(ctx, next))
+		},
+		func() {
+			m, err := st.Metadata(ctx, "targets")
+			require.NoError(t, err)
+			_, err = st.SetMetadata(ctx, "targets", m.Seq, crashMetadata(m.Seq+1))
+			require.NoError(t, err)
+		},
+		func() {
+			status, err := st.Status(ctx)
+			require.NoError(t, err)
+			if p := status.Pending; p != nil {
+				// Even security versions are confirmed, odd ones reverted.
+				if p.SecurityVersion%2 == 0 {
+					_, err = st.Confirm(ctx)
+				} else {
+					_, err = st.Revert(ctx)
+				}
+				require.NoError(t, err)
+				return
+			}
+			in := status.Installed
+			slot := "a"
+			if in.Slot == "a" {
+				slot = "b"
+			}
+			sv := in.SecurityVersion + 1 + rng.Uint64N(2)
+			require.NoError(t, st.Begin(ctx, crashImage(sv, slot)))
+		},
+	}
+	fmt.Println("ready")
+	for i := rng.IntN(len(steps)); ; i++ {
+		steps[i%len(steps)]()
 	}
 }
 
@@ -176,7 +190,7 @@ func TestCrashSafety(t *testing.T) {
 		// From a few microseconds to a few milliseconds into the loop: each
 		// round of the loop is a handful of fsyncs, so kills land before,
 		// inside and after writes.
-		time.Sleep(time.Duration(rng.Int64N(3000)) * time.Microsecond)
+		time.Sleep(time.Duration(rng.Int64N(4000)) * time.Microsecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		err = cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
@@ -203,7 +217,9 @@ func TestCrashSafety(t *testing.T) {
 		clock, err := OpenClock(ctx, store, ClockOptions{SystemTime: time.Now})
 		require.NoError(t, err, "iteration %d", i)
 		assert.False(t, clock.Floor().Before(lastClock), "iteration %d: clock floor fell", i)
-		assert.False(t, clock.Floor().After(crashEpoch.Add(time.Duration(r.Seq+1)*time.Second)), "iteration %d", i)
+		if f := clock.Floor(); !f.IsZero() {
+			assert.Zero(t, f.Sub(crashEpoch)%time.Second, "iteration %d: clock floor %v", i, f)
+		}
 		lastClock = clock.Floor()
 
 		status, err := st.Status(ctx)
@@ -227,7 +243,11 @@ func TestCrashSafety(t *testing.T) {
 			return
 		}
 	}
-	t.Logf("%d kills in %v; plain record at sequence %d, floor %d, clock floor %s",
-		iterations, time.Since(start).Round(time.Millisecond), lastSeq, lastFloor, lastClock.Format(time.RFC3339))
-	assert.Greater(t, lastSeq, uint64(iterations/4), "the child made progress")
+	t.Logf("%d kills in %v; plain record at sequence %d, metadata at %d, floor %d, clock floor %s",
+		iterations, time.Since(start).Round(time.Millisecond), lastSeq, lastMeta, lastFloor, lastClock.Format(time.RFC3339))
+	progress := lastSeq + lastMeta + lastFloor
+	if !lastClock.IsZero() {
+		progress += uint64(lastClock.Sub(crashEpoch) / time.Second)
+	}
+	assert.Greater(t, progress, uint64(iterations/4), "the child made progress")
 }
