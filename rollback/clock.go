@@ -192,10 +192,10 @@ func (c *Clock) Fresh() error {
 	defer c.mu.Unlock()
 	now := c.now(sys)
 	if c.floor.IsZero() {
-		return &StaleError{Floor: "never", Age: "unbounded", MaxStaleness: c.opts.MaxStaleness.String()}
+		return &StaleError{MaxStaleness: c.opts.MaxStaleness}
 	}
 	if age := now.Sub(c.floor); age > c.opts.MaxStaleness {
-		return &StaleError{Floor: c.floor.Format(time.RFC3339), Age: age.String(), MaxStaleness: c.opts.MaxStaleness.String()}
+		return &StaleError{Floor: c.floor, Age: age, MaxStaleness: c.opts.MaxStaleness}
 	}
 	return nil
 }

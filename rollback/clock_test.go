@@ -89,13 +89,16 @@ func TestClockFresh(t *testing.T) {
 	require.NoError(t, err)
 	var se *StaleError
 	require.ErrorAs(t, c.Fresh(), &se, "never proven")
-	assert.ErrorIs(t, c.Fresh(), ErrStale)
+	assert.True(t, se.Floor.IsZero())
+	assert.ErrorContains(t, se, "never proven")
 
 	require.NoError(t, c.Observe(ctx, sys.t.Add(-time.Hour)))
 	assert.NoError(t, c.Fresh())
 	sys.t = sys.t.Add(48 * time.Hour)
 	require.ErrorAs(t, c.Fresh(), &se)
-	assert.Equal(t, "24h0m0s", se.MaxStaleness)
+	assert.Equal(t, 24*time.Hour, se.MaxStaleness)
+	assert.Equal(t, 49*time.Hour, se.Age)
+	assert.Equal(t, sys.t.Add(-49*time.Hour), se.Floor)
 	assert.Contains(t, se.Error(), "rollback: ")
 
 	allow, err := OpenClock(ctx, NewMemStore(), ClockOptions{SystemTime: sys.Now, AllowStale: true})

@@ -3,6 +3,9 @@ package rollback
 import (
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/otaseal/otaseal/manifest"
 )
 
 // Errors of the state store.
@@ -96,28 +99,35 @@ func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 // RefusedError is a policy refusal with the facts it was based on.
 type RefusedError struct {
 	HardwareID               string
-	Candidate                string // candidate version
+	Candidate                manifest.Version
 	CandidateSecurityVersion uint64
-	Installed                string // installed version, "" if none
+	Installed                manifest.Version // zero if none is recorded
 	InstalledSecurityVersion uint64
 	Floor                    uint64 // committed floor for HardwareID
 	Err                      error  // one of the policy sentinels
 }
 
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("%v: candidate %s (security version %d) for %q; installed %q (security version %d), floor %d",
-		e.Err, e.Candidate, e.CandidateSecurityVersion, e.HardwareID, e.Installed, e.InstalledSecurityVersion, e.Floor)
+	installed := "none"
+	if !e.Installed.IsZero() {
+		installed = fmt.Sprintf("%s (security version %d)", e.Installed, e.InstalledSecurityVersion)
+	}
+	return fmt.Sprintf("%v: candidate %s (security version %d) for %q; installed %s; floor %d",
+		e.Err, e.Candidate, e.CandidateSecurityVersion, e.HardwareID, installed, e.Floor)
 }
 func (e *RefusedError) Unwrap() error { return e.Err }
 
 // StaleError says how old the newest proof of time is.
 type StaleError struct {
-	Floor        string // newest proven time, RFC 3339
-	Age          string // how long before now it was proven
-	MaxStaleness string
+	Floor        time.Time     // newest proven time; zero if none
+	Age          time.Duration // how long before the clock's Now it was proven
+	MaxStaleness time.Duration
 }
 
 func (e *StaleError) Error() string {
-	return fmt.Sprintf("%v: newest proven time %s is %s old (limit %s)", ErrStale, e.Floor, e.Age, e.MaxStaleness)
+	if e.Floor.IsZero() {
+		return fmt.Sprintf("%v: time never proven (limit %v)", ErrStale, e.MaxStaleness)
+	}
+	return fmt.Sprintf("%v: newest proven time %s is %v old (limit %v)", ErrStale, e.Floor.Format(time.RFC3339), e.Age, e.MaxStaleness)
 }
 func (e *StaleError) Unwrap() error { return ErrStale }

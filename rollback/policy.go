@@ -49,13 +49,13 @@ func Check(hardwareID string, installed *Image, floors Floors, candidate *manife
 	refuse := func(err error) error {
 		r := &RefusedError{
 			HardwareID:               hardwareID,
-			Candidate:                candidate.Version.String(),
+			Candidate:                candidate.Version,
 			CandidateSecurityVersion: candidate.SecurityVersion,
 			Floor:                    floor,
 			Err:                      err,
 		}
 		if installed != nil {
-			r.Installed = installed.Version.String()
+			r.Installed = installed.Version
 			r.InstalledSecurityVersion = installed.SecurityVersion
 		}
 		return r

@@ -71,7 +71,7 @@ func TestCheck(t *testing.T) {
 			assert.ErrorIs(t, got, tt.want)
 			var re *RefusedError
 			require.ErrorAs(t, got, &re)
-			assert.Equal(t, tt.candidate.Version.String(), re.Candidate)
+			assert.Equal(t, tt.candidate.Version, re.Candidate)
 			assert.Equal(t, tt.floors[hw], re.Floor)
 			assert.Contains(t, got.Error(), "rollback: ")
 			// Exactly one policy sentinel.
