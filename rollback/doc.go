@@ -39,11 +39,10 @@
 //	                                       security version); then the
 //	                                       hardware Counter advances
 //
-// After a crash, Status says exactly where the device was: no pending
-// record means the old image is the one to boot (or the new one, if
-// Confirm committed); a pending record names the slot, target, length,
-// hash and versions of the candidate, so the agent resumes (verify the
-// slot, boot, Confirm) or reverts. Begin with the same candidate again is
+// After a crash, Status says exactly where the device was: without a
+// pending record, Status.Installed is the image to boot; a pending record
+// names the slot, target, length, hash and versions of the candidate, so
+// the agent resumes (verify the slot, boot, Confirm) or reverts. Begin with the same candidate again is
 // a no-op. A crash between Confirm's commit and the counter advance is
 // finished by the next Open.
 //
@@ -74,5 +73,5 @@
 // verify and the device agent do). Its checksums detect accidents, not an
 // attacker who can write the state directory: against that the hardware
 // Counter holds the device's own floor, and TUF re-verification at every
-// start holds the metadata. A FileStore expects one writing process.
+// start holds the metadata.
 package rollback
