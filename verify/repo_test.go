@@ -211,6 +211,12 @@ func (r *repo) getFile(path string) []byte {
 	return r.files[path]
 }
 
+func (r *repo) setOverride(f func(path string) ([]byte, bool)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.override = f
+}
+
 // setMeta serves a metadata document under its plain and its
 // consistent-snapshot name, as a mirror would.
 func (r *repo) setMeta(role string, version int64, data []byte) {
