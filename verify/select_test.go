@@ -123,7 +123,7 @@ func TestInstallFullImage(t *testing.T) {
 			body []byte
 			want error
 		}{
-			"tampered": {tampered, ErrHashMismatch},
+			"tampered":  {tampered, ErrHashMismatch},
 			"truncated": {img["1.2.0"][:len(img["1.2.0"])-1], ErrLengthMismatch},
 			"endless":   {append(bytes.Clone(img["1.2.0"]), bytes.Repeat([]byte("x"), 1<<20)...), ErrTooLong},
 		} {
