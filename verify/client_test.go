@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/otaseal/otaseal/internal/tuftest"
 	"testing"
 	"time"
 
@@ -14,13 +15,13 @@ import (
 
 func TestRefreshRequests(t *testing.T) {
 	r := newRepo(t)
-	r.addTarget("targets", "acme-gw-r2/1.0.0/firmware.bin", []byte("image"), nil)
-	r.publish()
+	r.AddTarget("targets", "acme-gw-r2/1.0.0/firmware.bin", []byte("image"), nil)
+	r.Publish()
 	c, store := newClient(t, r, nil)
-	r.requests()
+	r.Requests()
 
 	require.NoError(t, c.Refresh(context.Background()))
-	assert.Equal(t, []string{"metadata/2.root.json", "metadata/timestamp.json", "metadata/snapshot.json", "metadata/targets.json"}, r.requests(),
+	assert.Equal(t, []string{"metadata/2.root.json", "metadata/timestamp.json", "metadata/snapshot.json", "metadata/targets.json"}, r.Requests(),
 		"a fresh refresh makes exactly these requests")
 	for _, role := range []string{"root", "timestamp", "snapshot", "targets"} {
 		b, _ := store.LoadMetadata(context.Background(), role)
@@ -33,11 +34,11 @@ func TestRefreshRequests(t *testing.T) {
 
 	// Nothing changed: only the root probe and the timestamp.
 	require.NoError(t, c.Refresh(context.Background()))
-	assert.Equal(t, []string{"metadata/2.root.json", "metadata/timestamp.json"}, r.requests())
+	assert.Equal(t, []string{"metadata/2.root.json", "metadata/timestamp.json"}, r.Requests())
 
 	// A new release: the same long-running client picks it up.
-	r.addTarget("targets", "acme-gw-r2/1.1.0/firmware.bin", []byte("image 2"), nil)
-	r.publish()
+	r.AddTarget("targets", "acme-gw-r2/1.1.0/firmware.bin", []byte("image 2"), nil)
+	r.Publish()
 	require.NoError(t, c.Refresh(context.Background()))
 	_, _, err = c.FindTarget(context.Background(), "acme-gw-r2/1.1.0/firmware.bin")
 	require.NoError(t, err)
@@ -45,57 +46,57 @@ func TestRefreshRequests(t *testing.T) {
 	// A new client on the same store (a reboot) needs no snapshot or targets.
 	c2, err := New(context.Background(), c.cfg)
 	require.NoError(t, err)
-	r.requests()
+	r.Requests()
 	require.NoError(t, c2.Refresh(context.Background()))
-	assert.Equal(t, []string{"metadata/2.root.json", "metadata/timestamp.json"}, r.requests())
+	assert.Equal(t, []string{"metadata/2.root.json", "metadata/timestamp.json"}, r.Requests())
 }
 
 func TestRefreshConsistentSnapshot(t *testing.T) {
 	r := newRepo(t)
-	r.root.Signed.ConsistentSnapshot = true
-	r.root.Signed.Version = 1
-	r.publishRoot()
-	r.publish()
+	r.Root.Signed.ConsistentSnapshot = true
+	r.Root.Signed.Version = 1
+	r.PublishRoot()
+	r.Publish()
 	c, _ := newClient(t, r, nil)
-	r.requests()
+	r.Requests()
 	require.NoError(t, c.Refresh(context.Background()))
 	assert.Equal(t, []string{"metadata/2.root.json", "metadata/timestamp.json",
-		fmt.Sprintf("metadata/%d.snapshot.json", r.snap.Signed.Version),
-		fmt.Sprintf("metadata/%d.targets.json", r.targets["targets"].Signed.Version)}, r.requests())
+		fmt.Sprintf("metadata/%d.snapshot.json", r.Snapshot.Signed.Version),
+		fmt.Sprintf("metadata/%d.targets.json", r.Targets["targets"].Signed.Version)}, r.Requests())
 }
 
 func TestRootRotation(t *testing.T) {
 	r := newRepo(t)
 	c, store := newClient(t, r, nil)
-	oldRoot := r.keys["root"]
+	oldRoot := r.Keys["root"]
 	// Version 2: a new root key, signed by old and new.
-	newKey := newSigner(t, "root v2")
-	r.root.Signed.Version = 2
-	oldID, _ := oldRoot.key.ID()
-	require.NoError(t, r.root.Signed.RevokeKey(oldID, "root"))
-	require.NoError(t, r.root.Signed.AddKey(newKey.key, "root"))
-	r.publishRoot(oldRoot, newKey)
-	r.keys["root"] = newKey
+	newKey := tuftest.NewSigner(t, "root v2")
+	r.Root.Signed.Version = 2
+	oldID, _ := oldRoot.Key.ID()
+	require.NoError(t, r.Root.Signed.RevokeKey(oldID, "root"))
+	require.NoError(t, r.Root.Signed.AddKey(newKey.Key, "root"))
+	r.PublishRoot(oldRoot, newKey)
+	r.Keys["root"] = newKey
 	// Version 3: signed by the new key alone.
-	r.root.Signed.Version = 3
-	r.publishRoot(newKey)
-	r.requests()
+	r.Root.Signed.Version = 3
+	r.PublishRoot(newKey)
+	r.Requests()
 
 	require.NoError(t, c.Refresh(context.Background()))
-	assert.Equal(t, []string{"metadata/2.root.json", "metadata/3.root.json", "metadata/4.root.json"}, r.requests()[:3])
+	assert.Equal(t, []string{"metadata/2.root.json", "metadata/3.root.json", "metadata/4.root.json"}, r.Requests()[:3])
 	stored, _ := store.LoadMetadata(context.Background(), "root")
-	assert.Equal(t, r.rootJSON(3), stored)
+	assert.Equal(t, r.RootJSON(3), stored)
 
 	// A version 4 signed only by the rotated-out key is refused.
-	r.root.Signed.Version = 4
-	r.publishRoot(oldRoot)
+	r.Root.Signed.Version = 4
+	r.PublishRoot(oldRoot)
 	err := c.Refresh(context.Background())
 	assert.ErrorIs(t, err, manifest.ErrThreshold)
 	var re *RoleError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, "root", re.Role)
 	stored, _ = store.LoadMetadata(context.Background(), "root")
-	assert.Equal(t, r.rootJSON(3), stored, "state unchanged")
+	assert.Equal(t, r.RootJSON(3), stored, "state unchanged")
 }
 
 func TestMaxRootRotations(t *testing.T) {
@@ -103,13 +104,13 @@ func TestMaxRootRotations(t *testing.T) {
 	c, _ := newClient(t, r, nil)
 	c.cfg.MaxRootRotations = 2
 	for v := int64(2); v <= 5; v++ {
-		r.root.Signed.Version = v
-		r.publishRoot()
+		r.Root.Signed.Version = v
+		r.PublishRoot()
 	}
-	r.requests()
+	r.Requests()
 	_ = c.Refresh(context.Background())
 	var roots int
-	for _, p := range r.requests() {
+	for _, p := range r.Requests() {
 		if bytes.HasSuffix([]byte(p), []byte(".root.json")) {
 			roots++
 		}
@@ -124,70 +125,69 @@ func TestMetadataAttacks(t *testing.T) {
 		name   string
 		fresh  bool   // attack a device that has not refreshed yet
 		role   string // the role whose stored copy must not change
-		attack func(r *repo)
+		attack func(r *repo, c *Client)
 		want   error
 	}{
-		{"rollback timestamp", false, "timestamp", func(r *repo) {
+		{"rollback timestamp", false, "timestamp", func(r *repo, c *Client) {
 			// The device saw version N+1; the mirror replays version N.
-			old := r.getFile("metadata/timestamp.json")
-			r.publishTimestamp()
-			require.NoError(t, r.client.Refresh(context.Background()))
-			r.setFile("metadata/timestamp.json", old)
+			old := r.GetFile("metadata/timestamp.json")
+			r.PublishTimestamp()
+			require.NoError(t, c.Refresh(context.Background()))
+			r.SetFile("metadata/timestamp.json", old)
 		}, manifest.ErrRollback},
-		{"rollback snapshot version in timestamp", false, "timestamp", func(r *repo) {
-			r.snap.Signed.Version--
-			r.publishTimestamp()
+		{"rollback snapshot version in timestamp", false, "timestamp", func(r *repo, c *Client) {
+			r.Snapshot.Signed.Version--
+			r.PublishTimestamp()
 		}, manifest.ErrRollback},
-		{"freeze: expired timestamp", false, "timestamp", func(r *repo) {
-			r.ts.Signed.Expires = testNow.Add(-time.Minute)
-			r.publishTimestamp()
+		{"freeze: expired timestamp", false, "timestamp", func(r *repo, c *Client) {
+			r.Timestamp.Signed.Expires = testNow.Add(-time.Minute)
+			r.PublishTimestamp()
 		}, manifest.ErrExpired},
-		{"freeze: expired snapshot", false, "snapshot", func(r *repo) {
-			r.snap.Signed.Expires = testNow.Add(-time.Minute)
-			r.publish()
+		{"freeze: expired snapshot", false, "snapshot", func(r *repo, c *Client) {
+			r.Snapshot.Signed.Expires = testNow.Add(-time.Minute)
+			r.Publish()
 		}, manifest.ErrExpired},
-		{"freeze: expired targets", false, "targets", func(r *repo) {
-			r.targets["targets"].Signed.Expires = testNow.Add(-time.Minute)
-			r.publish()
+		{"freeze: expired targets", false, "targets", func(r *repo, c *Client) {
+			r.Targets["targets"].Signed.Expires = testNow.Add(-time.Minute)
+			r.Publish()
 		}, manifest.ErrExpired},
-		{"mix and match: targets of another version", true, "targets", func(r *repo) {
-			md := r.targets["targets"]
+		{"mix and match: targets of another version", true, "targets", func(r *repo, c *Client) {
+			md := r.Targets["targets"]
 			md.Signed.Version++
-			r.setMeta("targets", md.Signed.Version-1, signBytes(t, md, r.keys["targets"]))
+			r.SetMeta("targets", md.Signed.Version-1, tuftest.SignBytes(t, md, r.Keys["targets"]))
 		}, manifest.ErrRollback},
-		{"timestamp signed by the snapshot key", false, "timestamp", func(r *repo) {
-			r.ts.Signed.Version++
-			r.setFile("metadata/timestamp.json", signBytes(t, r.ts, r.keys["snapshot"]))
+		{"timestamp signed by the snapshot key", false, "timestamp", func(r *repo, c *Client) {
+			r.Timestamp.Signed.Version++
+			r.SetFile("metadata/timestamp.json", tuftest.SignBytes(t, r.Timestamp, r.Keys["snapshot"]))
 		}, manifest.ErrThreshold},
-		{"targets signed by another role's key", true, "targets", func(r *repo) {
-			md := r.targets["targets"]
-			r.setMeta("targets", md.Signed.Version, signBytes(t, md, r.keys["snapshot"]))
+		{"targets signed by another role's key", true, "targets", func(r *repo, c *Client) {
+			md := r.Targets["targets"]
+			r.SetMeta("targets", md.Signed.Version, tuftest.SignBytes(t, md, r.Keys["snapshot"]))
 		}, manifest.ErrThreshold},
-		{"endless timestamp", false, "timestamp", func(r *repo) {
-			r.setFile("metadata/timestamp.json", bytes.Repeat([]byte(" "), manifest.DefaultTimestampLimit+1))
+		{"endless timestamp", false, "timestamp", func(r *repo, c *Client) {
+			r.SetFile("metadata/timestamp.json", bytes.Repeat([]byte(" "), manifest.DefaultTimestampLimit+1))
 		}, ErrTooLong},
-		{"timestamp without snapshot meta", false, "timestamp", func(r *repo) {
-			delete(r.ts.Signed.Meta, "snapshot.json")
-			r.ts.Signed.Version++
-			r.setFile("metadata/timestamp.json", signBytes(t, r.ts, r.keys["timestamp"]))
+		{"timestamp without snapshot meta", false, "timestamp", func(r *repo, c *Client) {
+			delete(r.Timestamp.Signed.Meta, "snapshot.json")
+			r.Timestamp.Signed.Version++
+			r.SetFile("metadata/timestamp.json", tuftest.SignBytes(t, r.Timestamp, r.Keys["timestamp"]))
 		}, manifest.ErrMissingSnapshotMeta},
-		{"tampered snapshot bytes", true, "snapshot", func(r *repo) {
-			b := bytes.Clone(r.getFile("metadata/snapshot.json"))
+		{"tampered snapshot bytes", true, "snapshot", func(r *repo, c *Client) {
+			b := bytes.Clone(r.GetFile("metadata/snapshot.json"))
 			b[len(b)-20] ^= 1
-			r.setMeta("snapshot", r.snap.Signed.Version, b)
+			r.SetMeta("snapshot", r.Snapshot.Signed.Version, b)
 		}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRepo(t)
-			r.addTarget("targets", "a/1.0.0/fw.bin", []byte("fw"), nil)
-			r.publish()
+			r.AddTarget("targets", "a/1.0.0/fw.bin", []byte("fw"), nil)
+			r.Publish()
 			c, store := newClient(t, r, nil)
-			r.client = c
 			if !tc.fresh {
 				require.NoError(t, c.Refresh(context.Background()))
 			}
-			tc.attack(r)
+			tc.attack(r, c)
 			before, _ := store.LoadMetadata(context.Background(), tc.role)
 			err := c.Refresh(context.Background())
 			require.Error(t, err)
@@ -213,8 +213,8 @@ func TestFreezeWithClockReset(t *testing.T) {
 
 	// The attacker replays the same, now stale, timestamp forever; the
 	// device's clock says 1970 but the floor moved on.
-	r.ts.Signed.Expires = testNow.Add(time.Hour)
-	r.publishTimestamp()
+	r.Timestamp.Signed.Expires = testNow.Add(time.Hour)
+	r.PublishTimestamp()
 	clock.floor = testNow.Add(2 * time.Hour) // learnt from a later signing time
 	err := c.Refresh(context.Background())
 	assert.ErrorIs(t, err, manifest.ErrExpired)
@@ -246,8 +246,8 @@ func TestFastForwardRecovery(t *testing.T) {
 	require.NoError(t, c.Refresh(context.Background()))
 
 	// The attacker, holding the timestamp key, publishes version 1000.
-	r.ts.Signed.Version = 999
-	r.publishTimestamp()
+	r.Timestamp.Signed.Version = 999
+	r.PublishTimestamp()
 	require.NoError(t, c.Refresh(context.Background()))
 	b, _ := store.LoadMetadata(context.Background(), "timestamp")
 	ts, err := manifest.ParseUnverified[manifest.Timestamp]("timestamp", b, manifest.Limits{})
@@ -255,19 +255,19 @@ func TestFastForwardRecovery(t *testing.T) {
 	require.Equal(t, int64(1000), ts.Signed.Version)
 
 	// The real repository, at a lower version, is now refused...
-	r.ts.Signed.Version = 5
-	r.publishTimestamp()
+	r.Timestamp.Signed.Version = 5
+	r.PublishTimestamp()
 	assert.ErrorIs(t, c.Refresh(context.Background()), manifest.ErrRollback)
 
 	// ...until root rotates the timestamp key.
-	oldID, _ := r.keys["timestamp"].key.ID()
-	require.NoError(t, r.root.Signed.RevokeKey(oldID, "timestamp"))
-	r.keys["timestamp"] = newSigner(t, "timestamp v2")
-	require.NoError(t, r.root.Signed.AddKey(r.keys["timestamp"].key, "timestamp"))
-	r.root.Signed.Version = 2
-	r.publishRoot()
-	r.ts.Signed.Version = 5
-	r.publishTimestamp()
+	oldID, _ := r.Keys["timestamp"].Key.ID()
+	require.NoError(t, r.Root.Signed.RevokeKey(oldID, "timestamp"))
+	r.Keys["timestamp"] = tuftest.NewSigner(t, "timestamp v2")
+	require.NoError(t, r.Root.Signed.AddKey(r.Keys["timestamp"].Key, "timestamp"))
+	r.Root.Signed.Version = 2
+	r.PublishRoot()
+	r.Timestamp.Signed.Version = 5
+	r.PublishTimestamp()
 	require.NoError(t, c.Refresh(context.Background()))
 	b, _ = store.LoadMetadata(context.Background(), "timestamp")
 	ts, err = manifest.ParseUnverified[manifest.Timestamp]("timestamp", b, manifest.Limits{})
@@ -278,20 +278,20 @@ func TestFastForwardRecovery(t *testing.T) {
 func TestNewChecksStore(t *testing.T) {
 	r := newRepo(t)
 	store := newMemStore()
-	cfg := Config{MetadataURL: r.metadataURL(), Store: store, Clock: SystemClock{}}
+	cfg := Config{MetadataURL: r.MetadataURL(), Store: store, Clock: SystemClock{}}
 	_, err := New(context.Background(), cfg)
 	assert.ErrorIs(t, err, ErrNoTrustedRoot)
 
 	// A stored root corrupted while the device was off is noticed at start.
-	bad := bytes.Clone(r.rootJSON(1))
+	bad := bytes.Clone(r.RootJSON(1))
 	bad[len(bad)-10] ^= 1
 	store.docs["root"] = bad
 	_, err = New(context.Background(), cfg)
 	assert.Error(t, err)
 
 	delete(store.docs, "root")
-	require.NoError(t, Bootstrap(context.Background(), store, r.rootJSON(1), manifest.Limits{}))
-	assert.ErrorIs(t, Bootstrap(context.Background(), store, r.rootJSON(1), manifest.Limits{}), ErrConfig)
+	require.NoError(t, Bootstrap(context.Background(), store, r.RootJSON(1), manifest.Limits{}))
+	assert.ErrorIs(t, Bootstrap(context.Background(), store, r.RootJSON(1), manifest.Limits{}), ErrConfig)
 	assert.Error(t, Bootstrap(context.Background(), newMemStore(), bad, manifest.Limits{}))
 
 	for _, bad := range []Config{

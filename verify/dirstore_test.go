@@ -62,19 +62,19 @@ func TestDirStore(t *testing.T) {
 func TestClientOnDirStore(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t)
-	r.addTarget("targets", "x.bin", []byte("x"), nil)
-	r.publish()
+	r.AddTarget("targets", "x.bin", []byte("x"), nil)
+	r.Publish()
 	s := DirStore{Dir: t.TempDir()}
-	require.NoError(t, Bootstrap(ctx, s, r.rootJSON(1), manifest.Limits{}))
-	c, err := New(ctx, Config{MetadataURL: r.metadataURL(), TargetsURL: r.targetsURL(), Store: s, Clock: &fixedClock{testNow}})
+	require.NoError(t, Bootstrap(ctx, s, r.RootJSON(1), manifest.Limits{}))
+	c, err := New(ctx, Config{MetadataURL: r.MetadataURL(), TargetsURL: r.TargetsURL(), Store: s, Clock: &fixedClock{testNow}})
 	require.NoError(t, err)
 	require.NoError(t, c.Refresh(ctx))
 	for _, role := range []string{"root", "timestamp", "snapshot", "targets"} {
 		b, err := os.ReadFile(filepath.Join(s.Dir, role+".json"))
 		require.NoError(t, err)
-		want := r.getFile("metadata/" + role + ".json")
+		want := r.GetFile("metadata/" + role + ".json")
 		if role == "root" {
-			want = r.rootJSON(1)
+			want = r.RootJSON(1)
 		}
 		assert.True(t, bytes.Equal(want, b), "%s stored byte for byte", role)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/otaseal/otaseal/internal/tuftest"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,25 +15,25 @@ import (
 
 func refreshed(t *testing.T, r *repo) *Client {
 	t.Helper()
-	r.publish()
+	r.Publish()
 	c, _ := newClient(t, r, nil)
 	require.NoError(t, c.Refresh(context.Background()))
-	r.requests()
+	r.Requests()
 	return c
 }
 
 func TestFindTargetPathDelegation(t *testing.T) {
 	r := newRepo(t)
-	r.delegate("targets", metadata.DelegatedRole{Name: "gw-team", Paths: []string{"acme-gw-*/*/*"}})
-	r.addTarget("gw-team", "acme-gw-r2/1.0.0/fw.bin", []byte("fw"), nil)
-	r.addTarget("targets", "top.bin", []byte("top"), nil)
+	r.Delegate("targets", metadata.DelegatedRole{Name: "gw-team", Paths: []string{"acme-gw-*/*/*"}})
+	r.AddTarget("gw-team", "acme-gw-r2/1.0.0/fw.bin", []byte("fw"), nil)
+	r.AddTarget("targets", "top.bin", []byte("top"), nil)
 	c := refreshed(t, r)
 
 	tf, role, err := c.FindTarget(context.Background(), "acme-gw-r2/1.0.0/fw.bin")
 	require.NoError(t, err)
 	assert.Equal(t, "gw-team", role)
 	assert.Equal(t, int64(2), tf.Length)
-	assert.Equal(t, []string{"metadata/gw-team.json"}, r.requests(), "delegated role fetched on demand")
+	assert.Equal(t, []string{"metadata/gw-team.json"}, r.Requests(), "delegated role fetched on demand")
 
 	_, role, err = c.FindTarget(context.Background(), "top.bin")
 	require.NoError(t, err)
@@ -42,7 +43,7 @@ func TestFindTargetPathDelegation(t *testing.T) {
 	_, _, err = c.FindTarget(context.Background(), "acme-gw-r2/1.0.0/x/fw.bin")
 	assert.ErrorIs(t, err, ErrTargetNotFound)
 	// A role not trusted for a path cannot serve it, even if it lists it.
-	r.addTarget("gw-team", "acme-lock/1.0.0/fw.bin", []byte("evil"), nil)
+	r.AddTarget("gw-team", "acme-lock/1.0.0/fw.bin", []byte("evil"), nil)
 	c = refreshed(t, r)
 	_, _, err = c.FindTarget(context.Background(), "acme-lock/1.0.0/fw.bin")
 	assert.ErrorIs(t, err, ErrTargetNotFound)
@@ -62,8 +63,8 @@ func TestFindTargetPathHashPrefixes(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, ok, "go-tuf's own matching misses the hex prefix (its bug)")
 
-	r.delegate("targets", role)
-	r.addTarget(role.Name, path, []byte("fw"), nil)
+	r.Delegate("targets", role)
+	r.AddTarget(role.Name, path, []byte("fw"), nil)
 	c := refreshed(t, r)
 	_, got, err := c.FindTarget(context.Background(), path)
 	require.NoError(t, err)
@@ -74,9 +75,9 @@ func TestFindTargetTerminating(t *testing.T) {
 	for _, terminating := range []bool{true, false} {
 		t.Run(fmt.Sprint("terminating=", terminating), func(t *testing.T) {
 			r := newRepo(t)
-			r.delegate("targets", metadata.DelegatedRole{Name: "first", Paths: []string{"a/*"}, Terminating: terminating})
-			r.delegate("targets", metadata.DelegatedRole{Name: "second", Paths: []string{"a/*"}})
-			r.addTarget("second", "a/fw.bin", []byte("fw"), nil)
+			r.Delegate("targets", metadata.DelegatedRole{Name: "first", Paths: []string{"a/*"}, Terminating: terminating})
+			r.Delegate("targets", metadata.DelegatedRole{Name: "second", Paths: []string{"a/*"}})
+			r.AddTarget("second", "a/fw.bin", []byte("fw"), nil)
 			c := refreshed(t, r)
 			_, role, err := c.FindTarget(context.Background(), "a/fw.bin")
 			if terminating {
@@ -94,19 +95,19 @@ func TestFindTargetTerminating(t *testing.T) {
 // the second, whose keys never approved it. Here that lookup fails.
 func TestFindTargetTwoDelegators(t *testing.T) {
 	r := newRepo(t)
-	r.delegate("targets", metadata.DelegatedRole{Name: "A", Paths: []string{"a/*", "shared/*"}})
-	r.delegate("targets", metadata.DelegatedRole{Name: "B", Paths: []string{"b/*"}})
-	r.delegate("A", metadata.DelegatedRole{Name: "X", Paths: []string{"a/*"}})
+	r.Delegate("targets", metadata.DelegatedRole{Name: "A", Paths: []string{"a/*", "shared/*"}})
+	r.Delegate("targets", metadata.DelegatedRole{Name: "B", Paths: []string{"b/*"}})
+	r.Delegate("A", metadata.DelegatedRole{Name: "X", Paths: []string{"a/*"}})
 	// B delegates X too, but to a key of its own that did not sign X.
-	other := newSigner(t, "B's idea of X")
-	otherID, err := other.key.ID()
+	other := tuftest.NewSigner(t, "B's idea of X")
+	otherID, err := other.Key.ID()
 	require.NoError(t, err)
-	r.targets["B"].Signed.Delegations = &metadata.Delegations{
-		Keys:  map[string]*metadata.Key{otherID: other.key},
+	r.Targets["B"].Signed.Delegations = &metadata.Delegations{
+		Keys:  map[string]*metadata.Key{otherID: other.Key},
 		Roles: []metadata.DelegatedRole{{Name: "X", KeyIDs: []string{otherID}, Threshold: 1, Paths: []string{"b/*"}}},
 	}
-	r.addTarget("X", "a/fw.bin", []byte("a"), nil)
-	r.addTarget("X", "b/fw.bin", []byte("evil"), nil)
+	r.AddTarget("X", "a/fw.bin", []byte("a"), nil)
+	r.AddTarget("X", "b/fw.bin", []byte("evil"), nil)
 
 	c := refreshed(t, r)
 	_, role, err := c.FindTarget(context.Background(), "a/fw.bin")
@@ -130,20 +131,20 @@ func TestFindTargetTwoDelegators(t *testing.T) {
 // TAP 15 succinct hash-bin delegation.
 func TestFindTargetSuccinctBins(t *testing.T) {
 	r := newRepo(t)
-	bins := newSigner(t, "bins")
-	id, err := bins.key.ID()
+	bins := tuftest.NewSigner(t, "bins")
+	id, err := bins.Key.ID()
 	require.NoError(t, err)
 	succinct := &metadata.SuccinctRoles{KeyIDs: []string{id}, Threshold: 1, BitLength: 4, NamePrefix: "bins"}
-	r.targets["targets"].Signed.Delegations = &metadata.Delegations{
-		Keys: map[string]*metadata.Key{id: bins.key}, SuccinctRoles: succinct}
+	r.Targets["targets"].Signed.Delegations = &metadata.Delegations{
+		Keys: map[string]*metadata.Key{id: bins.Key}, SuccinctRoles: succinct}
 	for _, name := range succinct.GetRoles() {
-		r.targets[name] = metadata.Targets(testNow.AddDate(0, 3, 0))
-		r.keys[name] = bins
+		r.Targets[name] = metadata.Targets(testNow.AddDate(0, 3, 0))
+		r.Keys[name] = bins
 	}
 	paths := []string{"acme-gw-r2/1.0.0/fw.bin", "acme-gw-r2/1.1.0/fw.bin", "acme-lock/3.0.0/fw.bin"}
 	for _, p := range paths {
 		bin := succinct.GetRolesForTarget(p)[0].Name
-		r.addTarget(bin, p, []byte(p), nil)
+		r.AddTarget(bin, p, []byte(p), nil)
 	}
 	c := refreshed(t, r)
 	for _, p := range paths {
@@ -153,7 +154,7 @@ func TestFindTargetSuccinctBins(t *testing.T) {
 		assert.Equal(t, int64(len(p)), tf.Length)
 	}
 	// Only the bins that hold the asked-for paths were downloaded.
-	assert.LessOrEqual(t, len(r.requests()), len(paths))
+	assert.LessOrEqual(t, len(r.Requests()), len(paths))
 }
 
 func TestFindTargetMaxDelegations(t *testing.T) {
@@ -161,10 +162,10 @@ func TestFindTargetMaxDelegations(t *testing.T) {
 	parent := "targets"
 	for i := 0; i < 5; i++ {
 		name := fmt.Sprintf("level%d", i)
-		r.delegate(parent, metadata.DelegatedRole{Name: name, Paths: []string{"deep/*"}})
+		r.Delegate(parent, metadata.DelegatedRole{Name: name, Paths: []string{"deep/*"}})
 		parent = name
 	}
-	r.addTarget(parent, "deep/fw.bin", []byte("fw"), nil)
+	r.AddTarget(parent, "deep/fw.bin", []byte("fw"), nil)
 	c := refreshed(t, r)
 	c.cfg.MaxDelegations = 3
 	_, _, err := c.FindTarget(context.Background(), "deep/fw.bin")

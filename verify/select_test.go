@@ -29,13 +29,13 @@ func releaseRepo(t *testing.T) (*repo, map[string][]byte) {
 		"1.1.0": bytes.Repeat([]byte("two "), 1000),
 		"1.2.0": bytes.Repeat([]byte("three "), 1000),
 	}
-	r.addTarget("targets", "acme-gw-r2/1.0.0/fw.bin", img["1.0.0"], firmwareSetter(t, "1.0.0", 1, "acme-gw-r2"))
-	r.addTarget("targets", "acme-gw-r2/1.1.0/fw.bin", img["1.1.0"], firmwareSetter(t, "1.1.0", 1, "acme-gw-r2"))
-	r.addTarget("targets", "acme-lock/9.0.0/fw.bin", []byte("lock"), firmwareSetter(t, "9.0.0", 9, "acme-lock"))
-	r.delegate("targets", metadata.DelegatedRole{Name: "gw-team", Paths: []string{"acme-gw-r2/*/*"}})
-	r.addTarget("gw-team", "acme-gw-r2/1.2.0/fw.bin", img["1.2.0"], firmwareSetter(t, "1.2.0", 2, "acme-gw-r2"))
+	r.AddTarget("targets", "acme-gw-r2/1.0.0/fw.bin", img["1.0.0"], firmwareSetter(t, "1.0.0", 1, "acme-gw-r2"))
+	r.AddTarget("targets", "acme-gw-r2/1.1.0/fw.bin", img["1.1.0"], firmwareSetter(t, "1.1.0", 1, "acme-gw-r2"))
+	r.AddTarget("targets", "acme-lock/9.0.0/fw.bin", []byte("lock"), firmwareSetter(t, "9.0.0", 9, "acme-lock"))
+	r.Delegate("targets", metadata.DelegatedRole{Name: "gw-team", Paths: []string{"acme-gw-r2/*/*"}})
+	r.AddTarget("gw-team", "acme-gw-r2/1.2.0/fw.bin", img["1.2.0"], firmwareSetter(t, "1.2.0", 2, "acme-gw-r2"))
 	from, to := sha256.Sum256(img["1.0.0"]), sha256.Sum256(img["1.2.0"])
-	r.addTarget("gw-team", "acme-gw-r2/deltas/1.0.0-1.2.0.zst", []byte("small patch"), func(tf *metadata.TargetFiles) {
+	r.AddTarget("gw-team", "acme-gw-r2/deltas/1.0.0-1.2.0.zst", []byte("small patch"), func(tf *metadata.TargetFiles) {
 		require.NoError(t, manifest.SetDelta(tf, manifest.Delta{Format: manifest.FormatZstdStream,
 			From: manifest.DeltaEnd{Path: "acme-gw-r2/1.0.0/fw.bin", Length: int64(len(img["1.0.0"])), SHA256: from[:]},
 			To:   manifest.DeltaEnd{Path: "acme-gw-r2/1.2.0/fw.bin", Length: int64(len(img["1.2.0"])), SHA256: to[:]}}))
@@ -97,7 +97,7 @@ func TestSelect(t *testing.T) {
 func TestSelectRefusesOverride(t *testing.T) {
 	r, _ := releaseRepo(t)
 	// gw-team also lists 1.1.0's path, with other bytes and a higher version.
-	r.addTarget("gw-team", "acme-gw-r2/1.1.0/fw.bin", []byte("evil"), firmwareSetter(t, "9.9.9", 9, "acme-gw-r2"))
+	r.AddTarget("gw-team", "acme-gw-r2/1.1.0/fw.bin", []byte("evil"), firmwareSetter(t, "9.9.9", 9, "acme-gw-r2"))
 	c := refreshed(t, r)
 	_, err := c.Select(context.Background(), "acme-gw-r2", nil, nil, rollback.Policy{})
 	assert.ErrorIs(t, err, manifest.ErrRepository)
@@ -107,8 +107,8 @@ func TestInstallFullImage(t *testing.T) {
 	ctx := context.Background()
 	for _, consistent := range []bool{false, true} {
 		r, img := releaseRepo(t)
-		r.root.Signed.ConsistentSnapshot = consistent
-		r.publishRoot()
+		r.Root.Signed.ConsistentSnapshot = consistent
+		r.PublishRoot()
 		c := refreshed(t, r)
 		u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.1.0", 1, img["1.1.0"]), nil, rollback.Policy{})
 		require.NoError(t, err)
@@ -127,12 +127,12 @@ func TestInstallFullImage(t *testing.T) {
 			"truncated": {img["1.2.0"][:len(img["1.2.0"])-1], ErrLengthMismatch},
 			"endless":   {append(bytes.Clone(img["1.2.0"]), bytes.Repeat([]byte("x"), 1<<20)...), ErrTooLong},
 		} {
-			r.setOverride(func(string) ([]byte, bool) { return tc.body, true })
+			r.SetOverride(func(string) ([]byte, bool) { return tc.body, true })
 			slot.Reset()
 			err := c.Install(ctx, u, &slot)
 			assert.ErrorIs(t, err, tc.want, "%s consistent=%v", name, consistent)
 			assert.LessOrEqual(t, slot.Len(), len(img["1.2.0"]), "never past the signed length")
-			r.setOverride(nil)
+			r.SetOverride(nil)
 		}
 	}
 }

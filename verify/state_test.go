@@ -18,8 +18,8 @@ import (
 func TestClientOnRollbackState(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t)
-	r.addTarget("targets", "a/1.0.0/fw.bin", []byte("fw"), nil)
-	r.publish()
+	r.AddTarget("targets", "a/1.0.0/fw.bin", []byte("fw"), nil)
+	r.Publish()
 	dir := t.TempDir()
 
 	open := func(sys time.Time) (*Client, *rollback.Clock) {
@@ -31,9 +31,9 @@ func TestClientOnRollbackState(t *testing.T) {
 		require.NoError(t, err)
 		store := StateStore{State: st}
 		if b, _ := store.LoadMetadata(ctx, "root"); b == nil {
-			require.NoError(t, Bootstrap(ctx, store, r.rootJSON(1), manifest.Limits{}))
+			require.NoError(t, Bootstrap(ctx, store, r.RootJSON(1), manifest.Limits{}))
 		}
-		c, err := New(ctx, Config{MetadataURL: r.metadataURL(), Fetcher: &HTTPFetcher{Retries: -1}, Store: store, Clock: clock})
+		c, err := New(ctx, Config{MetadataURL: r.MetadataURL(), Fetcher: &HTTPFetcher{Retries: -1}, Store: store, Clock: clock})
 		require.NoError(t, err)
 		return c, clock
 	}
@@ -44,10 +44,10 @@ func TestClientOnRollbackState(t *testing.T) {
 
 	// Reboot with the clock at 1970 again: the persisted floor keeps the
 	// time, and the stored documents are re-verified, not re-downloaded.
-	r.requests()
+	r.Requests()
 	c, _ = open(time.Unix(0, 0))
 	require.NoError(t, c.Refresh(ctx))
-	assert.Equal(t, []string{"metadata/2.root.json", "metadata/timestamp.json"}, r.requests(), "stored documents reused after reboot")
+	assert.Equal(t, []string{"metadata/2.root.json", "metadata/timestamp.json"}, r.Requests(), "stored documents reused after reboot")
 
 	// Damage the stored snapshot on flash: it is fetched again, not trusted.
 	files, err := filepath.Glob(filepath.Join(dir, "*snapshot*"))
@@ -61,5 +61,5 @@ func TestClientOnRollbackState(t *testing.T) {
 	}
 	c, _ = open(time.Unix(0, 0))
 	require.NoError(t, c.Refresh(ctx))
-	assert.Contains(t, r.requests(), "metadata/snapshot.json")
+	assert.Contains(t, r.Requests(), "metadata/snapshot.json")
 }
