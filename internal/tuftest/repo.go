@@ -45,8 +45,8 @@ func NewSigner(t testing.TB, name string) Signer {
 // Repo is a served TUF repository whose documents tests change at will.
 // Fields are the documents as go-tuf values; change them, then Publish.
 type Repo struct {
-	t       testing.TB
-	mu      sync.Mutex
+	t         testing.TB
+	mu        sync.Mutex
 	Keys      map[string]Signer // by role name
 	Root      *metadata.Metadata[metadata.RootType]
 	Targets   map[string]*metadata.Metadata[metadata.TargetsType] // top-level and delegated
@@ -55,7 +55,7 @@ type Repo struct {
 	files     map[string][]byte // served path -> bytes
 	blobs     map[string][]byte // target path -> content
 	Srv       *httptest.Server
-	log     []string // request paths
+	log       []string // request paths
 	// override lets a test answer a path itself (an attacker's mirror).
 	override func(path string) ([]byte, bool)
 }
@@ -112,8 +112,9 @@ func (r *Repo) Requests() []string {
 
 // MetadataURL is the base URL of the metadata, ending in "/".
 func (r *Repo) MetadataURL() string { return r.Srv.URL + "/metadata/" }
+
 // TargetsURL is the base URL of the targets, ending in "/".
-func (r *Repo) TargetsURL() string  { return r.Srv.URL + "/targets/" }
+func (r *Repo) TargetsURL() string { return r.Srv.URL + "/targets/" }
 
 // SignBytes signs md with signers (replacing its signatures) and returns
 // its compact JSON.
@@ -252,4 +253,3 @@ func (r *Repo) publishTimestampLocked() {
 	manifest.SetSignedAt(&r.Timestamp.Signed, Now)
 	r.files["metadata/timestamp.json"] = SignBytes(r.t, r.Timestamp, r.Keys["timestamp"])
 }
-
