@@ -84,7 +84,7 @@ func NewRepo(t testing.TB) *Repo {
 
 func (r *Repo) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
-	path := strings.TrimPrefix(req.URL.EscapedPath(), "/")
+	path := strings.TrimPrefix(req.URL.Path, "/")
 	r.log = append(r.log, path)
 	override := r.override
 	data, ok := r.files[path]
