@@ -11,6 +11,7 @@ require (
 )
 
 require (
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/google/go-containerregistry v0.21.9 // indirect
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/sigstore/protobuf-specs v0.5.2 // indirect

@@ -1,0 +1,451 @@
+package sign
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/otaseal/otaseal/manifest"
+)
+
+// Layout of a repository in its Storage: metadata under "metadata/", target
+// files under "targets/". Serve the storage over HTTP and point a TUF
+// client's metadata URL at ".../metadata/" and its targets URL at
+// ".../targets/".
+const (
+	MetadataDir = "metadata"
+	TargetsDir  = "targets"
+)
+
+// Default expiry periods (Options fields left zero).
+const (
+	DefaultRootExpiry      = 365 * 24 * time.Hour
+	DefaultTargetsExpiry   = 90 * 24 * time.Hour
+	DefaultSnapshotExpiry  = 7 * 24 * time.Hour
+	DefaultTimestampExpiry = 24 * time.Hour
+)
+
+// Options configure a Repository. The zero value is safe: real time,
+// default expiries, spool files in the system temp directory.
+type Options struct {
+	// Now returns the current time; nil means time.Now. Every version's
+	// expiry and the timestamp's signing time come from it.
+	Now func() time.Time
+	// Expiry periods per role; zero means the default above.
+	RootExpiry, TargetsExpiry, SnapshotExpiry, TimestampExpiry time.Duration
+	// TempDir holds target files between Add and Publish; "" means
+	// os.TempDir().
+	TempDir string
+	// MaxTargetSize bounds one target file read by AddFirmware/AddDelta;
+	// zero means 4 GiB.
+	MaxTargetSize int64
+}
+
+func (o *Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Repository is a TUF repository being edited and published: a current
+// root, the targets role and its delegations, snapshot and timestamp.
+// Changes (targets added or removed, delegations, a new root) are staged in
+// memory and written by Publish, which signs every changed role with the
+// keys given to it and refuses to write anything below a threshold.
+//
+// A Repository is not safe for concurrent use. Two processes publishing to
+// one storage are detected (ErrConflict) by comparing the timestamp version
+// in storage with the one this Repository last saw.
+type Repository struct {
+	store Storage
+	opts  Options
+
+	root     *manifest.Metadata[manifest.Root]
+	prevRoot *manifest.Metadata[manifest.Root] // for revocation evidence
+	// targets holds the working copy of every targets role (top-level and
+	// delegated); published holds the version last written for each.
+	targets   map[string]*manifest.Metadata[manifest.Targets]
+	published map[string]int64
+	snapshot  *manifest.Metadata[manifest.Snapshot]
+	timestamp *manifest.Metadata[manifest.Timestamp]
+
+	dirty       map[string]bool // targets roles changed since the last publish
+	pending     map[string]*spooled
+	rootPending bool
+}
+
+// spooled is a target file read by Add, waiting in a local temp file.
+type spooled struct {
+	file   string
+	tf     *manifest.TargetFile
+	sha256 string
+	sha512 string
+}
+
+// Create starts a new repository in store with root, which must be signed
+// by its own root threshold. Nothing is written until Publish. Create
+// refuses a storage that already holds a repository (ErrConflict).
+func Create(ctx context.Context, store Storage, root *manifest.Metadata[manifest.Root], opts Options) (*Repository, error) {
+	if _, err := getBlob(ctx, store, MetadataDir+"/timestamp.json", MaxDocumentSize); err == nil {
+		return nil, fmt.Errorf("%w: storage already holds a repository", ErrConflict)
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	if err := checkRootSelf(root); err != nil {
+		return nil, err
+	}
+	r := newRepository(store, opts)
+	r.root = root
+	r.rootPending = true
+	r.targets[manifest.RoleTargets] = metadata.Targets(r.opts.now())
+	r.dirty[manifest.RoleTargets] = true
+	return r, nil
+}
+
+func newRepository(store Storage, opts Options) *Repository {
+	return &Repository{
+		store:     store,
+		opts:      opts,
+		targets:   map[string]*manifest.Metadata[manifest.Targets]{},
+		published: map[string]int64{},
+		dirty:     map[string]bool{},
+		pending:   map[string]*spooled{},
+	}
+}
+
+// checkRootSelf checks that root meets its own root threshold, by this
+// package's policy and by go-tuf's VerifyDelegate.
+func checkRootSelf(root *manifest.Metadata[manifest.Root]) error {
+	p, err := PolicyFromRoot(&root.Signed)
+	if err != nil {
+		return err
+	}
+	payload, err := Payload(root)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Check(manifest.RoleRoot, payload, root.Signatures); err != nil {
+		return err
+	}
+	return manifest.TranslateError(root.VerifyDelegate(manifest.RoleRoot, root))
+}
+
+// Open loads the repository published in store.
+func Open(ctx context.Context, store Storage, opts Options) (*Repository, error) {
+	r := newRepository(store, opts)
+	b, err := getBlob(ctx, store, MetadataDir+"/root.json", MaxDocumentSize)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrNotInitialized
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.root, err = (&manifest.Metadata[manifest.Root]{}).FromBytes(b); err != nil {
+		return nil, fmt.Errorf("%w: root.json: %v", ErrMalformedDocument, manifest.TranslateError(err))
+	}
+	if err := checkRootSelf(r.root); err != nil {
+		return nil, err
+	}
+	if v := r.root.Signed.Version; v > 1 {
+		b, err := getBlob(ctx, store, fmt.Sprintf("%s/%d.root.json", MetadataDir, v-1), MaxDocumentSize)
+		if err == nil {
+			r.prevRoot, _ = (&manifest.Metadata[manifest.Root]{}).FromBytes(b)
+		}
+	}
+	b, err = getBlob(ctx, store, MetadataDir+"/timestamp.json", MaxDocumentSize)
+	if err != nil {
+		return nil, err
+	}
+	if r.timestamp, err = (&manifest.Metadata[manifest.Timestamp]{}).FromBytes(b); err != nil {
+		return nil, fmt.Errorf("%w: timestamp.json: %v", ErrMalformedDocument, manifest.TranslateError(err))
+	}
+	snapMeta := r.timestamp.Signed.Meta["snapshot.json"]
+	if snapMeta == nil {
+		return nil, fmt.Errorf("%w: timestamp has no snapshot.json", ErrMalformedDocument)
+	}
+	b, err = getBlob(ctx, store, r.metaName(manifest.RoleSnapshot, snapMeta.Version), MaxDocumentSize)
+	if err != nil {
+		return nil, err
+	}
+	if r.snapshot, err = (&manifest.Metadata[manifest.Snapshot]{}).FromBytes(b); err != nil {
+		return nil, fmt.Errorf("%w: snapshot: %v", ErrMalformedDocument, manifest.TranslateError(err))
+	}
+	for file, mf := range r.snapshot.Signed.Meta {
+		role := file[:len(file)-len(".json")]
+		b, err := getBlob(ctx, store, r.metaName(role, mf.Version), MaxDocumentSize)
+		if err != nil {
+			return nil, err
+		}
+		md, err := (&manifest.Metadata[manifest.Targets]{}).FromBytes(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrMalformedDocument, file, manifest.TranslateError(err))
+		}
+		r.targets[role] = md
+		r.published[role] = md.Signed.Version
+	}
+	if _, err := r.policy(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func getBlob(ctx context.Context, store Storage, name string, limit int64) ([]byte, error) {
+	rc, err := store.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return readLimited(rc, limit)
+}
+
+// metaName is the storage name of a role's metadata at version: with
+// consistent snapshots "metadata/VERSION.ROLE.json" (so a client mid-update
+// keeps reading the versions its snapshot names), else "metadata/ROLE.json".
+func (r *Repository) metaName(role string, version int64) string {
+	if r.root.Signed.ConsistentSnapshot {
+		return fmt.Sprintf("%s/%d.%s.json", MetadataDir, version, role)
+	}
+	return fmt.Sprintf("%s/%s.json", MetadataDir, role)
+}
+
+// Root returns the current (possibly staged) root document.
+func (r *Repository) Root() *manifest.Metadata[manifest.Root] { return r.root }
+
+// Targets returns the working copy of a targets role, or false.
+func (r *Repository) Targets(role string) (*manifest.Metadata[manifest.Targets], bool) {
+	t, ok := r.targets[role]
+	return t, ok
+}
+
+// Timestamp returns the last published timestamp, or nil before the first
+// Publish.
+func (r *Repository) Timestamp() *manifest.Metadata[manifest.Timestamp] { return r.timestamp }
+
+// policy returns the role policies of the current root and delegations.
+func (r *Repository) policy() (*Policy, error) {
+	p, err := PolicyFromRoot(&r.root.Signed)
+	if err != nil {
+		return nil, err
+	}
+	if r.prevRoot != nil {
+		p.NoteRevoked(&r.prevRoot.Signed)
+	}
+	names := make([]string, 0, len(r.targets))
+	for n := range r.targets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := p.AddDelegations(r.targets[n].Signed.Delegations); err != nil {
+			return nil, fmt.Errorf("delegations of %q: %w", n, err)
+		}
+	}
+	return p, nil
+}
+
+// Close removes the spool files of targets that were added but not
+// published.
+func (r *Repository) Close() error {
+	for name, s := range r.pending {
+		os.Remove(s.file)
+		delete(r.pending, name)
+	}
+	return nil
+}
+
+// spool copies rd to a temp file while computing its length, SHA-256 and
+// SHA-512, so that a multi-gigabyte image is hashed in one pass and never
+// held in memory.
+func (r *Repository) spool(ctx context.Context, rd io.Reader) (*spooled, error) {
+	limit := r.opts.MaxTargetSize
+	if limit <= 0 {
+		limit = 4 << 30
+	}
+	f, err := os.CreateTemp(r.opts.TempDir, "otaseal-target-*")
+	if err != nil {
+		return nil, fmt.Errorf("sign: spooling target: %w", err)
+	}
+	h256, h512 := sha256.New(), sha512.New()
+	n, err := io.Copy(io.MultiWriter(f, h256, h512), ctxReader{ctx, io.LimitReader(rd, limit+1)})
+	if err == nil && n > limit {
+		err = fmt.Errorf("%w: target over %d bytes", ErrTooLarge, limit)
+	}
+	if err == nil {
+		err = f.Close()
+	} else {
+		f.Close()
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("sign: spooling target: %w", err)
+	}
+	s := &spooled{file: f.Name(), sha256: hexSum(h256), sha512: hexSum(h512)}
+	s.tf = &manifest.TargetFile{
+		Length: n,
+		Hashes: manifest.Hashes{"sha256": mustHex(s.sha256), "sha512": mustHex(s.sha512)},
+	}
+	return s, nil
+}
+
+func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+func mustHex(s string) manifest.HexBytes {
+	b, _ := hex.DecodeString(s) // only ever given hexSum output
+	return b
+}
+
+// AddFirmware reads a firmware image from rd, computing its length and
+// hashes as it streams, and stages it as target path with fw as its
+// otaseal object. The target goes to the role the delegations assign path
+// to. A path that already holds different content is ErrTargetExists:
+// published images are immutable, so a device never gets two different
+// images under one name (RemoveTarget first to replace one).
+func (r *Repository) AddFirmware(ctx context.Context, targetPath string, rd io.Reader, fw manifest.Firmware) error {
+	return r.addTarget(ctx, targetPath, rd, func(tf *manifest.TargetFile) error { return manifest.SetFirmware(tf, fw) })
+}
+
+// AddDelta stages a delta patch as target path, like AddFirmware. Both ends
+// of d must be firmware targets of this repository whose length and SHA-256
+// match d: a delta to an image nobody can verify is refused here rather
+// than on every device.
+func (r *Repository) AddDelta(ctx context.Context, targetPath string, rd io.Reader, d manifest.Delta) error {
+	for _, end := range []manifest.DeltaEnd{d.From, d.To} {
+		tf, _, ok := r.findTarget(end.Path)
+		if !ok {
+			return fmt.Errorf("%w: delta end %q", ErrNoTarget, end.Path)
+		}
+		if tf.Length != end.Length || !bytes.Equal(tf.Hashes["sha256"], end.SHA256) {
+			return fmt.Errorf("%w: delta end %q does not match the target's length and sha256", ErrTargetExists, end.Path)
+		}
+	}
+	return r.addTarget(ctx, targetPath, rd, func(tf *manifest.TargetFile) error { return manifest.SetDelta(tf, d) })
+}
+
+func (r *Repository) addTarget(ctx context.Context, targetPath string, rd io.Reader, setCustom func(*manifest.TargetFile) error) error {
+	if err := CheckName(targetPath); err != nil {
+		return err
+	}
+	role, err := r.roleFor(targetPath)
+	if err != nil {
+		return err
+	}
+	s, err := r.spool(ctx, rd)
+	if err != nil {
+		return err
+	}
+	s.tf.Path = targetPath
+	if err := setCustom(s.tf); err != nil {
+		os.Remove(s.file)
+		return err
+	}
+	if old, _, ok := r.findTarget(targetPath); ok {
+		if !old.Equal(*s.tf) {
+			os.Remove(s.file)
+			return fmt.Errorf("%w: %q", ErrTargetExists, targetPath)
+		}
+	}
+	if prev, ok := r.pending[targetPath]; ok {
+		os.Remove(prev.file)
+	}
+	r.pending[targetPath] = s
+	r.targets[role].Signed.Targets[targetPath] = s.tf
+	r.dirty[role] = true
+	return nil
+}
+
+// RemoveTarget unlists target path from the role holding it. The file
+// itself stays in storage: clients holding older metadata may still fetch
+// it, and it is no longer reachable from new metadata.
+func (r *Repository) RemoveTarget(targetPath string) error {
+	_, role, ok := r.findTarget(targetPath)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNoTarget, targetPath)
+	}
+	delete(r.targets[role].Signed.Targets, targetPath)
+	if s, ok := r.pending[targetPath]; ok {
+		os.Remove(s.file)
+		delete(r.pending, targetPath)
+	}
+	r.dirty[role] = true
+	return nil
+}
+
+func (r *Repository) findTarget(targetPath string) (*manifest.TargetFile, string, bool) {
+	for role, md := range r.targets {
+		if tf, ok := md.Signed.Targets[targetPath]; ok {
+			return tf, role, true
+		}
+	}
+	return nil, "", false
+}
+
+// roleFor walks the delegations from the top-level targets role the way a
+// client searches them and returns the deepest role that path is
+// delegated to. Placing the target there means clients find it, and a role
+// not trusted for path can never be made to list it.
+func (r *Repository) roleFor(targetPath string) (string, error) {
+	role := manifest.RoleTargets
+	for depth := 0; depth < 32; depth++ {
+		d := r.targets[role].Signed.Delegations
+		if d == nil {
+			return role, nil
+		}
+		var next string
+		if d.SuccinctRoles != nil {
+			next = d.SuccinctRoles.GetRolesForTarget(targetPath)[0].Name
+		} else {
+			for _, dr := range d.Roles {
+				ok, err := dr.IsDelegatedPath(targetPath)
+				if err != nil {
+					return "", fmt.Errorf("%w: delegation %q: %v", ErrBadPolicy, dr.Name, err)
+				}
+				if ok {
+					next = dr.Name
+					break
+				}
+			}
+		}
+		if next == "" {
+			return role, nil
+		}
+		if _, ok := r.targets[next]; !ok {
+			return "", fmt.Errorf("%w %q", ErrUnknownRole, next)
+		}
+		role = next
+	}
+	return "", fmt.Errorf("%w: delegations nest deeper than 32", ErrBadPolicy)
+}
+
+// targetBlobNames returns the storage names of a target file: with
+// consistent snapshots one "DIR/HASH.BASE" per hash (clients pick any one
+// hash to build the name), else the plain path.
+func (r *Repository) targetBlobNames(targetPath string, s *spooled) []string {
+	if !r.root.Signed.ConsistentSnapshot {
+		return []string{TargetsDir + "/" + targetPath}
+	}
+	dir, base := path.Split(targetPath)
+	return []string{
+		TargetsDir + "/" + dir + s.sha256 + "." + base,
+		TargetsDir + "/" + dir + s.sha512 + "." + base,
+	}
+}
