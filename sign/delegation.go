@@ -12,7 +12,7 @@ import (
 // one per hardware vendor ("acme-gw-r2/*"), so that a vendor's key can sign
 // only its own images.
 type Delegation struct {
-	Name  string
+	Name string
 	// Paths are TUF path patterns; at least one. As in every TUF client,
 	// "*" matches within one path segment only: "acme/*/*" covers
 	// "acme/1.0.0/firmware.bin", "acme/*" does not.
