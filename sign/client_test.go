@@ -99,6 +99,12 @@ func (c *goTUFClient) fetch(targetPath string) ([]byte, *manifest.TargetFile, er
 	if err != nil {
 		return nil, nil, err
 	}
+	return c.download(up, targetPath)
+}
+
+// download fetches and verifies one target with an updater already
+// refreshed.
+func (c *goTUFClient) download(up *updater.Updater, targetPath string) ([]byte, *manifest.TargetFile, error) {
 	tf, err := up.GetTargetInfo(targetPath)
 	if err != nil {
 		return nil, nil, manifest.TranslateError(err)

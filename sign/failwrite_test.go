@@ -1,0 +1,110 @@
+package sign
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otaseal/otaseal/manifest"
+)
+
+var errInjected = errors.New("injected storage failure")
+
+// failingStorage wraps a Storage and fails its Nth Put (1-based) without
+// writing anything; N = 0 never fails. It counts Puts either way.
+type failingStorage struct {
+	Storage
+	failAt int
+	puts   int
+	names  []string
+}
+
+func (f *failingStorage) Put(ctx context.Context, name string, r io.Reader) error {
+	f.puts++
+	f.names = append(f.names, name)
+	if f.puts == f.failAt {
+		return fmt.Errorf("put %s: %w", name, errInjected)
+	}
+	return f.Storage.Put(ctx, name, r)
+}
+
+// A publish that fails at any single storage write leaves the repository
+// clients see exactly as it was, and a retry completes it.
+func TestPublishFailingNthWrite(t *testing.T) {
+	ctx := context.Background()
+	base := newTestRepo(t, true)
+	oldImages := base.images
+
+	// The change under test: a new firmware image in a delegated role, one
+	// in a hash bin, and a delta to it.
+	stage := func(t *testing.T, repo *Repository) {
+		require.NoError(t, repo.AddFirmware(ctx, "acme/1.2.0/firmware.bin", bytes.NewReader(image("new", 777)), firmware("1.2.0", 3)))
+		require.NoError(t, repo.AddFirmware(ctx, "catalog/gw/2.1.0/firmware.bin", bytes.NewReader(image("new2", 55)), firmware("2.1.0", 1)))
+		require.NoError(t, repo.AddDelta(ctx, "acme/deltas/1.1.0-1.2.0.bsdiff", bytes.NewReader(image("patch", 40)), manifest.Delta{
+			Format: manifest.FormatBSDIFF40,
+			From:   end("acme/1.1.0/firmware.bin", oldImages["acme/1.1.0/firmware.bin"]),
+			To:     end("acme/1.2.0/firmware.bin", image("new", 777)),
+		}))
+	}
+	open := func(t *testing.T, dir string, failAt int) (*Repository, *failingStorage) {
+		ds, err := NewDirStorage(dir)
+		require.NoError(t, err)
+		fs := &failingStorage{Storage: ds, failAt: failAt}
+		repo, err := Open(ctx, fs, Options{Now: func() time.Time { return base.now.Add(time.Minute) }, TempDir: t.TempDir()})
+		require.NoError(t, err)
+		t.Cleanup(func() { repo.Close() })
+		return repo, fs
+	}
+	copyRepo := func(t *testing.T) string {
+		dir := t.TempDir()
+		require.NoError(t, os.CopyFS(dir, os.DirFS(base.dir)))
+		return dir
+	}
+
+	// Count the writes of a successful publish.
+	repo, fs := open(t, copyRepo(t), 0)
+	stage(t, repo)
+	require.NoError(t, repo.Publish(ctx, allSigners(t)))
+	total := fs.puts
+	require.Greater(t, total, 6)
+	assert.Equal(t, MetadataDir+"/timestamp.json", fs.names[total-1], "timestamp is written last")
+
+	for n := 1; n <= total; n++ {
+		t.Run(fmt.Sprintf("fail write %d of %d", n, total), func(t *testing.T) {
+			dir := copyRepo(t)
+			url := serveDir(t, dir)
+			repo, fs := open(t, dir, n)
+			stage(t, repo)
+			err := repo.Publish(ctx, allSigners(t))
+			require.ErrorIs(t, err, errInjected)
+			t.Logf("failed at %s", fs.names[n-1])
+
+			// A client sees the previous repository, whole.
+			client := newGoTUFClient(t, url, rootBytesOf(t, base.root), base.now)
+			up, err := client.refresh()
+			require.NoError(t, err)
+			for p, want := range oldImages {
+				got, _, err := client.download(up, p)
+				require.NoError(t, err, p)
+				assert.Equal(t, want, got)
+			}
+			_, _, err = client.download(up, "acme/1.2.0/firmware.bin")
+			assert.Error(t, err, "the new image is not visible before the timestamp is written")
+
+			// Retrying the same Repository completes the publish.
+			fs.failAt = 0
+			require.NoError(t, repo.Publish(ctx, allSigners(t)))
+			got, _, err := client.fetch("acme/1.2.0/firmware.bin")
+			require.NoError(t, err)
+			assert.Equal(t, image("new", 777), got)
+		})
+	}
+}
