@@ -241,7 +241,11 @@ func (r *Repository) Targets(role string) (*manifest.Metadata[manifest.Targets],
 // Publish.
 func (r *Repository) Timestamp() *manifest.Metadata[manifest.Timestamp] { return r.timestamp }
 
-// policy returns the role policies of the current root and delegations.
+// Policy returns the role policies of the current (possibly staged) root
+// and of every delegation, with the keys the previous root listed and the
+// current one does not marked revoked.
+func (r *Repository) Policy() (*Policy, error) { return r.policy() }
+
 func (r *Repository) policy() (*Policy, error) {
 	p, err := PolicyFromRoot(&r.root.Signed)
 	if err != nil {

@@ -1,0 +1,129 @@
+package sign
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/otaseal/otaseal/manifest"
+)
+
+// rotate stages a new root from edit, signs it with the given root keys
+// under the rotation policy and sets it.
+func rotate(t *testing.T, repo *Repository, rootSigners []string, edit func(spec RootSpec)) *manifest.Metadata[manifest.Root] {
+	t.Helper()
+	spec := SpecOf(&repo.Root().Signed)
+	edit(spec)
+	next, err := repo.StageRoot(spec)
+	require.NoError(t, err)
+	p, err := RotationPolicy(&repo.Root().Signed, &next.Signed)
+	require.NoError(t, err)
+	rep, err := SignRole(context.Background(), p, manifest.RoleRoot, next, signersOf(t, rootSigners...))
+	require.NoError(t, err)
+	require.True(t, rep.Met)
+	require.NoError(t, repo.SetRoot(next))
+	return next
+}
+
+// TUF 5.3.11: a stolen timestamp key lets an attacker push clients to a
+// huge timestamp version; rotating the timestamp key makes clients drop it.
+func TestFastForwardRecoveryByRotation(t *testing.T) {
+	ctx := context.Background()
+	tr := newTestRepo(t, true)
+	url := serveDir(t, tr.dir)
+	client := newGoTUFClient(t, url, rootBytesOf(t, tr.root), tr.now)
+	_, _, err := client.fetch("plain.bin")
+	require.NoError(t, err)
+
+	// The attacker signs timestamp version 1000 with the stolen key.
+	tsPath := filepath.Join(tr.dir, "metadata", "timestamp.json")
+	legit, err := os.ReadFile(tsPath)
+	require.NoError(t, err)
+	evil := metadata.Timestamp(tr.now.Add(time.Hour))
+	evil.Signed.Version = 1000
+	evil.Signed.Meta["snapshot.json"] = tr.repo.Timestamp().Signed.Meta["snapshot.json"]
+	p, err := tr.repo.Policy()
+	require.NoError(t, err)
+	_, err = SignRole(ctx, p, manifest.RoleTimestamp, evil, signersOf(t, "ed25519-5"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(tsPath, mustBytes(t, evil), 0o644))
+	_, err = client.refresh()
+	require.NoError(t, err, "the client accepts the fast-forwarded timestamp")
+
+	// The operator restores the server; the client is now stuck.
+	require.NoError(t, os.WriteFile(tsPath, legit, 0o644))
+	_, err = client.refresh()
+	require.ErrorIs(t, err, manifest.ErrRollback)
+
+	// Rotating the timestamp key recovers it.
+	rotate(t, tr.repo, []string{"ed25519-1", "ed25519-2"}, func(spec RootSpec) {
+		spec.Roles[manifest.RoleTimestamp] = RoleKeys{Threshold: 1, Keys: keysOf(t, "ed25519-9")}
+	})
+	// The old online keys can no longer publish.
+	var te *ThresholdError
+	require.ErrorAs(t, tr.repo.Publish(ctx, onlineSigners(t)), &te)
+	assert.Equal(t, manifest.RoleTimestamp, te.Role)
+	require.NoError(t, tr.repo.Publish(ctx, signersOf(t, "ed25519-4", "ed25519-9")))
+	assert.Less(t, tr.repo.Timestamp().Signed.Version, int64(1000))
+	got, _, err := client.fetch("plain.bin")
+	require.NoError(t, err)
+	assert.Equal(t, tr.images["plain.bin"], got)
+
+	// The rotated-out key is refused by name from now on.
+	p, err = tr.repo.Policy()
+	require.NoError(t, err)
+	_, err = SignRole(ctx, p, manifest.RoleTimestamp, metadata.Timestamp(tr.now), signersOf(t, "ed25519-5"))
+	requireKeyError(t, err, ErrRevokedKey, manifest.RoleTimestamp, testSigner(t, "ed25519-5").KeyID())
+}
+
+func TestRevokeTargetsAndRootKeys(t *testing.T) {
+	ctx := context.Background()
+	tr := newTestRepo(t, true)
+	url := serveDir(t, tr.dir)
+	client := newGoTUFClient(t, url, rootBytesOf(t, tr.root), tr.now)
+	_, _, err := client.fetch("plain.bin")
+	require.NoError(t, err)
+
+	// Root key ed25519-1 and the targets key leak: rotate both out.
+	rotate(t, tr.repo, []string{"ed25519-1", "ed25519-2", "ed25519-3"}, func(spec RootSpec) {
+		spec.Roles[manifest.RoleRoot] = RoleKeys{Threshold: 2, Keys: keysOf(t, "ed25519-2", "ed25519-3", "ed25519-6")}
+		spec.Roles[manifest.RoleTargets] = RoleKeys{Threshold: 1, Keys: keysOf(t, "rsa2048")}
+	})
+	// The targets role must be re-signed with the new key.
+	var te *ThresholdError
+	require.ErrorAs(t, tr.repo.Publish(ctx, allSigners(t)), &te)
+	assert.Equal(t, manifest.RoleTargets, te.Role)
+	require.NoError(t, tr.repo.Publish(ctx, append(allSigners(t), testSigner(t, "rsa2048"))))
+
+	got, _, err := client.fetch("plain.bin")
+	require.NoError(t, err)
+	assert.Equal(t, tr.images["plain.bin"], got)
+	assert.Equal(t, int64(2), tr.repo.Root().Signed.Version)
+
+	// A further rotation signed with the revoked root key is refused by
+	// name, even together with a valid key.
+	spec := SpecOf(&tr.repo.Root().Signed)
+	next, err := tr.repo.StageRoot(spec)
+	require.NoError(t, err)
+	p, err := RotationPolicy(&tr.repo.Root().Signed, &next.Signed)
+	require.NoError(t, err)
+	p.NoteRevoked(&tr.root.Signed)
+	_, err = SignRole(ctx, p, manifest.RoleRoot, next, signersOf(t, "ed25519-1"))
+	requireKeyError(t, err, ErrRevokedKey, manifest.RoleRoot, testSigner(t, "ed25519-1").KeyID())
+
+	// A root signed only by the new keys (no old threshold) is not accepted.
+	rp, err := PolicyFromRoot(&next.Signed)
+	require.NoError(t, err)
+	_, err = SignRole(ctx, rp, manifest.RoleRoot, next, signersOf(t, "ed25519-6"))
+	require.NoError(t, err)
+	next.Signatures = next.Signatures[:1]
+	_, err = VerifyRootRotation(tr.repo.Root(), next)
+	assert.ErrorIs(t, err, ErrThreshold)
+	assert.Error(t, tr.repo.SetRoot(next))
+}
