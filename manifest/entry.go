@@ -120,11 +120,10 @@ func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
 }
 
 func parseDelta(m map[string]json.RawMessage) (*Delta, error) {
-	if err := onlyFields(m, "", "format", "from", "to"); err != nil {
-		return nil, err
-	}
-	if err := requireFields(m, "", "format", "from", "to"); err != nil {
-		return nil, err
+	// The format comes first: a future format may carry other fields, and
+	// "unknown format" is the error that tells an operator what happened.
+	if _, ok := m["format"]; !ok {
+		return nil, &FieldError{Field: "format", Err: ErrMissingField}
 	}
 	format, err := readString("format", m["format"])
 	if err != nil {
@@ -133,6 +132,12 @@ func parseDelta(m map[string]json.RawMessage) (*Delta, error) {
 	d := Delta{Format: DeltaFormat(format)}
 	if d.Format != FormatBSDIFF40 && d.Format != FormatZstdStream {
 		return nil, &FieldError{Field: "format", Err: fmt.Errorf("%w %q", ErrUnknownFormat, clip(format))}
+	}
+	if err := onlyFields(m, "", "format", "from", "to"); err != nil {
+		return nil, err
+	}
+	if err := requireFields(m, "", "from", "to"); err != nil {
+		return nil, err
 	}
 	if d.From, err = parseDeltaEnd("from", m["from"]); err != nil {
 		return nil, err
@@ -295,7 +300,7 @@ func readStrings(field string, raw json.RawMessage, max int) ([]string, error) {
 }
 
 // readUint accepts a JSON integer in its one canonical spelling, 0 to
-// MaxSafeInteger. "7.0", "7e0" and "-0" are refused: a number that reads
+// MaxSafeInteger (raw is valid JSON, so it has no leading zeros). "7.0", "7e0" and "-0" are refused: a number that reads
 // differently in another JSON library is not a security counter.
 func readUint(field string, raw json.RawMessage) (uint64, error) {
 	s := string(raw)
@@ -309,9 +314,6 @@ func readUint(field string, raw json.RawMessage) (uint64, error) {
 		if s[i] < '0' || s[i] > '9' {
 			return 0, &NumberError{Field: field, Value: s, Reason: ErrFractionalNumber}
 		}
-	}
-	if len(s) > 1 && s[0] == '0' {
-		return 0, &NumberError{Field: field, Value: s, Reason: ErrFractionalNumber}
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || n > MaxSafeInteger {

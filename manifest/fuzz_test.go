@@ -1,0 +1,86 @@
+package manifest
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// FuzzParseCustom: the otaseal parser never panics, and whatever it accepts
+// survives write-then-read unchanged, with one spelling.
+func FuzzParseCustom(f *testing.F) {
+	f.Add([]byte(firmwareJSON("notes", "")))
+	f.Add([]byte(firmwareJSON("security_version", "9007199254740991")))
+	f.Add([]byte(deltaJSON("format", `"bsdiff40"`)))
+	f.Add([]byte(deltaJSON("format", `"otaseal-zstd"`)))
+	f.Add([]byte(`{"otaseal":{"kind":"firmware","version":"1.0.0-rc.1+b","security_version":0,"hardware_ids":["a"],"advisories":["x"],"severity":"critical"}}`))
+	f.Add([]byte(`{"otaseal":{"kind":"firmware","kind":"delta"}}`))
+	f.Add([]byte(`{"a":1,"otaseal":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := ParseCustom(data)
+		if err != nil {
+			return
+		}
+		var tf TargetFile
+		require.NoError(t, SetEntry(&tf, e), "accepted entry must be writable")
+		again, err := ReadEntry(&tf)
+		require.NoError(t, err)
+		assert.Equal(t, e, again)
+		first := bytes.Clone(*tf.Custom)
+		require.NoError(t, SetEntry(&tf, again))
+		assert.Equal(t, first, []byte(*tf.Custom), "one spelling per entry")
+	})
+}
+
+// FuzzParseUnverified: the metadata parser never panics (nor lets go-tuf
+// panic), for any role type, and what it accepts marshals to a document it
+// accepts again with the same bytes.
+func FuzzParseUnverified(f *testing.F) {
+	r := newTestRepo(f)
+	for _, doc := range [][]byte{r.rootJSON, r.tsJSON, r.snapJSON, r.targetsJSON} {
+		f.Add(doc)
+	}
+	f.Add([]byte(`{"signed":{"_type":"targets","targets":{"x":null}},"signatures":[]}`))
+	f.Add([]byte(`{"signed":{"_type":"timestamp","spec_version":"1.0.31","version":1,"expires":"2030-01-01T00:00:00Z","meta":{}},"signatures":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzRole[Root](t, RoleRoot, data)
+		fuzzRole[Timestamp](t, RoleTimestamp, data)
+		fuzzRole[Snapshot](t, RoleSnapshot, data)
+		fuzzRole[Targets](t, RoleTargets, data)
+	})
+}
+
+func fuzzRole[T Root | Timestamp | Snapshot | Targets](t *testing.T, role string, data []byte) {
+	md, err := ParseUnverified[T](role, data, Limits{})
+	if err != nil {
+		return
+	}
+	out, err := md.ToBytes(false)
+	require.NoError(t, err)
+	md2, err := ParseUnverified[T](role, out, Limits{})
+	require.NoError(t, err, "re-parse of %s", out)
+	out2, err := md2.ToBytes(false)
+	require.NoError(t, err)
+	assert.Equal(t, string(out), string(out2))
+}
+
+// FuzzParseVersion: a parsed version prints as its input and equals itself.
+func FuzzParseVersion(f *testing.F) {
+	for _, s := range []string{"1.2.3", "0.0.0-alpha.1+build.5", "1.0.0-beta.11", "01.2.3", "1.2", "v1.2.3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseVersion(s)
+		if err != nil {
+			return
+		}
+		assert.Equal(t, s, v.String())
+		assert.Equal(t, 0, v.Compare(v))
+		w, err := ParseVersion(v.String())
+		require.NoError(t, err)
+		assert.Equal(t, 0, v.Compare(w))
+	})
+}

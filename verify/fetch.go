@@ -1,0 +1,210 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Errors of fetching.
+var (
+	ErrNotFound       = errors.New("verify: not found")
+	ErrHTTPStatus     = errors.New("verify: unexpected HTTP status")
+	ErrTooLong        = errors.New("verify: download longer than its limit")
+	ErrSlowRetrieval  = errors.New("verify: download slower than the minimum speed")
+	ErrFetchTransient = errors.New("verify: fetch failed after retries")
+)
+
+// Fetcher retrieves one resource (a metadata document or a target) as a
+// stream. Transports other than HTTP (USB stick, serial link, a peer on the
+// local network) implement it too.
+//
+// Fetch returns ErrNotFound (wrapped) when the resource does not exist: the
+// root rotation walk ends on it. The stream it returns yields at most
+// maxLength bytes; if the resource is longer, a Read fails with ErrTooLong
+// after maxLength bytes, so an endless response costs a bounded amount of
+// work. The caller closes the stream. ctx bounds the whole transfer,
+// including reads from the stream.
+type Fetcher interface {
+	Fetch(ctx context.Context, url string, maxLength int64) (io.ReadCloser, error)
+}
+
+// FetcherFunc adapts a function to Fetcher.
+type FetcherFunc func(ctx context.Context, url string, maxLength int64) (io.ReadCloser, error)
+
+// Fetch calls f.
+func (f FetcherFunc) Fetch(ctx context.Context, url string, maxLength int64) (io.ReadCloser, error) {
+	return f(ctx, url, maxLength)
+}
+
+// HTTPFetcher fetches over HTTP(S). Its zero value is ready to use with safe
+// defaults; it never touches http.DefaultClient or other process-wide state.
+type HTTPFetcher struct {
+	// Client sends the requests; set it for mTLS device identity, proxies
+	// or a pinned CA. Nil means a private client with DefaultTimeouts.
+	Client *http.Client
+	// UserAgent, if set, is sent with every request.
+	UserAgent string
+	// Retries is how many times a transient failure (network error, 5xx,
+	// 429) is retried before the body starts; 0 means DefaultRetries,
+	// negative means none.
+	Retries int
+	// Backoff is the first wait between tries, doubled each time; 0 means
+	// DefaultBackoff.
+	Backoff time.Duration
+	// MinSpeed and SpeedWindow guard against slow retrieval: a transfer
+	// that receives fewer than MinSpeed bytes per second over any
+	// SpeedWindow fails with ErrSlowRetrieval. 0 means the defaults;
+	// negative MinSpeed disables the guard.
+	MinSpeed    int64
+	SpeedWindow time.Duration
+	// Logger receives retries at debug level; nil means no logging.
+	Logger *slog.Logger
+}
+
+// Defaults of HTTPFetcher.
+const (
+	DefaultRetries     = 3
+	DefaultBackoff     = 500 * time.Millisecond
+	DefaultMinSpeed    = 1024 // bytes per second: a slow cellular link still does far better
+	DefaultSpeedWindow = 30 * time.Second
+)
+
+var (
+	defaultClientOnce sync.Once
+	defaultClient     *http.Client
+)
+
+// privateClient has connection-level timeouts; overall time is bounded by
+// the caller's context and the speed guard, since a firmware image over a
+// slow link may rightly take an hour.
+func privateClient() *http.Client {
+	defaultClientOnce.Do(func() {
+		dialer := &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}
+		defaultClient = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           dialer.DialContext,
+			TLSHandshakeTimeout:   15 * time.Second,
+			ResponseHeaderTimeout: 30 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   4,
+			ForceAttemptHTTP2:     true,
+		}}
+	})
+	return defaultClient
+}
+
+// HTTPError carries the status of a refused request.
+type HTTPError struct {
+	URL        string
+	StatusCode int
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("verify: GET %s: HTTP %d", e.URL, e.StatusCode)
+}
+
+func (e *HTTPError) Unwrap() error {
+	if e.StatusCode == http.StatusNotFound || e.StatusCode == http.StatusForbidden {
+		// Static hosting (S3 and friends) answers 403 for a missing key.
+		return ErrNotFound
+	}
+	return ErrHTTPStatus
+}
+
+// Fetch implements Fetcher.
+func (f *HTTPFetcher) Fetch(ctx context.Context, url string, maxLength int64) (io.ReadCloser, error) {
+	if maxLength < 0 {
+		return nil, fmt.Errorf("verify: negative length limit %d for %s", maxLength, url)
+	}
+	retries := f.Retries
+	if retries == 0 {
+		retries = DefaultRetries
+	}
+	if retries < 0 {
+		retries = 0
+	}
+	backoff := f.Backoff
+	if backoff <= 0 {
+		backoff = DefaultBackoff
+	}
+	var lastErr error
+	for attempt := 0; attempt <= retries; attempt++ {
+		if attempt > 0 {
+			if f.Logger != nil {
+				f.Logger.Debug("retrying fetch", "url", url, "attempt", attempt, "err", lastErr)
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+			backoff *= 2
+		}
+		body, err, transient := f.try(ctx, url, maxLength)
+		if err == nil {
+			return body, nil
+		}
+		if !transient || ctx.Err() != nil {
+			return nil, err
+		}
+		lastErr = err
+	}
+	return nil, fmt.Errorf("%w: %s: %w", ErrFetchTransient, url, lastErr)
+}
+
+func (f *HTTPFetcher) try(ctx context.Context, url string, maxLength int64) (io.ReadCloser, error, bool) {
+	reqCtx, cancel := context.WithCancelCause(ctx)
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, url, nil)
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("verify: %w", err), false
+	}
+	if f.UserAgent != "" {
+		req.Header.Set("User-Agent", f.UserAgent)
+	}
+	client := f.Client
+	if client == nil {
+		client = privateClient()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("verify: GET %s: %w", url, err), true
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		cancel(nil)
+		transient := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+		return nil, &HTTPError{URL: url, StatusCode: resp.StatusCode}, transient
+	}
+	// Refuse up front what announces itself as too long.
+	if resp.ContentLength > maxLength {
+		resp.Body.Close()
+		cancel(nil)
+		return nil, fmt.Errorf("%w: %s announces %d bytes, limit %d", ErrTooLong, url, resp.ContentLength, maxLength), false
+	}
+	return newGuardedBody(resp.Body, cancel, url, maxLength, f.minSpeed(), f.window()), nil, false
+}
+
+func (f *HTTPFetcher) minSpeed() int64 {
+	if f.MinSpeed == 0 {
+		return DefaultMinSpeed
+	}
+	return f.MinSpeed
+}
+
+func (f *HTTPFetcher) window() time.Duration {
+	if f.SpeedWindow <= 0 {
+		return DefaultSpeedWindow
+	}
+	return f.SpeedWindow
+}
