@@ -125,9 +125,9 @@ func parseAs[T metadata.Roles](d *Document, data []byte) (err error) {
 			err = fmt.Errorf("%w: %v", ErrMalformedDocument, r)
 		}
 	}()
-	md, err := (&manifest.Metadata[T]{}).FromBytes(data)
+	md, err := manifest.ParseUnverified[T](d.Type, data, documentLimits)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformedDocument, manifest.TranslateError(err))
+		return fmt.Errorf("%w: %w", ErrMalformedDocument, err)
 	}
 	payload, err := Payload(md)
 	if err != nil {
@@ -136,6 +136,10 @@ func parseAs[T metadata.Roles](d *Document, data []byte) (err error) {
 	d.md, d.payload, d.Version = md, payload, versionOf(md)
 	return nil
 }
+
+// documentLimits lets every role's document be as large as MaxDocumentSize:
+// a ceremony handles what the publisher wrote, not what a device fetches.
+var documentLimits = manifest.Limits{Root: MaxDocumentSize, Timestamp: MaxDocumentSize, Snapshot: MaxDocumentSize, Targets: MaxDocumentSize}
 
 func versionOf(md any) int64 {
 	switch m := md.(type) {

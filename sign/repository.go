@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -160,8 +161,8 @@ func Open(ctx context.Context, store Storage, opts Options) (*Repository, error)
 	if err != nil {
 		return nil, err
 	}
-	if r.root, err = (&manifest.Metadata[manifest.Root]{}).FromBytes(b); err != nil {
-		return nil, fmt.Errorf("%w: root.json: %v", ErrMalformedDocument, manifest.TranslateError(err))
+	if r.root, err = manifest.ParseUnverified[manifest.Root](manifest.RoleRoot, b, documentLimits); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedDocument, err)
 	}
 	if err := checkRootSelf(r.root); err != nil {
 		return nil, err
@@ -169,15 +170,15 @@ func Open(ctx context.Context, store Storage, opts Options) (*Repository, error)
 	if v := r.root.Signed.Version; v > 1 {
 		b, err := getBlob(ctx, store, fmt.Sprintf("%s/%d.root.json", MetadataDir, v-1), MaxDocumentSize)
 		if err == nil {
-			r.prevRoot, _ = (&manifest.Metadata[manifest.Root]{}).FromBytes(b)
+			r.prevRoot, _ = manifest.ParseUnverified[manifest.Root](manifest.RoleRoot, b, documentLimits)
 		}
 	}
 	b, err = getBlob(ctx, store, MetadataDir+"/timestamp.json", MaxDocumentSize)
 	if err != nil {
 		return nil, err
 	}
-	if r.timestamp, err = (&manifest.Metadata[manifest.Timestamp]{}).FromBytes(b); err != nil {
-		return nil, fmt.Errorf("%w: timestamp.json: %v", ErrMalformedDocument, manifest.TranslateError(err))
+	if r.timestamp, err = manifest.ParseUnverified[manifest.Timestamp](manifest.RoleTimestamp, b, documentLimits); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedDocument, err)
 	}
 	snapMeta := r.timestamp.Signed.Meta["snapshot.json"]
 	if snapMeta == nil {
@@ -187,18 +188,21 @@ func Open(ctx context.Context, store Storage, opts Options) (*Repository, error)
 	if err != nil {
 		return nil, err
 	}
-	if r.snapshot, err = (&manifest.Metadata[manifest.Snapshot]{}).FromBytes(b); err != nil {
-		return nil, fmt.Errorf("%w: snapshot: %v", ErrMalformedDocument, manifest.TranslateError(err))
+	if r.snapshot, err = manifest.ParseUnverified[manifest.Snapshot](manifest.RoleSnapshot, b, documentLimits); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedDocument, err)
 	}
 	for file, mf := range r.snapshot.Signed.Meta {
-		role := file[:len(file)-len(".json")]
+		role, ok := strings.CutSuffix(file, ".json")
+		if !ok || (role != manifest.RoleTargets && checkRoleName(role) != nil) {
+			return nil, fmt.Errorf("%w: snapshot lists %q", ErrMalformedDocument, clipText(file))
+		}
 		b, err := getBlob(ctx, store, r.metaName(role, mf.Version), MaxDocumentSize)
 		if err != nil {
 			return nil, err
 		}
-		md, err := (&manifest.Metadata[manifest.Targets]{}).FromBytes(b)
+		md, err := manifest.ParseUnverified[manifest.Targets](role, b, documentLimits)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrMalformedDocument, file, manifest.TranslateError(err))
+			return nil, fmt.Errorf("%w: %w", ErrMalformedDocument, err)
 		}
 		r.targets[role] = md
 		r.published[role] = md.Signed.Version
