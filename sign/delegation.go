@@ -73,7 +73,8 @@ func (r *Repository) AddDelegation(parent string, d Delegation) error {
 	}
 	pmd.Signed.Delegations = next
 	r.targets[d.Name] = metadata.Targets(r.opts.now())
-	r.dirty[parent], r.dirty[d.Name] = true, true
+	r.markDirty(parent)
+	r.markDirty(d.Name)
 	return nil
 }
 
@@ -124,10 +125,10 @@ func (r *Repository) AddHashBins(parent, prefix string, bits int, keys RoleKeys)
 		}
 	}
 	pmd.Signed.Delegations = next
-	r.dirty[parent] = true
+	r.markDirty(parent)
 	for _, name := range sr.GetRoles() {
 		r.targets[name] = metadata.Targets(r.opts.now())
-		r.dirty[name] = true
+		r.markDirty(name)
 	}
 	return nil
 }

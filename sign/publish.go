@@ -114,13 +114,17 @@ func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 		newPublished[role] = v
 	}
 	for _, role := range dirty {
-		md, err := clone(r.targets[role])
+		if md, ok := r.presigned[role]; ok {
+			// Signed offline (ImportSigned checked it); checked again
+			// below with go-tuf like every other role.
+			newTargets[role] = md
+			newPublished[role] = md.Signed.Version
+			continue
+		}
+		md, err := r.nextTargets(role, now)
 		if err != nil {
 			return err
 		}
-		md.Signed.Version = r.published[role] + 1
-		md.Signed.Expires = now.Add(orDefault(r.opts.TargetsExpiry, DefaultTargetsExpiry)).Truncate(1e9)
-		md.Signatures = nil
 		if err := sign(role, md); err != nil {
 			return err
 		}
@@ -217,6 +221,8 @@ func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 	r.published = newPublished
 	r.snapshot, r.timestamp = snap, ts
 	r.dirty = map[string]bool{}
+	r.staged = map[string][]byte{}
+	r.presigned = map[string]*manifest.Metadata[manifest.Targets]{}
 	r.rootPending = false
 	r.Close()
 	return nil
@@ -322,7 +328,7 @@ func (r *Repository) SetRoot(next *manifest.Metadata[manifest.Root]) error {
 		return fmt.Errorf("%w: switching consistent snapshots on a live repository renames every file", ErrRootRotation)
 	}
 	if !sameRole(r.root.Signed.Roles[manifest.RoleTargets], next.Signed.Roles[manifest.RoleTargets]) {
-		r.dirty[manifest.RoleTargets] = true
+		r.markDirty(manifest.RoleTargets)
 	}
 	r.prevRoot, r.root = r.root, next
 	r.rootPending = true

@@ -91,6 +91,11 @@ type Repository struct {
 	timestamp *manifest.Metadata[manifest.Timestamp]
 
 	dirty       map[string]bool // targets roles changed since the last publish
+	// staged and presigned hold offline ceremonies in progress: the exact
+	// next document of a role as exported, and the signed document
+	// imported back. Any later change to the role discards both.
+	staged    map[string][]byte // role -> canonical payload exported
+	presigned map[string]*manifest.Metadata[manifest.Targets]
 	pending     map[string]*spooled
 	rootPending bool
 }
@@ -130,6 +135,8 @@ func newRepository(store Storage, opts Options) *Repository {
 		targets:   map[string]*manifest.Metadata[manifest.Targets]{},
 		published: map[string]int64{},
 		dirty:     map[string]bool{},
+		staged:    map[string][]byte{},
+		presigned: map[string]*manifest.Metadata[manifest.Targets]{},
 		pending:   map[string]*spooled{},
 	}
 }
@@ -377,7 +384,7 @@ func (r *Repository) addTarget(ctx context.Context, targetPath string, rd io.Rea
 	}
 	r.pending[targetPath] = s
 	r.targets[role].Signed.Targets[targetPath] = s.tf
-	r.dirty[role] = true
+	r.markDirty(role)
 	return nil
 }
 
@@ -394,7 +401,7 @@ func (r *Repository) RemoveTarget(targetPath string) error {
 		os.Remove(s.file)
 		delete(r.pending, targetPath)
 	}
-	r.dirty[role] = true
+	r.markDirty(role)
 	return nil
 }
 
