@@ -90,12 +90,12 @@ type Repository struct {
 	snapshot  *manifest.Metadata[manifest.Snapshot]
 	timestamp *manifest.Metadata[manifest.Timestamp]
 
-	dirty       map[string]bool // targets roles changed since the last publish
+	dirty map[string]bool // targets roles changed since the last publish
 	// staged and presigned hold offline ceremonies in progress: the exact
 	// next document of a role as exported, and the signed document
 	// imported back. Any later change to the role discards both.
-	staged    map[string][]byte // role -> canonical payload exported
-	presigned map[string]*manifest.Metadata[manifest.Targets]
+	staged      map[string][]byte // role -> canonical payload exported
+	presigned   map[string]*manifest.Metadata[manifest.Targets]
 	pending     map[string]*spooled
 	rootPending bool
 }
