@@ -2,6 +2,7 @@ package sign
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -147,4 +148,108 @@ func checkRoleName(name string) error {
 		}
 	}
 	return nil
+}
+
+// SetDelegationKeys replaces the keys and threshold of the delegated role
+// role, or of every bin of the hash-bin delegation whose prefix is role. It
+// is how a compromised delegated key (a vendor's) is revoked: the
+// delegating role is re-signed by its own keys and the role (each bin) by
+// the new keys at the next Publish, after which clients no longer accept
+// documents signed by the old key. Signatures by a removed key are refused
+// as ErrRevokedKey by this Repository's Policy.
+func (r *Repository) SetDelegationKeys(role string, keys RoleKeys) error {
+	for parent, pmd := range r.targets {
+		d := pmd.Signed.Delegations
+		if d == nil {
+			continue
+		}
+		var oldIDs []string
+		var affected []string
+		next := &manifest.Delegations{Keys: map[string]*manifest.Key{}}
+		switch {
+		case d.SuccinctRoles != nil && d.SuccinctRoles.NamePrefix == role:
+			sr := *d.SuccinctRoles
+			oldIDs = sr.KeyIDs
+			ids, err := addKeys(next.Keys, keys)
+			if err != nil {
+				return err
+			}
+			sr.KeyIDs, sr.Threshold = ids, keys.Threshold
+			next.SuccinctRoles = &sr
+			affected = sr.GetRoles()
+		default:
+			found := false
+			for _, dr := range d.Roles {
+				if dr.Name == role {
+					found = true
+					oldIDs = dr.KeyIDs
+					ids, err := addKeys(next.Keys, keys)
+					if err != nil {
+						return err
+					}
+					dr.KeyIDs, dr.Threshold = ids, keys.Threshold
+				}
+				next.Roles = append(next.Roles, dr)
+			}
+			if !found {
+				continue
+			}
+			affected = []string{role}
+			// Keep the keys the other roles still use.
+			for _, dr := range next.Roles {
+				for _, id := range dr.KeyIDs {
+					if _, ok := next.Keys[id]; !ok {
+						next.Keys[id] = d.Keys[id]
+					}
+				}
+			}
+		}
+		if err := (&Policy{roles: map[string]*RolePolicy{}}).AddDelegations(next); err != nil {
+			return err
+		}
+		pmd.Signed.Delegations = next
+		r.markDirty(parent)
+		for _, name := range affected {
+			r.markDirty(name)
+			for _, id := range oldIDs {
+				if _, still := next.Keys[id]; !still || !containsID(next, name, id) {
+					if r.revokedDelegated[name] == nil {
+						r.revokedDelegated[name] = map[string]bool{}
+					}
+					r.revokedDelegated[name][id] = true
+				}
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%w %q: not a delegated role or hash-bin prefix", ErrUnknownRole, role)
+}
+
+func addKeys(into map[string]*manifest.Key, keys RoleKeys) ([]string, error) {
+	ids := []string{}
+	for _, k := range keys.Keys {
+		if _, err := PublicKeyOf(k); err != nil {
+			return nil, err
+		}
+		id, err := KeyID(k)
+		if err != nil {
+			return nil, err
+		}
+		into[id] = copyKey(k)
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// containsID reports whether role (a named role or a bin) lists keyid in d.
+func containsID(d *manifest.Delegations, role, keyID string) bool {
+	if d.SuccinctRoles != nil && d.SuccinctRoles.IsDelegatedRole(role) {
+		return slices.Contains(d.SuccinctRoles.KeyIDs, keyID)
+	}
+	for _, dr := range d.Roles {
+		if dr.Name == role {
+			return slices.Contains(dr.KeyIDs, keyID)
+		}
+	}
+	return false
 }

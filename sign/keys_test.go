@@ -190,3 +190,13 @@ func FuzzLoadPEMSigner(f *testing.F) {
 		}
 	})
 }
+
+// A Signer is itself a sigstore signature.Signer: wrapping it again keeps
+// the key and scheme.
+func TestSignerIsSigstoreSigner(t *testing.T) {
+	s := testSigner(t, "p384")
+	again, err := NewSigner(context.Background(), s)
+	require.NoError(t, err)
+	assert.Equal(t, s.KeyID(), again.KeyID())
+	assertGoTUFVerifies(t, again)
+}

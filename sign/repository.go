@@ -94,10 +94,13 @@ type Repository struct {
 	// staged and presigned hold offline ceremonies in progress: the exact
 	// next document of a role as exported, and the signed document
 	// imported back. Any later change to the role discards both.
-	staged      map[string][]byte // role -> canonical payload exported
-	presigned   map[string]*manifest.Metadata[manifest.Targets]
-	pending     map[string]*spooled
-	rootPending bool
+	staged    map[string][]byte // role -> canonical payload exported
+	presigned map[string]*manifest.Metadata[manifest.Targets]
+	// revokedDelegated[role][keyid]: keys SetDelegationKeys removed, kept
+	// for the life of this Repository as evidence for Policy.
+	revokedDelegated map[string]map[string]bool
+	pending          map[string]*spooled
+	rootPending      bool
 }
 
 // spooled is a target file read by Add, waiting in a local temp file.
@@ -137,7 +140,9 @@ func newRepository(store Storage, opts Options) *Repository {
 		dirty:     map[string]bool{},
 		staged:    map[string][]byte{},
 		presigned: map[string]*manifest.Metadata[manifest.Targets]{},
-		pending:   map[string]*spooled{},
+
+		revokedDelegated: map[string]map[string]bool{},
+		pending:          map[string]*spooled{},
 	}
 }
 
@@ -273,6 +278,14 @@ func (r *Repository) policy() (*Policy, error) {
 	for _, n := range names {
 		if err := p.AddDelegations(r.targets[n].Signed.Delegations); err != nil {
 			return nil, fmt.Errorf("delegations of %q: %w", n, err)
+		}
+	}
+	for role, ids := range r.revokedDelegated {
+		for id := range ids {
+			if p.revoked[role] == nil {
+				p.revoked[role] = map[string]bool{}
+			}
+			p.revoked[role][id] = true
 		}
 	}
 	return p, nil

@@ -127,3 +127,40 @@ func TestRevokeTargetsAndRootKeys(t *testing.T) {
 	assert.ErrorIs(t, err, ErrThreshold)
 	assert.Error(t, tr.repo.SetRoot(next))
 }
+
+// A leaked vendor (delegated role) key is replaced; documents signed with
+// it are refused by name and clients follow the new key.
+func TestRevokeDelegatedKey(t *testing.T) {
+	ctx := context.Background()
+	tr := newTestRepo(t, true)
+	url := serveDir(t, tr.dir)
+	client := newGoTUFClient(t, url, rootBytesOf(t, tr.root), tr.now)
+	_, _, err := client.fetch("acme/1.0.0/firmware.bin")
+	require.NoError(t, err)
+
+	leaked := testSigner(t, "ed25519-6")
+	require.NoError(t, tr.repo.SetDelegationKeys("acme", RoleKeys{Threshold: 1, Keys: keysOf(t, "ed25519-9")}))
+	var te *ThresholdError
+	require.ErrorAs(t, tr.repo.Publish(ctx, allSigners(t)), &te)
+	assert.Equal(t, "acme", te.Role)
+	require.NoError(t, tr.repo.Publish(ctx, append(allSigners(t), testSigner(t, "ed25519-9"))))
+	got, _, err := client.fetch("acme/1.0.0/firmware.bin")
+	require.NoError(t, err)
+	assert.Equal(t, tr.images["acme/1.0.0/firmware.bin"], got)
+
+	p, err := tr.repo.Policy()
+	require.NoError(t, err)
+	_, err = SignRole(ctx, p, "acme", metadata.Targets(tr.now), []*Signer{leaked})
+	requireKeyError(t, err, ErrRevokedKey, "acme", leaked.KeyID())
+
+	// Hash-bin keys rotate together, by prefix.
+	require.NoError(t, tr.repo.SetDelegationKeys("catalog-bin", RoleKeys{Threshold: 1, Keys: keysOf(t, "ed25519-3")}))
+	require.NoError(t, tr.repo.Publish(ctx, append(allSigners(t), signersOf(t, "ed25519-9", "ed25519-3")...)))
+	_, _, err = client.fetch("catalog/gw/2.0.0/firmware.bin")
+	require.NoError(t, err)
+	p, err = tr.repo.Policy()
+	require.NoError(t, err)
+	_, err = SignRole(ctx, p, "catalog-bin-0", metadata.Targets(tr.now), signersOf(t, "ed25519-8"))
+	requireKeyError(t, err, ErrRevokedKey, "catalog-bin-0", testSigner(t, "ed25519-8").KeyID())
+	assert.ErrorIs(t, tr.repo.SetDelegationKeys("nobody", RoleKeys{}), ErrUnknownRole)
+}

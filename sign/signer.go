@@ -82,6 +82,32 @@ func (s *Signer) SignPayload(ctx context.Context, payload []byte) (manifest.Sign
 	return manifest.Signature{KeyID: s.keyID, Signature: sig}, nil
 }
 
+// SignMessage makes Signer a sigstore signature.Signer itself, so it can be
+// handed to any tool that takes one: it reads the message (at most
+// maxPayload bytes), signs it and verifies the result like SignPayload.
+func (s *Signer) SignMessage(message io.Reader, opts ...signature.SignOption) ([]byte, error) {
+	msg, err := readLimited(message, maxPayload)
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	for _, o := range opts {
+		o.ApplyContext(&ctx)
+	}
+	sig, err := s.SignPayload(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	return sig.Signature, nil
+}
+
+// PublicKey returns the signer's public key (signature.Signer).
+func (s *Signer) PublicKey(...signature.PublicKeyOption) (crypto.PublicKey, error) {
+	return PublicKeyOf(s.key)
+}
+
+var _ signature.Signer = (*Signer)(nil)
+
 // SignerFromPrivateKey returns a Signer for an in-memory private key
 // (ed25519, ECDSA P-256 or P-384, RSA of at least MinRSABits bits), with the
 // hash and padding its TUF scheme requires.
