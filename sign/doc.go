@@ -37,6 +37,11 @@
 // ErrBadSignature, ErrDuplicateSignature), a short document a
 // *[ThresholdError] listing who signed and who did not.
 //
+// Interoperability: go-tuf and tuf-js both read every scheme this package
+// signs with except one: tuf-js (4.1.0, pinned in the tests) cannot verify
+// ecdsa-sha2-nistp384 signatures. Use ed25519, ECDSA P-256 or RSA-PSS for
+// roles that tuf-js (or sigstore-js) clients must read.
+//
 // What it does not do: it does not verify updates on devices (package
 // verify), keep a device's trusted state (package rollback), compute
 // deltas (package delta), serve HTTP, or garbage-collect target files
