@@ -35,7 +35,6 @@ func ExampleRepository_Publish() {
 			manifest.RoleSnapshot:  {Threshold: 1, Keys: []*manifest.Key{snapshotKey.Key()}},
 			manifest.RoleTimestamp: {Threshold: 1, Keys: []*manifest.Key{timestampKey.Key()}},
 		},
-		ConsistentSnapshot: true,
 	}, now.Add(sign.DefaultRootExpiry))
 	if err != nil {
 		log.Fatal(err)

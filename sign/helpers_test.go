@@ -53,7 +53,6 @@ func testRoot(t testing.TB) *manifest.Metadata[manifest.Root] {
 			manifest.RoleSnapshot:  {Threshold: 1, Keys: keysOf(t, "ed25519-4")},
 			manifest.RoleTimestamp: {Threshold: 1, Keys: keysOf(t, "ed25519-5")},
 		},
-		ConsistentSnapshot: true,
 	}
 	root, err := NewRoot(spec, testEpoch.Add(365*24*time.Hour))
 	require.NoError(t, err)

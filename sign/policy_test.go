@@ -315,3 +315,16 @@ func mustBytesTB[T metadata.Roles](t testing.TB, md *manifest.Metadata[T]) []byt
 	require.NoError(t, err)
 	return b
 }
+
+func TestNewRootDefaultsToConsistentSnapshots(t *testing.T) {
+	spec := SpecOf(&testRoot(t).Signed)
+	spec.AllowInPlaceMetadata = false
+	root, err := NewRoot(spec, testEpoch)
+	require.NoError(t, err)
+	assert.True(t, root.Signed.ConsistentSnapshot)
+	spec.AllowInPlaceMetadata = true
+	root, err = NewRoot(spec, testEpoch)
+	require.NoError(t, err)
+	assert.False(t, root.Signed.ConsistentSnapshot)
+	assert.True(t, SpecOf(&root.Signed).AllowInPlaceMetadata)
+}

@@ -19,8 +19,14 @@ type RoleKeys struct {
 // each top-level role, and whether the repository uses consistent
 // snapshots.
 type RootSpec struct {
-	Roles              map[string]RoleKeys // root, targets, snapshot, timestamp
-	ConsistentSnapshot bool
+	Roles map[string]RoleKeys // root, targets, snapshot, timestamp
+	// AllowInPlaceMetadata turns consistent snapshots off: metadata and
+	// target files are then overwritten under fixed names, so a client
+	// refreshing while a publish is in progress (or after one failed
+	// halfway) can see a snapshot and a targets file that do not match,
+	// and a cache can serve a stale mix. The zero value keeps consistent
+	// snapshots on, which makes every publish atomic for clients.
+	AllowInPlaceMetadata bool
 }
 
 // NewRoot returns an unsigned version-1 root for spec, expiring at expires.
@@ -28,7 +34,7 @@ type RootSpec struct {
 // could never be signed or verified is refused before any ceremony.
 func NewRoot(spec RootSpec, expires time.Time) (*manifest.Metadata[manifest.Root], error) {
 	root := metadata.Root(expires.UTC().Truncate(time.Second))
-	root.Signed.ConsistentSnapshot = spec.ConsistentSnapshot
+	root.Signed.ConsistentSnapshot = !spec.AllowInPlaceMetadata
 	if err := applyRoles(&root.Signed, spec.Roles); err != nil {
 		return nil, err
 	}
@@ -84,7 +90,7 @@ func applyRoles(root *manifest.Root, roles map[string]RoleKeys) error {
 func NextRoot(prev *manifest.Metadata[manifest.Root], spec RootSpec, expires time.Time) (*manifest.Metadata[manifest.Root], error) {
 	next := metadata.Root(expires.UTC().Truncate(time.Second))
 	next.Signed.Version = prev.Signed.Version + 1
-	next.Signed.ConsistentSnapshot = spec.ConsistentSnapshot
+	next.Signed.ConsistentSnapshot = !spec.AllowInPlaceMetadata
 	if err := applyRoles(&next.Signed, spec.Roles); err != nil {
 		return nil, err
 	}
@@ -93,7 +99,7 @@ func NextRoot(prev *manifest.Metadata[manifest.Root], spec RootSpec, expires tim
 
 // SpecOf returns the RootSpec of a root document, to edit for NextRoot.
 func SpecOf(root *manifest.Root) RootSpec {
-	spec := RootSpec{Roles: map[string]RoleKeys{}, ConsistentSnapshot: root.ConsistentSnapshot}
+	spec := RootSpec{Roles: map[string]RoleKeys{}, AllowInPlaceMetadata: !root.ConsistentSnapshot}
 	for name, r := range root.Roles {
 		rk := RoleKeys{Threshold: r.Threshold}
 		for _, id := range r.KeyIDs {

@@ -32,7 +32,7 @@ func TestTufJSKeyTypes(t *testing.T) {
 				manifest.RoleTargets:   {Threshold: 1, Keys: keysOf(t, key)},
 				manifest.RoleSnapshot:  {Threshold: 1, Keys: keysOf(t, "ed25519-4")},
 				manifest.RoleTimestamp: {Threshold: 1, Keys: keysOf(t, "ed25519-5")},
-			}, ConsistentSnapshot: true}
+			}}
 			root, err := NewRoot(spec, now.Add(time.Hour))
 			require.NoError(t, err)
 			p, err := PolicyFromRoot(&root.Signed)
