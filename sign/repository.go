@@ -293,4 +293,3 @@ func (r *Repository) Close() error {
 	}
 	return nil
 }
-
