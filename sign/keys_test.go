@@ -200,3 +200,20 @@ func TestSignerIsSigstoreSigner(t *testing.T) {
 	assert.Equal(t, s.KeyID(), again.KeyID())
 	assertGoTUFVerifies(t, again)
 }
+
+// Signers are safe for concurrent use (run with -race).
+func TestSignerConcurrentUse(t *testing.T) {
+	for _, name := range []string{"ed25519", "p256", "rsa2048"} {
+		s := testSigner(t, name)
+		done := make(chan error, 4)
+		for i := 0; i < 4; i++ {
+			go func() {
+				_, err := s.SignPayload(context.Background(), []byte("payload"))
+				done <- err
+			}()
+		}
+		for i := 0; i < 4; i++ {
+			require.NoError(t, <-done)
+		}
+	}
+}

@@ -131,7 +131,10 @@ func SignerFromPrivateKey(ctx context.Context, priv crypto.PrivateKey) (*Signer,
 		if k.N.BitLen() < MinRSABits {
 			return nil, fmt.Errorf("%w: RSA key of %d bits (minimum %d)", ErrWeakKey, k.N.BitLen(), MinRSABits)
 		}
-		s, err = signature.LoadRSAPSSSigner(k, crypto.SHA256, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256})
+		// Not sigstore's RSAPSSSigner: it writes into its shared
+		// PSSOptions on every call, a data race for a Signer used from
+		// several goroutines.
+		return SignerFromCryptoSigner(ctx, k, nil)
 	default:
 		return nil, fmt.Errorf("%w: %T", ErrUnsupportedKey, priv)
 	}
