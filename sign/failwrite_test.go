@@ -43,9 +43,15 @@ func TestPublishFailingNthWrite(t *testing.T) {
 	base := newTestRepo(t, true)
 	oldImages := base.images
 
-	// The change under test: a new firmware image in a delegated role, one
-	// in a hash bin, and a delta to it.
+	// The change under test: a root key rotation, a new firmware image in
+	// a delegated role, one in a hash bin, and a delta to it.
 	stage := func(t *testing.T, repo *Repository) {
+		// Open adopts the new root of a crashed publish: rotate only once.
+		if repo.Root().Signed.Version == 1 {
+			rotate(t, repo, []string{"ed25519-1", "ed25519-2", "ed25519-3"}, func(spec RootSpec) {
+				spec.Roles[manifest.RoleRoot] = RoleKeys{Threshold: 2, Keys: keysOf(t, "ed25519-2", "ed25519-3", "ed25519-9")}
+			})
+		}
 		require.NoError(t, repo.AddFirmware(ctx, "acme/1.2.0/firmware.bin", bytes.NewReader(image("new", 777)), firmware("1.2.0", 3)))
 		require.NoError(t, repo.AddFirmware(ctx, "catalog/gw/2.1.0/firmware.bin", bytes.NewReader(image("new2", 55)), firmware("2.1.0", 1)))
 		require.NoError(t, repo.AddDelta(ctx, "acme/deltas/1.1.0-1.2.0.bsdiff", bytes.NewReader(image("patch", 40)), manifest.Delta{
@@ -99,9 +105,15 @@ func TestPublishFailingNthWrite(t *testing.T) {
 			_, _, err = client.download(up, "acme/1.2.0/firmware.bin")
 			assert.Error(t, err, "the new image is not visible before the timestamp is written")
 
-			// Retrying the same Repository completes the publish.
+			// Retrying completes the publish: with the same Repository, or
+			// (odd N) with a fresh one, as after a crash.
 			fs.failAt = 0
+			if n%2 == 1 {
+				repo, _ = open(t, dir, 0)
+				stage(t, repo)
+			}
 			require.NoError(t, repo.Publish(ctx, allSigners(t)))
+			assert.Equal(t, int64(2), repo.Root().Signed.Version)
 			got, _, err := client.fetch("acme/1.2.0/firmware.bin")
 			require.NoError(t, err)
 			assert.Equal(t, image("new", 777), got)

@@ -313,7 +313,11 @@ func (r *Repository) StageRoot(spec RootSpec) (*manifest.Metadata[manifest.Root]
 }
 
 // SetRoot stages next, a signed successor of the current root, for the next
-// Publish. It must follow the current root by exactly one version and meet
+// Publish. Publish writes VERSION.root.json just before the timestamp; a
+// client refreshing between the two writes sees the new root with the old
+// timestamp, which is harmless unless the rotation replaced the timestamp
+// or snapshot keys (then that client's refresh fails until the timestamp
+// lands, moments later). It must follow the current root by exactly one version and meet
 // both the old and the new root thresholds (VerifyRootRotation). If the
 // targets keys changed, the targets role is re-signed at Publish; snapshot
 // and timestamp always are, with the new keys.

@@ -172,6 +172,28 @@ func Open(ctx context.Context, store Storage, opts Options) (*Repository, error)
 	if err := checkRootSelf(r.root); err != nil {
 		return nil, err
 	}
+	// A publish that died between writing N.root.json and root.json leaves
+	// a newer root that clients may already trust: adopt it (and rewrite
+	// root.json at the next Publish) rather than ever signing a different
+	// document under the same version.
+	for {
+		b, err := getBlob(ctx, store, fmt.Sprintf("%s/%d.root.json", MetadataDir, r.root.Signed.Version+1), MaxDocumentSize)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		next, err := manifest.ParseUnverified[manifest.Root](manifest.RoleRoot, b, documentLimits)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrMalformedDocument, err)
+		}
+		if _, err := VerifyRootRotation(r.root, next); err != nil {
+			return nil, err
+		}
+		r.root = next
+		r.rootPending = true
+	}
 	if v := r.root.Signed.Version; v > 1 {
 		b, err := getBlob(ctx, store, fmt.Sprintf("%s/%d.root.json", MetadataDir, v-1), MaxDocumentSize)
 		if err == nil {
