@@ -164,3 +164,54 @@ func TestRevokeDelegatedKey(t *testing.T) {
 	requireKeyError(t, err, ErrRevokedKey, "catalog-bin-0", testSigner(t, "ed25519-8").KeyID())
 	assert.ErrorIs(t, tr.repo.SetDelegationKeys("nobody", RoleKeys{}), ErrUnknownRole)
 }
+
+// An attacker holding both online keys inflates the snapshot and timestamp
+// versions; rotating both keys recovers clients (TUF 5.3.11).
+func TestFastForwardSnapshotRecovery(t *testing.T) {
+	ctx := context.Background()
+	tr := newTestRepo(t, true)
+	url := serveDir(t, tr.dir)
+	client := newGoTUFClient(t, url, rootBytesOf(t, tr.root), tr.now)
+	_, _, err := client.fetch("plain.bin")
+	require.NoError(t, err)
+	p, err := tr.repo.Policy()
+	require.NoError(t, err)
+
+	// Snapshot 500, pointing at the real targets versions, and a
+	// timestamp 900 pointing at it, both signed with the stolen keys.
+	metaDir := filepath.Join(tr.dir, "metadata")
+	legitTS, err := os.ReadFile(filepath.Join(metaDir, "timestamp.json"))
+	require.NoError(t, err)
+	snap := metadata.Snapshot(tr.now.Add(time.Hour))
+	snap.Signed.Version = 500
+	for role := range tr.repo.targets {
+		md, _ := tr.repo.Targets(role)
+		snap.Signed.Meta[role+".json"] = metadata.MetaFile(md.Signed.Version)
+	}
+	_, err = SignRole(ctx, p, manifest.RoleSnapshot, snap, signersOf(t, "ed25519-4"))
+	require.NoError(t, err)
+	snapBytes := mustBytes(t, snap)
+	require.NoError(t, os.WriteFile(filepath.Join(metaDir, "500.snapshot.json"), snapBytes, 0o644))
+	ts := metadata.Timestamp(tr.now.Add(time.Hour))
+	ts.Signed.Version = 900
+	ts.Signed.Meta["snapshot.json"] = metadata.MetaFile(500)
+	_, err = SignRole(ctx, p, manifest.RoleTimestamp, ts, signersOf(t, "ed25519-5"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(metaDir, "timestamp.json"), mustBytes(t, ts), 0o644))
+	_, err = client.refresh()
+	require.NoError(t, err, "the client accepts the inflated versions")
+
+	require.NoError(t, os.WriteFile(filepath.Join(metaDir, "timestamp.json"), legitTS, 0o644))
+	require.NoError(t, os.Remove(filepath.Join(metaDir, "500.snapshot.json")))
+	_, err = client.refresh()
+	require.ErrorIs(t, err, manifest.ErrRollback)
+
+	rotate(t, tr.repo, []string{"ed25519-1", "ed25519-2"}, func(spec RootSpec) {
+		spec.Roles[manifest.RoleSnapshot] = RoleKeys{Threshold: 1, Keys: keysOf(t, "ed25519-8")}
+		spec.Roles[manifest.RoleTimestamp] = RoleKeys{Threshold: 1, Keys: keysOf(t, "ed25519-9")}
+	})
+	require.NoError(t, tr.repo.Publish(ctx, signersOf(t, "ed25519-8", "ed25519-9")))
+	got, _, err := client.fetch("acme/1.0.0/firmware.bin")
+	require.NoError(t, err)
+	assert.Equal(t, tr.images["acme/1.0.0/firmware.bin"], got)
+}
