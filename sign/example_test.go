@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/signature/kms/fake"
+
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/sign"
 )
@@ -115,4 +117,34 @@ func ExampleMerge() {
 	// 1 of 2 met: false <nil>
 	// true
 	// 2 of 2 met: true <nil>
+}
+
+// Cloud KMS keys are named by sigstore KMS URIs; the program imports the
+// provider it uses. Here sigstore's in-process fake stands in for
+// "awskms://...", "gcpkms://...", "azurekms://..." or "hashivault://...".
+func ExampleLoadKMSSigner() {
+	ctx := context.Background() // the fake makes a fresh P-256 key
+	s, err := sign.LoadKMSSigner(ctx, fake.ReferenceScheme+"release-targets")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s.Scheme())
+	// Output: ecdsa-sha2-nistp256
+}
+
+// An HSM key through PKCS#11: the PIN comes from the environment and the
+// private key never leaves the token.
+func ExampleOpenPKCS11() {
+	ctx := context.Background()
+	s, err := sign.OpenPKCS11(ctx, sign.PKCS11Config{
+		ModulePath: os.Getenv("PKCS11_MODULE"), // the vendor's library
+		TokenLabel: "release",
+		KeyLabel:   "targets-2026",
+		PINEnv:     "RELEASE_HSM_PIN",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	fmt.Println("signing as", s.KeyID())
 }

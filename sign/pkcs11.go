@@ -12,7 +12,7 @@ import (
 // PKCS11Config locates a signing key in a PKCS#11 token (an HSM, a smart
 // card, SoftHSM2 in tests).
 type PKCS11Config struct {
-	ModulePath string // the vendor's PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so
+	ModulePath string // the vendor's PKCS#11 library, e.g. SoftHSM2's libsofthsm2.so
 	TokenLabel string
 	KeyLabel   string // CKA_LABEL of the key pair
 	// PINEnv names the environment variable holding the user PIN. The PIN
