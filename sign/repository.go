@@ -140,7 +140,9 @@ func newRepository(store Storage, opts Options) *Repository {
 }
 
 // checkRootSelf checks that root meets its own root threshold, by this
-// package's policy and by go-tuf's VerifyDelegate.
+// package's policy and by go-tuf's VerifyDelegate. Signatures from keys the
+// root does not list for itself are ignored here, as clients ignore them:
+// a rotated root legitimately carries the old root keys' signatures.
 func checkRootSelf(root *manifest.Metadata[manifest.Root]) error {
 	p, err := PolicyFromRoot(&root.Signed)
 	if err != nil {
@@ -150,7 +152,14 @@ func checkRootSelf(root *manifest.Metadata[manifest.Root]) error {
 	if err != nil {
 		return err
 	}
-	if _, err := p.Check(manifest.RoleRoot, payload, root.Signatures); err != nil {
+	rp, _ := p.Role(manifest.RoleRoot)
+	var own []manifest.Signature
+	for _, s := range root.Signatures {
+		if _, ok := rp.Keys[s.KeyID]; ok {
+			own = append(own, s)
+		}
+	}
+	if _, err := p.Check(manifest.RoleRoot, payload, own); err != nil {
 		return err
 	}
 	return manifest.TranslateError(root.VerifyDelegate(manifest.RoleRoot, root))

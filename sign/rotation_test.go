@@ -106,6 +106,18 @@ func TestRevokeTargetsAndRootKeys(t *testing.T) {
 	assert.Equal(t, tr.images["plain.bin"], got)
 	assert.Equal(t, int64(2), tr.repo.Root().Signed.Version)
 
+	// The rotated root (which carries the old root keys' signatures)
+	// reopens, with the revoked keys known.
+	store, err := NewDirStorage(tr.dir)
+	require.NoError(t, err)
+	reopened, err := Open(ctx, store, Options{Now: func() time.Time { return tr.now }, TempDir: t.TempDir()})
+	require.NoError(t, err)
+	defer reopened.Close()
+	rp, err := reopened.Policy()
+	require.NoError(t, err)
+	_, err = SignRole(ctx, rp, manifest.RoleTargets, metadata.Targets(tr.now), signersOf(t, "p256"))
+	requireKeyError(t, err, ErrRevokedKey, manifest.RoleTargets, testSigner(t, "p256").KeyID())
+
 	// A further rotation signed with the revoked root key is refused by
 	// name, even together with a valid key.
 	spec := SpecOf(&tr.repo.Root().Signed)
@@ -118,9 +130,9 @@ func TestRevokeTargetsAndRootKeys(t *testing.T) {
 	requireKeyError(t, err, ErrRevokedKey, manifest.RoleRoot, testSigner(t, "ed25519-1").KeyID())
 
 	// A root signed only by the new keys (no old threshold) is not accepted.
-	rp, err := PolicyFromRoot(&next.Signed)
+	np, err := PolicyFromRoot(&next.Signed)
 	require.NoError(t, err)
-	_, err = SignRole(ctx, rp, manifest.RoleRoot, next, signersOf(t, "ed25519-6"))
+	_, err = SignRole(ctx, np, manifest.RoleRoot, next, signersOf(t, "ed25519-6"))
 	require.NoError(t, err)
 	next.Signatures = next.Signatures[:1]
 	_, err = VerifyRootRotation(tr.repo.Root(), next)
