@@ -322,7 +322,9 @@ func (r *Repository) StageRoot(spec RootSpec) (*manifest.Metadata[manifest.Root]
 // targets keys changed, the targets role is re-signed at Publish; snapshot
 // and timestamp always are, with the new keys.
 func (r *Repository) SetRoot(next *manifest.Metadata[manifest.Root]) error {
-	if r.rootPending && r.timestamp != nil {
+	// One root per Publish: every version must be written as
+	// VERSION.root.json, since clients walk the chain one by one.
+	if r.rootPending {
 		return fmt.Errorf("%w: publish the staged root first", ErrRootRotation)
 	}
 	if _, err := VerifyRootRotation(r.root, next); err != nil {
