@@ -65,6 +65,7 @@ func TestFastForwardRecoveryByRotation(t *testing.T) {
 	rotate(t, tr.repo, []string{"ed25519-1", "ed25519-2"}, func(spec RootSpec) {
 		spec.Roles[manifest.RoleTimestamp] = RoleKeys{Threshold: 1, Keys: keysOf(t, "ed25519-9")}
 	})
+	assert.ErrorIs(t, tr.repo.SetRoot(tr.repo.Root()), ErrRootRotation, "one rotation per publish")
 	// The old online keys can no longer publish.
 	var te *ThresholdError
 	require.ErrorAs(t, tr.repo.Publish(ctx, onlineSigners(t)), &te)
