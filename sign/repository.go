@@ -246,7 +246,42 @@ func Open(ctx context.Context, store Storage, opts Options) (*Repository, error)
 	if _, err := r.policy(); err != nil {
 		return nil, err
 	}
+	if err := r.verifyStored(); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// verifyStored checks every loaded document against its delegator, as a
+// client would. Storage is the update server's, and a server with stolen
+// online keys could otherwise slip a target into a stored targets file
+// that the next offline Publish would then re-sign with the real key:
+// forged firmware laundered through the release engineer.
+func (r *Repository) verifyStored() error {
+	check := func(role string, err error) error {
+		if err != nil {
+			return fmt.Errorf("%w: stored %q metadata does not verify: %v", ErrThreshold, role, manifest.TranslateError(err))
+		}
+		return nil
+	}
+	if err := check(manifest.RoleTimestamp, r.root.VerifyDelegate(manifest.RoleTimestamp, r.timestamp)); err != nil {
+		return err
+	}
+	if err := check(manifest.RoleSnapshot, r.root.VerifyDelegate(manifest.RoleSnapshot, r.snapshot)); err != nil {
+		return err
+	}
+	if r.timestamp.Signed.Meta["snapshot.json"].Version != r.snapshot.Signed.Version {
+		return fmt.Errorf("%w: timestamp names snapshot %d, storage holds %d", ErrConflict, r.timestamp.Signed.Meta["snapshot.json"].Version, r.snapshot.Signed.Version)
+	}
+	for role, md := range r.targets {
+		if want := r.snapshot.Signed.Meta[role+".json"].Version; md.Signed.Version != want {
+			return fmt.Errorf("%w: snapshot names %s version %d, storage holds %d", ErrConflict, role, want, md.Signed.Version)
+		}
+		if err := r.verifyDelegated(role, r.targets); err != nil {
+			return fmt.Errorf("%w: stored metadata: %v", ErrThreshold, err)
+		}
+	}
+	return nil
 }
 
 func getBlob(ctx context.Context, store Storage, name string, limit int64) ([]byte, error) {

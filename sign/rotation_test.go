@@ -2,6 +2,7 @@ package sign
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -227,4 +228,26 @@ func TestFastForwardSnapshotRecovery(t *testing.T) {
 	got, _, err := client.fetch("acme/1.0.0/firmware.bin")
 	require.NoError(t, err)
 	assert.Equal(t, tr.images["acme/1.0.0/firmware.bin"], got)
+}
+
+// A server with write access to storage adds a target to a stored
+// delegated targets file without the vendor key. Opening the repository
+// refuses it, so the next offline Publish never re-signs the forgery.
+func TestOpenRefusesTamperedStorage(t *testing.T) {
+	ctx := context.Background()
+	tr := newTestRepo(t, true)
+	acme, _ := tr.repo.Targets("acme")
+	name := filepath.Join(tr.dir, "metadata", fmt.Sprintf("%d.acme.json", acme.Signed.Version))
+	forged, err := clone(acme)
+	require.NoError(t, err)
+	tf := &manifest.TargetFile{Path: "acme/9.9.9/firmware.bin", Length: 4, Hashes: manifest.Hashes{"sha256": make([]byte, 32)}}
+	require.NoError(t, manifest.SetFirmware(tf, firmware("9.9.9", 99)))
+	forged.Signed.Targets[tf.Path] = tf
+	require.NoError(t, os.WriteFile(name, mustBytes(t, forged), 0o644))
+
+	store, err := NewDirStorage(tr.dir)
+	require.NoError(t, err)
+	_, err = Open(ctx, store, Options{Now: func() time.Time { return tr.now }})
+	require.ErrorIs(t, err, ErrThreshold)
+	assert.Contains(t, err.Error(), "acme")
 }
