@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -200,4 +201,21 @@ func TestRemoveTarget(t *testing.T) {
 	assert.Error(t, err)
 	_, _, err = client.fetch("acme/1.0.0/firmware.bin")
 	assert.NoError(t, err)
+}
+
+func TestReadTarget(t *testing.T) {
+	for _, consistent := range []bool{true, false} {
+		tr := newTestRepo(t, consistent)
+		ctx := context.Background()
+		for p, want := range tr.images {
+			rc, err := tr.repo.ReadTarget(ctx, p)
+			require.NoError(t, err, p)
+			got, err := io.ReadAll(rc)
+			require.NoError(t, rc.Close())
+			require.NoError(t, err)
+			assert.Equal(t, want, got, p)
+		}
+		_, err := tr.repo.ReadTarget(ctx, "nope.bin")
+		assert.ErrorIs(t, err, ErrNoTarget)
+	}
 }
