@@ -74,3 +74,16 @@ func signersOf(t testing.TB, names ...string) []*Signer {
 	}
 	return out
 }
+
+// requireTool skips when a real peer is missing locally, and fails in CI
+// (CI set), where .ci/run installs it.
+func requireTool(t *testing.T, what string, ok bool) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is required in CI but missing", what)
+	}
+	t.Skipf("%s not installed; skipping (it runs in CI)", what)
+}

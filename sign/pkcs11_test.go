@@ -1,3 +1,5 @@
+//go:build cgo
+
 package sign
 
 import (
@@ -17,19 +19,6 @@ import (
 
 	"github.com/otaseal/otaseal/manifest"
 )
-
-// requireTool skips when a real peer is missing locally, and fails in CI
-// (CI set), where .ci/run installs it.
-func requireTool(t *testing.T, what string, ok bool) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is required in CI but missing", what)
-	}
-	t.Skipf("%s not installed; skipping (it runs in CI)", what)
-}
 
 func softHSMModule() string {
 	for _, p := range []string{
