@@ -264,10 +264,16 @@ func (r *Repository) verifyStored() error {
 		}
 		return nil
 	}
-	if err := check(manifest.RoleTimestamp, r.root.VerifyDelegate(manifest.RoleTimestamp, r.timestamp)); err != nil {
+	// Stored metadata was signed under the root published with it; a root
+	// adopted from a crashed publish is not that one yet.
+	root := r.root
+	if r.rootPending && r.prevRoot != nil {
+		root = r.prevRoot
+	}
+	if err := check(manifest.RoleTimestamp, root.VerifyDelegate(manifest.RoleTimestamp, r.timestamp)); err != nil {
 		return err
 	}
-	if err := check(manifest.RoleSnapshot, r.root.VerifyDelegate(manifest.RoleSnapshot, r.snapshot)); err != nil {
+	if err := check(manifest.RoleSnapshot, root.VerifyDelegate(manifest.RoleSnapshot, r.snapshot)); err != nil {
 		return err
 	}
 	if r.timestamp.Signed.Meta["snapshot.json"].Version != r.snapshot.Signed.Version {
@@ -276,6 +282,12 @@ func (r *Repository) verifyStored() error {
 	for role, md := range r.targets {
 		if want := r.snapshot.Signed.Meta[role+".json"].Version; md.Signed.Version != want {
 			return fmt.Errorf("%w: snapshot names %s version %d, storage holds %d", ErrConflict, role, want, md.Signed.Version)
+		}
+		if role == manifest.RoleTargets {
+			if err := check(role, root.VerifyDelegate(role, md)); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := r.verifyDelegated(role, r.targets); err != nil {
 			return fmt.Errorf("%w: stored metadata: %v", ErrThreshold, err)
