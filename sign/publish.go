@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -31,10 +32,14 @@ import (
 // are needed only when targets or delegations changed.
 //
 // Writes go in the order that keeps every intermediate state safe for
-// clients: target files, then targets metadata, then snapshot, then root,
-// then timestamp.json last. With consistent snapshots every file but
-// timestamp.json has a new name, so a publish that fails at any write
-// leaves what clients see unchanged, and the next Publish completes it.
+// clients: target files, then targets metadata, then snapshot, then
+// timestamp.json, the commit point, then a new root if one is staged.
+// With consistent snapshots every file but timestamp.json has a new name,
+// so a publish that fails at any write leaves clients the old repository
+// or the new one, whole, and the next Publish completes it. For a root
+// rotation that replaces online (or targets) keys this needs the old keys
+// among signers, to bridge the documents to both roots; without them the
+// root is written before the timestamp (see SetRoot).
 // Without consistent snapshots, metadata is overwritten in place and a
 // client refreshing during a (failed) publish can see mismatched versions
 // until the next successful Publish: prefer consistent snapshots.
@@ -73,6 +78,61 @@ func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 		}
 		if !rep.Met {
 			return &ThresholdError{Role: role, Threshold: rep.Threshold, SignedBy: rep.SignedBy, Missing: rep.Missing}
+		}
+		return nil
+	}
+
+	// During a root rotation that changes the targets, snapshot or
+	// timestamp keys, documents are also signed by those of signers the
+	// previous root allows for the role ("bridged"), so that they verify
+	// under the old root and the new one alike. Then the new root can be
+	// written last and a publish that fails at any write still leaves
+	// clients a repository they can verify. Without the old keys the root
+	// goes before the timestamp and a client refreshing in between fails
+	// until the timestamp lands.
+	bridged := true
+	var prevRoot *manifest.Metadata[manifest.Root]
+	if r.rootPending && r.prevRoot != nil {
+		prevRoot = r.prevRoot
+	}
+	bridge := func(role string, md any) error {
+		if prevRoot == nil || sameRole(prevRoot.Signed.Roles[role], r.root.Signed.Roles[role]) {
+			return nil
+		}
+		var (
+			sigs    *[]manifest.Signature
+			payload []byte
+			err     error
+			verify  func() error
+		)
+		switch m := md.(type) {
+		case *manifest.Metadata[manifest.Targets]:
+			sigs, verify = &m.Signatures, func() error { return prevRoot.VerifyDelegate(role, m) }
+			payload, err = Payload(m)
+		case *manifest.Metadata[manifest.Snapshot]:
+			sigs, verify = &m.Signatures, func() error { return prevRoot.VerifyDelegate(role, m) }
+			payload, err = Payload(m)
+		case *manifest.Metadata[manifest.Timestamp]:
+			sigs, verify = &m.Signatures, func() error { return prevRoot.VerifyDelegate(role, m) }
+			payload, err = Payload(m)
+		}
+		if err != nil {
+			return err
+		}
+		for _, s := range signers {
+			id := s.KeyID()
+			if !slices.Contains(prevRoot.Signed.Roles[role].KeyIDs, id) ||
+				slices.ContainsFunc(*sigs, func(x manifest.Signature) bool { return x.KeyID == id }) {
+				continue
+			}
+			sig, err := s.SignPayload(ctx, payload)
+			if err != nil {
+				return err
+			}
+			*sigs = append(*sigs, sig)
+		}
+		if verify() != nil {
+			bridged = false
 		}
 		return nil
 	}
@@ -131,6 +191,11 @@ func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 		newTargets[role] = md
 		newPublished[role] = md.Signed.Version
 	}
+	if md, ok := newTargets[manifest.RoleTargets]; ok {
+		if err := bridge(manifest.RoleTargets, md); err != nil {
+			return err
+		}
+	}
 	for _, role := range dirty {
 		if err := r.verifyDelegated(role, newTargets); err != nil {
 			return err
@@ -157,6 +222,9 @@ func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 		if err := sign(manifest.RoleSnapshot, snap); err != nil {
 			return err
 		}
+		if err := bridge(manifest.RoleSnapshot, snap); err != nil {
+			return err
+		}
 		if err := manifest.TranslateError(r.root.VerifyDelegate(manifest.RoleSnapshot, snap)); err != nil {
 			return fmt.Errorf("sign: snapshot would not verify: %w", err)
 		}
@@ -170,14 +238,16 @@ func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 	}
 
 	// Root, after everything it could make clients look for.
+	var rootWrites []blob
 	if r.rootPending {
 		data, err := r.root.ToBytes(false)
 		if err != nil {
 			return err
 		}
-		writes = append(writes,
-			blob{name: fmt.Sprintf("%s/%d.root.json", MetadataDir, r.root.Signed.Version), data: data},
-			blob{name: MetadataDir + "/root.json", data: data})
+		rootWrites = []blob{
+			{name: fmt.Sprintf("%s/%d.root.json", MetadataDir, r.root.Signed.Version), data: data},
+			{name: MetadataDir + "/root.json", data: data},
+		}
 	}
 
 	// Timestamp, the commit point for clients.
@@ -195,6 +265,9 @@ func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 	if err := sign(manifest.RoleTimestamp, ts); err != nil {
 		return err
 	}
+	if err := bridge(manifest.RoleTimestamp, ts); err != nil {
+		return err
+	}
 	if err := manifest.TranslateError(r.root.VerifyDelegate(manifest.RoleTimestamp, ts)); err != nil {
 		return fmt.Errorf("sign: timestamp would not verify: %w", err)
 	}
@@ -202,29 +275,41 @@ func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 	if err != nil {
 		return err
 	}
-	writes = append(writes, blob{name: MetadataDir + "/timestamp.json", data: tsBytes})
+	if bridged {
+		writes = append(writes, blob{name: MetadataDir + "/timestamp.json", data: tsBytes})
+		writes = append(writes, rootWrites...)
+	} else {
+		writes = append(writes, rootWrites...)
+		writes = append(writes, blob{name: MetadataDir + "/timestamp.json", data: tsBytes})
+	}
 
 	if err := r.checkUnchanged(ctx); err != nil {
 		return err
+	}
+	// The in-memory state follows what clients can see: it commits when
+	// the timestamp lands, so a Publish that failed before can simply be
+	// retried, and one that failed after (writing a bridged root) only
+	// has the root left to write.
+	commit := func() {
+		for role, md := range newTargets {
+			r.targets[role] = md
+		}
+		r.published = newPublished
+		r.snapshot, r.timestamp = snap, ts
+		r.dirty = map[string]bool{}
+		r.staged = map[string][]byte{}
+		r.presigned = map[string]*manifest.Metadata[manifest.Targets]{}
+		r.Close()
 	}
 	for _, w := range writes {
 		if err := r.put(ctx, w.name, w.data, w.file); err != nil {
 			return err
 		}
+		if w.name == MetadataDir+"/timestamp.json" {
+			commit()
+		}
 	}
-
-	// Commit the in-memory state only after every write succeeded, so a
-	// failed Publish can simply be retried.
-	for role, md := range newTargets {
-		r.targets[role] = md
-	}
-	r.published = newPublished
-	r.snapshot, r.timestamp = snap, ts
-	r.dirty = map[string]bool{}
-	r.staged = map[string][]byte{}
-	r.presigned = map[string]*manifest.Metadata[manifest.Targets]{}
 	r.rootPending = false
-	r.Close()
 	return nil
 }
 
@@ -313,11 +398,12 @@ func (r *Repository) StageRoot(spec RootSpec) (*manifest.Metadata[manifest.Root]
 }
 
 // SetRoot stages next, a signed successor of the current root, for the next
-// Publish. Publish writes VERSION.root.json just before the timestamp; a
-// client refreshing between the two writes sees the new root with the old
-// timestamp, which is harmless unless the rotation replaced the timestamp
-// or snapshot keys (then that client's refresh fails until the timestamp
-// lands, moments later). It must follow the current root by exactly one version and meet
+// Publish. If the rotation replaces the targets, snapshot or timestamp
+// keys, pass the old keys to Publish as well as the new: the documents
+// then carry both and verify under either root, and the root is written
+// after the timestamp. Without the old keys the root is written just
+// before the timestamp, and a client refreshing between the two writes
+// fails until the timestamp lands, moments later. It must follow the current root by exactly one version and meet
 // both the old and the new root thresholds (VerifyRootRotation). If the
 // targets keys changed, the targets role is re-signed at Publish; snapshot
 // and timestamp always are, with the new keys.
