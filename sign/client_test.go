@@ -1,6 +1,7 @@
 package sign
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -8,6 +9,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,4 +137,66 @@ func rootBytesOf(t *testing.T, root *manifest.Metadata[manifest.Root]) []byte {
 	b, err := root.ToBytes(false)
 	require.NoError(t, err)
 	return b
+}
+
+// memStorage is an in-memory Storage for tests where disk durability is not
+// the point (it is DirStorage's, tested on its own).
+type memStorage struct {
+	mu    sync.Mutex
+	blobs map[string][]byte
+}
+
+func newMemStorage() *memStorage { return &memStorage{blobs: map[string][]byte{}} }
+
+func (m *memStorage) Put(ctx context.Context, name string, r io.Reader) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.blobs[name] = b
+	return nil
+}
+
+func (m *memStorage) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.blobs[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (m *memStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for n := range m.blobs {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// serveStorage serves any Storage over HTTP on 127.0.0.1.
+func serveStorage(t *testing.T, s Storage) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc, err := s.Get(r.Context(), strings.TrimPrefix(r.URL.Path, "/"))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		defer rc.Close()
+		io.Copy(w, rc)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

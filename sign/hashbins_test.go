@@ -17,14 +17,9 @@ import (
 // lands in the bin its path hash names, and adding one image re-signs one
 // bin, not the catalogue.
 func TestHashBinCatalogue(t *testing.T) {
-	if testing.Short() {
-		t.Skip("catalogue test in -short mode")
-	}
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
-	dir := t.TempDir()
-	store, err := NewDirStorage(dir)
-	require.NoError(t, err)
+	store := newMemStorage()
 	root := signedRoot(t, true, now)
 	repo, err := Create(ctx, store, root, Options{Now: func() time.Time { return now }, TempDir: t.TempDir()})
 	require.NoError(t, err)
@@ -77,7 +72,7 @@ func TestHashBinCatalogue(t *testing.T) {
 	assert.Equal(t, top.Signed.Version, top2.Signed.Version, "the offline targets role was not needed")
 
 	// A go-tuf client finds an image through its bin.
-	client := newGoTUFClient(t, serveDir(t, dir), rootBytesOf(t, root), now)
+	client := newGoTUFClient(t, serveStorage(t, store), rootBytesOf(t, root), now)
 	got, _, err := client.fetch("fleet/model-0777/1.0.0/firmware.bin")
 	require.NoError(t, err)
 	assert.Equal(t, "fleet/model-0777/1.0.0/firmware.bin", string(got))
