@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"os"
 	"testing"
 	"time"
 
@@ -216,4 +217,13 @@ func TestSignerConcurrentUse(t *testing.T) {
 			require.NoError(t, <-done)
 		}
 	}
+}
+
+func TestPassphraseFromTerminalWithoutTerminal(t *testing.T) {
+	if f, err := os.OpenFile("/dev/tty", os.O_RDWR, 0); err == nil {
+		f.Close()
+		t.Skip("a terminal is attached; the prompt would block")
+	}
+	_, err := PassphraseFromTerminal("passphrase: ")()
+	assert.ErrorIs(t, err, ErrPassphrase)
 }
