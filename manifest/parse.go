@@ -280,6 +280,12 @@ func checkDelegations(d *Delegations) error {
 		if r.Name == "" || names[r.Name] {
 			return fmt.Errorf("%w: delegated role name %q empty or repeated", ErrMalformed, clip(r.Name))
 		}
+		// A delegated role named "root" or "timestamp" would be stored and
+		// fetched under a top-level role's name: a delegated signer could
+		// overwrite the device's trusted root with a targets document.
+		if isTopLevel(r.Name) {
+			return fmt.Errorf("%w: delegated role named %q like a top-level role", ErrMalformed, r.Name)
+		}
 		names[r.Name] = true
 		if err := checkKeyIDs(r.Name, r.KeyIDs, r.Threshold); err != nil {
 			return err
@@ -298,6 +304,14 @@ func checkDelegations(d *Delegations) error {
 		}
 	}
 	return nil
+}
+
+func isTopLevel(name string) bool {
+	switch name {
+	case RoleRoot, RoleTimestamp, RoleSnapshot, RoleTargets:
+		return true
+	}
+	return false
 }
 
 // hashSizes are the algorithms otaseal accepts and their digest lengths.

@@ -214,6 +214,10 @@ func TestParseShapeErrors(t *testing.T) {
 			role := map[string]any{"name": "a", "keyids": []any{"k"}, "threshold": 1, "terminating": false, "paths": []any{"*"}}
 			s["delegations"] = map[string]any{"keys": map[string]any{}, "roles": []any{role, role}}
 		}), ErrMalformed},
+		{"delegated role named root", RoleTargets, mutate(t, r.targetsJSON, func(s map[string]any) {
+			role := map[string]any{"name": "root", "keyids": []any{"k"}, "threshold": 1, "terminating": false, "paths": []any{"*"}}
+			s["delegations"] = map[string]any{"keys": map[string]any{}, "roles": []any{role}}
+		}), ErrMalformed},
 		{"delegated role without paths", RoleTargets, mutate(t, r.targetsJSON, func(s map[string]any) {
 			role := map[string]any{"name": "a", "keyids": []any{"k"}, "threshold": 1, "terminating": false}
 			s["delegations"] = map[string]any{"keys": map[string]any{}, "roles": []any{role}}

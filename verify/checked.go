@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
+	"os"
 	"sort"
 
 	"github.com/otaseal/otaseal/manifest"
@@ -121,4 +123,26 @@ func (c *CheckedWriter) Finish() error {
 		}
 	}
 	return nil
+}
+
+// FileMatches reports whether the file at path has exactly the length and
+// hashes of tf. A missing file is false with no error; it reads the file as
+// a stream, never past the signed length plus one byte.
+func FileMatches(path string, tf *manifest.TargetFile) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	cw, err := NewCheckedWriter(io.Discard, tf.Length, tf.Hashes)
+	if err != nil {
+		return false, err
+	}
+	if _, err := io.Copy(cw, io.LimitReader(f, tf.Length+1)); err != nil {
+		return false, nil
+	}
+	return cw.Finish() == nil, nil
 }

@@ -1,0 +1,214 @@
+package rollback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// DefaultMaxStaleness is the maximum staleness of a Clock whose options
+// leave it zero: how old the newest proof of time may be before Fresh
+// reports ErrStale.
+const DefaultMaxStaleness = 7 * 24 * time.Hour
+
+// TimeSource is an external secure time source: Roughtime, NTS-secured
+// NTP, a GNSS receiver with authentication, a secure element's clock.
+//
+// Contract: Now returns a time the source has authenticated (signature,
+// AEAD) and that is a lower bound of the current time: for Roughtime the
+// midpoint minus the radius. It never returns a time it could not
+// authenticate; a failure is an error.
+type TimeSource interface {
+	Now(ctx context.Context) (time.Time, error)
+}
+
+// TimeSourceFunc adapts a function to TimeSource (a fake in tests).
+type TimeSourceFunc func(ctx context.Context) (time.Time, error)
+
+// Now implements TimeSource.
+func (f TimeSourceFunc) Now(ctx context.Context) (time.Time, error) { return f(ctx) }
+
+// ClockOptions configures a Clock.
+type ClockOptions struct {
+	// SystemTime reads the device clock; time.Now in production. Required:
+	// time is injected so tests (and devices with odd clocks) control it.
+	SystemTime func() time.Time
+	// MaxStaleness bounds how old the newest proof of time may be before
+	// Fresh fails. 0 means DefaultMaxStaleness.
+	MaxStaleness time.Duration
+	// AllowStale makes Fresh always succeed: for devices that may spend
+	// months offline and accept the freeze risk that brings.
+	AllowStale bool
+	// Source is an optional secure time source that Sync consults.
+	Source TimeSource
+}
+
+// Clock is the trusted clock against freeze attacks. Its Now is the latest
+// of the system clock, the persisted floor, and the floor plus the
+// monotonic time elapsed since the floor was read or raised. The floor is
+// the newest time proven by verified metadata (the signing time a verified
+// timestamp document carries, see manifest.SignedAt) or by a secure time
+// source; it only moves forward and is persisted before Observe returns.
+//
+// What the floor defends against: a device clock reset to 1970, or set
+// back by an attacker, cannot make metadata that expired before the newest
+// verified document valid again; an attacker replaying a frozen but still
+// validly signed timestamp gains only until that document's own expiry
+// passes the floor plus the device's uptime.
+//
+// What it cannot: without a working clock or a secure time source, time
+// between boots is unknown, so a device that was off for a month and
+// sees only a frozen repository believes it is still the floor's time
+// (Fresh reports that staleness); a compromised timestamp key can sign a
+// signing time in the far future and push the floor there, making every
+// document look expired (denial of service, not rollback; the floor
+// cannot be lowered through this API); and an attacker who rewrites the
+// state directory can lower it.
+type Clock struct {
+	store Store
+	opts  ClockOptions
+
+	mu      sync.Mutex
+	floor   time.Time // zero when nothing was ever proven
+	seq     uint64    // store sequence of the clock record
+	floorAt time.Time // system time (with monotonic reading) the floor was last loaded or raised
+}
+
+// OpenClock loads the persisted floor from store.
+func OpenClock(ctx context.Context, store Store, opts ClockOptions) (*Clock, error) {
+	if opts.SystemTime == nil {
+		return nil, fmt.Errorf("rollback: ClockOptions.SystemTime is required")
+	}
+	if opts.MaxStaleness < 0 {
+		return nil, fmt.Errorf("rollback: negative MaxStaleness")
+	}
+	if opts.MaxStaleness == 0 {
+		opts.MaxStaleness = DefaultMaxStaleness
+	}
+	c := &Clock{store: store, opts: opts}
+	if err := c.reload(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Clock) reload(ctx context.Context) error {
+	r, err := c.store.Load(ctx, clockRecordName)
+	if err != nil {
+		return err
+	}
+	var floor time.Time
+	if r.Exists() {
+		if floor, err = parseFloor(r.Data); err != nil {
+			return &CorruptError{Name: clockRecordName, Reason: err.Error()}
+		}
+	}
+	c.floor, c.seq, c.floorAt = floor, r.Seq, c.opts.SystemTime()
+	return nil
+}
+
+func parseFloor(b []byte) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, string(b))
+	if err != nil || t.Location() != time.UTC || t.Format(time.RFC3339Nano) != string(b) {
+		return time.Time{}, errors.New("clock floor is not RFC 3339 UTC")
+	}
+	return t, nil
+}
+
+// Now returns the trusted current time. It never goes below the floor,
+// whatever the system clock says.
+func (c *Clock) Now() time.Time {
+	sys := c.opts.SystemTime()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now(sys)
+}
+
+func (c *Clock) now(sys time.Time) time.Time {
+	if c.floor.IsZero() {
+		return sys
+	}
+	// Sub uses the monotonic readings when both times carry one, so this
+	// is real elapsed time even after the wall clock jumped back.
+	elapsed := max(sys.Sub(c.floorAt), 0)
+	return latest(sys, c.floor.Add(elapsed))
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// Floor returns the newest proven time, zero if none.
+func (c *Clock) Floor() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.floor
+}
+
+// Observe raises the floor to t and persists it, if t is later. Call it
+// only with a time proven by verified data: the signing time of a timestamp
+// document whose signatures verified (manifest.SignedAt), or a TimeSource
+// reading. An earlier t changes nothing: the floor never moves back.
+func (c *Clock) Observe(ctx context.Context, t time.Time) error {
+	t = t.UTC().Round(0)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if !t.After(c.floor) {
+			return nil
+		}
+		_, err := c.store.CompareAndSwap(ctx, clockRecordName, c.seq, []byte(t.Format(time.RFC3339Nano)))
+		if errors.Is(err, ErrConflict) {
+			// Another Clock on the store moved it; take its value and
+			// decide again.
+			if err := c.reload(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("rollback: persist clock floor: %w", err)
+		}
+		c.floor, c.seq, c.floorAt = t, c.seq+1, c.opts.SystemTime()
+		return nil
+	}
+}
+
+// Fresh reports a *StaleError when the newest proof of time is older than
+// the maximum staleness, or when there is none: the device cannot tell a
+// frozen repository from a quiet one and should Sync with a time source or
+// fetch a timestamp before trusting its clock.
+func (c *Clock) Fresh() error {
+	if c.opts.AllowStale {
+		return nil
+	}
+	sys := c.opts.SystemTime()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now(sys)
+	if c.floor.IsZero() {
+		return &StaleError{MaxStaleness: c.opts.MaxStaleness}
+	}
+	if age := now.Sub(c.floor); age > c.opts.MaxStaleness {
+		return &StaleError{Floor: c.floor, Age: age, MaxStaleness: c.opts.MaxStaleness}
+	}
+	return nil
+}
+
+// Sync asks the secure time source for the time and raises the floor to
+// it.
+func (c *Clock) Sync(ctx context.Context) error {
+	if c.opts.Source == nil {
+		return ErrNoTimeSource
+	}
+	t, err := c.opts.Source.Now(ctx)
+	if err != nil {
+		return fmt.Errorf("rollback: secure time source: %w", err)
+	}
+	return c.Observe(ctx, t)
+}

@@ -1,0 +1,116 @@
+package rollback
+
+import (
+	"maps"
+
+	"github.com/otaseal/otaseal/manifest"
+)
+
+// Policy options for Check. The zero value is the safe policy: only
+// strictly newer versions, never below the security-version floor.
+type Policy struct {
+	// AllowDowngrade lets a candidate with a lower version than the
+	// installed one through when its security version equals the installed
+	// image's (and so is at or above the floor): rolling back a feature
+	// release that misbehaves, with no known vulnerability reintroduced.
+	// Setting it means trusting every release at that security version;
+	// a lower security version stays refused whatever this says.
+	AllowDowngrade bool
+}
+
+// Floors holds the committed security-version floor per hardware ID. A
+// hardware ID without an entry has floor 0. Floors only rise, and only in
+// Confirm (or Provision).
+type Floors map[string]uint64
+
+// Raised returns a copy of f with the floor of hardwareID raised to
+// securityVersion, or left as it is if it was already higher. It never
+// lowers a floor.
+func (f Floors) Raised(hardwareID string, securityVersion uint64) Floors {
+	out := maps.Clone(f)
+	if out == nil {
+		out = Floors{}
+	}
+	if securityVersion > out[hardwareID] {
+		out[hardwareID] = securityVersion
+	}
+	return out
+}
+
+// Check decides whether candidate may be installed on a device of
+// hardwareID whose installed image is installed (nil if none is recorded)
+// and whose committed floors are floors. It does no I/O.
+//
+// It returns nil or a *RefusedError unwrapping to ErrWrongHardware,
+// ErrSecurityVersionLower, ErrVersionLower or ErrVersionEqual, checked in
+// that order.
+func Check(hardwareID string, installed *Image, floors Floors, candidate *manifest.Firmware, p Policy) error {
+	floor := floors[hardwareID]
+	refuse := func(err error) error {
+		r := &RefusedError{
+			HardwareID:               hardwareID,
+			Candidate:                candidate.Version,
+			CandidateSecurityVersion: candidate.SecurityVersion,
+			Floor:                    floor,
+			Err:                      err,
+		}
+		if installed != nil {
+			r.Installed = installed.Version
+			r.InstalledSecurityVersion = installed.SecurityVersion
+		}
+		return r
+	}
+	// An image for other hardware may not even boot here; a signed image
+	// for a sibling product must not be usable to brick this one.
+	if !candidate.Supports(hardwareID) {
+		return refuse(ErrWrongHardware)
+	}
+	// The replay attack: an old, validly signed image with a known hole.
+	// The floor survives reinstalls of lower images and is what MCUboot's
+	// security counter or Android's rollback index hold.
+	if candidate.SecurityVersion < floor {
+		return refuse(ErrSecurityVersionLower)
+	}
+	if installed == nil || installed.HardwareID != hardwareID {
+		return nil
+	}
+	// The installed image's own security version counts as a floor too, in
+	// case the floor record lags it (a device provisioned before floors).
+	if candidate.SecurityVersion < installed.SecurityVersion {
+		return refuse(ErrSecurityVersionLower)
+	}
+	switch c := candidate.Version.Compare(installed.Version); {
+	case c == 0:
+		return refuse(ErrVersionEqual)
+	case c < 0:
+		// A lower version with a higher security version is not a
+		// downgrade "within the same security version": refuse it too.
+		if !p.AllowDowngrade || candidate.SecurityVersion != installed.SecurityVersion {
+			return refuse(ErrVersionLower)
+		}
+	}
+	return nil
+}
+
+// Choose returns the index in candidates of the highest version that Check
+// allows, or -1 and the refusal of the highest-version candidate when none
+// is allowed (nil error for an empty list). It does no I/O.
+func Choose(hardwareID string, installed *Image, floors Floors, candidates []*manifest.Firmware, p Policy) (int, error) {
+	best, bestRefused := -1, -1
+	var refusal error
+	for i, c := range candidates {
+		if err := Check(hardwareID, installed, floors, c, p); err != nil {
+			if bestRefused < 0 || c.Version.Compare(candidates[bestRefused].Version) > 0 {
+				bestRefused, refusal = i, err
+			}
+			continue
+		}
+		if best < 0 || c.Version.Compare(candidates[best].Version) > 0 {
+			best = i
+		}
+	}
+	if best < 0 {
+		return -1, refusal
+	}
+	return best, nil
+}

@@ -1,0 +1,418 @@
+package rollback
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// stores returns a fresh instance of every Store implementation.
+func stores(t *testing.T) map[string]Store {
+	t.Helper()
+	fs, err := OpenFileStore(t.TempDir(), FileStoreOptions{})
+	require.NoError(t, err)
+	return map[string]Store{"mem": NewMemStore(), "file": fs}
+}
+
+func TestStoreContract(t *testing.T) {
+	ctx := context.Background()
+	for kind, s := range stores(t) {
+		t.Run(kind, func(t *testing.T) {
+			r, err := s.Load(ctx, "a")
+			require.NoError(t, err)
+			assert.Equal(t, Record{}, r, "never written")
+			assert.False(t, r.Exists())
+
+			seq, err := s.CompareAndSwap(ctx, "a", 0, []byte("one"))
+			require.NoError(t, err)
+			assert.Equal(t, uint64(1), seq)
+
+			_, err = s.CompareAndSwap(ctx, "a", 0, []byte("lost"))
+			var ce *ConflictError
+			require.ErrorAs(t, err, &ce)
+			assert.ErrorIs(t, err, ErrConflict)
+			assert.Equal(t, ConflictError{Name: "a", Expected: 0, Current: 1}, *ce)
+
+			seq, err = s.CompareAndSwap(ctx, "a", 1, []byte{})
+			require.NoError(t, err)
+			r, err = s.Load(ctx, "a")
+			require.NoError(t, err)
+			assert.Equal(t, Record{Seq: 2, Data: []byte{}}, r, "empty data exists")
+			assert.True(t, r.Exists())
+
+			seq, err = s.CompareAndSwap(ctx, "a", seq, nil)
+			require.NoError(t, err)
+			r, err = s.Load(ctx, "a")
+			require.NoError(t, err)
+			assert.Equal(t, Record{Seq: 3}, r, "deleted keeps its sequence")
+
+			_, err = s.CompareAndSwap(ctx, "a", seq, []byte("back"))
+			require.NoError(t, err)
+			r, err = s.Load(ctx, "a")
+			require.NoError(t, err)
+			assert.Equal(t, Record{Seq: 4, Data: []byte("back")}, r)
+
+			// Loaded data does not alias the store.
+			r.Data[0] = 'X'
+			r2, err := s.Load(ctx, "a")
+			require.NoError(t, err)
+			assert.Equal(t, "back", string(r2.Data))
+
+			// Names and limits.
+			for _, name := range []string{"", strings.Repeat("n", MaxNameLength+1), "a\x00b", "a\nb", "\xff"} {
+				_, err := s.Load(ctx, name)
+				assert.ErrorIs(t, err, ErrInvalidName, "%q", name)
+				_, err = s.CompareAndSwap(ctx, name, 0, []byte("x"))
+				assert.ErrorIs(t, err, ErrInvalidName, "%q", name)
+			}
+			_, err = s.CompareAndSwap(ctx, "big", 0, make([]byte, DefaultMaxRecordSize+1))
+			assert.ErrorIs(t, err, ErrRecordTooLarge)
+
+			cancelled, cancel := context.WithCancel(ctx)
+			cancel()
+			_, err = s.Load(cancelled, "a")
+			assert.ErrorIs(t, err, context.Canceled)
+			_, err = s.CompareAndSwap(cancelled, "a", 4, nil)
+			assert.ErrorIs(t, err, context.Canceled)
+		})
+	}
+}
+
+func TestFileStorePersistsAndEscapes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := OpenFileStore(dir, FileStoreOptions{})
+	require.NoError(t, err)
+	names := []string{
+		"metadata/root", "../../etc/passwd", "/abs", ".", "..", "A", "a",
+		"metadata/acme/gw-r2", "ünïcode", strings.Repeat("long/", 50),
+	}
+	for i, n := range names {
+		_, err := s.CompareAndSwap(ctx, n, 0, []byte{byte(i)})
+		require.NoError(t, err, n)
+	}
+	// Everything stayed inside dir, as regular files, one per record.
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, len(names)+1, "records and the lock file")
+	for _, e := range entries {
+		assert.True(t, e.Type().IsRegular(), e.Name())
+		assert.NotContains(t, e.Name(), "/")
+		assert.LessOrEqual(t, len(e.Name()), 255)
+	}
+	assert.NoFileExists(t, filepath.Join(filepath.Dir(dir), "abs.1"))
+
+	// A second store on the directory sees the same records, and removes
+	// leftovers of interrupted writes.
+	leftover := filepath.Join(dir, ".atomicfile-a.1-123")
+	require.NoError(t, os.WriteFile(leftover, []byte("torn"), 0o600))
+	s2, err := OpenFileStore(dir, FileStoreOptions{})
+	require.NoError(t, err)
+	assert.NoFileExists(t, leftover)
+	for i, n := range names {
+		r, err := s2.Load(ctx, n)
+		require.NoError(t, err)
+		assert.Equal(t, Record{Seq: 1, Data: []byte{byte(i)}}, r, n)
+	}
+}
+
+func TestFileStoreOptions(t *testing.T) {
+	ctx := context.Background()
+	_, err := OpenFileStore(t.TempDir(), FileStoreOptions{MaxRecordSize: -1})
+	assert.Error(t, err)
+	_, err = OpenFileStore(t.TempDir(), FileStoreOptions{MaxRecordSize: MaxRecordSizeLimit + 1})
+	assert.Error(t, err)
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	_, err = OpenFileStore(filepath.Join(file, "sub"), FileStoreOptions{})
+	assert.Error(t, err)
+
+	dir := t.TempDir()
+	s, err := OpenFileStore(dir, FileStoreOptions{MaxRecordSize: 16})
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(ctx, "r", 0, make([]byte, 17))
+	assert.ErrorIs(t, err, ErrRecordTooLarge)
+	// A record written under a larger limit is refused on read, before it
+	// is read into memory, as corrupt (never trusted).
+	big, err := OpenFileStore(dir, FileStoreOptions{MaxRecordSize: 1 << 20})
+	require.NoError(t, err)
+	_, err = big.CompareAndSwap(ctx, "r", 0, make([]byte, 1000))
+	require.NoError(t, err)
+	_, err = s.Load(ctx, "r")
+	assert.ErrorIs(t, err, ErrCorrupt)
+	assert.ErrorContains(t, err, "larger than its limit")
+	_, err = big.CompareAndSwap(ctx, "q", 0, make([]byte, 10))
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(filepath.Join(dir, "q.1"), 200)) // in limit, bad size field
+	_, err = s.Load(ctx, "q")
+	assert.ErrorIs(t, err, ErrCorrupt)
+}
+
+// writeTwo leaves record "r" with generations 1 ("old") and 2 ("new").
+func writeTwo(t *testing.T) (*FileStore, string) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := OpenFileStore(dir, FileStoreOptions{})
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(ctx, "r", 0, []byte("old"))
+	require.NoError(t, err)
+	_, err = s.CompareAndSwap(ctx, "r", 1, []byte("new"))
+	require.NoError(t, err)
+	return s, dir
+}
+
+// TestFileStoreCorruption damages the stored files in every way we can
+// think of and checks the result is the last good copy or ErrCorrupt,
+// never a damaged value.
+func TestFileStoreCorruption(t *testing.T) {
+	ctx := context.Background()
+	newer, older := "r.0", "r.1" // seq 2 lives in generation 0
+
+	type probe struct {
+		name   string
+		damage func(t *testing.T, dir string)
+		want   string // "" means ErrCorrupt
+	}
+	flip := func(file string, i int) func(*testing.T, string) {
+		return func(t *testing.T, dir string) {
+			p := filepath.Join(dir, file)
+			b, err := os.ReadFile(p)
+			require.NoError(t, err)
+			b[i%len(b)] ^= 0x01
+			require.NoError(t, os.WriteFile(p, b, 0o600))
+		}
+	}
+	truncate := func(file string, n int64) func(*testing.T, string) {
+		return func(t *testing.T, dir string) {
+			require.NoError(t, os.Truncate(filepath.Join(dir, file), n))
+		}
+	}
+	remove := func(files ...string) func(*testing.T, string) {
+		return func(t *testing.T, dir string) {
+			for _, f := range files {
+				require.NoError(t, os.Remove(filepath.Join(dir, f)))
+			}
+		}
+	}
+	probes := []probe{
+		{"truncate newer to 0", truncate(newer, 0), "old"},
+		{"truncate newer by one", truncate(newer, int64(envelopeMin+1+3-1)), "old"},
+		{"truncate older", truncate(older, 10), "new"},
+		{"truncate both", func(t *testing.T, d string) { truncate(newer, 5)(t, d); truncate(older, 5)(t, d) }, ""},
+		{"delete newer", remove(newer), "old"},
+		{"delete older", remove(older), "new"},
+		{"flip both", func(t *testing.T, d string) { flip(newer, 20)(t, d); flip(older, 20)(t, d) }, ""},
+		{"swap generations", func(t *testing.T, d string) {
+			require.NoError(t, os.Rename(filepath.Join(d, newer), filepath.Join(d, "tmp")))
+			require.NoError(t, os.Rename(filepath.Join(d, older), filepath.Join(d, newer)))
+			require.NoError(t, os.Rename(filepath.Join(d, "tmp"), filepath.Join(d, older)))
+		}, ""},
+		{"other record's file", func(t *testing.T, d string) {
+			s, err := OpenFileStore(d, FileStoreOptions{})
+			require.NoError(t, err)
+			_, err = s.CompareAndSwap(ctx, "s", 0, []byte("foreign"))
+			require.NoError(t, err)
+			_, err = s.CompareAndSwap(ctx, "s", 1, []byte("foreign"))
+			require.NoError(t, err)
+			require.NoError(t, os.Rename(filepath.Join(d, "s.0"), filepath.Join(d, newer)))
+			require.NoError(t, os.Rename(filepath.Join(d, "s.1"), filepath.Join(d, older)))
+		}, ""},
+		{"old copy put back", func(t *testing.T, d string) {
+			b, err := os.ReadFile(filepath.Join(d, older))
+			require.NoError(t, err)
+			s, err := OpenFileStore(d, FileStoreOptions{})
+			require.NoError(t, err)
+			_, err = s.CompareAndSwap(ctx, "r", 2, []byte("third"))
+			require.NoError(t, err)
+			_, err = s.CompareAndSwap(ctx, "r", 3, []byte("newest"))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(d, older), b, 0o600)) // seq 1 over seq 3
+		}, "newest"},
+		{"garbage file", func(t *testing.T, d string) {
+			require.NoError(t, os.WriteFile(filepath.Join(d, newer), []byte("{\"floors\":{}}"), 0o600))
+		}, "old"},
+	}
+	// Every single byte of the newer copy flipped.
+	size := envelopeSize("r", 3)
+	for i := 0; i < size; i++ {
+		probes = append(probes, probe{fmt.Sprintf("flip newer byte %d", i), flip(newer, i), "old"})
+	}
+	for _, p := range probes {
+		t.Run(p.name, func(t *testing.T) {
+			s, dir := writeTwo(t)
+			p.damage(t, dir)
+			var damaged []string
+			s.onDamage = func(name, detail string) { damaged = append(damaged, name+": "+detail) }
+			got, err := s.Load(ctx, "r")
+			if p.want == "" {
+				assert.ErrorIs(t, err, ErrCorrupt)
+				var ce *CorruptError
+				require.ErrorAs(t, err, &ce)
+				assert.Equal(t, "r", ce.Name)
+				assert.Nil(t, got.Data)
+				// A record with no intact copy cannot be overwritten blind,
+				// only started afresh on purpose with sequence 0.
+				_, err = s.CompareAndSwap(ctx, "r", 2, []byte("x"))
+				assert.ErrorIs(t, err, ErrCorrupt)
+				seq, err := s.CompareAndSwap(ctx, "r", 0, []byte("fresh"))
+				require.NoError(t, err)
+				got, err = s.Load(ctx, "r")
+				require.NoError(t, err)
+				assert.Equal(t, Record{Seq: seq, Data: []byte("fresh")}, got)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, p.want, string(got.Data))
+			if !strings.HasPrefix(p.name, "delete") {
+				assert.NotEmpty(t, damaged, "damage reported")
+			}
+			// The next write replaces the damaged generation and is read
+			// back.
+			_, err = s.CompareAndSwap(ctx, "r", got.Seq, []byte("next"))
+			require.NoError(t, err)
+			got, err = s.Load(ctx, "r")
+			require.NoError(t, err)
+			assert.Equal(t, "next", string(got.Data))
+		})
+	}
+}
+
+func TestFileStoreIOError(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads unreadable files")
+	}
+	s, dir := writeTwo(t)
+	require.NoError(t, os.Chmod(filepath.Join(dir, "r.0"), 0))
+	_, err := s.Load(context.Background(), "r")
+	assert.Error(t, err)
+	assert.False(t, errors.Is(err, ErrCorrupt))
+}
+
+// TestFileStoreConcurrentCAS: many writers, each with its own FileStore on
+// one directory, increment a counter record; every increment survives.
+func TestFileStoreConcurrentCAS(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	const writers, increments = 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		s, err := OpenFileStore(dir, FileStoreOptions{})
+		require.NoError(t, err)
+		wg.Go(func() {
+			for done := 0; done < increments; {
+				r, err := s.Load(ctx, "n")
+				if err != nil {
+					errs <- err
+					return
+				}
+				n := 0
+				if r.Exists() {
+					n, _ = strconv.Atoi(string(r.Data))
+				}
+				_, err = s.CompareAndSwap(ctx, "n", r.Seq, []byte(strconv.Itoa(n+1)))
+				if errors.Is(err, ErrConflict) {
+					continue
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				done++
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	s, err := OpenFileStore(dir, FileStoreOptions{})
+	require.NoError(t, err)
+	r, err := s.Load(ctx, "n")
+	require.NoError(t, err)
+	assert.Equal(t, strconv.Itoa(writers*increments), string(r.Data))
+	assert.Equal(t, uint64(writers*increments), r.Seq)
+}
+
+func TestFileName(t *testing.T) {
+	tests := []struct{ name, want string }{
+		{"root", "root"},
+		{"metadata/root", "metadata=2froot"},
+		{"..", "=2e=2e"},
+		{"A", "=41"},
+		{"a=b", "a=3db"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, fileName(tt.name), tt.name)
+	}
+	long := fileName(strings.Repeat("/", 100))
+	assert.True(t, strings.HasPrefix(long, "~"))
+	assert.Len(t, long, 65)
+	assert.NotEqual(t, long, fileName(strings.Repeat("/", 101)))
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	for _, e := range []envelope{
+		{name: "r", seq: 1, present: true, data: []byte{}},
+		{name: "metadata/targets", seq: 1 << 40, present: true, data: bytes.Repeat([]byte{7}, 1000)},
+		{name: "x", seq: 3},
+	} {
+		got, err := decodeEnvelope(encodeEnvelope(e), 1<<20)
+		require.NoError(t, err)
+		assert.Equal(t, e, got)
+	}
+	_, err := decodeEnvelope(encodeEnvelope(envelope{name: "r", seq: 1, present: true, data: make([]byte, 11)}), 10)
+	assert.ErrorIs(t, err, ErrRecordTooLarge)
+}
+
+// TestDecodeEnvelopeFields breaks each field of a valid envelope and
+// recomputes the checksum, so the field checks (not the checksum) must
+// catch it.
+func TestDecodeEnvelopeFields(t *testing.T) {
+	valid := encodeEnvelope(envelope{name: "r", seq: 1, present: true, data: []byte("abc")})
+	reseal := func(mutate func(b []byte) []byte) []byte {
+		b := mutate(bytes.Clone(valid[:len(valid)-checksumLen]))
+		sum := sha256.Sum256(b)
+		return append(b, sum[:]...)
+	}
+	tests := []struct {
+		name   string
+		mutate func(b []byte) []byte
+		want   string
+	}{
+		{"magic", func(b []byte) []byte { b[0] = 'X'; return b }, "bad magic"},
+		{"format", func(b []byte) []byte { b[4] = 2; return b }, "unknown format"},
+		{"flags", func(b []byte) []byte { b[5] = 3; return b }, "unknown flags"},
+		{"sequence 0", func(b []byte) []byte { binary.BigEndian.PutUint64(b[6:], 0); return b }, "sequence 0"},
+		{"name length 0", func(b []byte) []byte { binary.BigEndian.PutUint16(b[14:], 0); return b }, "bad name length"},
+		{"name length past end", func(b []byte) []byte { binary.BigEndian.PutUint16(b[14:], 9); return b }, "bad name length"},
+		{"name control char", func(b []byte) []byte { b[16] = '\n'; return b }, "invalid record name"},
+		{"data length short", func(b []byte) []byte { binary.BigEndian.PutUint32(b[17:], 2); return b }, "data length"},
+		{"data length huge", func(b []byte) []byte { binary.BigEndian.PutUint32(b[17:], 1<<31); return b }, "larger than its limit"},
+		{"deleted with data", func(b []byte) []byte { b[5] = 0; return b }, "deleted record with data"},
+		{"trailing byte", func(b []byte) []byte { return append(b, 0) }, "data length"},
+	}
+	for _, tt := range tests {
+		_, err := decodeEnvelope(reseal(tt.mutate), 1<<20)
+		assert.ErrorContains(t, err, tt.want, tt.name)
+	}
+	_, err := decodeEnvelope(valid[:envelopeMin-1], 1<<20)
+	assert.ErrorContains(t, err, "shorter than any record")
+	got, err := decodeEnvelope(reseal(func(b []byte) []byte { return b }), 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, "abc", string(got.data))
+}

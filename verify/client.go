@@ -1,0 +1,415 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/otaseal/otaseal/manifest"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+)
+
+// TrustStore keeps the trusted metadata documents of a device, byte for
+// byte as they were accepted. Package rollback's state implements it on
+// flash with crash safety.
+type TrustStore interface {
+	// LoadMetadata returns the stored document of role, or nil and no error
+	// when there is none.
+	LoadMetadata(ctx context.Context, role string) ([]byte, error)
+	// StoreMetadata durably replaces the document of role; nil deletes it.
+	// It returns only once the bytes would survive a power cut.
+	StoreMetadata(ctx context.Context, role string, data []byte) error
+}
+
+// Clock tells the time used for every expiry check.
+type Clock interface {
+	Now() time.Time
+}
+
+// TimeObserver is implemented by clocks that learn from verified metadata:
+// after a timestamp document verifies, the client hands it the signing time
+// the document carries (see manifest.SignedAt), so a device whose clock
+// reset to 1970 still refuses metadata that expired since.
+type TimeObserver interface {
+	Observe(ctx context.Context, t time.Time) error
+}
+
+// SystemClock is the device's own clock, for devices with a trustworthy
+// real-time clock. Devices without one should use package rollback's clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// Config sets up a Client. MetadataURL, Store and Clock are required.
+type Config struct {
+	// MetadataURL is the base URL of the metadata, ending in "/".
+	MetadataURL string
+	// TargetsURL is the base URL of targets, ending in "/"; empty means
+	// MetadataURL's "targets/" sibling is not assumed: fetching targets
+	// fails until it is set.
+	TargetsURL string
+	// Fetcher retrieves documents and targets; nil means an HTTPFetcher
+	// with its safe defaults.
+	Fetcher Fetcher
+	// Store holds the trusted documents; it must already hold a root
+	// (see Bootstrap).
+	Store TrustStore
+	// Clock gives the time for expiry checks.
+	Clock Clock
+	// Limits bounds each document's size before it is parsed.
+	Limits manifest.Limits
+	// MaxRootRotations bounds the root versions fetched in one refresh; 0
+	// means DefaultMaxRootRotations.
+	MaxRootRotations int
+	// MaxDelegations bounds the roles visited in one target lookup; 0
+	// means DefaultMaxDelegations.
+	MaxDelegations int
+	// Logger receives progress at debug level; nil means none.
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxRootRotations = 32
+	DefaultMaxDelegations   = 32
+)
+
+// Errors of the client workflow, beside manifest's translated ones
+// (manifest.ErrThreshold, ErrRollback, ErrExpired, ...).
+var (
+	ErrNoTrustedRoot      = errors.New("verify: no trusted root in the store")
+	ErrNotRefreshed       = errors.New("verify: metadata not refreshed")
+	ErrTargetNotFound     = errors.New("verify: target not found")
+	ErrTooManyDelegations = errors.New("verify: too many delegations visited")
+	ErrConfig             = errors.New("verify: invalid configuration")
+)
+
+// RoleError names the role whose document was refused, and why.
+type RoleError struct {
+	Role string
+	Err  error
+}
+
+func (e *RoleError) Error() string { return fmt.Sprintf("verify: %s: %v", e.Role, e.Err) }
+func (e *RoleError) Unwrap() error { return e.Err }
+
+// Client runs the TUF client workflow (specification sections 5.3 to 5.6)
+// for one repository. It is not safe for concurrent use; one device agent
+// drives one client, refreshing as often as it likes.
+type Client struct {
+	cfg     Config
+	fetcher Fetcher
+	trusted *trustedmetadata.TrustedMetadata // of the last successful refresh
+	log     *slog.Logger
+}
+
+// Bootstrap stores rootJSON as the first trusted root of an empty store,
+// after checking that it parses and is signed by its own threshold. It
+// refuses to replace a root that is already there.
+func Bootstrap(ctx context.Context, store TrustStore, rootJSON []byte, lim manifest.Limits) error {
+	if _, err := manifest.ParseUnverified[manifest.Root](manifest.RoleRoot, rootJSON, lim); err != nil {
+		return &RoleError{Role: manifest.RoleRoot, Err: err}
+	}
+	if _, err := trustedmetadata.New(rootJSON); err != nil {
+		return &RoleError{Role: manifest.RoleRoot, Err: manifest.TranslateError(err)}
+	}
+	old, err := store.LoadMetadata(ctx, manifest.RoleRoot)
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		return fmt.Errorf("%w: the store already holds a trusted root", ErrConfig)
+	}
+	return store.StoreMetadata(ctx, manifest.RoleRoot, rootJSON)
+}
+
+// New returns a client for the repository at cfg.MetadataURL. It re-verifies
+// the stored root so that a store corrupted or tampered with while the
+// device was off is noticed at start.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Store == nil || cfg.Clock == nil {
+		return nil, fmt.Errorf("%w: Store and Clock are required", ErrConfig)
+	}
+	if !strings.HasSuffix(cfg.MetadataURL, "/") {
+		return nil, fmt.Errorf("%w: MetadataURL %q must end in /", ErrConfig, cfg.MetadataURL)
+	}
+	if cfg.TargetsURL != "" && !strings.HasSuffix(cfg.TargetsURL, "/") {
+		return nil, fmt.Errorf("%w: TargetsURL %q must end in /", ErrConfig, cfg.TargetsURL)
+	}
+	c := &Client{cfg: cfg, fetcher: cfg.Fetcher, log: cfg.Logger}
+	if c.fetcher == nil {
+		c.fetcher = &HTTPFetcher{}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := c.loadRoot(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) loadRoot(ctx context.Context) (*trustedmetadata.TrustedMetadata, error) {
+	data, err := c.cfg.Store.LoadMetadata(ctx, manifest.RoleRoot)
+	if err != nil {
+		return nil, err
+	}
+	if data == nil {
+		return nil, ErrNoTrustedRoot
+	}
+	if _, err := manifest.ParseUnverified[manifest.Root](manifest.RoleRoot, data, c.cfg.Limits); err != nil {
+		return nil, &RoleError{Role: manifest.RoleRoot, Err: err}
+	}
+	tm, err := trustedmetadata.New(data)
+	if err != nil {
+		return nil, &RoleError{Role: manifest.RoleRoot, Err: manifest.TranslateError(err)}
+	}
+	return tm, nil
+}
+
+// fetchMeta downloads one metadata document with the role's size limit and
+// checks its shape before go-tuf sees it.
+func (c *Client) fetchMeta(ctx context.Context, role, name string, signedLength int64) ([]byte, error) {
+	max := c.cfg.Limits.For(role)
+	if signedLength > 0 {
+		if signedLength > max {
+			return nil, &RoleError{Role: role, Err: fmt.Errorf("%w: snapshot says %d bytes, device limit %d", manifest.ErrTooLarge, signedLength, max)}
+		}
+		max = signedLength
+	}
+	rc, err := c.fetcher.Fetch(ctx, c.cfg.MetadataURL+name, max)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc) // bounded by the fetcher's max
+	if err != nil {
+		return nil, &RoleError{Role: role, Err: err}
+	}
+	return data, nil
+}
+
+// parseAs checks size and shape of a document of role type T.
+func parseAs[T metadata.Roles](c *Client, role string, data []byte) error {
+	_, err := manifest.ParseUnverified[T](role, data, c.cfg.Limits)
+	return err
+}
+
+// Refresh brings the trusted metadata up to date: the root chain, then
+// timestamp, snapshot and top-level targets, each verified against the
+// threshold of its delegator, its expiry (by the Clock) and the version the
+// device trusts, and each stored before the next step. A refresh that finds
+// nothing new downloads only the timestamp (after the probe for the next
+// root). It may be called any number of times.
+func (c *Client) Refresh(ctx context.Context) error {
+	c.trusted = nil
+	tm, err := c.loadRoot(ctx)
+	if err != nil {
+		return err
+	}
+	tm.RefTime = c.cfg.Clock.Now()
+	startRoot := tm.Root
+
+	// 5.3: the root chain, one version at a time.
+	max := c.cfg.MaxRootRotations
+	if max <= 0 {
+		max = DefaultMaxRootRotations
+	}
+	for i := 0; i < max; i++ {
+		next := tm.Root.Signed.Version + 1
+		data, err := c.fetchMeta(ctx, manifest.RoleRoot, fmt.Sprintf("%d.root.json", next), 0)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := parseAs[manifest.Root](c, manifest.RoleRoot, data); err != nil {
+			return &RoleError{Role: manifest.RoleRoot, Err: err}
+		}
+		if _, err := tm.UpdateRoot(data); err != nil {
+			return &RoleError{Role: manifest.RoleRoot, Err: manifest.TranslateError(err)}
+		}
+		if err := c.cfg.Store.StoreMetadata(ctx, manifest.RoleRoot, data); err != nil {
+			return err
+		}
+		c.log.Debug("root rotated", "version", next)
+	}
+	// 5.3.10: the final root must not be expired (checked by go-tuf when
+	// the timestamp loads). 5.3.11: after a rotation of the timestamp or
+	// snapshot keys, forget the documents those keys vouched for, so that
+	// versions inflated by a stolen key (fast-forward) stop blocking
+	// updates.
+	if rotated(startRoot, tm.Root, manifest.RoleTimestamp) || rotated(startRoot, tm.Root, manifest.RoleSnapshot) {
+		if err := c.cfg.Store.StoreMetadata(ctx, manifest.RoleTimestamp, nil); err != nil {
+			return err
+		}
+	}
+	if rotated(startRoot, tm.Root, manifest.RoleSnapshot) {
+		if err := c.cfg.Store.StoreMetadata(ctx, manifest.RoleSnapshot, nil); err != nil {
+			return err
+		}
+	}
+	if tm.Root.Signed.IsExpired(tm.RefTime) {
+		return &RoleError{Role: manifest.RoleRoot, Err: fmt.Errorf("%w: final root expired %s", manifest.ErrExpired, tm.Root.Signed.Expires.Format(time.RFC3339))}
+	}
+
+	if err := c.updateTimestamp(ctx, tm); err != nil {
+		return err
+	}
+	if err := c.updateSnapshot(ctx, tm); err != nil {
+		return err
+	}
+	if err := c.updateTargets(ctx, tm); err != nil {
+		return err
+	}
+	c.trusted = tm
+	return nil
+}
+
+// rotated reports whether role's keys or threshold differ between roots.
+func rotated(a, b *metadata.Metadata[metadata.RootType], role string) bool {
+	ra, rb := a.Signed.Roles[role], b.Signed.Roles[role]
+	if ra.Threshold != rb.Threshold || len(ra.KeyIDs) != len(rb.KeyIDs) {
+		return true
+	}
+	for _, id := range ra.KeyIDs {
+		if !slices.Contains(rb.KeyIDs, id) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Client) updateTimestamp(ctx context.Context, tm *trustedmetadata.TrustedMetadata) error {
+	role := manifest.RoleTimestamp
+	// The stored timestamp may have expired: it still guards the versions
+	// (go-tuf keeps it loaded and reports the expiry, which we ignore here).
+	if old, err := c.cfg.Store.LoadMetadata(ctx, role); err != nil {
+		return err
+	} else if old != nil && parseAs[manifest.Timestamp](c, role, old) == nil {
+		_, _ = tm.UpdateTimestamp(old)
+	}
+	data, err := c.fetchMeta(ctx, role, "timestamp.json", 0)
+	if err != nil {
+		return err
+	}
+	if err := parseAs[manifest.Timestamp](c, role, data); err != nil {
+		return &RoleError{Role: role, Err: err}
+	}
+	_, err = tm.UpdateTimestamp(data)
+	var equal *metadata.ErrEqualVersionNumber
+	switch {
+	case errors.As(err, &equal):
+		// Nothing new; the stored one stays, and must still be fresh.
+		if tm.Timestamp.Signed.IsExpired(tm.RefTime) {
+			return &RoleError{Role: role, Err: fmt.Errorf("%w: timestamp expired %s", manifest.ErrExpired, tm.Timestamp.Signed.Expires.Format(time.RFC3339))}
+		}
+		return nil
+	case err != nil:
+		return &RoleError{Role: role, Err: manifest.TranslateError(err)}
+	}
+	if err := c.cfg.Store.StoreMetadata(ctx, role, data); err != nil {
+		return err
+	}
+	// Only now, with the signature checked, does the signing time count.
+	if obs, ok := c.cfg.Clock.(TimeObserver); ok {
+		if at, present, err := manifest.SignedAt(&tm.Timestamp.Signed); err != nil {
+			return &RoleError{Role: role, Err: err}
+		} else if present {
+			if err := obs.Observe(ctx, at); err != nil {
+				return err
+			}
+			tm.RefTime = c.cfg.Clock.Now()
+		}
+	}
+	return nil
+}
+
+func (c *Client) updateSnapshot(ctx context.Context, tm *trustedmetadata.TrustedMetadata) error {
+	role := manifest.RoleSnapshot
+	meta := tm.Timestamp.Signed.Meta["snapshot.json"]
+	if old, err := c.cfg.Store.LoadMetadata(ctx, role); err != nil {
+		return err
+	} else if old != nil && parseAs[manifest.Snapshot](c, role, old) == nil {
+		// Trusted copy: good as the final snapshot when it is the version
+		// the timestamp names and not expired; otherwise it still guards
+		// against rollback of the new one.
+		if _, err := tm.UpdateSnapshot(old, true); err == nil {
+			return nil
+		}
+	}
+	name := "snapshot.json"
+	if tm.Root.Signed.ConsistentSnapshot {
+		name = fmt.Sprintf("%d.snapshot.json", meta.Version)
+	}
+	data, err := c.fetchMeta(ctx, role, name, meta.Length)
+	if err != nil {
+		return err
+	}
+	if err := parseAs[manifest.Snapshot](c, role, data); err != nil {
+		return &RoleError{Role: role, Err: err}
+	}
+	if _, err := tm.UpdateSnapshot(data, false); err != nil {
+		return &RoleError{Role: role, Err: manifest.TranslateError(err)}
+	}
+	return c.cfg.Store.StoreMetadata(ctx, role, data)
+}
+
+func (c *Client) updateTargets(ctx context.Context, tm *trustedmetadata.TrustedMetadata) error {
+	_, err := c.loadDelegated(ctx, tm, manifest.RoleTargets, manifest.RoleRoot)
+	return err
+}
+
+// loadDelegated makes role (delegated by delegator) trusted, from the store
+// when the stored copy is the version the snapshot names, else from the
+// repository.
+func (c *Client) loadDelegated(ctx context.Context, tm *trustedmetadata.TrustedMetadata, role, delegator string) (*metadata.Metadata[metadata.TargetsType], error) {
+	if old, err := c.cfg.Store.LoadMetadata(ctx, role); err != nil {
+		return nil, err
+	} else if old != nil && parseAs[manifest.Targets](c, role, old) == nil {
+		if md, err := tm.UpdateDelegatedTargets(old, role, delegator); err == nil {
+			return md, nil
+		}
+	}
+	meta := tm.Snapshot.Signed.Meta[role+".json"]
+	if meta == nil {
+		return nil, &RoleError{Role: role, Err: fmt.Errorf("%w: snapshot does not list %s.json", manifest.ErrRepository, role)}
+	}
+	name := url.PathEscape(role) + ".json"
+	if tm.Root.Signed.ConsistentSnapshot {
+		name = fmt.Sprintf("%d.%s", meta.Version, name)
+	}
+	data, err := c.fetchMeta(ctx, role, name, meta.Length)
+	if err != nil {
+		return nil, err
+	}
+	if err := parseAs[manifest.Targets](c, role, data); err != nil {
+		return nil, &RoleError{Role: role, Err: err}
+	}
+	md, err := tm.UpdateDelegatedTargets(data, role, delegator)
+	if err != nil {
+		return nil, &RoleError{Role: role, Err: manifest.TranslateError(err)}
+	}
+	if err := c.cfg.Store.StoreMetadata(ctx, role, data); err != nil {
+		return nil, err
+	}
+	return md, nil
+}
+
+// Targets returns the trusted top-level targets document of the last
+// successful Refresh.
+func (c *Client) Targets() (*manifest.Metadata[manifest.Targets], error) {
+	if c.trusted == nil {
+		return nil, ErrNotRefreshed
+	}
+	return c.trusted.Targets[manifest.RoleTargets], nil
+}

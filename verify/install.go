@@ -1,0 +1,72 @@
+package verify
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/otaseal/otaseal/manifest"
+)
+
+// targetURL is where the target at path lives: under TargetsURL, each path
+// segment escaped, and with consistent snapshots the file name prefixed by
+// its hash (TUF 5.7.3).
+func (c *Client) targetURL(path string, tf *manifest.TargetFile) (string, error) {
+	if c.cfg.TargetsURL == "" {
+		return "", fmt.Errorf("%w: no TargetsURL", ErrConfig)
+	}
+	segs := strings.Split(path, "/")
+	if c.trusted.Root.Signed.ConsistentSnapshot {
+		h, ok := tf.Hashes["sha256"]
+		if !ok {
+			h = tf.Hashes["sha512"]
+		}
+		last := len(segs) - 1
+		segs[last] = hex.EncodeToString(h) + "." + segs[last]
+	}
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return c.cfg.TargetsURL + strings.Join(segs, "/"), nil
+}
+
+// Download streams the target at path, as the trusted entry tf describes
+// it, into dst while checking its length and every hash. It returns nil only
+// when all of them matched; otherwise the bytes written to dst must not be
+// used. It never writes more than the signed length to dst.
+func (c *Client) Download(ctx context.Context, path string, tf *manifest.TargetFile, dst io.Writer) error {
+	if c.trusted == nil {
+		return ErrNotRefreshed
+	}
+	u, err := c.targetURL(path, tf)
+	if err != nil {
+		return err
+	}
+	cw, err := NewCheckedWriter(dst, tf.Length, tf.Hashes)
+	if err != nil {
+		return fmt.Errorf("verify: target %q: %w", path, err)
+	}
+	rc, err := c.fetcher.Fetch(ctx, u, tf.Length)
+	if err != nil {
+		return fmt.Errorf("verify: target %q: %w", path, err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(cw, rc); err != nil {
+		return fmt.Errorf("verify: target %q: %w", path, err)
+	}
+	if err := cw.Finish(); err != nil {
+		return fmt.Errorf("verify: target %q: %w", path, err)
+	}
+	return nil
+}
+
+// Install writes the update's full image into dst (the inactive slot),
+// verifying every byte against the signed length and hashes. The caller
+// learns of success only after the final check; on any error the slot's
+// contents must not be booted.
+func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer) error {
+	return c.Download(ctx, u.Release.Path, u.Release.File, dst)
+}

@@ -1,0 +1,167 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/otaseal/otaseal/manifest"
+	"github.com/otaseal/otaseal/rollback"
+)
+
+// ErrNoUpdate reports that no release for this device is newer than the
+// installed one (or allowed by the rollback policy). It wraps the policy's
+// refusal of the newest release, if there was one, so that a caller can
+// tell "up to date" (rollback.ErrVersionEqual) from "only older or
+// lower-security releases offered" (rollback.ErrVersionLower,
+// rollback.ErrSecurityVersionLower).
+var ErrNoUpdate = errors.New("verify: no update")
+
+// Update is the release chosen for a device and the cheapest verified way
+// to get it.
+type Update struct {
+	// Release is the firmware target to install; its Firmware says the
+	// version, security version, severity and advisories to log or show.
+	Release manifest.Release
+	// Role is the TUF role that signed the release.
+	Role string
+	// Patch, if not nil, is a delta target from the installed image
+	// (matched by its sha256) to Release: download it instead of the image.
+	Patch *manifest.Patch
+}
+
+// Select chooses what a device should install: the newest release for
+// hardwareID that the rollback policy allows given the installed image
+// (nil on a device never provisioned) and the committed floors, and a
+// delta to it from the installed image if the repository has one.
+//
+// Releases are found in the top-level targets and in delegated roles whose
+// path patterns can cover "HARDWAREID/...", the layout otaseal publishes
+// (HARDWAREID/VERSION/FILE). The chosen release is then resolved again
+// through FindTarget, so that a role further down the graph can never
+// override the role the TUF delegation order trusts for that path.
+func (c *Client) Select(ctx context.Context, hardwareID string, installed *rollback.Image, floors rollback.Floors, policy rollback.Policy) (*Update, error) {
+	if c.trusted == nil {
+		return nil, ErrNotRefreshed
+	}
+	type found struct {
+		rel  manifest.Release
+		role string
+		doc  *manifest.Targets
+	}
+	var all []found
+	err := c.walkFor(ctx, hardwareID, func(role string, doc *manifest.Targets) error {
+		rels, err := manifest.FirmwareFor(doc, hardwareID)
+		if err != nil {
+			return &RoleError{Role: role, Err: err}
+		}
+		for _, r := range rels {
+			all = append(all, found{r, role, doc})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	candidates := make([]*manifest.Firmware, len(all))
+	for i := range all {
+		candidates[i] = all[i].rel.Firmware
+	}
+	best, err := rollback.Choose(hardwareID, installed, floors, candidates, policy)
+	if best < 0 {
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNoUpdate, err)
+		}
+		return nil, ErrNoUpdate
+	}
+	chosen := all[best]
+	// The authoritative entry for the path is the one the delegation
+	// order finds; it must be the one we chose.
+	tf, role, err := c.FindTarget(ctx, chosen.rel.Path)
+	if err != nil {
+		return nil, err
+	}
+	if role != chosen.role || tf.Length != chosen.rel.File.Length || !tf.Hashes.Equal(chosen.rel.File.Hashes) {
+		return nil, &RoleError{Role: chosen.role, Err: fmt.Errorf("%w: %s is served by %s, not %s", manifest.ErrRepository, chosen.rel.Path, role, chosen.role)}
+	}
+	u := &Update{Release: chosen.rel, Role: role}
+	if installed != nil && len(installed.SHA256) > 0 {
+		patches, err := manifest.DeltasTo(chosen.doc, chosen.rel.Path, installed.SHA256)
+		if err != nil {
+			return nil, &RoleError{Role: role, Err: err}
+		}
+		for i := range patches {
+			p := patches[i]
+			// A patch only pays when it is smaller than the image itself,
+			// and must come from exactly the installed image.
+			if p.File.Length < tf.Length && p.Delta.From.Length == installed.Length && bytes.Equal(p.Delta.From.SHA256, installed.SHA256) {
+				u.Patch = &p
+				break
+			}
+		}
+	}
+	return u, nil
+}
+
+// walkFor visits, in delegation order, the top-level targets and every
+// delegated role (by path patterns) that may hold paths under
+// "hardwareID/", calling fn with each trusted document.
+func (c *Client) walkFor(ctx context.Context, hardwareID string, fn func(role string, doc *manifest.Targets) error) error {
+	tm := c.trusted
+	max := c.cfg.MaxDelegations
+	if max <= 0 {
+		max = DefaultMaxDelegations
+	}
+	type visit struct{ role, delegator string }
+	stack := []visit{{manifest.RoleTargets, manifest.RoleRoot}}
+	visited := map[string]bool{}
+	for n := 0; len(stack) > 0; n++ {
+		if n >= max {
+			return fmt.Errorf("%w: more than %d roles for %q", ErrTooManyDelegations, max, hardwareID)
+		}
+		v := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if visited[v.role] {
+			continue
+		}
+		visited[v.role] = true
+		md, err := c.delegated(ctx, tm, v.role, v.delegator)
+		if err != nil {
+			return err
+		}
+		if err := fn(v.role, &md.Signed); err != nil {
+			return err
+		}
+		d := md.Signed.Delegations
+		if d == nil {
+			continue
+		}
+		var push []visit
+		for _, r := range d.Roles {
+			if coversHardware(r.Paths, hardwareID) {
+				push = append(push, visit{r.Name, v.role})
+			}
+		}
+		for i := len(push) - 1; i >= 0; i-- {
+			stack = append(stack, push[i])
+		}
+	}
+	return nil
+}
+
+// coversHardware reports whether a path pattern's first component matches
+// hardwareID, so that the role may hold releases for it. Hash-prefix and
+// succinct delegations cannot be enumerated without fetching every bin and
+// are not searched here.
+func coversHardware(patterns []string, hardwareID string) bool {
+	for _, p := range patterns {
+		first, _, _ := strings.Cut(p, "/")
+		if ok, _ := path.Match(first, hardwareID); ok {
+			return true
+		}
+	}
+	return false
+}

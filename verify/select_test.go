@@ -1,0 +1,138 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"testing"
+
+	"github.com/otaseal/otaseal/manifest"
+	"github.com/otaseal/otaseal/rollback"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+func firmwareSetter(t *testing.T, v string, sv uint64, hw ...string) func(*metadata.TargetFiles) {
+	return func(tf *metadata.TargetFiles) {
+		require.NoError(t, manifest.SetFirmware(tf, manifest.Firmware{Version: manifest.MustParseVersion(v), SecurityVersion: sv,
+			HardwareIDs: hw, Severity: manifest.SeveritySecurity, Advisories: []string{"CVE-2026-0001"}}))
+	}
+}
+
+// releaseRepo: 1.0.0 and 1.1.0 in targets, 1.2.0 and a delta 1.0.0->1.2.0
+// in a delegated role, and a release for other hardware.
+func releaseRepo(t *testing.T) (*repo, map[string][]byte) {
+	r := newRepo(t)
+	img := map[string][]byte{
+		"1.0.0": bytes.Repeat([]byte("one "), 1000),
+		"1.1.0": bytes.Repeat([]byte("two "), 1000),
+		"1.2.0": bytes.Repeat([]byte("three "), 1000),
+	}
+	r.AddTarget("targets", "acme-gw-r2/1.0.0/fw.bin", img["1.0.0"], firmwareSetter(t, "1.0.0", 1, "acme-gw-r2"))
+	r.AddTarget("targets", "acme-gw-r2/1.1.0/fw.bin", img["1.1.0"], firmwareSetter(t, "1.1.0", 1, "acme-gw-r2"))
+	r.AddTarget("targets", "acme-lock/9.0.0/fw.bin", []byte("lock"), firmwareSetter(t, "9.0.0", 9, "acme-lock"))
+	r.Delegate("targets", metadata.DelegatedRole{Name: "gw-team", Paths: []string{"acme-gw-r2/*/*"}})
+	r.AddTarget("gw-team", "acme-gw-r2/1.2.0/fw.bin", img["1.2.0"], firmwareSetter(t, "1.2.0", 2, "acme-gw-r2"))
+	from, to := sha256.Sum256(img["1.0.0"]), sha256.Sum256(img["1.2.0"])
+	r.AddTarget("gw-team", "acme-gw-r2/deltas/1.0.0-1.2.0.zst", []byte("small patch"), func(tf *metadata.TargetFiles) {
+		require.NoError(t, manifest.SetDelta(tf, manifest.Delta{Format: manifest.FormatZstdStream,
+			From: manifest.DeltaEnd{Path: "acme-gw-r2/1.0.0/fw.bin", Length: int64(len(img["1.0.0"])), SHA256: from[:]},
+			To:   manifest.DeltaEnd{Path: "acme-gw-r2/1.2.0/fw.bin", Length: int64(len(img["1.2.0"])), SHA256: to[:]}}))
+	})
+	return r, img
+}
+
+func installedImage(v string, sv uint64, data []byte) *rollback.Image {
+	sum := sha256.Sum256(data)
+	return &rollback.Image{HardwareID: "acme-gw-r2", TargetPath: "acme-gw-r2/" + v + "/fw.bin",
+		Version: manifest.MustParseVersion(v), SecurityVersion: sv, Length: int64(len(data)), SHA256: sum[:], Slot: "a"}
+}
+
+func TestSelect(t *testing.T) {
+	ctx := context.Background()
+	r, img := releaseRepo(t)
+	c := refreshed(t, r)
+
+	u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.0.0", 1, img["1.0.0"]), nil, rollback.Policy{})
+	require.NoError(t, err)
+	assert.Equal(t, "acme-gw-r2/1.2.0/fw.bin", u.Release.Path)
+	assert.Equal(t, "gw-team", u.Role)
+	assert.Equal(t, manifest.SeveritySecurity, u.Release.Firmware.Severity)
+	assert.Equal(t, []string{"CVE-2026-0001"}, u.Release.Firmware.Advisories)
+	require.NotNil(t, u.Patch, "a delta from the installed image is the cheaper route")
+	assert.Equal(t, "acme-gw-r2/deltas/1.0.0-1.2.0.zst", u.Patch.Path)
+
+	// From 1.1.0 there is no delta: the full image.
+	u, err = c.Select(ctx, "acme-gw-r2", installedImage("1.1.0", 1, img["1.1.0"]), nil, rollback.Policy{})
+	require.NoError(t, err)
+	assert.Equal(t, "acme-gw-r2/1.2.0/fw.bin", u.Release.Path)
+	assert.Nil(t, u.Patch)
+
+	// A device never provisioned takes the newest.
+	u, err = c.Select(ctx, "acme-gw-r2", nil, nil, rollback.Policy{})
+	require.NoError(t, err)
+	assert.Equal(t, "1.2.0", u.Release.Firmware.Version.String())
+
+	// Up to date.
+	_, err = c.Select(ctx, "acme-gw-r2", installedImage("1.2.0", 2, img["1.2.0"]), nil, rollback.Policy{})
+	assert.ErrorIs(t, err, ErrNoUpdate)
+	assert.ErrorIs(t, err, rollback.ErrVersionEqual)
+
+	// Every release below the floor: refused as a security rollback.
+	_, err = c.Select(ctx, "acme-gw-r2", nil, rollback.Floors{"acme-gw-r2": 3}, rollback.Policy{})
+	assert.ErrorIs(t, err, ErrNoUpdate)
+	assert.ErrorIs(t, err, rollback.ErrSecurityVersionLower)
+
+	// Other hardware sees only its own release.
+	u, err = c.Select(ctx, "acme-lock", nil, nil, rollback.Policy{})
+	require.NoError(t, err)
+	assert.Equal(t, "acme-lock/9.0.0/fw.bin", u.Release.Path)
+	_, err = c.Select(ctx, "acme-unknown", nil, nil, rollback.Policy{})
+	assert.ErrorIs(t, err, ErrNoUpdate)
+}
+
+// A lower-priority role cannot override the release the delegation order
+// trusts for a path.
+func TestSelectRefusesOverride(t *testing.T) {
+	r, _ := releaseRepo(t)
+	// gw-team also lists 1.1.0's path, with other bytes and a higher version.
+	r.AddTarget("gw-team", "acme-gw-r2/1.1.0/fw.bin", []byte("evil"), firmwareSetter(t, "9.9.9", 9, "acme-gw-r2"))
+	c := refreshed(t, r)
+	_, err := c.Select(context.Background(), "acme-gw-r2", nil, nil, rollback.Policy{})
+	assert.ErrorIs(t, err, manifest.ErrRepository)
+}
+
+func TestInstallFullImage(t *testing.T) {
+	ctx := context.Background()
+	for _, consistent := range []bool{false, true} {
+		r, img := releaseRepo(t)
+		r.Root.Signed.ConsistentSnapshot = consistent
+		r.PublishRoot()
+		c := refreshed(t, r)
+		u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.1.0", 1, img["1.1.0"]), nil, rollback.Policy{})
+		require.NoError(t, err)
+		var slot bytes.Buffer
+		require.NoError(t, c.Install(ctx, u, &slot))
+		assert.Equal(t, img["1.2.0"], slot.Bytes())
+
+		// The attacks on the image itself.
+		tampered := bytes.Clone(img["1.2.0"])
+		tampered[100] ^= 1
+		for name, tc := range map[string]struct {
+			body []byte
+			want error
+		}{
+			"tampered":  {tampered, ErrHashMismatch},
+			"truncated": {img["1.2.0"][:len(img["1.2.0"])-1], ErrLengthMismatch},
+			"endless":   {append(bytes.Clone(img["1.2.0"]), bytes.Repeat([]byte("x"), 1<<20)...), ErrTooLong},
+		} {
+			r.SetOverride(func(string) ([]byte, bool) { return tc.body, true })
+			slot.Reset()
+			err := c.Install(ctx, u, &slot)
+			assert.ErrorIs(t, err, tc.want, "%s consistent=%v", name, consistent)
+			assert.LessOrEqual(t, slot.Len(), len(img["1.2.0"]), "never past the signed length")
+			r.SetOverride(nil)
+		}
+	}
+}
