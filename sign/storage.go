@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/otaseal/otaseal/internal/atomicfile"
 )
 
 // Storage holds a repository's named blobs: metadata files and target
@@ -110,19 +112,7 @@ func (d *DirStorage) Put(ctx context.Context, name string, r io.Reader) (err err
 	if err = os.Rename(tmp.Name(), final); err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sign: syncing %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(dir)
 }
 
 // Get opens the blob name.
