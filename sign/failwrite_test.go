@@ -1,0 +1,133 @@
+package sign
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otaseal/otaseal/manifest"
+)
+
+var errInjected = errors.New("injected storage failure")
+
+// failingStorage wraps a Storage and fails its Nth Put (1-based) without
+// writing anything; N = 0 never fails. It counts Puts either way.
+type failingStorage struct {
+	Storage
+	failAt int
+	puts   int
+	names  []string
+}
+
+func (f *failingStorage) Put(ctx context.Context, name string, r io.Reader) error {
+	f.puts++
+	f.names = append(f.names, name)
+	if f.puts == f.failAt {
+		return fmt.Errorf("put %s: %w", name, errInjected)
+	}
+	return f.Storage.Put(ctx, name, r)
+}
+
+// A publish that fails at any single storage write leaves the repository
+// clients see exactly as it was, and a retry completes it.
+func TestPublishFailingNthWrite(t *testing.T) {
+	ctx := context.Background()
+	base := newTestRepo(t, true)
+	// The old timestamp key is still at hand, so the rotation is bridged.
+	signers := append(allSigners(t), testSigner(t, "p384"))
+	oldImages := base.images
+
+	// The change under test: a root key rotation, a new firmware image in
+	// a delegated role, one in a hash bin, and a delta to it.
+	stage := func(t *testing.T, repo *Repository) {
+		// Open adopts the new root of a crashed publish: rotate only once.
+		if repo.Root().Signed.Version == 1 {
+			rotate(t, repo, []string{"ed25519-1", "ed25519-2", "ed25519-3"}, func(spec RootSpec) {
+				spec.Roles[manifest.RoleRoot] = RoleKeys{Threshold: 2, Keys: keysOf(t, "ed25519-2", "ed25519-3", "ed25519-9")}
+				spec.Roles[manifest.RoleTimestamp] = RoleKeys{Threshold: 1, Keys: keysOf(t, "p384")}
+			})
+		}
+		require.NoError(t, repo.AddFirmware(ctx, "acme/1.2.0/firmware.bin", bytes.NewReader(image("new", 777)), firmware("1.2.0", 3)))
+		require.NoError(t, repo.AddFirmware(ctx, "catalog/gw/2.1.0/firmware.bin", bytes.NewReader(image("new2", 55)), firmware("2.1.0", 1)))
+		require.NoError(t, repo.AddDelta(ctx, "acme/deltas/1.1.0-1.2.0.bsdiff", bytes.NewReader(image("patch", 40)), manifest.Delta{
+			Format: manifest.FormatBSDIFF40,
+			From:   end("acme/1.1.0/firmware.bin", oldImages["acme/1.1.0/firmware.bin"]),
+			To:     end("acme/1.2.0/firmware.bin", image("new", 777)),
+		}))
+	}
+	open := func(t *testing.T, dir string, failAt int) (*Repository, *failingStorage) {
+		ds, err := NewDirStorage(dir)
+		require.NoError(t, err)
+		fs := &failingStorage{Storage: ds, failAt: failAt}
+		repo, err := Open(ctx, fs, Options{Now: func() time.Time { return base.now.Add(time.Minute) }, TempDir: t.TempDir()})
+		require.NoError(t, err)
+		t.Cleanup(func() { repo.Close() })
+		return repo, fs
+	}
+	copyRepo := func(t *testing.T) string {
+		dir := t.TempDir()
+		require.NoError(t, os.CopyFS(dir, os.DirFS(base.dir)))
+		return dir
+	}
+
+	// Count the writes of a successful publish.
+	repo, fs := open(t, copyRepo(t), 0)
+	stage(t, repo)
+	require.NoError(t, repo.Publish(ctx, signers))
+	total := fs.puts
+	require.Greater(t, total, 6)
+	// The timestamp is the commit point: only the (bridged) root follows.
+	tsAt := slices.Index(fs.names, MetadataDir+"/timestamp.json") + 1
+	assert.Equal(t, []string{MetadataDir + "/2.root.json", MetadataDir + "/root.json"}, fs.names[tsAt:])
+
+	for n := 1; n <= total; n++ {
+		t.Run(fmt.Sprintf("fail write %d of %d", n, total), func(t *testing.T) {
+			dir := copyRepo(t)
+			url := serveDir(t, dir)
+			repo, fs := open(t, dir, n)
+			stage(t, repo)
+			err := repo.Publish(ctx, signers)
+			require.ErrorIs(t, err, errInjected)
+			t.Logf("failed at %s", fs.names[n-1])
+
+			// A client sees the previous repository before the timestamp
+			// lands and the new one after; whole either way.
+			client := newGoTUFClient(t, url, rootBytesOf(t, base.root), base.now)
+			up, err := client.refresh()
+			require.NoError(t, err)
+			for p, want := range oldImages {
+				got, _, err := client.download(up, p)
+				require.NoError(t, err, p)
+				assert.Equal(t, want, got)
+			}
+			_, _, err = client.download(up, "acme/1.2.0/firmware.bin")
+			if n <= tsAt {
+				assert.Error(t, err, "the new image is not visible before the timestamp is written")
+			} else {
+				assert.NoError(t, err)
+			}
+
+			// Retrying completes the publish: with the same Repository, or
+			// (odd N) with a fresh one, as after a crash.
+			fs.failAt = 0
+			if n%2 == 1 {
+				repo, _ = open(t, dir, 0)
+				stage(t, repo)
+			}
+			require.NoError(t, repo.Publish(ctx, signers))
+			assert.Equal(t, int64(2), repo.Root().Signed.Version)
+			got, _, err := client.fetch("acme/1.2.0/firmware.bin")
+			require.NoError(t, err)
+			assert.Equal(t, image("new", 777), got)
+		})
+	}
+}

@@ -1,0 +1,172 @@
+package sign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/otaseal/otaseal/internal/atomicfile"
+)
+
+// Storage holds a repository's named blobs: metadata files and target
+// files, named by slash-separated relative paths ("timestamp.json",
+// "targets/acme/1.0.0/fw.bin"). A web server serving the blobs under their
+// names is a TUF repository.
+//
+// Contract:
+//   - Put stores all of r under name atomically: a reader sees the old blob
+//     or the new one, never a mix or a prefix. When Put returns nil the blob
+//     is durable. On error the old blob (if any) is unchanged.
+//   - Get returns the blob or an error wrapping ErrNotFound.
+//   - List returns the names under prefix ("" for all), sorted.
+//
+// Repository writes blobs in an order that keeps clients safe between any
+// two Puts (targets, then delegated and top-level targets metadata, then
+// snapshot, then root, then timestamp last), so Put need not be
+// transactional across names.
+type Storage interface {
+	Put(ctx context.Context, name string, r io.Reader) error
+	Get(ctx context.Context, name string) (io.ReadCloser, error)
+	List(ctx context.Context, prefix string) ([]string, error)
+}
+
+// CheckName refuses names that could escape a storage root or mean two
+// things on different systems: absolute paths, "." or ".." segments, empty
+// segments, backslashes and control characters. A target path comes from
+// the release engineer, but a storage must not trust it to stay inside.
+func CheckName(name string) error {
+	if name == "" || len(name) > 4096 || strings.HasPrefix(name, "/") {
+		return fmt.Errorf("%w: %q", ErrBadName, clipText(name))
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("%w: %q", ErrBadName, clipText(name))
+		}
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return fmt.Errorf("%w: %q has a control character or backslash", ErrBadName, clipText(name))
+		}
+	}
+	return nil
+}
+
+// DirStorage is a Storage in a local directory, e.g. the document root of
+// a web server.
+type DirStorage struct {
+	root string
+}
+
+// NewDirStorage returns a DirStorage rooted at dir, creating it if needed.
+func NewDirStorage(dir string) (*DirStorage, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	return &DirStorage{root: dir}, nil
+}
+
+// Put writes r to a temporary file in the target directory, fsyncs it,
+// renames it over name and fsyncs the directory: after a crash the name
+// holds the old or the new content, and once Put returns the new content
+// survives power loss.
+func (d *DirStorage) Put(ctx context.Context, name string, r io.Reader) (err error) {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	final := filepath.Join(d.root, filepath.FromSlash(name))
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = io.Copy(tmp, ctxReader{ctx, r}); err != nil {
+		return fmt.Errorf("sign: writing %s: %w", name, err)
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	if err = os.Rename(tmp.Name(), final); err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	return atomicfile.SyncDir(dir)
+}
+
+// Get opens the blob name.
+func (d *DirStorage) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(d.root, filepath.FromSlash(name)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	return f, nil
+}
+
+// List returns the names of all blobs under prefix, skipping temporary
+// files of writes in progress.
+func (d *DirStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".tmp-") {
+			return nil
+		}
+		rel, err := filepath.Rel(d.root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if strings.HasPrefix(rel, prefix) {
+			out = append(out, rel)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sign: listing: %w", err)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// ctxReader stops a long copy when the context is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
