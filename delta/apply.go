@@ -250,8 +250,11 @@ func streamErr(err error) error {
 }
 
 // expectEOF checks that r has nothing left: trailing bytes after the last
-// entry are refused, so a patch has exactly one valid form.
-func expectEOF(r io.Reader) error {
+// entry are refused, so a patch has exactly one valid form. A decoder that
+// reports an unexpected EOF here saw an incomplete stream: that is reported
+// as onShort (ErrTruncated for a frame cut short, ErrTrailingData where the
+// decoder was trying to read a stream that should not be there).
+func expectEOF(r io.Reader, onShort error) error {
 	var b [1]byte
 	// A reader may return (0, nil) a few times; not forever.
 	for range 100 {
@@ -262,8 +265,12 @@ func expectEOF(r io.Reader) error {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: %v", onShort, err)
+		}
 		if err != nil {
-			return streamErr(err)
+			// Bytes followed the end and did not even decode.
+			return fmt.Errorf("%w: %v", ErrTrailingData, err)
 		}
 	}
 	return io.ErrNoProgress

@@ -206,7 +206,7 @@ func ApplyBSDIFF40(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reade
 	}
 	// The output is complete: all three streams must end here too.
 	for _, r := range []io.Reader{ctrl, diffR, extraR} {
-		if err := expectEOF(r); err != nil {
+		if err := expectEOF(r, ErrTrailingData); err != nil {
 			return a.newPos, a.fail(err)
 		}
 	}

@@ -47,6 +47,8 @@ func exactOpts(new []byte) *ApplyOptions {
 	return &ApplyOptions{MaxOutput: int64(len(new)), SHA256: sum[:]}
 }
 
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed+1)) }
+
 func randomBytes(rng *rand.Rand, n int) []byte {
 	b := make([]byte, n)
 	for i := range b {

@@ -167,13 +167,13 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 	}
 	// The records are complete: the frame must end, the payload must be
 	// used up, and nothing may follow it.
-	if err := expectEOF(r); err != nil {
+	if err := expectEOF(r, ErrTruncated); err != nil {
 		return a.newPos, a.fail(err)
 	}
 	if body.N != 0 {
 		return a.newPos, a.fail(fmt.Errorf("%w: %d payload bytes after the frame", ErrTrailingData, body.N))
 	}
-	if err := expectEOF(patch); err != nil {
+	if err := expectEOF(patch, ErrTrailingData); err != nil {
 		return a.newPos, a.fail(err)
 	}
 	return a.finish()
