@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/otaseal/otaseal/delta"
 )
@@ -80,7 +81,7 @@ func run(log *slog.Logger, verbose bool, f delta.Format, oldPath, newPath, patch
 	}
 	// Write to a temporary name and rename, so a failed run never leaves
 	// a truncated patch under the final name.
-	tmp, err := os.CreateTemp(dirOf(patchPath), ".bsdiff-*")
+	tmp, err := os.CreateTemp(filepath.Dir(patchPath), ".bsdiff-*")
 	if err != nil {
 		return err
 	}
@@ -91,6 +92,10 @@ func run(log *slog.Logger, verbose bool, f delta.Format, oldPath, newPath, patch
 		return err
 	}
 	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -128,13 +133,4 @@ func readImage(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return b, nil
-}
-
-func dirOf(path string) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		if path[i] == '/' {
-			return path[:i+1]
-		}
-	}
-	return "."
 }
