@@ -86,10 +86,10 @@ func (d *Delta) writeBSDIFF40(w io.Writer) error {
 func (d *Delta) writeControls(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, chunkSize)
 	var b [24]byte
-	for _, o := range d.ops {
+	for i, o := range d.ops {
 		putOff(b[0:], o.add)
 		putOff(b[8:], o.copy)
-		putOff(b[16:], o.seek)
+		putOff(b[16:], d.seek(i))
 		if _, err := bw.Write(b[:]); err != nil {
 			return err
 		}

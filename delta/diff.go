@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"runtime"
+	"sync"
 )
 
 // MaxInputSize is the largest old or new image Diff accepts: suffix array
@@ -19,7 +21,17 @@ type op struct {
 	newPos int64 // where the add run writes new
 	add    int64 // bytes of new = old + diff
 	copy   int64 // bytes of new taken verbatim from the extra data
-	seek   int64 // old position change after the add run
+}
+
+// seek returns the old-position change after entry i: to where the next
+// entry reads, and zero after the last one (its value is never used, and a
+// fixed value keeps the encoding of an edit script unique).
+func (d *Delta) seek(i int) int64 {
+	if i+1 == len(d.ops) {
+		return 0
+	}
+	o := d.ops[i]
+	return d.ops[i+1].oldPos - (o.oldPos + o.add)
 }
 
 // Delta is the edit script that turns old into new, as computed by Diff. It
@@ -64,17 +76,75 @@ func Diff(old, new []byte) (*Delta, error) {
 		return nil, fmt.Errorf("delta: diff: %w: old %d, new %d bytes, limit %d",
 			ErrInputTooLarge, len(old), len(new), MaxInputSize)
 	}
-	m := matcher{old: old, sa: suffixArray(old)}
+	m := newMatcher(old)
+	// The scan is split into chunks of new scanned in parallel. The chunk
+	// boundaries depend only on len(new), never on the number of CPUs, so
+	// a given pair always gives the same patch. Each boundary costs a few
+	// bytes of patch: the chunk starts without the alignment the previous
+	// one ended with.
+	chunks := min(max(len(new)/scanChunk, 1), maxScanChunks)
+	parts := make([][]op, chunks)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for c := range parts {
+		start, end := len(new)*c/chunks, len(new)*(c+1)/chunks
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			// Start each chunk aligned with the proportional place in old:
+			// right for images that grew or shrank evenly, harmless otherwise.
+			pos := 0
+			if len(new) > 0 {
+				pos = int(int64(start) * int64(len(old)) / int64(len(new)))
+			}
+			parts[c] = m.scan(new[:end], start, pos)
+		})
+	}
+	wg.Wait()
 	d := &Delta{old: old, new: new}
-	d.ops = m.scan(new)
+	for _, p := range parts {
+		d.ops = append(d.ops, p...)
+	}
 	return d, nil
 }
+
+// scanChunk and maxScanChunks set how new is split for the parallel scan:
+// chunks of at least 2 MiB, at most 16 of them.
+const (
+	scanChunk     = 2 << 20
+	maxScanChunks = 16
+)
 
 // matcher finds longest matches of byte strings in old through its suffix
 // array.
 type matcher struct {
 	old []byte
 	sa  []int32
+	// prefix[k] is the first rank of the suffixes whose first two bytes,
+	// read as a big-endian number, are at least k: one lookup replaces the
+	// first sixteen steps of each binary search, which are the ones that
+	// miss the cache.
+	prefix []int32
+}
+
+func newMatcher(old []byte) *matcher {
+	m := &matcher{old: old, sa: suffixArray(old), prefix: make([]int32, 1<<16+1)}
+	for _, p := range m.sa {
+		m.prefix[prefixKey(old[p:])+1]++
+	}
+	for k := 1; k < len(m.prefix); k++ {
+		m.prefix[k] += m.prefix[k-1]
+	}
+	return m
+}
+
+// prefixKey is the two-byte bucket of a suffix; a one-byte suffix sorts
+// first in the bucket of its byte followed by zero.
+func prefixKey(s []byte) int {
+	if len(s) == 1 {
+		return int(s[0]) << 8
+	}
+	return int(s[0])<<8 | int(s[1])
 }
 
 // longest returns the start in old and the length of the longest prefix of
@@ -83,11 +153,23 @@ func (m *matcher) longest(target []byte) (pos, n int) {
 	if len(m.sa) == 0 || len(target) == 0 {
 		return 0, 0
 	}
+	lo, hi := 0, len(m.sa)-1
+	if len(target) >= 2 {
+		k := prefixKey(target)
+		lo, hi = int(m.prefix[k]), int(m.prefix[k+1])-1
+		if lo > hi {
+			// No suffix shares two bytes: at best one byte matches.
+			first := int(target[0]) << 8
+			if r := m.prefix[first]; r < m.prefix[first+256] {
+				return int(m.sa[r]), 1
+			}
+			return 0, 0
+		}
+	}
 	// Binary search for target's rank among the suffixes; the longest
 	// match is one of the two neighbours of that rank. lcpLo and lcpHi are
 	// the common prefixes of target with the bounds, so each comparison
 	// skips the bytes the bounds already share with target.
-	lo, hi := 0, len(m.sa)-1
 	lcpLo := commonPrefix(m.old[m.sa[lo]:], target)
 	lcpHi := commonPrefix(m.old[m.sa[hi]:], target)
 	for hi-lo > 1 {
@@ -129,12 +211,14 @@ func commonPrefix(a, b []byte) int {
 	return n
 }
 
-// scan runs bsdiff's forward scan over new and returns the control entries.
-func (m *matcher) scan(new []byte) []op {
+// scan runs bsdiff's forward scan over new[start:] and returns the control
+// entries covering it; oldStart is where the first entry reads old.
+func (m *matcher) scan(new []byte, start, oldStart int) []op {
 	old := m.old
 	oldSize, newSize := len(old), len(new)
 	var ops []op
-	var scan, n, pos, lastScan, lastPos, lastOffset int
+	scan, n, pos := start, 0, 0
+	lastScan, lastPos, lastOffset := start, oldStart, oldStart-start
 	for scan < newSize {
 		oldScore := 0
 		scan += n
@@ -208,7 +292,6 @@ func (m *matcher) scan(new []byte) []op {
 			newPos: int64(lastScan),
 			add:    int64(lenF),
 			copy:   int64((scan - lenB) - (lastScan + lenF)),
-			seek:   int64((pos - lenB) - (lastPos + lenF)),
 		})
 		lastScan = scan - lenB
 		lastPos = pos - lenB

@@ -21,7 +21,7 @@ type symbol interface{ ~uint8 | ~int32 }
 // 2^31-1 (checked by the caller: Diff rejects larger inputs).
 func suffixArray(text []byte) []int32 {
 	sa := make([]int32, len(text))
-	sais(text, sa, 256)
+	sais(text, sa, 256, nil)
 	return sa
 }
 
@@ -106,8 +106,10 @@ func induce[T symbol](text []T, sa []int32, t typeBits, bkt []int32) {
 }
 
 // sais writes the suffix array of text, over an alphabet of k symbols, into
-// sa (len(sa) == len(text)).
-func sais[T symbol](text []T, sa []int32, k int) {
+// sa (len(sa) == len(text)). scratch is free space the bucket array may use
+// instead of a new allocation: in a recursive call, the names can number
+// up to a quarter of the input, and the middle of the parent's sa is unused.
+func sais[T symbol](text []T, sa []int32, k int, scratch []int32) {
 	n := len(text)
 	switch n {
 	case 0:
@@ -117,7 +119,12 @@ func sais[T symbol](text []T, sa []int32, k int) {
 		return
 	}
 	t := classify(text)
-	bkt := make([]int32, k)
+	var bkt []int32
+	if len(scratch) >= k {
+		bkt = scratch[:k]
+	} else {
+		bkt = make([]int32, k)
+	}
 
 	// Stage 1: sort the LMS substrings by one induced pass.
 	for i := range sa {
@@ -177,7 +184,9 @@ func sais[T symbol](text []T, sa []int32, k int) {
 
 	// Stage 2: sort the reduced string, recursively when names repeat.
 	if names < n1 {
-		sais(s1, sa1, names)
+		// The recursion touches only sa1 and s1, so the bucket array of
+		// this level is dead and the middle of sa is free for it.
+		sais(s1, sa1, names, sa[n1:n-n1])
 	} else {
 		for i, c := range s1 {
 			sa1[c] = int32(i)

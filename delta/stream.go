@@ -43,12 +43,7 @@ func (d *Delta) writeStream(w io.Writer) error {
 	var rec [3 * binary.MaxVarintLen64]byte
 	buf := make([]byte, chunkSize)
 	for i, o := range d.ops {
-		seek := o.seek
-		if i == len(d.ops)-1 {
-			// The last seek leads nowhere; a fixed value keeps the
-			// encoding of a given output unique.
-			seek = 0
-		}
+		seek := d.seek(i)
 		n := binary.PutUvarint(rec[:], uint64(o.add))
 		n += binary.PutUvarint(rec[n:], uint64(o.copy))
 		n += binary.PutVarint(rec[n:], seek)
