@@ -187,17 +187,29 @@ func TestNonMinimalVarintRefused(t *testing.T) {
 }
 
 func TestDecompressionBomb(t *testing.T) {
-	// 10 declared bytes, but the extra stream expands to 256 MiB of zeros:
-	// applying must stop at the limit and report the excess, not inflate it.
-	bomb := make([]byte, 256<<20)
+	// 10 declared bytes, but the data stream goes on to 256 MiB of zeros:
+	// applying must stop at the limit and report the excess, not inflate
+	// it. The bomb is one compressed 8 MiB chunk repeated, as both
+	// decoders accept concatenated streams and frames.
+	chunk := make([]byte, 8<<20)
 	ctls := []ctl{{0, 10, 0}}
 	for _, f := range formats {
 		t.Run(f.String(), func(t *testing.T) {
 			var patch []byte
 			if f == FormatBSDIFF40 {
-				patch = buildBSDIFF40(t, ctls, nil, bomb, 10)
+				patch = buildBSDIFF40(t, ctls, nil, chunk[:10], 10)
+				patch = append(patch, bytes.Repeat(bz2(t, chunk), 32)...)
 			} else {
-				patch = buildStream(t, 0, 10, append(streamRecords(ctls, nil, bomb), bomb...))
+				var frame bytes.Buffer
+				zw, err := zstd.NewWriter(&frame, zstd.WithWindowSize(StreamWindow))
+				require.NoError(t, err)
+				_, err = zw.Write(chunk)
+				require.NoError(t, err)
+				require.NoError(t, zw.Close())
+				patch = buildStream(t, 0, 10, streamRecords(ctls, nil, chunk))
+				bomb := bytes.Repeat(frame.Bytes(), 32)
+				patch = append(patch, bomb...)
+				binary.LittleEndian.PutUint64(patch[24:], binary.LittleEndian.Uint64(patch[24:])+uint64(len(bomb)))
 			}
 			assert.Less(t, len(patch), 1<<20, "not a bomb")
 			_, err := applyLimited(t, f, nil, patch, &ApplyOptions{MaxOutput: 10})
