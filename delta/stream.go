@@ -35,7 +35,8 @@ func (d *Delta) writeStream(w io.Writer) error {
 		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 		zstd.WithWindowSize(StreamWindow),
 		zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(true))
+		zstd.WithEncoderCRC(true),
+		zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return fmt.Errorf("delta: zstd: %w", err)
 	}

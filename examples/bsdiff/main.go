@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/otaseal/otaseal/delta"
 )
@@ -76,6 +77,10 @@ func run(log *slog.Logger, verbose bool, f delta.Format, oldPath, newPath, patch
 	if err != nil {
 		return err
 	}
+	// Diff's suffix array (4 bytes per byte of old) is garbage now.
+	// Collect it before the encoder allocates, so the encoder reuses that
+	// memory and peak memory stays that of the scan.
+	runtime.GC()
 	if verbose {
 		log.Info("encoding", "format", f, "controls", d.Controls())
 	}
