@@ -3,7 +3,6 @@ module github.com/otaseal/otaseal
 go 1.26
 
 require (
-	github.com/dsnet/compress v0.0.1
 	github.com/klauspost/compress v1.20.4
 	github.com/stretchr/testify v1.12.1
 )

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-
-	dsbzip2 "github.com/dsnet/compress/bzip2"
 )
 
 // bsdiff40Magic opens a BSDIFF40 patch.
@@ -41,8 +39,9 @@ func getOff(b []byte) (int64, error) {
 	return -mag, nil
 }
 
-// writeBSDIFF40 compresses the three blocks concurrently into memory (a
-// patch is small next to the images) and then writes header and blocks.
+// writeBSDIFF40 compresses the three blocks concurrently with our bzip2
+// writer (bzip2.go) into memory (a patch is small next to the images), then
+// writes header and blocks.
 func (d *Delta) writeBSDIFF40(w io.Writer) error {
 	var blocks [3]bytes.Buffer
 	var errs [3]error
@@ -50,10 +49,8 @@ func (d *Delta) writeBSDIFF40(w io.Writer) error {
 	var wg sync.WaitGroup
 	for i := range blocks {
 		wg.Go(func() {
-			zw, err := dsbzip2.NewWriter(&blocks[i], &dsbzip2.WriterConfig{Level: dsbzip2.BestCompression})
-			if err == nil {
-				err = fill[i](zw)
-			}
+			zw := newBZ2Writer(&blocks[i])
+			err := fill[i](zw)
 			if err == nil {
 				err = zw.Close()
 			}

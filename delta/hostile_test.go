@@ -6,7 +6,6 @@ import (
 	"errors"
 	"testing"
 
-	dsbzip2 "github.com/dsnet/compress/bzip2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,13 +16,7 @@ type ctl struct{ add, copy, seek int64 }
 
 func bz2(t testing.TB, b []byte) []byte {
 	t.Helper()
-	var out bytes.Buffer
-	zw, err := dsbzip2.NewWriter(&out, &dsbzip2.WriterConfig{Level: 9})
-	require.NoError(t, err)
-	_, err = zw.Write(b)
-	require.NoError(t, err)
-	require.NoError(t, zw.Close())
-	return out.Bytes()
+	return bz2Compress(t, b, 1)
 }
 
 // buildBSDIFF40 assembles a BSDIFF40 patch from raw parts, trusting nothing.
