@@ -75,10 +75,12 @@
 //	32+C    D     bzip2 stream: the diff data of all add runs, in order
 //	32+C+D  rest  bzip2 stream: the extra data of all copy runs, in order
 //
-// Each bzip2 stream is a complete stream ("BZh9", blocks, end-of-stream
-// marker and combined CRC). Because the three streams are consumed side by
-// side, applying needs random access to the patch. We write the streams
-// with github.com/dsnet/compress/bzip2 and read them with compress/bzip2.
+// Each bzip2 stream is a complete stream ("BZh9", blocks of at most 900k
+// bytes, end-of-stream marker and combined CRC). Because the three streams
+// are consumed side by side, applying needs random access to the patch. We
+// write the streams with our own bzip2 writer (bzip2.go: libbz2's Huffman
+// table selection, so sizes match bzip2 -9) and read them with
+// compress/bzip2.
 //
 // # Streaming format
 //
