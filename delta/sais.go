@@ -77,8 +77,12 @@ func countSymbols[T symbol](text []T, bkt []int32) {
 
 // induce sorts all suffixes from the LMS suffixes already placed at the ends
 // of their buckets: first the L-type suffixes left to right, then the S-type
-// ones right to left.
-func induce[T symbol](text []T, sa []int32, t typeBits, bkt []int32) {
+// ones right to left. The type of j = p-1 is decided from the symbols and
+// the bucket pointers instead of the type bits, which saves a random read
+// per step: in the L pass every p in sa is L-type or LMS, so j is L-type
+// exactly when text[j] >= text[p]; in the S pass, p at index i is S-type
+// exactly when i lies in the part of its bucket the pass has filled.
+func induce[T symbol](text []T, sa []int32, bkt []int32) {
 	n := len(text)
 	bucketStarts(text, bkt)
 	// The suffix before the sentinel is the smallest L-type suffix of its
@@ -87,20 +91,25 @@ func induce[T symbol](text []T, sa []int32, t typeBits, bkt []int32) {
 	sa[bkt[c]] = int32(n - 1)
 	bkt[c]++
 	for i := 0; i < n; i++ {
-		j := int(sa[i]) - 1
-		if j >= 0 && !t.isS(j) {
-			c := text[j]
-			sa[bkt[c]] = int32(j)
+		p := int(sa[i])
+		if p <= 0 {
+			continue
+		}
+		if c := text[p-1]; c >= text[p] {
+			sa[bkt[c]] = int32(p - 1)
 			bkt[c]++
 		}
 	}
 	bucketEnds(text, bkt)
 	for i := n - 1; i >= 0; i-- {
-		j := int(sa[i]) - 1
-		if j >= 0 && t.isS(j) {
-			c := text[j]
+		p := int(sa[i])
+		if p <= 0 {
+			continue
+		}
+		c, cp := text[p-1], text[p]
+		if c < cp || (c == cp && int32(i) >= bkt[cp]) {
 			bkt[c]--
-			sa[bkt[c]] = int32(j)
+			sa[bkt[c]] = int32(p - 1)
 		}
 	}
 }
@@ -138,7 +147,7 @@ func sais[T symbol](text []T, sa []int32, k int, scratch []int32) {
 			sa[bkt[c]] = int32(i)
 		}
 	}
-	induce(text, sa, t, bkt)
+	induce(text, sa, bkt)
 
 	// Move the sorted LMS positions to the front.
 	n1 := 0
@@ -156,17 +165,26 @@ func sais[T symbol](text []T, sa []int32, k int, scratch []int32) {
 
 	// Name the LMS substrings: equal substrings get equal names. LMS
 	// positions are at least two apart, so p/2 is a unique slot in the
-	// upper part of sa.
+	// upper part of sa: it first holds the length of p's substring (to
+	// the next LMS position, inclusive), then p's name.
 	for i := n1; i < n; i++ {
 		sa[i] = -1
 	}
+	next := n // the last LMS substring runs into the sentinel
+	for i := n - 1; i >= 1; i-- {
+		if t.isLMS(i) {
+			sa[n1+i/2] = int32(next - i + 1)
+			next = i
+		}
+	}
 	names := 0
-	prev := -1
+	prev, prevLen := -1, 0
 	for i := 0; i < n1; i++ {
 		p := int(sa[i])
-		if !sameLMS(text, t, prev, p) {
+		l := int(sa[n1+p/2])
+		if !sameLMS(text, prev, prevLen, p, l) {
 			names++
-			prev = p
+			prev, prevLen = p, l
 		}
 		sa[n1+p/2] = int32(names - 1)
 	}
@@ -216,26 +234,22 @@ func sais[T symbol](text []T, sa []int32, k int, scratch []int32) {
 		bkt[c]--
 		sa[bkt[c]] = p
 	}
-	induce(text, sa, t, bkt)
+	induce(text, sa, bkt)
 }
 
-// sameLMS reports whether the LMS substrings starting at a and b are equal
-// in symbols and types. a < 0 means "no previous substring".
-func sameLMS[T symbol](text []T, t typeBits, a, b int) bool {
-	if a < 0 {
+// sameLMS reports whether the LMS substrings at a (length la) and b
+// (length lb) are equal. a < 0 means "no previous substring". Equal symbols
+// up to the same closing LMS position imply equal types, so symbols are
+// all that need comparing; a substring that reaches the sentinel is unique.
+func sameLMS[T symbol](text []T, a, la, b, lb int) bool {
+	if a < 0 || la != lb || a+la > len(text) || b+lb > len(text) {
 		return false
 	}
-	n := len(text)
-	for d := 0; ; d++ {
-		if a+d == n || b+d == n {
-			// Only one substring can reach the unique sentinel.
+	x, y := text[a:a+la], text[b:b+la]
+	for i := range x {
+		if x[i] != y[i] {
 			return false
-		}
-		if text[a+d] != text[b+d] || t.isS(a+d) != t.isS(b+d) {
-			return false
-		}
-		if d > 0 && (t.isLMS(a+d) || t.isLMS(b+d)) {
-			return t.isLMS(a+d) && t.isLMS(b+d)
 		}
 	}
+	return true
 }
