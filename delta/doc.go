@@ -96,18 +96,33 @@
 //	32      P     payload: zstd frames (RFC 8878) decompressing to records
 //	32+P          end of patch: nothing may follow
 //
-// Each record is one control entry followed by its data:
+// The decompressed payload is a sequence of segments; each groups up to
+// 4096 control entries so that zstd sees like data together (grouping
+// makes patches about an eighth smaller than interleaving entry by entry):
 //
-//	uvarint add       unsigned LEB128, minimal length (at most 10 bytes)
-//	uvarint copy      unsigned LEB128, minimal length
-//	varint  seek      zigzag then LEB128, as encoding/binary.PutVarint
-//	add bytes         diff data for the add run
-//	copy bytes        extra data
+//	uvarint n         number of entries, 1..4096
+//	n times:
+//	  uvarint add     unsigned LEB128, minimal length (at most 10 bytes)
+//	  uvarint copy    unsigned LEB128, minimal length
+//	  varint  seek    zigzag then LEB128, as encoding/binary.PutVarint
+//	uvarint R         length of the run data, at most 2*A+64 where A is
+//	                  the sum of the segment's add lengths (A <= 512 KiB)
+//	R bytes           run data: pairs (uvarint zeros, uvarint literals)
+//	                  that together cover exactly A bytes; only the first
+//	                  pair may have zero zeros, only the last zero literals
+//	L bytes           the literals: the nonzero diff bytes, L being the sum
+//	                  of the pairs' literal counts; none may be zero
+//	C bytes           extra data: the copy bytes of the entries, in order
 //
-// Records follow one another until the new size is reached; the
-// decompressed payload must end exactly there. The encoder uses a zstd
-// window of StreamWindow bytes and the applier refuses frames that need a
-// larger one, which with a single-threaded low-memory decoder keeps the
-// applier's memory bounded independently of the image size. The last
-// record's seek is written as 0.
+// The segment's diff data is the runs expanded (zeros, then literals, per
+// pair), split among its entries in order by their add lengths. Segments
+// follow one another until the new size is reached; no entry may follow
+// that point, and the decompressed payload must end exactly there. The
+// applier buffers one segment's run data and literals (at most 1.5 MiB);
+// extra data streams through. The encoder uses a zstd window of
+// StreamWindow bytes and the applier refuses frames that need a larger one,
+// which with a single-threaded low-memory decoder keeps the applier's
+// memory bounded independently of the image size. The last entry's seek is
+// written as 0, and an add run longer than a segment allows is split into
+// entries that continue in old (seek 0).
 package delta

@@ -57,22 +57,35 @@ func buildStream(t testing.TB, oldSize, newSize uint64, records []byte) []byte {
 	return append(hdr, payload.Bytes()...)
 }
 
-// streamRecords encodes control entries with their diff and extra bytes
-// drawn in order from diff and extra.
+// streamRecords encodes control entries as segments of the streaming
+// format, with their diff and extra bytes drawn in order from diff and
+// extra, trusting nothing: lengths may be hostile.
 func streamRecords(ctls []ctl, diff, extra []byte) []byte {
-	var b []byte
-	for _, c := range ctls {
-		b = binary.AppendUvarint(b, uint64(c.add))
-		b = binary.AppendUvarint(b, uint64(c.copy))
-		b = binary.AppendVarint(b, c.seek)
-		n := min(int(max(c.add, 0)), len(diff))
-		b = append(b, diff[:n]...)
-		diff = diff[n:]
-		n = min(int(max(c.copy, 0)), len(extra))
-		b = append(b, extra[:n]...)
-		extra = extra[n:]
+	var out []byte
+	for len(ctls) > 0 {
+		n := min(len(ctls), maxSegmentControls)
+		seg := ctls[:n]
+		ctls = ctls[n:]
+		out = binary.AppendUvarint(out, uint64(n))
+		var d, e []byte
+		for _, c := range seg {
+			out = binary.AppendUvarint(out, uint64(c.add))
+			out = binary.AppendUvarint(out, uint64(c.copy))
+			out = binary.AppendVarint(out, c.seek)
+			k := min(int(min(max(c.add, 0), 1<<30)), len(diff))
+			d = append(d, diff[:k]...)
+			diff = diff[k:]
+			k = min(int(min(max(c.copy, 0), 1<<30)), len(extra))
+			e = append(e, extra[:k]...)
+			extra = extra[k:]
+		}
+		runs, lits := diffRuns(nil, nil, d)
+		out = binary.AppendUvarint(out, uint64(len(runs)))
+		out = append(out, runs...)
+		out = append(out, lits...)
+		out = append(out, e...)
 	}
-	return b
+	return out
 }
 
 // limitWriter fails the test if more than max bytes are ever written.

@@ -41,33 +41,34 @@ func (d *Delta) writeStream(w io.Writer) error {
 		return fmt.Errorf("delta: zstd: %w", err)
 	}
 	bw := bufio.NewWriterSize(zw, 256<<10)
-	var rec [3 * binary.MaxVarintLen64]byte
-	buf := make([]byte, chunkSize)
+	seg := &segmentWriter{w: bw}
+	buf := make([]byte, maxSegmentAdd)
 	for i, o := range d.ops {
-		seek := d.seek(i)
-		n := binary.PutUvarint(rec[:], uint64(o.add))
-		n += binary.PutUvarint(rec[n:], uint64(o.copy))
-		n += binary.PutVarint(rec[n:], seek)
-		if _, err := bw.Write(rec[:n]); err != nil {
-			return err
-		}
+		// An add run longer than a segment allows is split into entries
+		// that continue in old where the previous one stopped (seek 0).
 		nw := d.new[o.newPos : o.newPos+o.add]
 		ol := d.old[o.oldPos : o.oldPos+o.add]
-		for len(nw) > 0 {
-			k := min(len(nw), len(buf))
-			b := buf[:k]
-			for i := range b {
-				b[i] = nw[i] - ol[i]
-			}
-			if _, err := bw.Write(b); err != nil {
-				return err
+		for {
+			k := min(len(nw), maxSegmentAdd)
+			diff := buf[:k]
+			for j := range diff {
+				diff[j] = nw[j] - ol[j]
 			}
 			nw, ol = nw[k:], ol[k:]
+			if len(nw) == 0 {
+				start := o.newPos + o.add
+				if err := seg.entry(diff, d.new[start:start+o.copy], d.seek(i)); err != nil {
+					return err
+				}
+				break
+			}
+			if err := seg.entry(diff, nil, 0); err != nil {
+				return err
+			}
 		}
-		start := o.newPos + o.add
-		if _, err := bw.Write(d.new[start : start+o.copy]); err != nil {
-			return err
-		}
+	}
+	if err := seg.flush(); err != nil {
+		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return err
@@ -133,32 +134,31 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 	}
 	defer zr.Close()
 	r := bufio.NewReaderSize(zr, chunkSize)
-
+	seg := &segmentReader{r: r}
 	for !a.done() {
-		add, err1 := readUvarint(r)
-		cp, err2 := readUvarint(r)
-		seek, err3 := readVarint(r)
-		for _, err := range []error{err1, err2, err3} {
-			if err != nil {
-				a.control++
-				return a.newPos, a.fail(err)
-			}
-		}
-		if add > 1<<62 || cp > 1<<62 {
+		if err := seg.next(a.newPos, a.newSize); err != nil {
 			a.control++
-			return a.newPos, a.fail(fmt.Errorf("%w: length out of range", ErrOutputLimit))
+			return a.newPos, a.fail(err)
 		}
-		if err := a.next(int64(add), int64(cp)); err != nil {
-			return a.newPos, err
-		}
-		if err := a.addRun(r, int64(add)); err != nil {
-			return a.newPos, err
-		}
-		if err := a.copyRun(r, int64(cp)); err != nil {
-			return a.newPos, err
-		}
-		if err := a.seek(seek); err != nil {
-			return a.newPos, err
+		for _, c := range seg.ctl {
+			if a.done() {
+				// Entries after the output is complete: the patch has
+				// one valid form, without them.
+				a.control++
+				return a.newPos, a.fail(fmt.Errorf("%w: entries after the end of the output", ErrTrailingData))
+			}
+			if err := a.next(int64(c.add), int64(c.copy)); err != nil {
+				return a.newPos, err
+			}
+			if err := a.addRun(seg, int64(c.add)); err != nil {
+				return a.newPos, err
+			}
+			if err := a.copyRun(r, int64(c.copy)); err != nil {
+				return a.newPos, err
+			}
+			if err := a.seek(c.seek); err != nil {
+				return a.newPos, err
+			}
 		}
 	}
 	// The records are complete: the frame must end, the payload must be
