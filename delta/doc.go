@@ -84,7 +84,8 @@
 //
 // # Streaming format
 //
-// One zstd frame of interleaved records behind a fixed header, so the patch
+// One zstd stream of control entries and their data behind a fixed header,
+// so the patch
 // is consumed strictly front to back.
 //
 //	offset  size  field
@@ -93,7 +94,7 @@
 //	              was made from; ApplyStream refuses another (ErrOldSize)
 //	16      8     uint64 little-endian: size of the new image
 //	24      8     uint64 little-endian: length P of the payload
-//	32      P     payload: zstd frames (RFC 8878) decompressing to records
+//	32      P     payload: zstd frames (RFC 8878) decompressing to segments
 //	32+P          end of patch: nothing may follow
 //
 // The decompressed payload is a sequence of segments; each groups up to

@@ -99,14 +99,14 @@ func (s *segmentWriter) flush() error {
 
 // segmentReader reads segments and serves their diff data in order.
 type segmentReader struct {
-	r        bufioReader
-	ctl      []segmentControl
-	runsBuf  []byte // reused across segments
-	litsBuf  []byte
-	runs     []byte // unread part of runsBuf
-	lits     []byte // unread part of litsBuf
-	zeros    uint64 // zeros left in the current run
-	litLeft  uint64 // literals left in the current run
+	r       bufioReader
+	ctl     []segmentControl
+	runsBuf []byte // reused across segments
+	litsBuf []byte
+	runs    []byte // unread part of runsBuf
+	lits    []byte // unread part of litsBuf
+	zeros   uint64 // zeros left in the current run
+	litLeft uint64 // literals left in the current run
 }
 
 // bufioReader is the reader the segments come from: a byte reader for
