@@ -19,7 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
+	"runtime/debug"
 
 	"github.com/otaseal/otaseal/delta"
 )
@@ -78,9 +78,9 @@ func run(log *slog.Logger, verbose bool, f delta.Format, oldPath, newPath, patch
 		return err
 	}
 	// Diff's suffix array (4 bytes per byte of old) is garbage now.
-	// Collect it before the encoder allocates, so the encoder reuses that
-	// memory and peak memory stays that of the scan.
-	runtime.GC()
+	// Collect it and hand its pages back before the encoder allocates, so
+	// peak memory stays that of the scan.
+	debug.FreeOSMemory()
 	if verbose {
 		log.Info("encoding", "format", f, "controls", d.Controls())
 	}
