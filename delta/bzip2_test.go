@@ -88,3 +88,20 @@ func TestBZ2WriterReference(t *testing.T) {
 		})
 	}
 }
+
+// FuzzBZ2Writer checks that whatever we compress, compress/bzip2 reads
+// back unchanged.
+func FuzzBZ2Writer(f *testing.F) {
+	for _, in := range bz2Inputs() {
+		if len(in) < 4096 {
+			f.Add(in)
+		}
+	}
+	f.Add(bytes.Repeat([]byte("ab"), 600))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c := bz2Compress(t, in, 3)
+		got, err := io.ReadAll(bzip2.NewReader(bytes.NewReader(c)))
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(in, got), "round trip differs")
+	})
+}

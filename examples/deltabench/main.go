@@ -53,6 +53,7 @@ func main() {
 	fs := flag.NewFlagSet("deltabench", flag.ContinueOnError)
 	runs := fs.Int("runs", 1, "run each command this many times and keep the fastest (RSS is the largest seen)")
 	only := fs.String("pairs", "", "comma-separated pair names to run (default all)")
+	skip := fs.String("skip", "", "comma-separated tools to leave out: c, zstd, xdelta3")
 	oursDiff := fs.String("bsdiff", "", "our bsdiff binary (default: go build ./examples/bsdiff)")
 	oursPatch := fs.String("bspatch", "", "our bspatch binary (default: go build ./examples/bspatch)")
 	fs.Usage = func() {
@@ -99,16 +100,17 @@ func main() {
 		{"ours stream", []string{*oursDiff, "-format", "stream", "{old}", "{new}", "{patch}"},
 			[]string{*oursPatch, "-format", "stream", "{old}", "{out}", "{patch}"}},
 	}
-	if onPath("bsdiff") && onPath("bspatch") {
+	skipped := func(name string) bool { return strings.Contains(","+*skip+",", ","+name+",") }
+	if !skipped("c") && onPath("bsdiff") && onPath("bspatch") {
 		tools = append(tools, tool{"C bsdiff 4.3", []string{"bsdiff", "{old}", "{new}", "{patch}"},
 			[]string{"bspatch", "{old}", "{out}", "{patch}"}})
 	}
-	if onPath("zstd") {
+	if !skipped("zstd") && onPath("zstd") {
 		tools = append(tools, tool{"zstd -19 --patch-from",
 			[]string{"zstd", "-q", "-f", "-19", "--patch-from={old}", "{new}", "-o", "{patch}"},
 			[]string{"zstd", "-q", "-f", "-d", "--memory=2048MB", "--patch-from={old}", "{patch}", "-o", "{out}"}})
 	}
-	if onPath("xdelta3") {
+	if !skipped("xdelta3") && onPath("xdelta3") {
 		tools = append(tools, tool{"xdelta3 -9",
 			[]string{"xdelta3", "-e", "-9", "-f", "-s", "{old}", "{new}", "{patch}"},
 			[]string{"xdelta3", "-d", "-f", "-s", "{old}", "{patch}", "{out}"}})
