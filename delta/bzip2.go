@@ -48,6 +48,8 @@ var bz2CRCTable = func() (t [256]uint32) {
 }()
 
 // bz2Writer compresses one bzip2 stream to w. Close must be called.
+// Blocks are independent apart from their order in the bit stream, so they
+// are encoded on up to bz2Parallel goroutines and spliced in order.
 type bz2Writer struct {
 	bits     bitWriter
 	block    []byte // RLE1 output of the current block
@@ -57,15 +59,40 @@ type bz2Writer struct {
 	combined uint32
 	started  bool
 
-	// Reused across blocks.
+	encoders chan *bz2Encoder // idle encoders; at most bz2Parallel exist
+	pending  []*bz2Block      // encoding or encoded, in stream order
+}
+
+// bz2Parallel bounds the blocks of one stream encoded at once, and so the
+// memory: each encoder holds about 12 bytes per block byte.
+const bz2Parallel = 2
+
+// bz2Block is one block on its way through an encoder.
+type bz2Block struct {
+	bits bitWriter // the block's bits, not yet byte-aligned
+	done chan struct{}
+}
+
+// bz2Encoder holds the buffers of one block encoding, reused across blocks.
+type bz2Encoder struct {
+	block   []byte
 	doubled []byte
 	sa      []int32
 	bwt     []byte
 	syms    []uint16
+	bits    *bitWriter
 }
 
 func newBZ2Writer(w io.Writer) *bz2Writer {
-	z := &bz2Writer{bits: bitWriter{w: w}, block: make([]byte, 0, bz2MaxBlock), blockCRC: ^uint32(0)}
+	z := &bz2Writer{
+		bits:     bitWriter{w: w},
+		block:    make([]byte, 0, bz2MaxBlock),
+		blockCRC: ^uint32(0),
+		encoders: make(chan *bz2Encoder, bz2Parallel),
+	}
+	for range bz2Parallel {
+		z.encoders <- &bz2Encoder{}
+	}
 	return z
 }
 
@@ -117,6 +144,7 @@ func (z *bz2Writer) Close() error {
 		z.flushRun()
 	}
 	z.endBlock()
+	z.emit(true)
 	z.header()
 	z.bits.write(0x177245385090, 48)
 	z.bits.write(uint64(z.combined), 32)
@@ -124,6 +152,8 @@ func (z *bz2Writer) Close() error {
 	return z.bits.err
 }
 
+// endBlock hands the current block to an idle encoder (waiting for one if
+// both are busy) and writes out the blocks that are finished, in order.
 func (z *bz2Writer) endBlock() {
 	if len(z.block) == 0 {
 		return
@@ -131,23 +161,54 @@ func (z *bz2Writer) endBlock() {
 	z.header()
 	crc := ^z.blockCRC
 	z.combined = (z.combined<<1 | z.combined>>31) ^ crc
-	z.bits.write(0x314159265359, 48)
-	z.bits.write(uint64(crc), 32)
-	z.bits.write(0, 1)
-
-	origin := z.transform()
-	z.bits.write(uint64(origin), 24)
-	z.encodeSymbols()
-
+	e := <-z.encoders
+	e.block = append(e.block[:0], z.block...)
+	blk := &bz2Block{done: make(chan struct{})}
+	z.pending = append(z.pending, blk)
+	go func() {
+		e.bits = &blk.bits
+		e.bits.write(0x314159265359, 48)
+		e.bits.write(uint64(crc), 32)
+		e.bits.write(0, 1)
+		origin := e.transform()
+		e.bits.write(uint64(origin), 24)
+		e.encodeSymbols()
+		e.bits = nil
+		close(blk.done)
+		z.encoders <- e
+	}()
 	z.block = z.block[:0]
 	z.blockCRC = ^uint32(0)
+	z.emit(false)
+}
+
+// emit splices finished blocks into the stream in order; with wait, it
+// waits for all of them.
+func (z *bz2Writer) emit(wait bool) {
+	for len(z.pending) > 0 {
+		blk := z.pending[0]
+		if wait {
+			<-blk.done
+		} else {
+			select {
+			case <-blk.done:
+			default:
+				return
+			}
+		}
+		for _, b := range blk.bits.buf {
+			z.bits.write(uint64(b), 8)
+		}
+		z.bits.write(blk.bits.acc, blk.bits.nbits)
+		z.pending = z.pending[1:]
+	}
 }
 
 // transform computes the Burrows-Wheeler transform of the block into
 // z.bwt and returns the rank of the unrotated block. Rotations of the block
 // sort like the suffixes of the block written twice, restricted to the
 // first copy; rotations that are equal give equal output in either order.
-func (z *bz2Writer) transform() int {
+func (z *bz2Encoder) transform() int {
 	n := len(z.block)
 	z.doubled = append(append(z.doubled[:0], z.block...), z.block...)
 	z.sa = slices.Grow(z.sa[:0], 2*n)[:2*n]
@@ -170,7 +231,7 @@ func (z *bz2Writer) transform() int {
 
 // encodeSymbols writes the byte map, then move-to-front with zero runs
 // coded as RUNA/RUNB digits, Huffman coded with up to six tables.
-func (z *bz2Writer) encodeSymbols() {
+func (z *bz2Encoder) encodeSymbols() {
 	var used [256]bool
 	for _, b := range z.bwt {
 		used[b] = true
@@ -431,7 +492,7 @@ func (h *nodeHeap) Pop() any {
 	return x
 }
 
-// bitWriter packs bits MSB first.
+// bitWriter packs bits MSB first; with a nil w it only collects them.
 type bitWriter struct {
 	w     io.Writer
 	acc   uint64
@@ -448,7 +509,7 @@ func (b *bitWriter) write(v uint64, n uint) {
 		b.nbits -= 8
 		b.buf = append(b.buf, byte(b.acc>>b.nbits))
 	}
-	if len(b.buf) >= 64<<10 {
+	if b.w != nil && len(b.buf) >= 64<<10 {
 		b.drain()
 	}
 }
