@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Errors callers can branch on with errors.Is. Every error from Apply* that
@@ -44,11 +45,13 @@ type PatchError struct {
 }
 
 func (e *PatchError) Error() string {
+	// The wrapped sentinels carry the package prefix already.
+	msg := strings.TrimPrefix(e.Err.Error(), "delta: ")
 	if e.Control < 0 {
-		return fmt.Sprintf("delta: %v patch header: %v", e.Format, e.Err)
+		return fmt.Sprintf("delta: %v patch header: %s", e.Format, msg)
 	}
-	return fmt.Sprintf("delta: %v patch: control %d at output offset %d: %v",
-		e.Format, e.Control, e.NewOffset, e.Err)
+	return fmt.Sprintf("delta: %v patch: control %d at output offset %d: %s",
+		e.Format, e.Control, e.NewOffset, msg)
 }
 
 func (e *PatchError) Unwrap() error { return e.Err }
