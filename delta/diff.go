@@ -41,7 +41,7 @@ type Delta struct {
 	ops      []op
 }
 
-// OldSize and NewSize return the lengths of the images the delta joins.
+// OldSize returns the length of the image the delta starts from.
 func (d *Delta) OldSize() int64 { return int64(len(d.old)) }
 
 // NewSize returns the length of the image the delta produces.
