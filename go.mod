@@ -4,6 +4,7 @@ go 1.26
 
 require (
 	github.com/ThalesGroup/crypto11 v1.6.2
+	github.com/klauspost/compress v1.20.4
 	github.com/secure-systems-lab/go-securesystemslib v0.11.1
 	github.com/sigstore/sigstore v1.10.11
 	github.com/stretchr/testify v1.12.1

@@ -2,5 +2,128 @@
 // generation on the server, streaming bounded-memory application on the
 // device. It imports nothing else of otaseal and knows nothing about TUF.
 //
-// It has no code yet; see the project's issues.
+// Entry points:
+//
+//   - Diff(old, new) computes the edit script; (*Delta).Encode writes it in
+//     either format.
+//   - ApplyStream applies our streaming format read front to back from an
+//     io.Reader, so a device can apply a patch while it downloads.
+//   - ApplyBSDIFF40 applies bsdiff 4.3's format, which needs the patch as an
+//     io.ReaderAt.
+//
+// Both appliers read old through an io.ReaderAt (flash) and write the new
+// image to an io.Writer (the inactive slot) a chunk at a time: the new image
+// is never held in memory.
+//
+// A patch is untrusted transport. The appliers check every length and old
+// offset before use and refuse, with a *PatchError wrapping one of the ErrX
+// sentinels, rather than panic or write past ApplyOptions.MaxOutput (pass
+// the signed length of the target image). They do not make the output
+// trustworthy: only a match with the signed image hash does. Set
+// ApplyOptions.SHA256 to have the applier check it, or hash the slot
+// afterwards; on any error, discard what was written.
+//
+// What it does not do: verify signatures, choose which patch to fetch, or
+// write to flash safely; those belong to the caller (package verify).
+//
+// # The bsdiff algorithm
+//
+// Diff builds the suffix array of old (SA-IS, linear time, one int32 per
+// byte) and scans new. At each position it looks up the longest exact match
+// in old; when that match beats the current alignment by more than 8 bytes,
+// the region since the last control entry is closed: the previous alignment
+// is extended forwards, the new one backwards, each as long as at least
+// half of the bytes agree, and the bytes in between become extra data. The
+// diff data (new minus old, bytewise) is mostly zeros where code merely
+// moved, which is why it compresses well. The scan runs on chunks of new in
+// parallel; the chunking depends only on len(new), so output is
+// deterministic.
+//
+// # Control entries
+//
+// Both formats encode the same edit script, a list of control entries
+// (add, copy, seek) applied with a position in old (starting at 0) and one
+// in new (starting at 0):
+//
+//  1. add: new[newpos+i] = old[oldpos+i] + diff[i] (mod 256) for i < add,
+//     taking add bytes from the diff data; oldpos and newpos advance by add.
+//  2. copy: the next copy bytes of the extra data are written verbatim;
+//     newpos advances by copy.
+//  3. seek: oldpos += seek (may be negative).
+//
+// The patch is complete when newpos equals the declared new size. Our
+// appliers refuse: negative add or copy; an entry writing past the declared
+// size (CVE-2014-9862); an add run reading old outside [0, len(old)), even
+// where bspatch would skip the bytes or read out of bounds; a seek taking
+// oldpos beyond ±2^62; more than 16 consecutive entries that write nothing
+// (a flood of empty entries costs a few bytes each once compressed); more
+// than ApplyOptions.MaxControls entries; and any data after the last entry.
+//
+// # BSDIFF40 format
+//
+// Exactly what bsdiff 4.3 writes and bspatch reads. Integers ("off") are 8
+// bytes, little-endian magnitude in the low 63 bits, with bit 63 (the top
+// bit of byte 7) set for negative values. Negative zero is refused.
+//
+//	offset  size  field
+//	0       8     magic "BSDIFF40"
+//	8       8     off: length C of the compressed control block
+//	16      8     off: length D of the compressed diff block
+//	24      8     off: size of the new image
+//	32      C     bzip2 stream: control entries, 24 bytes each: add, copy,
+//	              seek as three offs
+//	32+C    D     bzip2 stream: the diff data of all add runs, in order
+//	32+C+D  rest  bzip2 stream: the extra data of all copy runs, in order
+//
+// Each bzip2 stream is a complete stream ("BZh9", blocks of at most 900k
+// bytes, end-of-stream marker and combined CRC). Because the three streams
+// are consumed side by side, applying needs random access to the patch. We
+// write the streams with our own bzip2 writer (bzip2.go: libbz2's Huffman
+// table selection, so sizes match bzip2 -9) and read them with
+// compress/bzip2.
+//
+// # Streaming format
+//
+// One zstd stream of control entries and their data behind a fixed header,
+// so the patch
+// is consumed strictly front to back.
+//
+//	offset  size  field
+//	0       8     magic "OTADLT01"
+//	8       8     uint64 little-endian: size of the old image the patch
+//	              was made from; ApplyStream refuses another (ErrOldSize)
+//	16      8     uint64 little-endian: size of the new image
+//	24      8     uint64 little-endian: length P of the payload
+//	32      P     payload: zstd frames (RFC 8878) decompressing to segments
+//	32+P          end of patch: nothing may follow
+//
+// The decompressed payload is a sequence of segments; each groups up to
+// 4096 control entries so that zstd sees like data together (grouping
+// makes patches about an eighth smaller than interleaving entry by entry):
+//
+//	uvarint n         number of entries, 1..4096
+//	n times:
+//	  uvarint add     unsigned LEB128, minimal length (at most 10 bytes)
+//	  uvarint copy    unsigned LEB128, minimal length
+//	  varint  seek    zigzag then LEB128, as encoding/binary.PutVarint
+//	uvarint R         length of the run data, at most 2*A+64 where A is
+//	                  the sum of the segment's add lengths (A <= 512 KiB)
+//	R bytes           run data: pairs (uvarint zeros, uvarint literals)
+//	                  that together cover exactly A bytes; only the first
+//	                  pair may have zero zeros, only the last zero literals
+//	L bytes           the literals: the nonzero diff bytes, L being the sum
+//	                  of the pairs' literal counts; none may be zero
+//	C bytes           extra data: the copy bytes of the entries, in order
+//
+// The segment's diff data is the runs expanded (zeros, then literals, per
+// pair), split among its entries in order by their add lengths. Segments
+// follow one another until the new size is reached; no entry may follow
+// that point, and the decompressed payload must end exactly there. The
+// applier buffers one segment's run data and literals (at most 1.5 MiB);
+// extra data streams through. The encoder uses a zstd window of
+// StreamWindow bytes and the applier refuses frames that need a larger one,
+// which with a single-threaded low-memory decoder keeps the applier's
+// memory bounded independently of the image size. The last entry's seek is
+// written as 0, and an add run longer than a segment allows is split into
+// entries that continue in old (seek 0).
 package delta

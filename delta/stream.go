@@ -1,0 +1,209 @@
+package delta
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// streamMagic opens a patch in our streaming format; the last two bytes are
+// the format version.
+const streamMagic = "OTADLT01"
+
+// streamHeaderSize is the fixed header: magic, old size, new size, payload
+// length.
+const streamHeaderSize = 32
+
+// StreamWindow is the zstd window of the streaming format. The applier
+// refuses frames that need more, so its memory stays bounded whatever the
+// patch says; the encoder uses exactly this window.
+const StreamWindow = 4 << 20
+
+// maxStreamDecoderMemory bounds what the zstd decoder may allocate for one
+// frame, beyond the window: a patch cannot make it grow with the image.
+const maxStreamDecoderMemory = 64 << 20
+
+// writeStream writes the header and one zstd frame of interleaved records.
+func (d *Delta) writeStream(w io.Writer) error {
+	var payload bytes.Buffer
+	zw, err := zstd.NewWriter(&payload,
+		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithWindowSize(StreamWindow),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderCRC(true),
+		zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return fmt.Errorf("delta: zstd: %w", err)
+	}
+	bw := bufio.NewWriterSize(zw, 256<<10)
+	seg := &segmentWriter{w: bw}
+	buf := make([]byte, maxSegmentAdd)
+	for i, o := range d.ops {
+		// An add run longer than a segment allows is split into entries
+		// that continue in old where the previous one stopped (seek 0).
+		nw := d.new[o.newPos : o.newPos+o.add]
+		ol := d.old[o.oldPos : o.oldPos+o.add]
+		for {
+			k := min(len(nw), maxSegmentAdd)
+			diff := buf[:k]
+			for j := range diff {
+				diff[j] = nw[j] - ol[j]
+			}
+			nw, ol = nw[k:], ol[k:]
+			if len(nw) == 0 {
+				start := o.newPos + o.add
+				if err := seg.entry(diff, d.new[start:start+o.copy], d.seek(i)); err != nil {
+					return err
+				}
+				break
+			}
+			if err := seg.entry(diff, nil, 0); err != nil {
+				return err
+			}
+		}
+	}
+	if err := seg.flush(); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("delta: zstd: %w", err)
+	}
+	var hdr [streamHeaderSize]byte
+	copy(hdr[:], streamMagic)
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(d.old)))
+	binary.LittleEndian.PutUint64(hdr[16:], uint64(len(d.new)))
+	binary.LittleEndian.PutUint64(hdr[24:], uint64(payload.Len()))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err = payload.WriteTo(w)
+	return err
+}
+
+// ApplyStream applies a patch in the streaming format to old (oldSize
+// bytes) and writes the new image to dst. The patch is read once, front to
+// back, so it can be applied while it downloads; memory is bounded by
+// StreamWindow plus small buffers, whatever the image size.
+//
+// It returns the number of bytes written. On error, what was written is
+// garbage and must be discarded.
+func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader, opts *ApplyOptions) (int64, error) {
+	a, err := newApplier(FormatStream, dst, old, oldSize, opts)
+	if err != nil {
+		return 0, err
+	}
+	var hdr [streamHeaderSize]byte
+	if _, err := io.ReadFull(patch, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, a.fail(fmt.Errorf("%w: short header", ErrFormat))
+		}
+		return 0, a.fail(err)
+	}
+	if string(hdr[:8]) != streamMagic {
+		return 0, a.fail(fmt.Errorf("%w: magic %q", ErrFormat, hdr[:8]))
+	}
+	hdrOld := binary.LittleEndian.Uint64(hdr[8:])
+	hdrNew := binary.LittleEndian.Uint64(hdr[16:])
+	payloadLen := binary.LittleEndian.Uint64(hdr[24:])
+	if hdrOld != uint64(oldSize) {
+		return 0, a.fail(fmt.Errorf("%w: patch wants %d bytes, old is %d", ErrOldSize, hdrOld, oldSize))
+	}
+	if hdrNew > 1<<62 || payloadLen > 1<<62 {
+		return 0, a.fail(fmt.Errorf("%w: size field out of range", ErrCorrupt))
+	}
+	if err := a.setNewSize(int64(hdrNew), opts); err != nil {
+		return 0, err
+	}
+
+	body := &io.LimitedReader{R: patch, N: int64(payloadLen)}
+	zr, err := zstd.NewReader(body,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(StreamWindow),
+		zstd.WithDecoderMaxMemory(maxStreamDecoderMemory))
+	if err != nil {
+		return 0, fmt.Errorf("delta: zstd: %w", err)
+	}
+	defer zr.Close()
+	r := bufio.NewReaderSize(zr, chunkSize)
+	seg := &segmentReader{r: r}
+	for !a.done() {
+		if err := seg.next(a.newPos, a.newSize); err != nil {
+			a.control++
+			return a.newPos, a.fail(err)
+		}
+		for _, c := range seg.ctl {
+			if a.done() {
+				// Entries after the output is complete: the patch has
+				// one valid form, without them.
+				a.control++
+				return a.newPos, a.fail(fmt.Errorf("%w: entries after the end of the output", ErrTrailingData))
+			}
+			if err := a.next(int64(c.add), int64(c.copy)); err != nil {
+				return a.newPos, err
+			}
+			if err := a.addRun(seg, int64(c.add)); err != nil {
+				return a.newPos, err
+			}
+			if err := a.copyRun(r, int64(c.copy)); err != nil {
+				return a.newPos, err
+			}
+			if err := a.seek(c.seek); err != nil {
+				return a.newPos, err
+			}
+		}
+	}
+	// The records are complete: the frame must end, the payload must be
+	// used up, and nothing may follow it.
+	if err := expectEOF(r, ErrTruncated); err != nil {
+		return a.newPos, a.fail(err)
+	}
+	if body.N != 0 {
+		return a.newPos, a.fail(fmt.Errorf("%w: %d payload bytes after the frame", ErrTrailingData, body.N))
+	}
+	if err := expectEOF(patch, ErrTrailingData); err != nil {
+		return a.newPos, a.fail(err)
+	}
+	return a.finish()
+}
+
+// readUvarint reads a minimally encoded unsigned varint: a value has one
+// encoding, and a varint longer than ten bytes is refused.
+func readUvarint(r io.ByteReader) (uint64, error) {
+	var x uint64
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		b, err := r.ReadByte()
+		if err != nil {
+			return 0, streamErr(err)
+		}
+		if i == binary.MaxVarintLen64-1 && b > 1 {
+			break
+		}
+		x |= uint64(b&0x7f) << (7 * i)
+		if b < 0x80 {
+			if b == 0 && i > 0 {
+				return 0, fmt.Errorf("%w: non-minimal varint", ErrCorrupt)
+			}
+			return x, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: varint overflows 64 bits", ErrCorrupt)
+}
+
+// readVarint reads a zigzag-encoded signed varint.
+func readVarint(r io.ByteReader) (int64, error) {
+	u, err := readUvarint(r)
+	x := int64(u >> 1)
+	if u&1 != 0 {
+		x = ^x
+	}
+	return x, err
+}

@@ -1,0 +1,288 @@
+// Command deltabench compares delta tools on pairs of real binaries:
+//
+//	deltabench [flags] PAIRDIR
+//
+// PAIRDIR holds pairs of files named NAME-old.EXT and NAME-new.EXT, as
+// written by shared/bench/fetch-pairs.sh. For each pair it runs our bsdiff
+// and bspatch (examples/bsdiff and examples/bspatch, built into a temporary
+// directory, in both formats) and, when found on PATH, C bsdiff/bspatch,
+// zstd --patch-from and xdelta3. Every tool runs as a child process, so
+// wall time and peak RSS (the child's rusage) compare like for like. Each
+// output is checked against the new file.
+//
+// It prints a Markdown table: patch size, diff and apply wall time and
+// peak RSS, and for ours the ratios to C bsdiff/bspatch.
+//
+// Exit status: 0 when every tool reproduced every new file, 1 when one
+// failed, 2 on bad usage.
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// tool is one delta program pair; the templates use {old} {new} {patch}
+// {out}.
+type tool struct {
+	name        string
+	diff, apply []string
+}
+
+type result struct {
+	patchSize         int64
+	diffTime, appTime time.Duration
+	diffRSS, appRSS   int64 // KiB
+	ok                bool
+}
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	fs := flag.NewFlagSet("deltabench", flag.ContinueOnError)
+	runs := fs.Int("runs", 1, "run each command this many times and keep the fastest (RSS is the largest seen)")
+	only := fs.String("pairs", "", "comma-separated pair names to run (default all)")
+	skip := fs.String("skip", "", "comma-separated tools to leave out: c, zstd, xdelta3")
+	oursDiff := fs.String("bsdiff", "", "our bsdiff binary (default: go build ./examples/bsdiff)")
+	oursPatch := fs.String("bspatch", "", "our bspatch binary (default: go build ./examples/bspatch)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: deltabench [flags] PAIRDIR\n\n"+
+			"Benchmark our bsdiff/bspatch against C bsdiff, zstd --patch-from and xdelta3\n"+
+			"on PAIRDIR's NAME-old.EXT/NAME-new.EXT pairs (see shared/bench/fetch-pairs.sh).\n"+
+			"Run it from the module root so it can build our programs, or pass -bsdiff/-bspatch.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	if fs.NArg() != 1 || *runs < 1 {
+		fs.Usage()
+		os.Exit(2)
+	}
+	pairs, err := findPairs(fs.Arg(0), *only)
+	if err != nil || len(pairs) == 0 {
+		fmt.Fprintln(os.Stderr, "deltabench: no pairs:", err)
+		os.Exit(2)
+	}
+	tmp, err := os.MkdirTemp("", "deltabench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "deltabench:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(tmp)
+	if *oursDiff == "" || *oursPatch == "" {
+		log.Info("building our bsdiff and bspatch")
+		*oursDiff, *oursPatch = filepath.Join(tmp, "bsdiff"), filepath.Join(tmp, "bspatch")
+		for _, b := range [][2]string{{*oursDiff, "./examples/bsdiff"}, {*oursPatch, "./examples/bspatch"}} {
+			if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "deltabench: go build %s: %v\n%s", b[1], err, out)
+				os.Exit(1)
+			}
+		}
+	}
+	tools := []tool{
+		{"ours bsdiff40", []string{*oursDiff, "-format", "bsdiff40", "{old}", "{new}", "{patch}"},
+			[]string{*oursPatch, "-format", "bsdiff40", "{old}", "{out}", "{patch}"}},
+		{"ours stream", []string{*oursDiff, "-format", "stream", "{old}", "{new}", "{patch}"},
+			[]string{*oursPatch, "-format", "stream", "{old}", "{out}", "{patch}"}},
+	}
+	skipped := func(name string) bool { return strings.Contains(","+*skip+",", ","+name+",") }
+	if !skipped("c") && onPath("bsdiff") && onPath("bspatch") {
+		tools = append(tools, tool{"C bsdiff 4.3", []string{"bsdiff", "{old}", "{new}", "{patch}"},
+			[]string{"bspatch", "{old}", "{out}", "{patch}"}})
+	}
+	if !skipped("zstd") && onPath("zstd") {
+		tools = append(tools, tool{"zstd -19 --patch-from",
+			[]string{"zstd", "-q", "-f", "-19", "--patch-from={old}", "{new}", "-o", "{patch}"},
+			[]string{"zstd", "-q", "-f", "-d", "--memory=2048MB", "--patch-from={old}", "{patch}", "-o", "{out}"}})
+	}
+	if !skipped("xdelta3") && onPath("xdelta3") {
+		tools = append(tools, tool{"xdelta3 -9",
+			[]string{"xdelta3", "-e", "-9", "-f", "-s", "{old}", "{new}", "{patch}"},
+			[]string{"xdelta3", "-d", "-f", "-s", "{old}", "{patch}", "{out}"}})
+	}
+
+	failed := false
+	fmt.Println("| pair | tool | patch bytes | size/C | diff s | diff RSS MiB | apply s | apply RSS MiB | diff time/C | diff RSS/C | apply time/C | apply RSS/C |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, p := range pairs {
+		results := make(map[string]result)
+		for _, tl := range tools {
+			log.Info("running", "pair", p.name, "tool", tl.name)
+			r, err := runTool(tl, p, tmp, *runs)
+			if err != nil {
+				log.Error("tool failed", "pair", p.name, "tool", tl.name, "err", err)
+				failed = true
+			}
+			results[tl.name] = r
+		}
+		c, haveC := results["C bsdiff 4.3"]
+		for _, tl := range tools {
+			r := results[tl.name]
+			status := ""
+			if !r.ok {
+				status = " (FAILED)"
+				failed = true
+			}
+			ratios := "| | | | |"
+			sizeRatio := ""
+			if haveC && c.ok {
+				sizeRatio = fmt.Sprintf("%.3f", float64(r.patchSize)/float64(c.patchSize))
+				if strings.HasPrefix(tl.name, "ours") {
+					ratios = fmt.Sprintf("| %.2f | %.2f | %.2f | %.2f |",
+						r.diffTime.Seconds()/c.diffTime.Seconds(), float64(r.diffRSS)/float64(c.diffRSS),
+						r.appTime.Seconds()/c.appTime.Seconds(), float64(r.appRSS)/float64(c.appRSS))
+				}
+			}
+			fmt.Printf("| %s | %s%s | %d | %s | %.3f | %.1f | %.3f | %.1f %s\n",
+				p.name, tl.name, status, r.patchSize, sizeRatio,
+				r.diffTime.Seconds(), float64(r.diffRSS)/1024, r.appTime.Seconds(), float64(r.appRSS)/1024, ratios)
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+type pair struct{ name, old, new string }
+
+// findPairs lists NAME-old.EXT files that have a NAME-new.EXT beside them.
+func findPairs(dir, only string) ([]pair, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(only, ",") {
+		if n != "" {
+			want[n] = true
+		}
+	}
+	var pairs []pair
+	for _, e := range ents {
+		name, rest, ok := strings.Cut(e.Name(), "-old")
+		if !ok || e.IsDir() || (len(want) > 0 && !want[name]) {
+			continue
+		}
+		newPath := filepath.Join(dir, name+"-new"+rest)
+		if _, err := os.Stat(newPath); err != nil {
+			continue
+		}
+		pairs = append(pairs, pair{name, filepath.Join(dir, e.Name()), newPath})
+	}
+	sort.Slice(pairs, func(i, j int) bool { return fileSize(pairs[i].new) < fileSize(pairs[j].new) })
+	return pairs, nil
+}
+
+func runTool(tl tool, p pair, tmp string, runs int) (result, error) {
+	patch := filepath.Join(tmp, "patch")
+	out := filepath.Join(tmp, "out")
+	vars := strings.NewReplacer("{old}", p.old, "{new}", p.new, "{patch}", patch, "{out}", out)
+	var r result
+	for i := 0; i < runs; i++ {
+		os.Remove(patch)
+		os.Remove(out)
+		dt, drss, err := runChild(tl.diff, vars)
+		if err != nil {
+			return r, fmt.Errorf("diff: %w", err)
+		}
+		at, arss, err := runChild(tl.apply, vars)
+		if err != nil {
+			return r, fmt.Errorf("apply: %w", err)
+		}
+		if i == 0 || dt < r.diffTime {
+			r.diffTime = dt
+		}
+		if i == 0 || at < r.appTime {
+			r.appTime = at
+		}
+		r.diffRSS = max(r.diffRSS, drss)
+		r.appRSS = max(r.appRSS, arss)
+	}
+	r.patchSize = fileSize(patch)
+	same, err := sameContent(out, p.new)
+	if err != nil {
+		return r, err
+	}
+	if !same {
+		return r, fmt.Errorf("output differs from %s", p.new)
+	}
+	r.ok = true
+	return r, nil
+}
+
+// runChild runs one command and returns its wall time and peak RSS in KiB.
+func runChild(tmpl []string, vars *strings.Replacer) (time.Duration, int64, error) {
+	args := make([]string, len(tmpl))
+	for i, a := range tmpl {
+		args[i] = vars.Replace(a)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		return wall, 0, fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss // KiB on Linux
+	}
+	return wall, rss, nil
+}
+
+func onPath(name string) bool {
+	_, err := exec.LookPath(name)
+	return err == nil
+}
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return -1
+	}
+	return st.Size()
+}
+
+func sameContent(a, b string) (bool, error) {
+	ha, err := hashFile(a)
+	if err != nil {
+		return false, err
+	}
+	hb, err := hashFile(b)
+	if err != nil {
+		return false, err
+	}
+	return ha == hb, nil
+}
+
+func hashFile(path string) ([32]byte, error) {
+	var sum [32]byte
+	f, err := os.Open(path)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return sum, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
+}
