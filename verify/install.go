@@ -62,11 +62,3 @@ func (c *Client) Download(ctx context.Context, path string, tf *manifest.TargetF
 	}
 	return nil
 }
-
-// Install writes the update's full image into dst (the inactive slot),
-// verifying every byte against the signed length and hashes. The caller
-// learns of success only after the final check; on any error the slot's
-// contents must not be booted.
-func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer) error {
-	return c.Download(ctx, u.Release.Path, u.Release.File, dst)
-}

@@ -113,7 +113,7 @@ func TestInstallFullImage(t *testing.T) {
 		u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.1.0", 1, img["1.1.0"]), nil, rollback.Policy{})
 		require.NoError(t, err)
 		var slot bytes.Buffer
-		require.NoError(t, c.Install(ctx, u, &slot))
+		require.NoError(t, c.Install(ctx, u, &slot, InstallOptions{}))
 		assert.Equal(t, img["1.2.0"], slot.Bytes())
 
 		// The attacks on the image itself.
@@ -129,7 +129,7 @@ func TestInstallFullImage(t *testing.T) {
 		} {
 			r.SetOverride(func(string) ([]byte, bool) { return tc.body, true })
 			slot.Reset()
-			err := c.Install(ctx, u, &slot)
+			err := c.Install(ctx, u, &slot, InstallOptions{})
 			assert.ErrorIs(t, err, tc.want, "%s consistent=%v", name, consistent)
 			assert.LessOrEqual(t, slot.Len(), len(img["1.2.0"]), "never past the signed length")
 			r.SetOverride(nil)

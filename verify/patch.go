@@ -1,0 +1,130 @@
+package verify
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/otaseal/otaseal/delta"
+	"github.com/otaseal/otaseal/manifest"
+)
+
+// ErrBaseMismatch reports that the installed image is not the one a patch
+// was made from: applying it could only produce garbage.
+var ErrBaseMismatch = errors.New("verify: installed image does not match the patch's base")
+
+// InstallOptions tell Install where the installed image is, for patches.
+type InstallOptions struct {
+	// Installed is the running image (the active slot), read by a patch;
+	// InstalledSize is its length. Without it, Install takes the full image.
+	Installed     io.ReaderAt
+	InstalledSize int64
+	// ScratchDir holds a BSDIFF40 patch while it is applied, since that
+	// format needs random access; "" means os.TempDir(). The streaming
+	// format needs no scratch space.
+	ScratchDir string
+}
+
+// Install writes the update into dst (the inactive slot): through its patch
+// when it has one and opts names the installed image, else the full image.
+// Every byte written is checked against the release's signed length and
+// hashes, and a patch is checked against its own signed entry too; the
+// caller learns success only after the final check, and on any error the
+// slot's contents must not be booted. A failed patch leaves the slot to be
+// rewritten: call Install again with the update's Patch set to nil to fall
+// back to the full image.
+func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts InstallOptions) error {
+	if u.Patch == nil || opts.Installed == nil {
+		return c.Download(ctx, u.Release.Path, u.Release.File, dst)
+	}
+	if c.trusted == nil {
+		return ErrNotRefreshed
+	}
+	p := u.Patch
+	// The device checks its own image against the patch's base first: a
+	// record that says 1.0.0 is no proof of what the slot holds.
+	if err := checkBase(opts.Installed, opts.InstalledSize, p.Delta); err != nil {
+		return fmt.Errorf("verify: patch %q: %w", p.Path, err)
+	}
+	out, err := NewCheckedWriter(dst, u.Release.File.Length, u.Release.File.Hashes)
+	if err != nil {
+		return fmt.Errorf("verify: target %q: %w", u.Release.Path, err)
+	}
+	applyOpts := &delta.ApplyOptions{MaxOutput: u.Release.File.Length}
+	switch p.Delta.Format {
+	case manifest.FormatZstdStream:
+		err = c.applyStream(ctx, p, out, opts, applyOpts)
+	case manifest.FormatBSDIFF40:
+		err = c.applyBSDIFF40(ctx, p, out, opts, applyOpts)
+	default:
+		err = fmt.Errorf("%w %q", manifest.ErrUnknownFormat, p.Delta.Format)
+	}
+	if err != nil {
+		return fmt.Errorf("verify: patch %q: %w", p.Path, err)
+	}
+	if err := out.Finish(); err != nil {
+		return fmt.Errorf("verify: target %q from patch %q: %w", u.Release.Path, p.Path, err)
+	}
+	return nil
+}
+
+func checkBase(old io.ReaderAt, size int64, d *manifest.Delta) error {
+	if size != d.From.Length {
+		return fmt.Errorf("%w: %d bytes, patch expects %d", ErrBaseMismatch, size, d.From.Length)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(old, 0, size)); err != nil {
+		return err
+	}
+	if got := h.Sum(nil); string(got) != string(d.From.SHA256) {
+		return fmt.Errorf("%w: sha256 %x, patch expects %x", ErrBaseMismatch, got, d.From.SHA256)
+	}
+	return nil
+}
+
+// applyStream applies the streaming format while it downloads, checking the
+// patch bytes against the patch target's signed length and hashes as they
+// pass.
+func (c *Client) applyStream(ctx context.Context, p *manifest.Patch, out io.Writer, opts InstallOptions, ao *delta.ApplyOptions) error {
+	u, err := c.targetURL(p.Path, p.File)
+	if err != nil {
+		return err
+	}
+	check, err := NewCheckedWriter(io.Discard, p.File.Length, p.File.Hashes)
+	if err != nil {
+		return err
+	}
+	rc, err := c.fetcher.Fetch(ctx, u, p.File.Length)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if _, err := delta.ApplyStream(out, opts.Installed, opts.InstalledSize, io.TeeReader(rc, check), ao); err != nil {
+		return err
+	}
+	// The applier stops at the end of the patch's own data; whatever the
+	// server sends beyond must still be accounted for by the signed length.
+	if _, err := io.Copy(check, rc); err != nil {
+		return err
+	}
+	return check.Finish()
+}
+
+// applyBSDIFF40 downloads the patch to a scratch file, verified, then
+// applies it from there.
+func (c *Client) applyBSDIFF40(ctx context.Context, p *manifest.Patch, out io.Writer, opts InstallOptions, ao *delta.ApplyOptions) error {
+	f, err := os.CreateTemp(opts.ScratchDir, ".otaseal-patch-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := c.Download(ctx, p.Path, p.File, f); err != nil {
+		return err
+	}
+	_, err = delta.ApplyBSDIFF40(out, opts.Installed, opts.InstalledSize, f, p.File.Length, ao)
+	return err
+}
