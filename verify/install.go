@@ -11,6 +11,25 @@ import (
 	"github.com/otaseal/otaseal/manifest"
 )
 
+// TargetError names the target (and the patch it came through, if any)
+// whose download or check failed.
+type TargetError struct {
+	Path string
+	Via  string // the patch's path, when the image was built from one
+	Err  error
+}
+
+func (e *TargetError) Error() string {
+	// The cause usually carries the package prefix already.
+	cause := strings.TrimPrefix(e.Err.Error(), "verify: ")
+	if e.Via != "" {
+		return fmt.Sprintf("verify: target %q from patch %q: %s", e.Path, e.Via, cause)
+	}
+	return fmt.Sprintf("verify: target %q: %s", e.Path, cause)
+}
+
+func (e *TargetError) Unwrap() error { return e.Err }
+
 // targetURL is where the target at path lives: under TargetsURL, each path
 // segment escaped, and with consistent snapshots the file name prefixed by
 // its hash (TUF 5.7.3).
@@ -47,18 +66,18 @@ func (c *Client) Download(ctx context.Context, path string, tf *manifest.TargetF
 	}
 	cw, err := NewCheckedWriter(dst, tf.Length, tf.Hashes)
 	if err != nil {
-		return fmt.Errorf("verify: target %q: %w", path, err)
+		return &TargetError{Path: path, Err: err}
 	}
 	rc, err := c.fetcher.Fetch(ctx, u, tf.Length)
 	if err != nil {
-		return fmt.Errorf("verify: target %q: %w", path, err)
+		return &TargetError{Path: path, Err: err}
 	}
 	defer rc.Close()
 	if _, err := io.Copy(cw, rc); err != nil {
-		return fmt.Errorf("verify: target %q: %w", path, err)
+		return &TargetError{Path: path, Err: err}
 	}
 	if err := cw.Finish(); err != nil {
-		return fmt.Errorf("verify: target %q: %w", path, err)
+		return &TargetError{Path: path, Err: err}
 	}
 	return nil
 }

@@ -47,11 +47,11 @@ func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts Ins
 	// The device checks its own image against the patch's base first: a
 	// record that says 1.0.0 is no proof of what the slot holds.
 	if err := checkBase(opts.Installed, opts.InstalledSize, p.Delta); err != nil {
-		return fmt.Errorf("verify: patch %q: %w", p.Path, err)
+		return &TargetError{Path: p.Path, Err: err}
 	}
 	out, err := NewCheckedWriter(dst, u.Release.File.Length, u.Release.File.Hashes)
 	if err != nil {
-		return fmt.Errorf("verify: target %q: %w", u.Release.Path, err)
+		return &TargetError{Path: u.Release.Path, Err: err}
 	}
 	applyOpts := &delta.ApplyOptions{MaxOutput: u.Release.File.Length}
 	switch p.Delta.Format {
@@ -63,10 +63,10 @@ func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts Ins
 		err = fmt.Errorf("%w %q", manifest.ErrUnknownFormat, p.Delta.Format)
 	}
 	if err != nil {
-		return fmt.Errorf("verify: patch %q: %w", p.Path, err)
+		return &TargetError{Path: p.Path, Err: err}
 	}
 	if err := out.Finish(); err != nil {
-		return fmt.Errorf("verify: target %q from patch %q: %w", u.Release.Path, p.Path, err)
+		return &TargetError{Path: u.Release.Path, Via: p.Path, Err: err}
 	}
 	return nil
 }

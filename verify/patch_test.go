@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"math/rand"
+	"strings"
 	"testing"
 
 	"github.com/otaseal/otaseal/delta"
@@ -126,6 +127,11 @@ func TestInstallPatchWrongOutput(t *testing.T) {
 		var slot bytes.Buffer
 		err = c.Install(ctx, u, &slot, InstallOptions{Installed: bytes.NewReader(old), InstalledSize: int64(len(old))})
 		assert.ErrorIs(t, err, ErrHashMismatch, "%s", tc.format)
+		var te *TargetError
+		require.ErrorAs(t, err, &te)
+		assert.Equal(t, "acme-gw-r2/1.1.0/fw.bin", te.Path)
+		assert.Equal(t, u.Patch.Path, te.Via)
+		assert.Equal(t, 1, strings.Count(err.Error(), "verify:"), "one package prefix: %v", err)
 		assert.LessOrEqual(t, slot.Len(), len(new))
 	}
 }

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/otaseal/otaseal/manifest"
+	"github.com/otaseal/otaseal/rollback"
+	"github.com/otaseal/otaseal/verify"
+)
+
+// device is a gateway with two slot files standing in for its A/B
+// partitions, its trusted state in a directory standing in for flash, and
+// no battery-backed clock: its time comes from rollback's trusted clock.
+type device struct {
+	state  *rollback.State
+	clock  *rollback.Clock
+	client *verify.Client
+	slots  map[string]string // slot name -> file
+	active string
+	log    *slog.Logger
+
+	mu         sync.Mutex
+	skew       time.Duration // how far the device clock has run ahead (the freeze demo)
+	downloaded atomic.Int64  // target bytes fetched, to show what a delta saves
+}
+
+func newDevice(ctx context.Context, dir, serverURL string, rootJSON, factory []byte, log *slog.Logger) (*device, error) {
+	d := &device{log: log, active: "a", slots: map[string]string{
+		"a": filepath.Join(dir, "device", "slot-a.img"),
+		"b": filepath.Join(dir, "device", "slot-b.img"),
+	}}
+	store, err := rollback.OpenFileStore(filepath.Join(dir, "device", "state"), rollback.FileStoreOptions{})
+	if err != nil {
+		return nil, err
+	}
+	// A board without a monotonic counter; see rollback.Counter for eFuse
+	// and TPM counters.
+	if d.state, err = rollback.Open(ctx, store, rollback.Options{HardwareID: hardwareID, AllowNoCounter: true}); err != nil {
+		return nil, err
+	}
+	if d.clock, err = rollback.OpenClock(ctx, store, rollback.ClockOptions{SystemTime: d.systemTime}); err != nil {
+		return nil, err
+	}
+	// Factory provisioning: the image in slot A and the first trusted root.
+	if err := os.WriteFile(d.slots["a"], factory, 0o644); err != nil {
+		return nil, err
+	}
+	if err := d.state.Provision(ctx, imageRecord("factory/0.9.0/firmware.bin", "0.9.0", 0, factory, "a")); err != nil {
+		return nil, err
+	}
+	trust := verify.StateStore{State: d.state, Logger: log}
+	if err := verify.Bootstrap(ctx, trust, rootJSON, manifest.Limits{}); err != nil {
+		return nil, err
+	}
+	d.client, err = verify.New(ctx, verify.Config{
+		MetadataURL: serverURL + "/metadata/",
+		TargetsURL:  serverURL + "/targets/",
+		Fetcher:     verify.FetcherFunc(d.fetch(&verify.HTTPFetcher{Logger: log})),
+		Store:       trust,
+		Clock:       d.clock,
+		Logger:      log,
+	})
+	return d, err
+}
+
+func (d *device) systemTime() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return time.Now().Add(d.skew)
+}
+
+func (d *device) advanceClock(by time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.skew += by
+}
+
+// fetch counts the target bytes that come over the wire.
+func (d *device) fetch(f verify.Fetcher) func(context.Context, string, int64) (io.ReadCloser, error) {
+	return func(ctx context.Context, url string, max int64) (io.ReadCloser, error) {
+		rc, err := f.Fetch(ctx, url, max)
+		if err != nil || !strings.Contains(url, "/targets/") {
+			return rc, err
+		}
+		return countingReader{rc, &d.downloaded}, nil
+	}
+}
+
+type countingReader struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func imageRecord(path, version string, sv uint64, image []byte, slot string) rollback.Image {
+	sum := sha256Sum(image)
+	return rollback.Image{HardwareID: hardwareID, TargetPath: path, Version: manifest.MustParseVersion(version),
+		SecurityVersion: sv, Length: int64(len(image)), SHA256: sum, Slot: slot}
+}
+
+// result is what one update cycle did.
+type result struct {
+	installed string
+	viaPatch  bool
+	saved     int64
+	upToDate  bool
+	err       error
+}
+
+func (r result) describe() string {
+	switch {
+	case r.err != nil:
+		return "error: " + r.err.Error()
+	case r.upToDate:
+		return "up to date"
+	case r.viaPatch:
+		return "installed " + r.installed + " through a delta"
+	}
+	return "installed " + r.installed
+}
+
+func (r result) errText() string {
+	if r.err == nil {
+		return "no error (the attack was not noticed!)"
+	}
+	return r.err.Error()
+}
+
+// update is one cycle of a device agent: refresh, select, write the
+// inactive slot, mark it pending, "reboot" into it, health check, confirm;
+// any failure reverts and leaves the running image and the floors as they
+// were.
+func (d *device) update(ctx context.Context) result {
+	if err := d.client.Refresh(ctx); err != nil {
+		d.log.Error("refresh refused", "err", err)
+		return result{err: err}
+	}
+	status, err := d.state.Status(ctx)
+	if err != nil {
+		return result{err: err}
+	}
+	u, err := d.client.Select(ctx, hardwareID, status.Installed, status.Floors, rollback.Policy{})
+	if errors.Is(err, verify.ErrNoUpdate) {
+		return result{upToDate: true}
+	}
+	if err != nil {
+		d.log.Error("selection refused", "err", err)
+		return result{err: err}
+	}
+	fw := u.Release.Firmware
+	d.log.Info("security notice", "version", fw.Version, "severity", fw.Severity, "advisories", fw.Advisories, "notes", fw.Notes)
+
+	target := "b"
+	if status.Installed.Slot == "b" {
+		target = "a"
+	}
+	img := rollback.Image{HardwareID: hardwareID, TargetPath: u.Release.Path, Version: fw.Version, SecurityVersion: fw.SecurityVersion,
+		Length: u.Release.File.Length, SHA256: u.Release.File.Hashes["sha256"], Slot: target}
+	if err := d.state.Begin(ctx, img); err != nil {
+		return result{err: err}
+	}
+	before := d.downloaded.Load()
+	viaPatch := u.Patch != nil
+	err = d.writeSlot(ctx, u, target, status.Installed)
+	if err != nil && u.Patch != nil {
+		d.log.Warn("delta refused; trying the full image", "err", err)
+		full := *u
+		full.Patch, viaPatch = nil, false
+		err = d.writeSlot(ctx, &full, target, status.Installed)
+	}
+	if err != nil {
+		d.log.Error("install refused", "version", fw.Version, "err", err)
+		if _, rerr := d.state.Revert(ctx); rerr != nil {
+			return result{err: errors.Join(err, rerr)}
+		}
+		return result{err: err}
+	}
+	// "Reboot" into the new slot, then the health check: here, that the
+	// slot still holds exactly the signed image.
+	d.active = target
+	if ok, herr := verify.FileMatches(d.slots[target], u.Release.File); herr != nil || !ok {
+		d.active = status.Installed.Slot
+		d.state.Revert(ctx)
+		return result{err: fmt.Errorf("health check failed: %v", herr)}
+	}
+	if _, err := d.state.Confirm(ctx); err != nil {
+		return result{err: err}
+	}
+	return result{installed: fw.Version.String(), viaPatch: viaPatch, saved: u.Release.File.Length - (d.downloaded.Load() - before)}
+}
+
+func (d *device) writeSlot(ctx context.Context, u *verify.Update, slot string, installed *rollback.Image) error {
+	f, err := os.OpenFile(d.slots[slot], os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	active, err := os.Open(d.slots[installed.Slot])
+	if err != nil {
+		return err
+	}
+	defer active.Close()
+	opts := verify.InstallOptions{Installed: active, InstalledSize: installed.Length, ScratchDir: filepath.Dir(d.slots[slot])}
+	if err := d.client.Install(ctx, u, f, opts); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func (d *device) version() string {
+	st, err := d.state.Status(context.Background())
+	if err != nil || st.Installed == nil {
+		return "?"
+	}
+	return st.Installed.Version.String()
+}
+
+func (d *device) floor() uint64 {
+	st, err := d.state.Status(context.Background())
+	if err != nil {
+		return 0
+	}
+	return st.Floors[hardwareID]
+}
