@@ -98,7 +98,9 @@ type RoleError struct {
 	Err  error
 }
 
-func (e *RoleError) Error() string { return fmt.Sprintf("verify: %s: %v", e.Role, e.Err) }
+func (e *RoleError) Error() string {
+	return fmt.Sprintf("verify: %s: %s", e.Role, strings.TrimPrefix(e.Err.Error(), "verify: "))
+}
 func (e *RoleError) Unwrap() error { return e.Err }
 
 // Client runs the TUF client workflow (specification sections 5.3 to 5.6)
@@ -235,8 +237,9 @@ func (c *Client) Refresh(ctx context.Context) error {
 		if err := parseAs[manifest.Root](c, manifest.RoleRoot, data); err != nil {
 			return &RoleError{Role: manifest.RoleRoot, Err: err}
 		}
+		trustedRoot := tm.Root
 		if _, err := tm.UpdateRoot(data); err != nil {
-			return &RoleError{Role: manifest.RoleRoot, Err: manifest.TranslateError(err)}
+			return refused[metadata.RootType](manifest.RoleRoot, err, trustedRoot, data)
 		}
 		if err := c.cfg.Store.StoreMetadata(ctx, manifest.RoleRoot, data); err != nil {
 			return err
@@ -315,7 +318,7 @@ func (c *Client) updateTimestamp(ctx context.Context, tm *trustedmetadata.Truste
 		}
 		return nil
 	case err != nil:
-		return &RoleError{Role: role, Err: manifest.TranslateError(err)}
+		return refused[metadata.TimestampType](role, err, tm.Root, data)
 	}
 	if err := c.cfg.Store.StoreMetadata(ctx, role, data); err != nil {
 		return err
@@ -359,7 +362,7 @@ func (c *Client) updateSnapshot(ctx context.Context, tm *trustedmetadata.Trusted
 		return &RoleError{Role: role, Err: err}
 	}
 	if _, err := tm.UpdateSnapshot(data, false); err != nil {
-		return &RoleError{Role: role, Err: manifest.TranslateError(err)}
+		return refused[metadata.SnapshotType](role, err, tm.Root, data)
 	}
 	return c.cfg.Store.StoreMetadata(ctx, role, data)
 }
@@ -397,7 +400,14 @@ func (c *Client) loadDelegated(ctx context.Context, tm *trustedmetadata.TrustedM
 	}
 	md, err := tm.UpdateDelegatedTargets(data, role, delegator)
 	if err != nil {
-		return nil, &RoleError{Role: role, Err: manifest.TranslateError(err)}
+		var parent any = tm.Root
+		if delegator != manifest.RoleRoot {
+			parent = nil
+			if p, ok := tm.Targets[delegator]; ok && p != nil {
+				parent = p
+			}
+		}
+		return nil, refused[metadata.TargetsType](role, err, parent, data)
 	}
 	if err := c.cfg.Store.StoreMetadata(ctx, role, data); err != nil {
 		return nil, err
