@@ -29,6 +29,8 @@
 // package manifest before go-tuf parses them; and the client can refresh
 // any number of times in one long-running process.
 //
+// The package example is a device agent's whole update check.
+//
 // It does not reboot, switch slots or run health checks: the device agent
 // does, around rollback.State's Begin, Confirm and Revert.
 package verify

@@ -2,15 +2,26 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/otaseal/otaseal/internal/tuftest"
+	"github.com/otaseal/otaseal/manifest"
+	"github.com/otaseal/otaseal/sign"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -186,4 +197,101 @@ func TestBinary(t *testing.T) {
 	cmd = exec.Command(bin, "--metadata-dir", dir, "refresh")
 	assert.Error(t, cmd.Run())
 	assert.Equal(t, 1, cmd.ProcessState.ExitCode())
+}
+
+// A repository published by package sign (consistent snapshots, a
+// terminating path delegation, and TAP 15 hash bins under a delegated
+// catalogue role), served from its storage directory.
+func TestAgainstSignRepository(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	keys := map[string]*sign.Signer{}
+	roles := map[string]sign.RoleKeys{}
+	for _, role := range []string{"root", "targets", "snapshot", "timestamp", "team", "catalogue", "bins"} {
+		seed := sha256.Sum256([]byte("tufclient test " + role))
+		s, err := sign.SignerFromPrivateKey(ctx, ed25519.NewKeyFromSeed(seed[:]))
+		require.NoError(t, err)
+		keys[role] = s
+		roles[role] = sign.RoleKeys{Threshold: 1, Keys: []*manifest.Key{s.Key()}}
+	}
+	top := map[string]sign.RoleKeys{}
+	for _, r := range []string{"root", "targets", "snapshot", "timestamp"} {
+		top[r] = roles[r]
+	}
+	root, err := sign.NewRoot(sign.RootSpec{Roles: top}, time.Now().AddDate(1, 0, 0))
+	require.NoError(t, err)
+	p, err := sign.PolicyFromRoot(&root.Signed)
+	require.NoError(t, err)
+	_, err = sign.SignRole(ctx, p, "root", root, []*sign.Signer{keys["root"]})
+	require.NoError(t, err)
+	storage, err := sign.NewDirStorage(dir)
+	require.NoError(t, err)
+	repo, err := sign.Create(ctx, storage, root, sign.Options{TempDir: t.TempDir()})
+	require.NoError(t, err)
+	defer repo.Close()
+	require.NoError(t, repo.AddDelegation("targets", sign.Delegation{Name: "team", Paths: []string{"team/*"}, Terminating: true, Keys: roles["team"]}))
+	require.NoError(t, repo.AddDelegation("targets", sign.Delegation{Name: "catalogue", Paths: []string{"catalogue/*/*/*"}, Keys: roles["catalogue"]}))
+	require.NoError(t, repo.AddHashBins("catalogue", "bins", 3, roles["bins"]))
+	content := map[string][]byte{"team/a.bin": []byte("team"), "catalogue/x/1.0.0/fw.bin": []byte("binned")}
+	for path, b := range content {
+		fw := manifest.Firmware{Version: manifest.MustParseVersion("1.0.0"), HardwareIDs: []string{"x"}}
+		require.NoError(t, repo.AddFirmware(ctx, path, bytes.NewReader(b), fw))
+	}
+	require.NoError(t, repo.Publish(ctx, []*sign.Signer{keys["targets"], keys["snapshot"], keys["timestamp"], keys["team"], keys["catalogue"], keys["bins"]}))
+
+	var mu sync.Mutex
+	var reqs []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		reqs = append(reqs, r.URL.Path)
+		mu.Unlock()
+		http.FileServer(http.Dir(dir)).ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	rootJSON, err := root.ToBytes(false)
+	require.NoError(t, err)
+	rootFile := filepath.Join(t.TempDir(), "root.json")
+	require.NoError(t, os.WriteFile(rootFile, rootJSON, 0o644))
+	metaDir, targetDir := filepath.Join(t.TempDir(), "m"), filepath.Join(t.TempDir(), "t")
+	code, stderr := tufclient(t, "--metadata-dir", metaDir, "init", rootFile)
+	require.Equal(t, 0, code, stderr)
+	code, stderr = tufclient(t, "--metadata-url", srv.URL+"/metadata/", "--metadata-dir", metaDir, "refresh")
+	require.Equal(t, 0, code, stderr)
+	snapV, targetsV := repoVersion(t, metaDir, "timestamp", "snapshot.json"), repoVersion(t, metaDir, "snapshot", "targets.json")
+	assert.Equal(t, []string{"/metadata/2.root.json", "/metadata/timestamp.json",
+		fmt.Sprintf("/metadata/%d.snapshot.json", snapV), fmt.Sprintf("/metadata/%d.targets.json", targetsV)}, reqs)
+
+	args := []string{"--metadata-url", srv.URL + "/metadata/", "--metadata-dir", metaDir, "--target-dir", targetDir, "--target-base-url", srv.URL + "/targets/"}
+	for path := range content {
+		args = append(args, "--target-name", path)
+	}
+	code, stderr = tufclient(t, append(args, "download")...)
+	require.Equal(t, 0, code, stderr)
+	for path, b := range content {
+		got, err := os.ReadFile(filepath.Join(targetDir, url.QueryEscape(path)))
+		require.NoError(t, err)
+		assert.Equal(t, b, got)
+	}
+	files := jsonFiles(t, metaDir)
+	assert.Contains(t, files, "team.json")
+	assert.Contains(t, files, "catalogue.json")
+	for _, f := range files {
+		ok := f == "root.json" || f == "timestamp.json" || f == "snapshot.json" || f == "targets.json" || f == "team.json" || f == "catalogue.json" || strings.HasPrefix(f, "bins-")
+		assert.True(t, ok, "unexpected file %s in the metadata directory", f)
+	}
+}
+
+// repoVersion reads the version that role's stored document gives for meta.
+func repoVersion(t *testing.T, dir, role, meta string) int64 {
+	b, err := os.ReadFile(filepath.Join(dir, role+".json"))
+	require.NoError(t, err)
+	var doc struct {
+		Signed struct {
+			Meta map[string]struct {
+				Version int64 `json:"version"`
+			} `json:"meta"`
+		} `json:"signed"`
+	}
+	require.NoError(t, json.Unmarshal(b, &doc))
+	return doc.Signed.Meta[meta].Version
 }
