@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
+	"github.com/otaseal/otaseal/internal/tuftest"
 	"github.com/otaseal/otaseal/manifest"
 )
 
@@ -30,29 +30,6 @@ func serveDir(t *testing.T, dir string) string {
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	t.Cleanup(srv.Close)
 	return srv.URL
-}
-
-// httpFetcher is go-tuf's Fetcher over a private http.Client: go-tuf's
-// default fetcher shares (and its helpers modify) http.DefaultClient.
-type httpFetcher struct{ client *http.Client }
-
-func (f httpFetcher) DownloadFile(url string, maxLength int64, _ time.Duration) ([]byte, error) {
-	resp, err := f.client.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: resp.StatusCode, URL: url}
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxLength+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > maxLength {
-		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s over %d bytes", url, maxLength)}
-	}
-	return b, nil
 }
 
 // goTUFClient is a go-tuf updater with its own cache directory, trusting
@@ -85,7 +62,7 @@ func (c *goTUFClient) refresh() (*updater.Updater, error) {
 	cfg.LocalMetadataDir = filepath.Join(c.cacheDir, "metadata")
 	cfg.LocalTargetsDir = filepath.Join(c.cacheDir, "targets")
 	cfg.RemoteTargetsURL = c.baseURL + "/targets/"
-	cfg.Fetcher = httpFetcher{client: &http.Client{Timeout: 10 * time.Second}}
+	cfg.Fetcher = tuftest.GoTUFFetcher{Client: &http.Client{Timeout: 10 * time.Second}}
 	up, err := updater.New(cfg)
 	if err != nil {
 		return nil, err

@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otaseal/otaseal/internal/tuftest"
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/sign"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 )
@@ -96,29 +96,6 @@ func (r *signedRepo) ours(t *testing.T, now time.Time, target string) error {
 	return c.Download(ctx, target, tf, io.Discard)
 }
 
-// goTUFFetcher downloads over a private client: go-tuf's own helpers
-// change http.DefaultClient.
-type goTUFFetcher struct{ client *http.Client }
-
-func (f goTUFFetcher) DownloadFile(url string, maxLength int64, _ time.Duration) ([]byte, error) {
-	resp, err := f.client.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, &metadata.ErrDownloadHTTP{StatusCode: resp.StatusCode, URL: url}
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxLength+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > maxLength {
-		return nil, &metadata.ErrDownloadLengthMismatch{Msg: url}
-	}
-	return b, nil
-}
-
 // theirs does the same with go-tuf's updater.
 func (r *signedRepo) theirs(t *testing.T, now time.Time, target string) error {
 	cfg, err := config.New(r.url+"/metadata/", r.rootJSON)
@@ -127,7 +104,7 @@ func (r *signedRepo) theirs(t *testing.T, now time.Time, target string) error {
 	cfg.LocalMetadataDir = filepath.Join(cache, "metadata")
 	cfg.LocalTargetsDir = filepath.Join(cache, "targets")
 	cfg.RemoteTargetsURL = r.url + "/targets/"
-	cfg.Fetcher = goTUFFetcher{client: &http.Client{Timeout: 10 * time.Second}}
+	cfg.Fetcher = tuftest.GoTUFFetcher{Client: &http.Client{Timeout: 10 * time.Second}}
 	require.NoError(t, cfg.EnsurePathsExist())
 	up, err := updater.New(cfg)
 	if err != nil {
