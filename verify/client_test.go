@@ -5,6 +5,10 @@ import (
 	"context"
 	"fmt"
 	"github.com/otaseal/otaseal/internal/tuftest"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -307,4 +311,35 @@ func TestNewChecksStore(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Targets()
 	assert.ErrorIs(t, err, ErrNotRefreshed)
+}
+
+// A long-running agent refreshes again and again. go-tuf's updater cannot:
+// its second Refresh fails ("cannot update timestamp after snapshot"), so
+// an agent built on it must rebuild the updater each time.
+func TestRefreshManyTimesUnlikeGoTUF(t *testing.T) {
+	r := newRepo(t)
+	r.AddTarget("targets", "a.bin", []byte("a"), nil)
+	r.Publish()
+
+	cfg, err := config.New(r.MetadataURL(), r.RootJSON(1))
+	require.NoError(t, err)
+	cache := t.TempDir()
+	cfg.LocalMetadataDir, cfg.LocalTargetsDir = filepath.Join(cache, "m"), filepath.Join(cache, "t")
+	cfg.Fetcher = tuftest.GoTUFFetcher{Client: &http.Client{Timeout: 10 * time.Second}}
+	require.NoError(t, cfg.EnsurePathsExist())
+	up, err := updater.New(cfg)
+	require.NoError(t, err)
+	up.UnsafeSetRefTime(testNow)
+	require.NoError(t, up.Refresh())
+	r.Publish()
+	assert.Error(t, up.Refresh(), "go-tuf's updater refreshes once")
+
+	c, _ := newClient(t, r, nil)
+	for i := 0; i < 5; i++ {
+		r.AddTarget("targets", fmt.Sprintf("v%d.bin", i), []byte{byte(i)}, nil)
+		r.Publish()
+		require.NoError(t, c.Refresh(context.Background()), "refresh %d", i)
+		_, _, err := c.FindTarget(context.Background(), fmt.Sprintf("v%d.bin", i))
+		require.NoError(t, err)
+	}
 }
