@@ -4,17 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/otaseal/otaseal/internal/tuftest"
-	"github.com/theupdateframework/go-tuf/v2/metadata/config"
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/otaseal/otaseal/internal/tuftest"
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 )
 
 func TestRefreshRequests(t *testing.T) {
