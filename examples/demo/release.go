@@ -7,9 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	mrand "math/rand"
 	"path/filepath"
 	"time"
-	mrand "math/rand"
 
 	"github.com/otaseal/otaseal/delta"
 	"github.com/otaseal/otaseal/manifest"
