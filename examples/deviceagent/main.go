@@ -1,0 +1,137 @@
+// Command deviceagent is a reference device agent: it keeps a gateway's
+// firmware up to date from an otaseal update server, with two slot files
+// standing in for the A/B partitions of a real device.
+//
+// Each cycle refreshes the TUF metadata, selects the newest release the
+// rollback policy allows for this hardware, records it as pending, writes it
+// into the inactive slot (through a delta when the server has one from the
+// running image), "reboots" into it, runs the health-check hook, and
+// confirms it or reverts. Only a confirmed install raises the security
+// floor. After a kill or power cut at any moment, the next start finishes
+// or rolls back the interrupted install: the active slot always holds a
+// verified image.
+//
+// First start (provisioning): slot A holds the factory image; pass its
+// version and security version, and the repository's root.json:
+//
+//	deviceagent -server http://updates.example:8080 -hardware-id acme-gw-r2 \
+//	    -state /data/ota -slot-a /dev/mmcblk0p2 -slot-b /dev/mmcblk0p3 \
+//	    -root root.json -factory-version 1.0.0 -factory-security-version 1 -once
+//
+// Exit status: 0 when the cycle (or every cycle) ended well, including "up
+// to date"; 1 when an update was refused or failed (the device keeps
+// running its image); 2 for a usage or configuration error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	server, hardwareID, stateDir, slotA, slotB, rootFile string
+	factoryVersion                                       string
+	factorySecurityVersion                               uint64
+	clientCert, clientKey, serverCA                      string
+	healthCheck                                          string
+	once                                                 bool
+	interval                                             time.Duration
+	allowDowngrade                                       bool
+	logLevel                                             string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+}
+
+func parse(args []string, stderr io.Writer) (*config, error) {
+	var c config
+	fs := flag.NewFlagSet("deviceagent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.server, "server", "", "update server base URL (metadata under /metadata/, targets under /targets/)")
+	fs.StringVar(&c.hardwareID, "hardware-id", "", "this device's hardware ID, as in the releases' hardware_ids")
+	fs.StringVar(&c.stateDir, "state", "", "directory of the device's trusted state (stands in for a flash partition)")
+	fs.StringVar(&c.slotA, "slot-a", "", "file standing in for slot A")
+	fs.StringVar(&c.slotB, "slot-b", "", "file standing in for slot B")
+	fs.StringVar(&c.rootFile, "root", "", "the repository's root.json, trusted on first start only")
+	fs.StringVar(&c.factoryVersion, "factory-version", "", "version of the factory image in slot A (first start only)")
+	fs.Uint64Var(&c.factorySecurityVersion, "factory-security-version", 0, "security version of the factory image (first start only)")
+	fs.StringVar(&c.clientCert, "client-cert", "", "PEM client certificate: the device identity for mTLS")
+	fs.StringVar(&c.clientKey, "client-key", "", "PEM private key of the client certificate")
+	fs.StringVar(&c.serverCA, "server-ca", "", "PEM CA bundle to verify an HTTPS server (default: the system pool)")
+	fs.StringVar(&c.healthCheck, "health-check", "", "command run after switching slots; exit status 0 means healthy (default: re-verify the slot)")
+	fs.BoolVar(&c.once, "once", false, "run one cycle and exit")
+	fs.DurationVar(&c.interval, "interval", time.Hour, "time between cycles")
+	fs.BoolVar(&c.allowDowngrade, "allow-downgrade", false, "accept a lower version with the same security version (rollback.Policy.AllowDowngrade)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: deviceagent -server URL -hardware-id ID -state DIR -slot-a FILE -slot-b FILE [flags]")
+		fmt.Fprintln(stderr, "\nKeeps the device's firmware up to date with verified A/B installs. Flags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	for name, v := range map[string]string{"server": c.server, "hardware-id": c.hardwareID, "state": c.stateDir, "slot-a": c.slotA, "slot-b": c.slotB} {
+		if v == "" {
+			return nil, fmt.Errorf("-%s is required", name)
+		}
+	}
+	if (c.clientCert == "") != (c.clientKey == "") {
+		return nil, errors.New("-client-cert and -client-key go together")
+	}
+	return &c, nil
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	c, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "deviceagent: %v\n", err)
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "deviceagent: -log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	a, err := openAgent(ctx, c, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 2
+	}
+	for {
+		err := a.cycle(ctx)
+		if err != nil {
+			log.Error("update cycle failed; the running image stays", "err", err)
+		}
+		if c.once {
+			if err != nil {
+				return 1
+			}
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("stopping")
+			return 0
+		case <-time.After(c.interval):
+		}
+	}
+}
