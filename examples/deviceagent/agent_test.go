@@ -51,7 +51,9 @@ func makeImages(size int) map[string][]byte {
 	for i := 0; i < 200; i++ {
 		v2[rng.Intn(len(v2))] ^= 0x5a
 	}
-	return map[string][]byte{"1.0.0": v1, "1.1.0": v2}
+	factory := make([]byte, size/2) // an older image the repository no longer lists
+	rng.Read(factory)
+	return map[string][]byte{"0.9.0": factory, "1.0.0": v1, "1.1.0": v2}
 }
 
 // newServer publishes 1.0.0 (security version 1) and 1.1.0 (2) with a
@@ -122,19 +124,23 @@ func newServer(t testing.TB, imageSize int) *testServer {
 
 // device is a device directory with slot A holding the factory 1.0.0.
 type device struct {
-	dir, stateDir, slotA, slotB string
+	dir, factory, stateDir, slotA, slotB string
 }
 
-func newDevice(t testing.TB, s *testServer) *device {
+func newDevice(t testing.TB, s *testServer) *device { return newDeviceWith(t, s, "1.0.0") }
+
+// newDeviceWith makes a device whose slot A holds the factory image of
+// version factory ("1.0.0": a delta leads from it; "0.9.0": full images).
+func newDeviceWith(t testing.TB, s *testServer, factory string) *device {
 	dir := t.TempDir()
-	d := &device{dir: dir, stateDir: filepath.Join(dir, "state"), slotA: filepath.Join(dir, "slot-a.img"), slotB: filepath.Join(dir, "slot-b.img")}
-	require.NoError(t, os.WriteFile(d.slotA, s.images["1.0.0"], 0o644))
+	d := &device{dir: dir, factory: factory, stateDir: filepath.Join(dir, "state"), slotA: filepath.Join(dir, "slot-a.img"), slotB: filepath.Join(dir, "slot-b.img")}
+	require.NoError(t, os.WriteFile(d.slotA, s.images[factory], 0o644))
 	return d
 }
 
 func (d *device) args(s *testServer, extra ...string) []string {
 	return append([]string{"-server", s.url, "-hardware-id", hw, "-state", d.stateDir, "-slot-a", d.slotA, "-slot-b", d.slotB,
-		"-root", s.root, "-factory-version", "1.0.0", "-factory-security-version", "1", "-once"}, extra...)
+		"-root", s.root, "-factory-version", d.factory, "-factory-security-version", "1", "-once"}, extra...)
 }
 
 func (d *device) status(t testing.TB) rollback.Status {
