@@ -33,8 +33,28 @@ type testServer struct {
 	url    string
 	root   string // root.json file
 	images map[string][]byte
+	repo   *sign.Repository
+	keys   map[string]*sign.Signer
+	dir    string // the repository's storage directory
 	mu     sync.Mutex
 	mitm   func(path string, b []byte) []byte
+}
+
+// publish publishes the repository again: with only the online keys it
+// re-signs snapshot and timestamp, as an update server does.
+func (s *testServer) publish(t testing.TB, roles ...string) {
+	var signers []*sign.Signer
+	for _, r := range roles {
+		signers = append(signers, s.keys[r])
+	}
+	require.NoError(t, s.repo.Publish(context.Background(), signers))
+}
+
+// file returns the bytes the server holds at path (relative to its root).
+func (s *testServer) file(t testing.TB, path string) []byte {
+	b, err := os.ReadFile(filepath.Join(s.dir, filepath.FromSlash(path)))
+	require.NoError(t, err)
+	return b
 }
 
 func (s *testServer) setMITM(f func(string, []byte) []byte) {
@@ -59,6 +79,12 @@ func makeImages(size int) map[string][]byte {
 // newServer publishes 1.0.0 (security version 1) and 1.1.0 (2) with a
 // streaming delta between them.
 func newServer(t testing.TB, imageSize int) *testServer {
+	return newServerAt(t, imageSize, time.Now)
+}
+
+// newServerAt publishes with the given clock: a clock in the past makes a
+// repository whose timestamp has already expired.
+func newServerAt(t testing.TB, imageSize int, now func() time.Time) *testServer {
 	ctx := context.Background()
 	dir := t.TempDir()
 	keys := map[string]*sign.Signer{}
@@ -70,7 +96,7 @@ func newServer(t testing.TB, imageSize int) *testServer {
 		keys[role] = s
 		roles[role] = sign.RoleKeys{Threshold: 1, Keys: []*manifest.Key{s.Key()}}
 	}
-	root, err := sign.NewRoot(sign.RootSpec{Roles: roles}, time.Now().AddDate(1, 0, 0))
+	root, err := sign.NewRoot(sign.RootSpec{Roles: roles}, now().AddDate(1, 0, 0))
 	require.NoError(t, err)
 	p, err := sign.PolicyFromRoot(&root.Signed)
 	require.NoError(t, err)
@@ -78,10 +104,10 @@ func newServer(t testing.TB, imageSize int) *testServer {
 	require.NoError(t, err)
 	storage, err := sign.NewDirStorage(filepath.Join(dir, "repo"))
 	require.NoError(t, err)
-	repo, err := sign.Create(ctx, storage, root, sign.Options{TempDir: dir})
+	repo, err := sign.Create(ctx, storage, root, sign.Options{TempDir: dir, Now: now})
 	require.NoError(t, err)
-	defer repo.Close()
-	s := &testServer{images: makeImages(imageSize)}
+	t.Cleanup(func() { repo.Close() })
+	s := &testServer{images: makeImages(imageSize), repo: repo, keys: keys, dir: filepath.Join(dir, "repo")}
 	for v, sv := range map[string]uint64{"1.0.0": 1, "1.1.0": 2} {
 		fw := manifest.Firmware{Version: manifest.MustParseVersion(v), SecurityVersion: sv, HardwareIDs: []string{hw},
 			Severity: manifest.SeveritySecurity, Advisories: []string{"CVE-2026-" + v}}
