@@ -81,7 +81,7 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (*agent, error)
 	a.client, err = verify.New(ctx, verify.Config{
 		MetadataURL: c.server + "/metadata/",
 		TargetsURL:  c.server + "/targets/",
-		Fetcher:     &verify.HTTPFetcher{Client: httpClient, UserAgent: "otaseal-deviceagent", Logger: log},
+		Fetcher:     &verify.HTTPFetcher{Client: httpClient, UserAgent: "otaseal-deviceagent", Retries: retries(c.retries), Logger: log},
 		Store:       trust,
 		Clock:       clock,
 		Logger:      log,
@@ -119,6 +119,15 @@ func (a *agent) provision(ctx context.Context) error {
 	}
 	a.log.Info("provisioned", "version", v, "security_version", img.SecurityVersion, "slot", "a")
 	return nil
+}
+
+// retries maps the flag (0 means none) to HTTPFetcher.Retries (0 means
+// the default, negative none).
+func retries(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 func httpClientFor(c *config) (*http.Client, error) {

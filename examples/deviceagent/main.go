@@ -45,6 +45,7 @@ type config struct {
 	once                                                 bool
 	interval                                             time.Duration
 	allowDowngrade                                       bool
+	retries                                              int
 	logLevel                                             string
 }
 
@@ -72,6 +73,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.healthCheck, "health-check", "", "command run after switching slots; exit status 0 means healthy (default: re-verify the slot)")
 	fs.BoolVar(&c.once, "once", false, "run one cycle and exit")
 	fs.DurationVar(&c.interval, "interval", time.Hour, "time between cycles")
+	fs.IntVar(&c.retries, "retries", 3, "retries of a failed download before the cycle gives up (0: none)")
 	fs.BoolVar(&c.allowDowngrade, "allow-downgrade", false, "accept a lower version with the same security version (rollback.Policy.AllowDowngrade)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
