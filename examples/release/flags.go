@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -43,6 +44,8 @@ func newFlags(e *env, name, synopsis, about string) *flag.FlagSet {
 
 // parse parses args; --help prints to stdout and is not an error.
 func parse(e *env, fs *flag.FlagSet, args []string) error {
+	// flag would print the usage itself; print it once, to the right place.
+	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(e.stdout)
@@ -50,6 +53,9 @@ func parse(e *env, fs *flag.FlagSet, args []string) error {
 		return errHelp
 	}
 	if err != nil {
+		fs.SetOutput(e.stderr)
+		fs.Usage()
+		fmt.Fprintln(e.stderr)
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return nil

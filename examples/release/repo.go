@@ -213,7 +213,7 @@ func (s *session) publish(ctx context.Context, e *env, signers []*sign.Signer) e
 	if err := s.repo.Publish(ctx, signers); err != nil {
 		var te *sign.ThresholdError
 		if errors.As(err, &te) {
-			return fmt.Errorf("%w\n  role %s needs %d signatures; signed by %d key(s): %s\n  for k-of-n signing use --stage, then export, sign and merge",
+			return fmt.Errorf("%w\n  role %s needs %d signatures; signed by %d key(s): %s\n  give more keys of the role, or sign it offline (add --stage, export, sign, merge)",
 				err, te.Role, te.Threshold, len(te.SignedBy), shortIDs(te.SignedBy))
 		}
 		return err
