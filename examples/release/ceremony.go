@@ -272,7 +272,7 @@ the current root's keys and the new root's keys must each meet their own.`)
 	}
 	printReport(e, rep, "")
 	if rep.Previous != nil {
-		printReport(e, *rep.Previous, "current root: ")
+		printReport(e, *rep.Previous, "current root keys")
 	}
 	if !rep.Met {
 		e.printf("threshold not met: collect more signatures and merge them into %s\n", *in)
@@ -317,12 +317,13 @@ the current root's keys and the new root's keys must each meet their own.`)
 	return s.publish(ctx, e, signers)
 }
 
-func printReport(e *env, rep sign.Report, prefix string) {
+// printReport prints who signed; label names the key set, rep.Role if "".
+func printReport(e *env, rep sign.Report, label string) {
 	met := "not met"
 	if rep.Met {
 		met = "met"
 	}
-	e.printf("%s%s: %d of %d required signatures, threshold %s\n", prefix, rep.Role, len(rep.SignedBy), rep.Threshold, met)
+	e.printf("%s: %d of %d required signatures, threshold %s\n", or(label, rep.Role), len(rep.SignedBy), rep.Threshold, met)
 	e.printf("  signed by: %s\n", shortIDs(rep.SignedBy))
 	e.printf("  missing:   %s\n", shortIDs(rep.Missing))
 }

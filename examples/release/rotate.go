@@ -230,17 +230,17 @@ func rotateRoot(ctx context.Context, e *env, s *session, kr *keyring, spec sign.
 		if err := describe(e, doc); err != nil {
 			return err
 		}
-		printReport(e, rep, "new root: ")
+		printReport(e, rep, "new root keys")
 		if rep.Previous != nil {
-			printReport(e, *rep.Previous, "current root: ")
+			printReport(e, *rep.Previous, "current root keys")
 		}
 		e.printf("wrote %s: have the root key holders sign it (release sign --role root) and merge (release merge --role root)\n", export)
 		return nil
 	}
 	if !rep.Met {
-		printReport(e, rep, "new root: ")
+		printReport(e, rep, "new root keys")
 		if rep.Previous != nil {
-			printReport(e, *rep.Previous, "current root: ")
+			printReport(e, *rep.Previous, "current root keys")
 		}
 		return fmt.Errorf("root version %d is not signed by enough keys: give more root keys, or use --export for a k-of-n ceremony", next.Signed.Version)
 	}
