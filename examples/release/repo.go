@@ -31,8 +31,8 @@ type session struct {
 // to its own time so that the replayed document is byte for byte the one
 // the key holders signed.
 type plan struct {
-	ExportedAt time.Time     `json:"exported_at,omitzero"`
-	Items      []stagedItem  `json:"items"`
+	ExportedAt time.Time    `json:"exported_at,omitzero"`
+	Items      []stagedItem `json:"items"`
 	// Signed maps a targets role to the file of its merged document,
 	// once its threshold was met.
 	Signed map[string]string `json:"signed,omitempty"`
