@@ -252,6 +252,9 @@ the current root's keys and the new root's keys must each meet their own.`)
 
 	var policy *sign.Policy
 	if *role == manifest.RoleRoot {
+		if s.plan.Root != "" {
+			return fmt.Errorf("a signed root rotation is already staged: publish it first")
+		}
 		next, _ := d.Root()
 		if policy, err = sign.RotationPolicy(&s.repo.Root().Signed, &next.Signed); err != nil {
 			return err

@@ -53,14 +53,14 @@ Clients bootstrap from DIR/metadata/1.root.json.`)
 		}
 		rk := sign.RoleKeys{Threshold: *thresholds[role]}
 		for _, ref := range refs {
-			key, err := kr.publicKey(ctx, ref)
+			key, s, err := kr.resolve(ctx, ref)
 			if err != nil {
 				return err
 			}
 			rk.Keys = append(rk.Keys, key)
 			// Private keys sign the first version; public-only ones are
 			// listed for later ceremonies.
-			if s, err := kr.signer(ctx, ref); err == nil {
+			if s != nil {
 				signers = append(signers, s)
 			}
 		}

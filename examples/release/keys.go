@@ -67,32 +67,32 @@ func (k *keyring) signers(ctx context.Context, refs []string) ([]*sign.Signer, e
 	return out, nil
 }
 
-// publicKey returns the TUF key of ref. A "PUBLIC KEY" PEM file is read
-// without any private key: the holders of offline keys hand over only
-// their public halves.
-func (k *keyring) publicKey(ctx context.Context, ref string) (*manifest.Key, error) {
+// resolve returns the TUF key of ref and, unless ref is a "PUBLIC KEY"
+// PEM file, its signer. Public key files let the holders of offline keys
+// hand over only their public halves.
+func (k *keyring) resolve(ctx context.Context, ref string) (*manifest.Key, *sign.Signer, error) {
 	if !strings.HasPrefix(ref, "pkcs11:") {
 		data, err := os.ReadFile(ref)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if b, _ := pem.Decode(data); b != nil && b.Type == "PUBLIC KEY" {
 			pub, err := x509.ParsePKIXPublicKey(b.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("key %s: %w", ref, err)
+				return nil, nil, fmt.Errorf("key %s: %w", ref, err)
 			}
 			key, err := sign.KeyFromPublic(pub)
 			if err != nil {
-				return nil, fmt.Errorf("key %s: %w", ref, err)
+				return nil, nil, fmt.Errorf("key %s: %w", ref, err)
 			}
-			return key, nil
+			return key, nil, nil
 		}
 	}
 	s, err := k.signer(ctx, ref)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return s.Key(), nil
+	return s.Key(), s, nil
 }
 
 // parsePKCS11 reads "pkcs11:module=LIB;token=T;key=LABEL;pin-env=VAR".

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
 	"math/rand"
 	"net/http"
 	"net/http/httptest"
@@ -334,4 +336,38 @@ func TestAddChecks(t *testing.T) {
 	r = ok(t, append([]string{"add", "--repo", repo, "--hardware-id", "tiny", "--version", "1.1.0", "--security-version", "5"}, append(keys, writeImage(t, dir, "b", b))...)...)
 	assert.Contains(t, r.stderr, "skipped")
 	assert.NotContains(t, r.stdout, "deltas/")
+}
+
+// Offline holders hand over public keys only; init lists them and the
+// holders sign later ceremonies with their private keys.
+func TestInitWithPublicKeys(t *testing.T) {
+	dir := t.TempDir()
+	s, err := sign.LoadPEMSignerFile(context.Background(), key("ed25519-6"), nil)
+	require.NoError(t, err)
+	pub, err := s.PublicKey()
+	require.NoError(t, err)
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	require.NoError(t, err)
+	pubFile := writeImage(t, dir, "holder.pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+
+	repo := filepath.Join(dir, "repo")
+	// The first publish needs the targets threshold from private keys.
+	r := cli(t, "init", "--repo", repo, "--root-key", key("ed25519-1"), "--targets-key", key("ed25519-2")+","+pubFile, "--targets-threshold", "2",
+		"--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
+	assert.Equal(t, 1, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "threshold")
+
+	ok(t, "init", "--repo", repo, "--root-key", key("ed25519-1"), "--targets-key", key("ed25519-2")+","+pubFile,
+		"--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
+	r = ok(t, "inspect", "--repo", repo)
+	assert.Contains(t, r.stdout, s.KeyID()[:12])
+	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--version", "1.0.0", "--security-version", "0", "--stage", writeImage(t, dir, "fw", []byte("fw")))
+	doc := filepath.Join(dir, "t.json")
+	ok(t, "export", "--repo", repo, "--out", doc)
+	ok(t, "sign", "--in", doc, "--role", "targets", "--key", key("ed25519-6"), "--out", filepath.Join(dir, "6.sig"))
+	r = ok(t, "merge", "--repo", repo, "--in", doc, filepath.Join(dir, "6.sig"))
+	assert.Contains(t, r.stdout, "threshold met")
+	ok(t, "publish", "--repo", repo, "--key", onlineKeys)
+	vs, _ := newClient(t, repo).releases("hw")
+	assert.Equal(t, []string{"1.0.0"}, vs)
 }

@@ -100,7 +100,7 @@ least 8 hex digits is enough).`)
 		e.printf("%s: removing key %s\n", *role, shortID(id))
 	}
 	for _, ref := range add {
-		k, err := kr.publicKey(ctx, ref)
+		k, _, err := kr.resolve(ctx, ref)
 		if err != nil {
 			return err
 		}
