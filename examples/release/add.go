@@ -228,7 +228,11 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 		}
 		fmt.Fprintf(e.stderr, "[%d/%d] diffing %s (%s) -> %s (%s) ...\n", i+1, len(prev), r.Firmware.Version, size(int64(len(old))), fw.Version, size(int64(len(newImage))))
 		start := time.Now()
-		d, err := delta.Diff(old, newImage)
+		var d *delta.Delta
+		err = withProgress(e, "diffing", func() (err error) {
+			d, err = delta.Diff(old, newImage)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("diff %s: %w", r.Path, err)
 		}
@@ -236,7 +240,7 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 		for _, f := range fmts {
 			start := time.Now()
 			var patch bytes.Buffer
-			if err := d.Encode(&patch, f.codec); err != nil {
+			if err := withProgress(e, "encoding "+string(f.manifest), func() error { return d.Encode(&patch, f.codec) }); err != nil {
 				return fmt.Errorf("encode %s: %w", f.manifest, err)
 			}
 			path := fmt.Sprintf("%s/deltas/%s-%s.%s", fw.HardwareIDs[0], r.Firmware.Version, fw.Version, f.ext)
@@ -262,6 +266,35 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 	return nil
 }
 
+// progressEvery is how often long work reports that it is still going.
+var progressEvery = 5 * time.Second
+
+// withProgress runs fn, printing a line every progressEvery while it
+// runs: diffing a large image takes a while and gives no other sign of
+// life.
+func withProgress(e *env, what string, fn func() error) error {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fmt.Fprintf(e.stderr, "      still %s after %s\n", what, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	err := fn()
+	close(done)
+	<-stopped
+	return err
+}
+
 // readTarget reads a published or staged target whole: the delta
 // algorithm needs both images in memory.
 func readTarget(ctx context.Context, repo *sign.Repository, path string) ([]byte, error) {
@@ -270,7 +303,11 @@ func readTarget(ctx context.Context, repo *sign.Repository, path string) ([]byte
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(io.LimitReader(rc, delta.MaxInputSize+1))
+	data, err := io.ReadAll(io.LimitReader(rc, delta.MaxInputSize+1))
+	if err == nil && len(data) > delta.MaxInputSize {
+		err = fmt.Errorf("%s is larger than the delta limit of %s", path, size(delta.MaxInputSize))
+	}
+	return data, err
 }
 
 func copyFile(dst, src string) error {

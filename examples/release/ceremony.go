@@ -201,7 +201,8 @@ Once the threshold is met the document is kept with the staged changes;
 with --key (the snapshot and timestamp keys, plus for a root rotation
 any other keys whose roles must be re-signed) it is published at once,
 otherwise run "release publish". For a root, the threshold counts twice:
-the current root's keys and the new root's keys must each meet their own.`)
+the current root's keys and the new root's keys must each meet their own.
+Falling short of the threshold is not a failure: exit status 0.`)
 	repoDir := fs.String("repo", "", "repository directory")
 	role := fs.String("role", manifest.RoleTargets, "role of the document")
 	in := fs.String("in", "", "exported document; signatures are merged into it")

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"math/rand"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -370,4 +372,16 @@ func TestInitWithPublicKeys(t *testing.T) {
 	ok(t, "publish", "--repo", repo, "--key", onlineKeys)
 	vs, _ := newClient(t, repo).releases("hw")
 	assert.Equal(t, []string{"1.0.0"}, vs)
+}
+
+func TestProgress(t *testing.T) {
+	defer func(d time.Duration) { progressEvery = d }(progressEvery)
+	progressEvery = time.Millisecond
+	var out bytes.Buffer
+	err := withProgress(&env{stdout: io.Discard, stderr: &out}, "diffing", func() error {
+		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Contains(t, out.String(), "still diffing after")
 }
