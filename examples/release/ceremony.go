@@ -65,8 +65,8 @@ To sign a root rotation k-of-n, use "release rotate --export" instead.`)
 		return err
 	}
 	defer s.close()
-	if len(s.plan.Items) == 0 {
-		return fmt.Errorf("nothing staged: run release add --stage first")
+	if len(s.plan.Items) == 0 && s.plan.Root == "" {
+		return fmt.Errorf("nothing staged: run release add --stage (or merge a root rotation) first")
 	}
 	// Pin the clock: merge replays the staged changes at this instant, so
 	// that the document it publishes is exactly the one signed.
@@ -315,6 +315,9 @@ Falling short of the threshold is not a failure: exit status 0.`)
 		return err
 	}
 	if len(signers) == 0 {
+		if *role == manifest.RoleRoot {
+			e.printf("threshold met; if the rotation changed the targets keys, have the new holders sign targets (release export --role targets, sign, merge)\n")
+		}
 		e.printf("threshold met; publish with: release publish --repo %s --key SNAPSHOT-KEY --key TIMESTAMP-KEY\n", s.dir)
 		return nil
 	}

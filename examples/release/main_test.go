@@ -385,3 +385,39 @@ func TestProgress(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, out.String(), "still diffing after")
 }
+
+// Replacing the targets key with every holder offline: the root rotation
+// and the re-signed targets role are two ceremonies, published together.
+func TestRotateTargetsKeyOffline(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	ok(t, "init", "--repo", repo, "--root-key", key("ed25519-1"), "--targets-key", key("p256"),
+		"--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
+	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--version", "1.0.0", "--security-version", "1",
+		"--key", key("p256"), "--key", onlineKeys, writeImage(t, dir, "fw", []byte("firmware 1.0.0")))
+	c := newClient(t, repo)
+	c.releases("hw")
+
+	rootDoc := filepath.Join(dir, "root.json")
+	ok(t, "rotate", "--repo", repo, "--role", "targets", "--add-key", key("ed25519-8"), "--remove-key", keyID(t, "p256"), "--export", rootDoc)
+	ok(t, "sign", "--in", rootDoc, "--role", "root", "--key", key("ed25519-1"), "--out", filepath.Join(dir, "root.sig"))
+	r := ok(t, "merge", "--repo", repo, "--role", "root", "--in", rootDoc, filepath.Join(dir, "root.sig"))
+	assert.Contains(t, r.stdout, "release export --role targets")
+
+	targetsDoc := filepath.Join(dir, "targets.json")
+	ok(t, "export", "--repo", repo, "--role", "targets", "--out", targetsDoc)
+	// The retired key can no longer sign targets.
+	ok(t, "sign", "--in", targetsDoc, "--role", "targets", "--key", key("p256"), "--out", filepath.Join(dir, "old.sig"))
+	r = cli(t, "merge", "--repo", repo, "--in", targetsDoc, filepath.Join(dir, "old.sig"))
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "revoked")
+	ok(t, "sign", "--in", targetsDoc, "--role", "targets", "--key", key("ed25519-8"), "--out", filepath.Join(dir, "new.sig"))
+	r = ok(t, "merge", "--repo", repo, "--in", targetsDoc, "--key", onlineKeys, filepath.Join(dir, "new.sig"))
+	assert.Contains(t, r.stdout, "published")
+
+	vs, _ := c.releases("hw")
+	assert.Equal(t, []string{"1.0.0"}, vs)
+	r = ok(t, "inspect", "--repo", repo)
+	assert.Regexp(t, `(?m)^root\s+2\s+`, r.stdout)
+	assert.Regexp(t, `(?m)^targets\s+3\s+.*1 of 1\s+`+keyID(t, "ed25519-8")[:12], r.stdout)
+}

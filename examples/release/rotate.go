@@ -57,7 +57,10 @@ keys, and the keys of the role being rotated (the old and the new, so that
 clients on either root accept the re-signed documents), plus snapshot and
 timestamp. With --export the new root goes to FILE, signed by whatever
 root keys --key gives, for the holders to sign with "release sign --role
-root" and "release merge --role root".
+root" and "release merge --role root". When the rotation changes the
+targets keys and their holders are offline too, merge the root without
+--key, then run "release export --role targets", have the new holders sign
+it, and merge it with the snapshot and timestamp keys to publish both.
 
 KEYID is a keyid as "release inspect" prints it (a unique prefix of at
 least 8 hex digits is enough).`)
