@@ -421,3 +421,25 @@ func TestRotateTargetsKeyOffline(t *testing.T) {
 	assert.Regexp(t, `(?m)^root\s+2\s+`, r.stdout)
 	assert.Regexp(t, `(?m)^targets\s+3\s+.*1 of 1\s+`+keyID(t, "ed25519-8")[:12], r.stdout)
 }
+
+// Replacing the online timestamp key: the old and new keys both sign the
+// bridging publish, and the client follows.
+func TestRotateTimestampKey(t *testing.T) {
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	ok(t, "init", "--repo", repo, "--root-key", key("ed25519-1"), "--targets-key", key("ed25519-2"),
+		"--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
+	c := newClient(t, repo)
+	c.releases("hw")
+	r := ok(t, "rotate", "--repo", repo, "--role", "timestamp", "--add-key", key("ed25519-9"), "--remove-key", keyID(t, "ed25519-5")[:16],
+		"--key", key("ed25519-1"), "--key", onlineKeys+","+key("ed25519-9"))
+	assert.Contains(t, r.stdout, "root version 2 published")
+	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--version", "1.0.0", "--security-version", "1",
+		"--key", key("ed25519-2")+","+key("ed25519-4")+","+key("ed25519-9"), writeImage(t, dir, "fw", []byte("fw")))
+	vs, _ := c.releases("hw")
+	assert.Equal(t, []string{"1.0.0"}, vs)
+	// The retired timestamp key alone can no longer publish.
+	r = cli(t, "publish", "--repo", repo, "--key", onlineKeys)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "timestamp")
+}
