@@ -443,3 +443,21 @@ func TestRotateTimestampKey(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "timestamp")
 }
+
+// Encrypted PEM keys take their passphrase from the environment only.
+func TestEncryptedKey(t *testing.T) {
+	t.Setenv("RELEASE_TEST_PASS", "test-passphrase")
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	enc := key("p256-enc-pkcs8")
+	r := cli(t, "init", "--repo", repo, "--root-key", key("ed25519-1"), "--targets-key", enc,
+		"--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "passphrase")
+	ok(t, "init", "--repo", repo, "--passphrase-env", "RELEASE_TEST_PASS", "--root-key", key("ed25519-1"), "--targets-key", enc,
+		"--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
+	ok(t, "add", "--repo", repo, "--passphrase-env", "RELEASE_TEST_PASS", "--hardware-id", "hw", "--version", "1.0.0", "--security-version", "1",
+		"--key", enc, "--key", onlineKeys, writeImage(t, dir, "fw", []byte("fw")))
+	vs, _ := newClient(t, repo).releases("hw")
+	assert.Equal(t, []string{"1.0.0"}, vs)
+}

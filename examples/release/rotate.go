@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/sign"
@@ -203,6 +204,7 @@ func rotateRoot(ctx context.Context, e *env, s *session, kr *keyring, spec sign.
 	if err != nil {
 		return err
 	}
+	s.pinned = time.Time{} // a fresh expiry, even if targets were exported earlier
 	cur := s.repo.Root()
 	next, err := s.repo.StageRoot(spec)
 	if err != nil {
