@@ -1,0 +1,136 @@
+// Command release is otaseal's offline release tool for release engineers:
+// it creates a signed TUF repository with separate role keys, adds firmware
+// releases with deltas from earlier releases, runs k-of-n signing
+// ceremonies (export, sign on another machine, merge), rotates and revokes
+// keys, and prints a repository as a table.
+//
+// Usage:
+//
+//	release init    --repo DIR --root-key K[,K...] [--root-threshold N] --targets-key K ... --snapshot-key K ... --timestamp-key K ...
+//	release add     --repo DIR --hardware-id ID[,ID] --version V --security-version N [--severity S]
+//	                [--advisory ID]... [--notes TEXT] [--deltas N] [--delta-formats F[,F]] (--key K... | --stage) IMAGE
+//	release export  --repo DIR --role ROLE --out FILE
+//	release sign    --in FILE --role ROLE --key K --out SIG
+//	release merge   --repo DIR --role ROLE --in FILE [--key K...] SIG...
+//	release publish --repo DIR --key K...
+//	release rotate  --repo DIR --role ROLE [--add-key K]... [--remove-key KEYID]... [--threshold N] [--export FILE] [--key K...]
+//	release revoke  --repo DIR --key-id KEYID [--role ROLE] [--threshold N] [--export FILE] [--key K...]
+//	release inspect --repo DIR
+//
+// A key K is a PEM file (private key; a "PUBLIC KEY" PEM is enough where
+// only the public half is needed, e.g. the keys of offline holders at init)
+// or a PKCS#11 reference
+// "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=T;key=LABEL;pin-env=VAR".
+// Passphrases of encrypted PEM files and PINs come from environment
+// variables (--passphrase-env, pin-env), never from the command line.
+//
+// The repository directory is what an update server serves. Changes staged
+// for an offline ceremony (add --stage) live beside it in DIR.staged, never
+// inside it, so that unpublished images are not served.
+//
+// Exit status: 0 on success, 1 when the operation failed, 2 on a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+)
+
+// errUsage marks errors in the command line: exit status 2.
+var errUsage = errors.New("usage error")
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, env *env, args []string) error
+}
+
+// env is what a subcommand writes to and reads the clock from.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+func (e *env) printf(format string, a ...any) { fmt.Fprintf(e.stdout, format, a...) }
+
+var commands = map[string]command{
+	"init":    {"create a repository with its role keys and thresholds", cmdInit},
+	"add":     {"add a firmware release and deltas from earlier releases", cmdAdd},
+	"export":  {"write the staged, unsigned document of a role for offline signing", cmdExport},
+	"sign":    {"sign an exported document with one key (on the key holder's machine)", cmdSign},
+	"merge":   {"merge detached signatures, report who signed, publish once the threshold is met", cmdMerge},
+	"publish": {"publish staged changes, or re-sign snapshot and timestamp", cmdPublish},
+	"rotate":  {"add or remove keys of a role or change its threshold (new root version)", cmdRotate},
+	"revoke":  {"remove a compromised key from every role that lists it (new root version)", cmdRevoke},
+	"inspect": {"print roles, keys, thresholds, expiries, releases and deltas as tables", cmdInspect},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: release COMMAND [flags] [args]
+
+release is the offline side of an otaseal update repository: keys,
+releases, deltas, k-of-n signing ceremonies, key rotation.
+
+commands:
+`)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprint(w, `
+Run "release COMMAND --help" for a command's flags.
+Exit status: 0 success, 1 the operation failed, 2 usage error.
+`)
+}
+
+// run is the whole program; tests call it in-process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(stderr, "release: internal error: %v\n", p)
+			code = 1
+		}
+	}()
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "release: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	err := cmd.run(ctx, &env{stdout: stdout, stderr: stderr}, args[1:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "release %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "release %s: %v\n", args[0], err)
+		return 1
+	}
+}
