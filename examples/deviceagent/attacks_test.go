@@ -14,9 +14,9 @@ import (
 // The attack table of DESIGN.md, driven against the agent by a malicious
 // server or mirror on 127.0.0.1. Each attack is refused with its error and
 // leaves the device as it was: same installed image, same floor, nothing
-// pending, the active slot untouched. (Fast-forward recovery and key
-// compromise below the threshold need key rotations and k-of-n roles;
-// package verify's tests drive those against the same client.)
+// pending, the active slot untouched. Fast-forward recovery and key
+// compromise below the threshold need key rotations: keys_test.go. Power
+// loss: crash_test.go.
 func TestAttackTable(t *testing.T) {
 	tamperTargets := func(match string) func(string, []byte) []byte {
 		return func(p string, b []byte) []byte {
