@@ -109,10 +109,10 @@ func Diff(old, new []byte) (*Delta, error) {
 }
 
 // scanChunk and maxScanChunks set how new is split for the parallel scan:
-// chunks of at least 1 MiB, at most 64 of them: enough for the CPUs to
+// chunks of at least 2 MiB, at most 64 of them: enough for the CPUs to
 // finish together, few enough that the boundaries cost little.
 const (
-	scanChunk     = 1 << 20
+	scanChunk     = 2 << 20
 	maxScanChunks = 64
 )
 
