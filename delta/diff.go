@@ -110,11 +110,12 @@ func Diff(old, new []byte) (*Delta, error) {
 
 // scanChunk and maxScanChunks set how new is split for the parallel scan:
 // chunks of at least 2 MiB, at most 64 of them: enough for the CPUs to
-// finish together, few enough that the boundaries cost little.
-const (
-	scanChunk     = 2 << 20
-	maxScanChunks = 64
-)
+// finish together, few enough that the boundaries cost little (1 MiB
+// chunks cost 1.2% of patch size on a 28 MB pair). scanChunk is a variable
+// only so that tests can exercise many chunks on small inputs.
+var scanChunk = 2 << 20
+
+const maxScanChunks = 64
 
 // matcher finds longest matches of byte strings in old through its suffix
 // array.
