@@ -15,20 +15,20 @@ import (
 
 func bz2Inputs() map[string][]byte {
 	rng := newRand(41)
-	sparse := make([]byte, 3<<20)
+	sparse := make([]byte, 1<<20)
 	for i := 0; i < len(sparse); i += 1 + rng.IntN(80) {
 		sparse[i] = byte(rng.IntN(5))
 	}
 	return map[string][]byte{
-		"empty":           nil,
-		"one byte":        {7},
-		"runs of 3 4 5":   []byte("aaabbbbccccc"),
-		"run of 255":      bytes.Repeat([]byte{9}, 255),
-		"run of 256":      bytes.Repeat([]byte{9}, 256),
-		"zeros 5MiB":      make([]byte, 5<<20),
-		"random":          randomBytes(rng, 300<<10),
-		"structured":      structured(rng, 2<<20),
-		"sparse diff 3MB": sparse,
+		"empty":               nil,
+		"one byte":            {7},
+		"runs of 3 4 5":       []byte("aaabbbbccccc"),
+		"run of 255":          bytes.Repeat([]byte{9}, 255),
+		"run of 256":          bytes.Repeat([]byte{9}, 256),
+		"zeros 2MiB":          make([]byte, 2<<20),
+		"random":              randomBytes(rng, 300<<10),
+		"structured 3 blocks": structured(rng, 2<<20),
+		"sparse diff 1MB":     sparse,
 		"all bytes": func() []byte {
 			b := make([]byte, 256*3)
 			for i := range b {

@@ -152,3 +152,31 @@ func TestRoundTripRandomEdits(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkBoundaryKeepsAlignment: a replaced region followed by aligned
+// data up to a scan-chunk boundary must cost the replaced bytes as extra
+// data, not the aligned tail too (the last entry of a chunk has no later
+// entry to recover the alignment).
+func TestChunkBoundaryKeepsAlignment(t *testing.T) {
+	// Small chunks keep this fast under -race, which also checks the
+	// parallel scan of many chunks.
+	defer func(c int) { scanChunk = c }(scanChunk)
+	scanChunk = 64 << 10
+	rng := newRand(51)
+	old := randomBytes(rng, 3*scanChunk)
+	new := bytes.Clone(old)
+	// Replace 60% of the second chunk, leaving a fifth of it aligned
+	// before the boundary.
+	at, n := scanChunk+scanChunk/5, 3*scanChunk/5
+	copy(new[at:at+n], randomBytes(rng, n))
+	d, err := Diff(old, new)
+	require.NoError(t, err)
+	var extra int64
+	for _, o := range d.ops {
+		extra += o.copy
+	}
+	assert.LessOrEqual(t, extra, int64(n+1024), "extra data beyond the replaced region")
+	got, err := apply(old, encode(t, old, new, FormatStream), FormatStream, exactOpts(new))
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(new, got))
+}

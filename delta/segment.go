@@ -209,6 +209,10 @@ func (s *segmentReader) Read(p []byte) (int, error) {
 			s.zeros -= uint64(k)
 		case s.litLeft > 0:
 			k := copy(p[n:n+int(min(s.litLeft, uint64(len(p)-n)))], s.lits)
+			if k == 0 {
+				// Cannot happen after next's checks; never spin.
+				return n, io.ErrUnexpectedEOF
+			}
 			s.lits = s.lits[k:]
 			n += k
 			s.litLeft -= uint64(k)
