@@ -1,0 +1,327 @@
+// Command updateserver is otaseal's online update server. It serves a
+// repository written by the release tool over HTTP and HTTPS, optionally
+// admitting only devices whose client certificate chains to a device CA
+// (mTLS), and keeps the repository's freshness metadata alive: whenever the
+// timestamp (or the snapshot) would expire within --resign-before, it
+// re-signs them with the snapshot and timestamp keys.
+//
+// Usage:
+//
+//	updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM \
+//	    [--http ADDR] [--https ADDR --tls-cert PEM --tls-key PEM [--client-ca PEM]] \
+//	    [--health ADDR] [--resign-before D] [--check-every D] [--log-level L]
+//
+// It serves, read-only:
+//
+//   - /metadata/... and /targets/...: the files of the repository's
+//     "metadata" and "targets" directories. No directory listings, no dot
+//     files (a publish in progress writes ".tmp-*" files), no path that
+//     leaves those directories. Unversioned metadata (timestamp.json,
+//     root.json) is sent with "Cache-Control: no-store" so that no cache
+//     between the server and the devices hides a re-signed timestamp.
+//   - /healthz: 200 and a JSON summary (timestamp version and expiry,
+//     snapshot version) while the repository is fresh; 503 once the
+//     timestamp, snapshot or targets metadata has expired or the last
+//     re-sign check failed.
+//
+// Keys: the server holds only the online keys. It never needs a root or
+// targets key (package sign's Publish with the snapshot and timestamp keys
+// re-signs freshness and cannot change targets), and it refuses to start
+// when the key given as --snapshot-key or --timestamp-key is also listed
+// for the root or targets role, since a stolen server must not be able to
+// forge firmware. New firmware comes from the release tool, which publishes
+// into the same directory; the server opens the repository afresh at every
+// check and so picks it up, and a publish racing with a re-sign is
+// detected by package sign (the loser retries at the next check).
+//
+// With --client-ca, TLS clients must present a certificate that chains to
+// one of the CAs in that file and is valid for client authentication; the
+// handshake fails otherwise. Plain --http would let devices around that,
+// so the two cannot be combined; --health serves only /healthz over plain
+// HTTP, for load balancers that hold no device certificate.
+//
+// SIGINT or SIGTERM shut the server down gracefully: listeners close, and
+// requests in flight (a firmware download included) get --shutdown-timeout
+// to finish.
+//
+// Exit status: 0 after a graceful shutdown, 1 when serving failed or the
+// shutdown timed out, 2 for a usage error, 3 when the repository, a key or
+// the TLS material was refused at start.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/otaseal/otaseal/sign"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+	exitSetup  = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// flags is the parsed command line.
+type flags struct {
+	repo                      string
+	httpAddr, httpsAddr       string
+	healthAddr                string
+	tlsCert, tlsKey, clientCA string
+	snapshotKey, timestampKey string
+	passphraseEnv             string
+	timestampExpiry           time.Duration
+	snapshotExpiry            time.Duration
+	resignBefore, checkEvery  time.Duration
+	shutdownTimeout           time.Duration
+	logLevel, logFormat       string
+}
+
+const usageText = `updateserver serves an otaseal repository and keeps its timestamp fresh.
+
+Usage:
+  updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM [options]
+
+At least one of --http and --https is required. The server holds only the
+snapshot and timestamp keys: it re-signs snapshot.json and timestamp.json
+before they expire and can never change which firmware the repository
+offers. It refuses a key that is also a root or targets key.
+
+Paths served: /metadata/..., /targets/... (the repository's files, read-only)
+and /healthz (200 while fresh, 503 once expired or the last re-sign failed).
+
+With --client-ca, HTTPS clients must present a certificate chaining to that
+CA (mutual TLS); --http is then refused, use --health for health checks.
+
+Exit status: 0 graceful shutdown, 1 serving failed, 2 usage, 3 setup refused.
+
+Options:
+`
+
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("updateserver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&f.repo, "repo", "", "repository storage `directory` written by the release tool (holds metadata/ and targets/)")
+	fs.StringVar(&f.httpAddr, "http", "", "serve plain HTTP on `addr` (host:port)")
+	fs.StringVar(&f.httpsAddr, "https", "", "serve HTTPS on `addr` (host:port); needs --tls-cert and --tls-key")
+	fs.StringVar(&f.healthAddr, "health", "", "serve only /healthz over plain HTTP on `addr`")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "server certificate chain, PEM `file`")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "server private key, PEM `file`")
+	fs.StringVar(&f.clientCA, "client-ca", "", "device CA certificates, PEM `file`: enables mutual TLS, admitting only devices whose certificate chains to one of them")
+	fs.StringVar(&f.snapshotKey, "snapshot-key", "", "snapshot role private key, PEM `file`")
+	fs.StringVar(&f.timestampKey, "timestamp-key", "", "timestamp role private key, PEM `file`")
+	fs.StringVar(&f.passphraseEnv, "passphrase-env", "", "environment `variable` holding the passphrase of encrypted key files")
+	fs.DurationVar(&f.timestampExpiry, "timestamp-expiry", sign.DefaultTimestampExpiry, "validity of each re-signed timestamp")
+	fs.DurationVar(&f.snapshotExpiry, "snapshot-expiry", sign.DefaultSnapshotExpiry, "validity of each re-signed snapshot")
+	fs.DurationVar(&f.resignBefore, "resign-before", 0, "re-sign when the timestamp or snapshot expires within this `duration`; 0 means half of --timestamp-expiry")
+	fs.DurationVar(&f.checkEvery, "check-every", time.Minute, "how often to look at the repository's expiry")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish at shutdown")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug (one line per request), info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case f.repo == "":
+		return nil, errors.New("--repo is required")
+	case f.httpAddr == "" && f.httpsAddr == "":
+		return nil, errors.New("at least one of --http and --https is required")
+	case f.httpsAddr != "" && (f.tlsCert == "" || f.tlsKey == ""):
+		return nil, errors.New("--https needs --tls-cert and --tls-key")
+	case f.httpsAddr == "" && (f.tlsCert != "" || f.tlsKey != "" || f.clientCA != ""):
+		return nil, errors.New("--tls-cert, --tls-key and --client-ca need --https")
+	case f.clientCA != "" && f.httpAddr != "":
+		return nil, errors.New("--client-ca with --http would let devices without a certificate in over plain HTTP; use --health for health checks")
+	case f.snapshotKey == "" || f.timestampKey == "":
+		return nil, errors.New("--snapshot-key and --timestamp-key are required")
+	case f.timestampExpiry <= 0 || f.snapshotExpiry <= 0:
+		return nil, errors.New("expiry durations must be positive")
+	}
+	if f.resignBefore == 0 {
+		f.resignBefore = f.timestampExpiry / 2
+	}
+	if err := checkTiming(f.timestampExpiry, f.snapshotExpiry, f.resignBefore, f.checkEvery); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// checkTiming refuses settings under which the repository could expire
+// between two checks or be re-signed at every check.
+func checkTiming(tsExpiry, snapExpiry, resignBefore, checkEvery time.Duration) error {
+	switch {
+	case resignBefore <= 0 || resignBefore >= tsExpiry:
+		return fmt.Errorf("--resign-before %v must be positive and below --timestamp-expiry %v (else every check re-signs)", resignBefore, tsExpiry)
+	case resignBefore > snapExpiry/2:
+		// sign's Publish renews the snapshot only within half its expiry.
+		return fmt.Errorf("--resign-before %v must be at most half of --snapshot-expiry %v", resignBefore, snapExpiry)
+	case checkEvery <= 0 || checkEvery >= resignBefore:
+		return fmt.Errorf("--check-every %v must be positive and below --resign-before %v (else the timestamp can expire between checks)", checkEvery, resignBefore)
+	}
+	return nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// run is the whole program; it returns the exit status. Logs go to stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "updateserver: %v\nRun updateserver --help for usage.\n", err)
+		return exitUsage
+	}
+	log, err := newLogger(f.logLevel, f.logFormat, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "updateserver: %v\n", err)
+		return exitUsage
+	}
+
+	var pass sign.PassphraseFunc
+	if f.passphraseEnv != "" {
+		pass = sign.PassphraseFromEnv(f.passphraseEnv)
+	}
+	var signers []*sign.Signer
+	for _, k := range []struct{ role, path string }{{"snapshot", f.snapshotKey}, {"timestamp", f.timestampKey}} {
+		s, err := sign.LoadPEMSignerFile(ctx, k.path, pass)
+		if err != nil {
+			log.Error("loading key refused", "role", k.role, "file", k.path, "err", err)
+			return exitSetup
+		}
+		signers = append(signers, s)
+	}
+	srv, err := newServer(ctx, config{
+		Dir:             f.repo,
+		SnapshotKey:     signers[0],
+		TimestampKey:    signers[1],
+		TimestampExpiry: f.timestampExpiry,
+		SnapshotExpiry:  f.snapshotExpiry,
+		ResignBefore:    f.resignBefore,
+		CheckEvery:      f.checkEvery,
+		Log:             log,
+	})
+	if err != nil {
+		log.Error("repository refused", "dir", f.repo, "err", err)
+		return exitSetup
+	}
+	defer srv.close()
+
+	var tlsConf *tls.Config
+	if f.httpsAddr != "" {
+		if tlsConf, err = loadTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
+			log.Error("TLS material refused", "err", err)
+			return exitSetup
+		}
+	}
+	var eps []endpoint
+	listen := func(addr string, kind endpointKind, conf *tls.Config) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		eps = append(eps, endpoint{ln: ln, kind: kind, tls: conf})
+		return nil
+	}
+	for _, l := range []struct {
+		addr string
+		kind endpointKind
+		conf *tls.Config
+	}{{f.httpAddr, serveAll, nil}, {f.httpsAddr, serveAll, tlsConf}, {f.healthAddr, serveHealth, nil}} {
+		if l.addr == "" {
+			continue
+		}
+		if err := listen(l.addr, l.kind, l.conf); err != nil {
+			for _, ep := range eps {
+				ep.ln.Close()
+			}
+			log.Error("listen failed", "addr", l.addr, "err", err)
+			return exitFailed
+		}
+	}
+	if err := srv.serve(ctx, eps, f.shutdownTimeout); err != nil {
+		log.Error("server stopped with an error", "err", err)
+		return exitFailed
+	}
+	log.Info("shut down")
+	return exitOK
+}
+
+// loadTLS builds the HTTPS configuration; with caFile set, a client
+// certificate chaining to one of its CAs is required.
+func loadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if caFile == "" {
+		return conf, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("client CA: no PEM certificate in %s", caFile)
+	}
+	conf.ClientCAs = pool
+	conf.ClientAuth = tls.RequireAndVerifyClientCert
+	return conf, nil
+}
+
+// deviceOf names the device behind a mutual-TLS connection for the logs.
+func deviceOf(cs *tls.ConnectionState) string {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	c := cs.PeerCertificates[0]
+	if c.Subject.CommonName != "" {
+		return c.Subject.CommonName
+	}
+	return strings.ToLower(c.SerialNumber.Text(16))
+}
