@@ -84,6 +84,12 @@ type testRepo struct {
 // bytes at t0, its timestamp valid for tsExpiry.
 func newRepo(t testing.TB, imageSize int, tsExpiry time.Duration) *testRepo {
 	t.Helper()
+	return newRepoAt(t, t0, imageSize, tsExpiry)
+}
+
+// newRepoAt is newRepo published at now.
+func newRepoAt(t testing.TB, now time.Time, imageSize int, tsExpiry time.Duration) *testRepo {
+	t.Helper()
 	ctx := context.Background()
 	rootKey, targetsKey := loadKey(t, rootKeyFile), loadKey(t, targetsKeyFile)
 	snapKey, tsKey := loadKey(t, snapshotKeyFile), loadKey(t, timestampKeyFile)
@@ -91,7 +97,7 @@ func newRepo(t testing.TB, imageSize int, tsExpiry time.Duration) *testRepo {
 	root, err := sign.NewRoot(sign.RootSpec{Roles: map[string]sign.RoleKeys{
 		manifest.RoleRoot: one(rootKey), manifest.RoleTargets: one(targetsKey),
 		manifest.RoleSnapshot: one(snapKey), manifest.RoleTimestamp: one(tsKey),
-	}}, t0.Add(sign.DefaultRootExpiry))
+	}}, now.Add(sign.DefaultRootExpiry))
 	require.NoError(t, err)
 	policy, err := sign.PolicyFromRoot(&root.Signed)
 	require.NoError(t, err)
@@ -104,7 +110,7 @@ func newRepo(t testing.TB, imageSize int, tsExpiry time.Duration) *testRepo {
 	require.NoError(t, err)
 	store, err := sign.NewDirStorage(r.dir)
 	require.NoError(t, err)
-	repo, err := sign.Create(ctx, store, root, sign.Options{Now: func() time.Time { return t0 }, TimestampExpiry: tsExpiry, TempDir: t.TempDir()})
+	repo, err := sign.Create(ctx, store, root, sign.Options{Now: func() time.Time { return now }, TimestampExpiry: tsExpiry, TempDir: t.TempDir()})
 	require.NoError(t, err)
 	defer repo.Close()
 	fw := manifest.Firmware{Version: manifest.MustParseVersion("2.4.1"), SecurityVersion: 7, HardwareIDs: []string{hardwareID}}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otaseal/otaseal/manifest"
+	"github.com/otaseal/otaseal/verify"
+)
+
+// child is the program built and run as its own process, so that its
+// peak RSS is its own.
+type child struct {
+	cmd  *exec.Cmd
+	addr string
+	logs *strings.Builder
+	mu   *sync.Mutex
+	eof  chan struct{}
+}
+
+// startChild builds the program and starts it with args plus a JSON log,
+// and waits until it listens.
+func startChild(t *testing.T, args ...string) *child {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "updateserver")
+	build := exec.Command(goTool, "build", "-o", bin, ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	c := &child{logs: &strings.Builder{}, mu: &sync.Mutex{}, eof: make(chan struct{})}
+	c.cmd = exec.Command(bin, append([]string{"--log-format", "json"}, args...)...)
+	stderr, err := c.cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, c.cmd.Start())
+	t.Cleanup(func() {
+		if c.cmd.ProcessState == nil {
+			c.cmd.Process.Kill()
+			c.cmd.Wait()
+		}
+	})
+	addrc := make(chan string, 1)
+	go func() {
+		defer close(c.eof)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			c.mu.Lock()
+			c.logs.WriteString(line + "\n")
+			c.mu.Unlock()
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
+				select {
+				case addrc <- rec.Addr:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case c.addr = <-addrc:
+	case <-c.eof:
+		t.Fatalf("server exited before listening:\n%s", c.log())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("server did not listen:\n%s", c.log())
+	}
+	return c
+}
+
+func (c *child) log() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.logs.String()
+}
+
+// stop sends SIGTERM and returns the exit status and peak RSS in KiB.
+func (c *child) stop(t *testing.T) (int, int64) {
+	t.Helper()
+	require.NoError(t, c.cmd.Process.Signal(syscall.SIGTERM))
+	<-c.eof
+	err := c.cmd.Wait()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	require.True(t, ok)
+	return c.cmd.ProcessState.ExitCode(), ru.Maxrss // KiB on Linux
+}
+
+// TestLoad: 500 device agents, each with its own verify client and trust
+// store, refresh concurrently against one server process; none may fail.
+// It reports the requests per second and the server's peak RSS.
+func TestLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test skipped with -short")
+	}
+	const agents = 500
+	rounds := 3
+	if raceEnabled {
+		rounds = 1
+	}
+	repo := newRepoAt(t, time.Now(), 256<<10, time.Hour)
+	c := startChild(t, "--repo", repo.dir, "--http", "127.0.0.1:0",
+		"--snapshot-key", snapshotKeyFile, "--timestamp-key", timestampKeyFile,
+		"--timestamp-expiry", "1h", "--check-every", "1s")
+	baseURL := "http://" + c.addr
+
+	// One connection per agent, as 500 devices would have.
+	transport := &http.Transport{MaxIdleConnsPerHost: agents, MaxConnsPerHost: agents, IdleConnTimeout: time.Minute}
+	defer transport.CloseIdleConnections()
+	hc := &http.Client{Transport: transport, Timeout: 60 * time.Second}
+	var requests atomic.Int64
+	fetcher := &verify.HTTPFetcher{Client: hc, Retries: -1}
+	counting := verify.FetcherFunc(func(ctx context.Context, url string, max int64) (io.ReadCloser, error) {
+		requests.Add(1)
+		return fetcher.Fetch(ctx, url, max)
+	})
+
+	ctx := context.Background()
+	clients := make([]*verify.Client, agents)
+	for i := range clients {
+		store := verify.DirStore{Dir: t.TempDir()}
+		require.NoError(t, verify.Bootstrap(ctx, store, repo.rootJSON, manifest.Limits{}))
+		var err error
+		clients[i], err = verify.New(ctx, verify.Config{
+			MetadataURL: baseURL + "/metadata/", TargetsURL: baseURL + "/targets/",
+			Fetcher: counting, Store: store, Clock: verify.SystemClock{},
+		})
+		require.NoError(t, err)
+	}
+
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int64
+		first  sync.Once
+		gate   = make(chan struct{})
+	)
+	for _, client := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			for range rounds {
+				if err := client.Refresh(ctx); err != nil {
+					failed.Add(1)
+					first.Do(func() { t.Errorf("refresh: %v", err) })
+					return
+				}
+			}
+			if _, _, err := client.FindTarget(ctx, firmwarePath); err != nil {
+				failed.Add(1)
+				first.Do(func() { t.Errorf("find target: %v", err) })
+			}
+		}()
+	}
+	begin := time.Now()
+	close(gate)
+	wg.Wait()
+	elapsed := time.Since(begin)
+	transport.CloseIdleConnections()
+
+	code, maxRSS := c.stop(t)
+	assert.Zero(t, failed.Load(), "agents failed")
+	assert.Equal(t, exitOK, code, "exit status after SIGTERM; log:\n%s", c.log())
+	assert.Contains(t, c.log(), `"msg":"shut down"`)
+	n := requests.Load()
+	t.Logf("%d agents x %d refreshes: %d requests in %v = %.0f requests/s (race detector: %v); server peak RSS %.1f MiB",
+		agents, rounds, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), raceEnabled, float64(maxRSS)/1024)
+}
