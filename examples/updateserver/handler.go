@@ -44,7 +44,7 @@ func (s *server) route(w http.ResponseWriter, r *http.Request) {
 		s.health(w, r)
 	case strings.HasPrefix(p, "/metadata/"):
 		s.serveFile(w, r, s.metaRoot, strings.TrimPrefix(p, "/metadata/"), true)
-	case strings.HasPrefix(p, "/targets/") && s.targetsRoot != nil:
+	case strings.HasPrefix(p, "/targets/"):
 		s.serveFile(w, r, s.targetsRoot, strings.TrimPrefix(p, "/targets/"), false)
 	default:
 		http.NotFound(w, r)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -103,13 +102,15 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	if s.metaRoot, err = os.OpenRoot(filepath.Join(cfg.Dir, sign.MetadataDir)); err != nil {
 		return nil, err
 	}
-	if s.targetsRoot, err = os.OpenRoot(filepath.Join(cfg.Dir, sign.TargetsDir)); err != nil {
-		// A repository without targets yet is still served.
-		if !errors.Is(err, fs.ErrNotExist) {
-			s.metaRoot.Close()
-			return nil, err
-		}
-		s.targetsRoot = nil
+	// A repository without firmware yet has no targets directory; make it,
+	// so that the first release's files are served without a restart.
+	targetsDir := filepath.Join(cfg.Dir, sign.TargetsDir)
+	if err = os.MkdirAll(targetsDir, 0o755); err == nil {
+		s.targetsRoot, err = os.OpenRoot(targetsDir)
+	}
+	if err != nil {
+		s.metaRoot.Close()
+		return nil, err
 	}
 	// A failure here is reported by /healthz and retried by the loop.
 	s.check(ctx)
@@ -146,9 +147,7 @@ func (s *server) signOptions() sign.Options {
 
 func (s *server) close() {
 	s.metaRoot.Close()
-	if s.targetsRoot != nil {
-		s.targetsRoot.Close()
-	}
+	s.targetsRoot.Close()
 }
 
 // endpointKind says what a listener serves.

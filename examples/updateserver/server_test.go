@@ -397,3 +397,29 @@ func TestCheckKeysRefusesSharedOfflineKey(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "also a targets key")
 }
+
+// A download that outlives --shutdown-timeout is cut, and serve says so.
+func TestShutdownTimeout(t *testing.T) {
+	const size = 32 << 20
+	repo := newRepo(t, size, time.Hour)
+	c := newClock(t0.Add(time.Minute))
+	srv, err := newServer(context.Background(), testConfig(t, repo, c))
+	require.NoError(t, err)
+	defer srv.close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.serve(ctx, []endpoint{{ln: ln, kind: serveAll}}, 200*time.Millisecond) }()
+	sum := sha256.Sum256(repo.image)
+	resp, err := http.Get(fmt.Sprintf("http://%s/targets/%s/2.4.1/%x.firmware.bin", ln.Addr(), hardwareID, sum))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	cancel() // the device never reads on
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not give up after the shutdown timeout")
+	}
+}
