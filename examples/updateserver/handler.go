@@ -146,6 +146,7 @@ type healthReport struct {
 	SnapshotVersion  int64     `json:"snapshot_version"`
 	SnapshotExpires  time.Time `json:"snapshot_expires"`
 	TargetsExpires   time.Time `json:"targets_expires"`
+	RootExpires      time.Time `json:"root_expires"`
 	LastCheck        time.Time `json:"last_check"`
 	LastResign       time.Time `json:"last_resign,omitzero"`
 }
@@ -165,6 +166,7 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 		SnapshotVersion:  st.snapshotVersion,
 		SnapshotExpires:  st.snapshotExpires,
 		TargetsExpires:   st.targetsExpires,
+		RootExpires:      st.rootExpires,
 		LastCheck:        st.checked,
 		LastResign:       st.lastResign,
 	}
@@ -174,13 +176,18 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	for _, e := range []struct {
 		what    string
 		expires time.Time
-	}{{"timestamp", st.timestampExpires}, {"snapshot", st.snapshotExpires}, {"targets", st.targetsExpires}} {
+	}{{"timestamp", st.timestampExpires}, {"snapshot", st.snapshotExpires}, {"targets", st.targetsExpires}, {"root", st.rootExpires}} {
 		if !e.expires.IsZero() && !now.Before(e.expires) {
 			rep.Problems = append(rep.Problems, e.what+" metadata has expired")
 		}
 	}
 	if st.timestampExpires.IsZero() {
 		rep.Problems = append(rep.Problems, "no timestamp loaded yet")
+	}
+	if !st.checked.IsZero() && now.Sub(st.checked) > 3*s.cfg.CheckEvery {
+		// A check stuck on storage would otherwise look healthy until
+		// the timestamp expired.
+		rep.Problems = append(rep.Problems, "re-sign checks have stalled")
 	}
 	code := http.StatusOK
 	if len(rep.Problems) > 0 {

@@ -20,9 +20,11 @@
 //     root.json) is sent with "Cache-Control: no-store" so that no cache
 //     between the server and the devices hides a re-signed timestamp.
 //   - /healthz: 200 and a JSON summary (timestamp version and expiry,
-//     snapshot version) while the repository is fresh; 503 once the
-//     timestamp, snapshot or targets metadata has expired or the last
-//     re-sign check failed.
+//     snapshot version, every top-level role's expiry) while devices can
+//     refresh; 503 once the timestamp, snapshot, targets or root metadata
+//     has expired, the last re-sign check failed, or checks have stalled
+//     (none for three --check-every periods). The reason is given; the
+//     error itself stays in the log.
 //
 // Keys: the server holds only the online keys. It never needs a root or
 // targets key (package sign's Publish with the snapshot and timestamp keys
@@ -78,6 +80,12 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal starts the graceful shutdown, a second
+		// one kills the process at once, as operators expect.
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

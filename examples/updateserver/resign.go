@@ -82,6 +82,9 @@ func (s *server) checkLocked(ctx context.Context) error {
 			s.log.Warn("targets metadata expires soon; publish a release with the targets key", "expires", targetsExpires)
 		}
 	}
+	if rootExpires := repo.Root().Signed.Expires; !rootExpires.After(deadline) {
+		s.log.Warn("root metadata expires soon; the root key holders must sign a new root", "expires", rootExpires)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.status.checked, s.status.err = now, nil
@@ -90,6 +93,7 @@ func (s *server) checkLocked(ctx context.Context) error {
 	s.status.snapshotVersion = ts.Signed.Meta["snapshot.json"].Version
 	s.status.snapshotExpires = snapExpires
 	s.status.targetsExpires = targetsExpires
+	s.status.rootExpires = repo.Root().Signed.Expires
 	if resigned {
 		s.status.lastResign = now
 	}

@@ -61,6 +61,7 @@ type freshness struct {
 	snapshotVersion  int64
 	snapshotExpires  time.Time
 	targetsExpires   time.Time
+	rootExpires      time.Time
 	lastResign       time.Time
 }
 

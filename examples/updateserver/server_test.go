@@ -191,6 +191,7 @@ func TestHealthz(t *testing.T) {
 	code, h = getHealth(t, r.healthURL)
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.Contains(t, h.Problems, "timestamp metadata has expired")
+	assert.Contains(t, h.Problems, "re-sign checks have stalled")
 
 	// Fixed: the next check re-signs and the server is healthy again.
 	store.fail = make(chan struct{})
