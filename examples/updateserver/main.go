@@ -26,7 +26,11 @@
 //     (none for three --check-every periods). The reason is given; the
 //     error itself stays in the log.
 //
-// Keys: the server holds only the online keys. It never needs a root or
+// Keys: PEM files (--snapshot-key, --timestamp-key; --passphrase-env for
+// encrypted ones) or key pairs in a PKCS#11 token (--pkcs11-module,
+// --pkcs11-token, --pkcs11-pin-env, --snapshot-key-label,
+// --timestamp-key-label), whose private keys never leave the HSM. The
+// server holds only the online keys. It never needs a root or
 // targets key (package sign's Publish with the snapshot and timestamp keys
 // re-signs freshness and cannot change targets), and it refuses to start
 // when the key given as --snapshot-key or --timestamp-key is also listed
@@ -99,17 +103,22 @@ type flags struct {
 	tlsCert, tlsKey, clientCA string
 	snapshotKey, timestampKey string
 	passphraseEnv             string
-	timestampExpiry           time.Duration
-	snapshotExpiry            time.Duration
-	resignBefore, checkEvery  time.Duration
-	shutdownTimeout           time.Duration
-	logLevel, logFormat       string
+	// PKCS#11: keys by label in one token instead of PEM files.
+	pkcs11Module, pkcs11Token, pkcs11PINEnv string
+	snapshotLabel, timestampLabel           string
+	timestampExpiry                         time.Duration
+	snapshotExpiry                          time.Duration
+	resignBefore, checkEvery                time.Duration
+	shutdownTimeout                         time.Duration
+	logLevel, logFormat                     string
 }
 
 const usageText = `updateserver serves an otaseal repository and keeps its timestamp fresh.
 
 Usage:
   updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM [options]
+  updateserver --repo DIR --pkcs11-module LIB --pkcs11-token LABEL --pkcs11-pin-env VAR \
+      --snapshot-key-label LABEL --timestamp-key-label LABEL [options]
 
 At least one of --http and --https is required. The server holds only the
 snapshot and timestamp keys: it re-signs snapshot.json and timestamp.json
@@ -145,6 +154,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.snapshotKey, "snapshot-key", "", "snapshot role private key, PEM `file`")
 	fs.StringVar(&f.timestampKey, "timestamp-key", "", "timestamp role private key, PEM `file`")
 	fs.StringVar(&f.passphraseEnv, "passphrase-env", "", "environment `variable` holding the passphrase of encrypted key files")
+	fs.StringVar(&f.pkcs11Module, "pkcs11-module", "", "PKCS#11 `library` of the HSM holding the keys (instead of PEM files)")
+	fs.StringVar(&f.pkcs11Token, "pkcs11-token", "", "PKCS#11 token `label`")
+	fs.StringVar(&f.pkcs11PINEnv, "pkcs11-pin-env", "", "environment `variable` holding the token's user PIN")
+	fs.StringVar(&f.snapshotLabel, "snapshot-key-label", "", "`label` of the snapshot key pair in the PKCS#11 token")
+	fs.StringVar(&f.timestampLabel, "timestamp-key-label", "", "`label` of the timestamp key pair in the PKCS#11 token")
 	fs.DurationVar(&f.timestampExpiry, "timestamp-expiry", sign.DefaultTimestampExpiry, "validity of each re-signed timestamp")
 	fs.DurationVar(&f.snapshotExpiry, "snapshot-expiry", sign.DefaultSnapshotExpiry, "validity of each re-signed snapshot")
 	fs.DurationVar(&f.resignBefore, "resign-before", 0, "re-sign when the timestamp or snapshot expires within this `duration`; 0 means half of --timestamp-expiry")
@@ -169,8 +183,14 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, errors.New("--tls-cert, --tls-key and --client-ca need --https")
 	case f.clientCA != "" && f.httpAddr != "":
 		return nil, errors.New("--client-ca with --http would let devices without a certificate in over plain HTTP; use --health for health checks")
-	case f.snapshotKey == "" || f.timestampKey == "":
+	case f.pkcs11Module == "" && (f.snapshotKey == "" || f.timestampKey == ""):
 		return nil, errors.New("--snapshot-key and --timestamp-key are required")
+	case f.pkcs11Module == "" && (f.snapshotLabel != "" || f.timestampLabel != ""):
+		return nil, errors.New("--snapshot-key-label and --timestamp-key-label need --pkcs11-module")
+	case f.pkcs11Module != "" && (f.snapshotKey != "" || f.timestampKey != ""):
+		return nil, errors.New("with --pkcs11-module, name the keys with --snapshot-key-label and --timestamp-key-label")
+	case f.pkcs11Module != "" && (f.pkcs11Token == "" || f.pkcs11PINEnv == "" || f.snapshotLabel == "" || f.timestampLabel == ""):
+		return nil, errors.New("--pkcs11-module needs --pkcs11-token, --pkcs11-pin-env, --snapshot-key-label and --timestamp-key-label")
 	case f.timestampExpiry <= 0 || f.snapshotExpiry <= 0:
 		return nil, errors.New("expiry durations must be positive")
 	}
@@ -229,19 +249,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	var pass sign.PassphraseFunc
-	if f.passphraseEnv != "" {
-		pass = sign.PassphraseFromEnv(f.passphraseEnv)
+	signers, closeKeys, err := loadKeys(ctx, f)
+	if err != nil {
+		log.Error("loading keys refused", "err", err)
+		return exitSetup
 	}
-	var signers []*sign.Signer
-	for _, k := range []struct{ role, path string }{{"snapshot", f.snapshotKey}, {"timestamp", f.timestampKey}} {
-		s, err := sign.LoadPEMSignerFile(ctx, k.path, pass)
-		if err != nil {
-			log.Error("loading key refused", "role", k.role, "file", k.path, "err", err)
-			return exitSetup
-		}
-		signers = append(signers, s)
-	}
+	defer closeKeys()
 	srv, err := newServer(ctx, config{
 		Dir:             f.repo,
 		SnapshotKey:     signers[0],
@@ -296,6 +309,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("shut down")
 	return exitOK
+}
+
+// loadKeys returns the snapshot and timestamp signers, from PEM files or a
+// PKCS#11 token, and a function that ends the token sessions.
+func loadKeys(ctx context.Context, f *flags) ([]*sign.Signer, func(), error) {
+	if f.pkcs11Module != "" {
+		var signers []*sign.Signer
+		var opened []*sign.PKCS11Signer
+		closeAll := func() {
+			for _, p := range opened {
+				p.Close()
+			}
+		}
+		for _, k := range []struct{ role, label string }{{"snapshot", f.snapshotLabel}, {"timestamp", f.timestampLabel}} {
+			p, err := sign.OpenPKCS11(ctx, sign.PKCS11Config{ModulePath: f.pkcs11Module, TokenLabel: f.pkcs11Token, KeyLabel: k.label, PINEnv: f.pkcs11PINEnv})
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("%s key %q: %w", k.role, k.label, err)
+			}
+			opened = append(opened, p)
+			signers = append(signers, p.Signer)
+		}
+		return signers, closeAll, nil
+	}
+	var pass sign.PassphraseFunc
+	if f.passphraseEnv != "" {
+		pass = sign.PassphraseFromEnv(f.passphraseEnv)
+	}
+	var signers []*sign.Signer
+	for _, k := range []struct{ role, path string }{{"snapshot", f.snapshotKey}, {"timestamp", f.timestampKey}} {
+		s, err := sign.LoadPEMSignerFile(ctx, k.path, pass)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s key %s: %w", k.role, k.path, err)
+		}
+		signers = append(signers, s)
+	}
+	return signers, func() {}, nil
 }
 
 // loadTLS builds the HTTPS configuration; with caFile set, a client
