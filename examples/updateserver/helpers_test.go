@@ -90,9 +90,14 @@ func newRepo(t testing.TB, imageSize int, tsExpiry time.Duration) *testRepo {
 // newRepoAt is newRepo published at now.
 func newRepoAt(t testing.TB, now time.Time, imageSize int, tsExpiry time.Duration) *testRepo {
 	t.Helper()
+	return newRepoWith(t, now, imageSize, tsExpiry, loadKey(t, snapshotKeyFile), loadKey(t, timestampKeyFile))
+}
+
+// newRepoWith is newRepoAt with the given online keys.
+func newRepoWith(t testing.TB, now time.Time, imageSize int, tsExpiry time.Duration, snapKey, tsKey *sign.Signer) *testRepo {
+	t.Helper()
 	ctx := context.Background()
 	rootKey, targetsKey := loadKey(t, rootKeyFile), loadKey(t, targetsKeyFile)
-	snapKey, tsKey := loadKey(t, snapshotKeyFile), loadKey(t, timestampKeyFile)
 	one := func(s *sign.Signer) sign.RoleKeys { return sign.RoleKeys{Threshold: 1, Keys: []*manifest.Key{s.Key()}} }
 	root, err := sign.NewRoot(sign.RootSpec{Roles: map[string]sign.RoleKeys{
 		manifest.RoleRoot: one(rootKey), manifest.RoleTargets: one(targetsKey),

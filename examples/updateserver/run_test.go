@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // syncBuffer collects the logs of a run in progress.
@@ -54,44 +53,56 @@ func (b *syncBuffer) listening() map[string]string {
 	return out
 }
 
+// inProcess is run() going on in a goroutine.
+type inProcess struct {
+	stderr *syncBuffer
+	addrs  map[string]string // "http", "https", "health" -> host:port
+}
+
+// startRun runs the program with args (plus a JSON log) until the test
+// ends, when it must exit 0; it returns once want listeners are up.
+func startRun(t *testing.T, want int, args ...string) *inProcess {
+	t.Helper()
+	p := &inProcess{stderr: &syncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, append([]string{"--log-format", "json"}, args...), io.Discard, p.stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			assert.Equal(t, exitOK, code, "log:\n%s", p.stderr.String())
+		case <-time.After(10 * time.Second):
+			t.Error("run did not return")
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if p.addrs = p.stderr.listening(); len(p.addrs) == want {
+			return p
+		}
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("run exited with %d:\n%s", code, p.stderr.String())
+		default:
+		}
+	}
+	t.Fatalf("run did not listen:\n%s", p.stderr.String())
+	return nil
+}
+
 // The whole program in-process, configured by flags: HTTPS with mutual
 // TLS and a health listener, stopped as by SIGTERM.
 func TestRunMutualTLS(t *testing.T) {
 	repo := newRepoAt(t, time.Now(), 8<<10, time.Hour)
 	deviceCA := newCA(t, "acme device CA")
 	files := writeTLS(t, deviceCA)
-	var stderr syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{
-			"--repo", repo.dir, "--https", "127.0.0.1:0", "--health", "127.0.0.1:0",
-			"--tls-cert", files.cert, "--tls-key", files.key, "--client-ca", files.clientCA,
-			"--snapshot-key", snapshotKeyFile, "--timestamp-key", timestampKeyFile,
-			"--timestamp-expiry", "1h", "--log-format", "json", "--log-level", "debug",
-		}, io.Discard, &stderr)
-	}()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			assert.Equal(t, exitOK, code, "log:\n%s", stderr.String())
-		case <-time.After(10 * time.Second):
-			t.Error("run did not return")
-		}
-	}()
-	var addrs map[string]string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if addrs = stderr.listening(); len(addrs) == 2 {
-			break
-		}
-		select {
-		case code := <-done:
-			t.Fatalf("run exited with %d:\n%s", code, stderr.String())
-		default:
-		}
-	}
-	require.Len(t, addrs, 2, "log:\n%s", stderr.String())
+	p := startRun(t, 2,
+		"--repo", repo.dir, "--https", "127.0.0.1:0", "--health", "127.0.0.1:0",
+		"--tls-cert", files.cert, "--tls-key", files.key, "--client-ca", files.clientCA,
+		"--snapshot-key", snapshotKeyFile, "--timestamp-key", timestampKeyFile,
+		"--timestamp-expiry", "1h", "--log-level", "debug")
+	addrs, stderr := p.addrs, p.stderr
 
 	code, h := getHealth(t, fmt.Sprintf("http://%s/healthz", addrs["health"]))
 	assert.Equal(t, http.StatusOK, code)
