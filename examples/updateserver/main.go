@@ -249,6 +249,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
+	var tlsConf *tls.Config
+	if f.httpsAddr != "" {
+		if tlsConf, err = loadTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
+			log.Error("TLS material refused", "err", err)
+			return exitSetup
+		}
+	}
 	signers, closeKeys, err := loadKeys(ctx, f)
 	if err != nil {
 		log.Error("loading keys refused", "err", err)
@@ -271,13 +278,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer srv.close()
 
-	var tlsConf *tls.Config
-	if f.httpsAddr != "" {
-		if tlsConf, err = loadTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
-			log.Error("TLS material refused", "err", err)
-			return exitSetup
-		}
-	}
 	var eps []endpoint
 	listen := func(addr string, kind endpointKind, conf *tls.Config) error {
 		ln, err := net.Listen("tcp", addr)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -52,4 +53,57 @@ func TestReleaseWhileServing(t *testing.T) {
 	var got bytes.Buffer
 	require.NoError(t, client.Download(ctx, newPath, tf, &got))
 	assert.Equal(t, image, got.Bytes())
+}
+
+// racingStore runs a release the moment the server's Publish re-reads
+// timestamp.json to check that nobody published since its Open.
+type racingStore struct {
+	sign.Storage
+	reads   int
+	release func()
+}
+
+func (r *racingStore) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	if name == sign.MetadataDir+"/timestamp.json" {
+		if r.reads++; r.reads == 2 && r.release != nil {
+			r.release()
+		}
+	}
+	return r.Storage.Get(ctx, name)
+}
+
+// A release landing in the middle of a re-sign is a conflict that package
+// sign detects; the server checks again at once and builds on the release.
+func TestResignConflictRetried(t *testing.T) {
+	repo := newRepo(t, 1<<10, time.Hour)
+	c := newClock(t0.Add(time.Minute))
+	cfg := testConfig(t, repo, c)
+	dirStore, err := sign.NewDirStorage(repo.dir)
+	require.NoError(t, err)
+	store := &racingStore{Storage: dirStore}
+	cfg.Store = store
+	r := start(t, cfg, nil)
+	ctx := context.Background()
+
+	store.reads = 0
+	store.release = func() {
+		rel, err := sign.Open(ctx, dirStore, sign.Options{Now: c.Now, TimestampExpiry: time.Hour, TempDir: t.TempDir()})
+		require.NoError(t, err)
+		defer rel.Close()
+		fw := manifest.Firmware{Version: manifest.MustParseVersion("2.5.0"), SecurityVersion: 8, HardwareIDs: []string{hardwareID}}
+		require.NoError(t, rel.AddFirmware(ctx, "acme-gw-r2/2.5.0/firmware.bin", bytes.NewReader([]byte("new image")), fw))
+		require.NoError(t, rel.Publish(ctx, []*sign.Signer{loadKey(t, targetsKeyFile), loadKey(t, snapshotKeyFile), loadKey(t, timestampKeyFile)}))
+	}
+	c.Set(t0.Add(40 * time.Minute))
+	require.NoError(t, r.srv.check(ctx))
+	require.Equal(t, 3, store.reads, "the release did not race with the re-sign")
+	code, h := getHealth(t, r.healthURL)
+	assert.Equal(t, http.StatusOK, code)
+	// The release published timestamp 2 (at t0+40m, so no re-sign needed
+	// after the retry) and targets 2: nothing of it was undone.
+	assert.EqualValues(t, 2, h.TimestampVersion)
+	client, _ := newClient(t, r.httpURL, nil, repo.rootJSON, c)
+	require.NoError(t, client.Refresh(ctx))
+	_, _, err = client.FindTarget(ctx, "acme-gw-r2/2.5.0/firmware.bin")
+	assert.NoError(t, err)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,6 +34,12 @@ func (s *server) check(ctx context.Context) error {
 	s.checkMu.Lock()
 	defer s.checkMu.Unlock()
 	err := s.checkLocked(ctx)
+	if errors.Is(err, sign.ErrConflict) {
+		// The release tool published between our Open and Publish; the
+		// repository it left is whole, so build on it straight away.
+		s.log.Info("repository changed during the check; checking again", "err", err)
+		err = s.checkLocked(ctx)
+	}
 	if err != nil {
 		s.log.Error("re-sign check failed", "err", err)
 		s.mu.Lock()
