@@ -233,7 +233,7 @@ func TestLoad(t *testing.T) {
 
 	// The server's own pace: the same refresh requests without the
 	// clients' verification and fsyncs, 500 at a time for a fixed while.
-	raw, rawElapsed := rawRefreshes(t, hc, baseURL, agents, rawFor)
+	raw, rawElapsed := rawRefreshes(t, func(int) *http.Client { return hc }, baseURL, agents, rawFor)
 	transport.CloseIdleConnections()
 
 	code, maxRSS := c.stop(t)
@@ -248,7 +248,7 @@ func TestLoad(t *testing.T) {
 // root, which is not there, then timestamp, snapshot and targets) until d
 // has passed, checking every status and length. It returns the number of
 // requests and the time taken.
-func rawRefreshes(t *testing.T, hc *http.Client, baseURL string, workers int, d time.Duration) (int64, time.Duration) {
+func rawRefreshes(t *testing.T, clientOf func(worker int) *http.Client, baseURL string, workers int, d time.Duration) (int64, time.Duration) {
 	t.Helper()
 	paths := []struct {
 		path string
@@ -267,10 +267,11 @@ func rawRefreshes(t *testing.T, hc *http.Client, baseURL string, workers int, d 
 	)
 	begin := time.Now()
 	stop := begin.Add(d)
-	for range workers {
+	for i := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			hc := clientOf(i)
 			for time.Now().Before(stop) {
 				for _, p := range paths {
 					err := func() error {
@@ -301,4 +302,39 @@ func rawRefreshes(t *testing.T, hc *http.Client, baseURL string, workers int, d 
 	wg.Wait()
 	assert.Zero(t, failed.Load(), "raw refreshes failed")
 	return n.Load(), time.Since(begin)
+}
+
+// TestLoadMutualTLS: 500 devices, each with its own certificate and its
+// own TLS connection, refresh concurrently against a server that requires
+// client certificates.
+func TestLoadMutualTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test skipped with -short")
+	}
+	const devices = 500
+	rawFor := 2 * time.Second
+	if raceEnabled {
+		rawFor = time.Second
+	}
+	repo := newRepoAt(t, time.Now(), 1<<10, time.Hour)
+	deviceCA := newCA(t, "acme device CA")
+	files := writeTLS(t, deviceCA)
+	c := startChild(t, "--repo", repo.dir, "--https", "127.0.0.1:0",
+		"--tls-cert", files.cert, "--tls-key", files.key, "--client-ca", files.clientCA,
+		"--snapshot-key", snapshotKeyFile, "--timestamp-key", timestampKeyFile,
+		"--timestamp-expiry", "1h", "--check-every", "1s")
+
+	clients := make([]*http.Client, devices)
+	for i := range clients {
+		cert, _, _ := deviceCA.issue(t, fmt.Sprintf("gw-%04d", i), false)
+		clients[i] = httpsClient(files.serverCA, &cert)
+	}
+	raw, elapsed := rawRefreshes(t, func(i int) *http.Client { return clients[i] }, "https://"+c.addr, devices, rawFor)
+	for _, hc := range clients {
+		hc.CloseIdleConnections()
+	}
+	code, maxRSS := c.stop(t)
+	assert.Equal(t, exitOK, code, "exit status after SIGTERM; log:\n%s", c.log())
+	t.Logf("%d mTLS devices, raw refreshes: %d requests in %v = %.0f requests/s; server peak RSS %.1f MiB (race detector: %v)",
+		devices, raw, elapsed.Round(time.Millisecond), float64(raw)/elapsed.Seconds(), float64(maxRSS)/1024, raceEnabled)
 }
