@@ -138,8 +138,37 @@ func checkKeys(repo *sign.Repository, snapshotKey, timestampKey *sign.Signer) er
 				return fmt.Errorf("the %s key %s is also a %s key: an online server must hold only online keys", k.role, k.s.KeyID(), offline)
 			}
 		}
+		if role := delegatedKeyRole(repo, k.s.KeyID()); role != "" {
+			return fmt.Errorf("the %s key %s is also a key that %s delegates to: an online server must hold only online keys", k.role, k.s.KeyID(), role)
+		}
 	}
 	return nil
+}
+
+// delegatedKeyRole returns the targets role that lists keyID among the
+// keys it delegates to (hash bins included), or "".
+func delegatedKeyRole(repo *sign.Repository, keyID string) string {
+	seen := map[string]bool{}
+	queue := []string{manifest.RoleTargets}
+	for len(queue) > 0 {
+		role := queue[0]
+		queue = queue[1:]
+		if seen[role] {
+			continue
+		}
+		seen[role] = true
+		md, ok := repo.Targets(role)
+		if !ok || md.Signed.Delegations == nil {
+			continue
+		}
+		if _, ok := md.Signed.Delegations.Keys[keyID]; ok {
+			return role
+		}
+		for _, d := range md.Signed.Delegations.Roles {
+			queue = append(queue, d.Name)
+		}
+	}
+	return ""
 }
 
 func (s *server) signOptions() sign.Options {

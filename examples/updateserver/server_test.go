@@ -424,3 +424,26 @@ func TestShutdownTimeout(t *testing.T) {
 		t.Fatal("serve did not give up after the shutdown timeout")
 	}
 }
+
+// A key that signs a delegated targets role is an offline key too.
+func TestCheckKeysRefusesDelegationKey(t *testing.T) {
+	ctx := context.Background()
+	repo := newRepo(t, 1<<10, time.Hour)
+	store, err := sign.NewDirStorage(repo.dir)
+	require.NoError(t, err)
+	rel, err := sign.Open(ctx, store, sign.Options{Now: func() time.Time { return t0.Add(time.Minute) }, TimestampExpiry: time.Hour, TempDir: t.TempDir()})
+	require.NoError(t, err)
+	defer rel.Close()
+	snapKey, tsKey := loadKey(t, snapshotKeyFile), loadKey(t, timestampKeyFile)
+	require.NoError(t, rel.AddDelegation(manifest.RoleTargets, sign.Delegation{
+		Name: "vendor", Paths: []string{"vendor/*/*"}, Terminating: true,
+		Keys: sign.RoleKeys{Threshold: 1, Keys: []*manifest.Key{snapKey.Key()}},
+	}))
+	require.NoError(t, rel.Publish(ctx, []*sign.Signer{loadKey(t, targetsKeyFile), snapKey, tsKey}))
+
+	err = checkKeys(rel, snapKey, tsKey)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "targets delegates to")
+	_, err = newServer(ctx, testConfig(t, repo, newClock(t0.Add(2*time.Minute))))
+	assert.Error(t, err)
+}
