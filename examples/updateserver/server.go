@@ -27,8 +27,9 @@ type config struct {
 	ResignBefore, CheckEvery  time.Duration
 	Now                       func() time.Time
 	Log                       *slog.Logger
-	// Store is where the re-signed documents go; nil means a
-	// sign.DirStorage on Dir. Tests put a failing one here.
+	// Store is the repository as package sign reads and writes it; nil
+	// means a sign.DirStorage on Dir. Files are always served from Dir.
+	// Tests put a failing or racing one here.
 	Store sign.Storage
 }
 
@@ -83,6 +84,11 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if st, err := os.Stat(cfg.Dir); err != nil || !st.IsDir() {
+		// NewDirStorage would create it: a typo must not start a server
+		// on an empty directory.
+		return nil, fmt.Errorf("repository directory %s: not a directory (%v)", cfg.Dir, err)
 	}
 	if s.store == nil {
 		st, err := sign.NewDirStorage(cfg.Dir)

@@ -364,6 +364,7 @@ func TestRunRefuses(t *testing.T) {
 		{"keys swapped", append(base, keys(timestampKeyFile, snapshotKeyFile)...), exitSetup},
 		{"missing key file", append(base, keys(keyDir+"nope.pem", timestampKeyFile)...), exitSetup},
 		{"not a repository", append([]string{"--repo", t.TempDir(), "--http", "127.0.0.1:0"}, keys(snapshotKeyFile, timestampKeyFile)...), exitSetup},
+		{"no such directory", append([]string{"--repo", filepath.Join(t.TempDir(), "typo"), "--http", "127.0.0.1:0"}, keys(snapshotKeyFile, timestampKeyFile)...), exitSetup},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
