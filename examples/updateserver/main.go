@@ -46,6 +46,10 @@
 // so the two cannot be combined; --health serves only /healthz over plain
 // HTTP, for load balancers that hold no device certificate.
 //
+// SIGHUP reloads --tls-cert, --tls-key and --client-ca (a renewed server
+// certificate, a new device CA) for new connections; if the files are
+// refused, the server keeps the material it has and logs why.
+//
 // SIGINT or SIGTERM shut the server down gracefully: listeners close, and
 // requests in flight (a firmware download included) get --shutdown-timeout
 // to finish.
@@ -58,7 +62,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -251,10 +254,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var tlsConf *tls.Config
 	if f.httpsAddr != "" {
-		if tlsConf, err = loadTLS(f.tlsCert, f.tlsKey, f.clientCA); err != nil {
+		m, err := newTLSMaterial(f.tlsCert, f.tlsKey, f.clientCA)
+		if err != nil {
 			log.Error("TLS material refused", "err", err)
 			return exitSetup
 		}
+		tlsConf = m.config()
+		stopReload := reloadOnHangup(m, log)
+		defer stopReload()
 	}
 	signers, closeKeys, err := loadKeys(ctx, f)
 	if err != nil {
@@ -346,30 +353,6 @@ func loadKeys(ctx context.Context, f *flags) ([]*sign.Signer, func(), error) {
 		signers = append(signers, s)
 	}
 	return signers, func() {}, nil
-}
-
-// loadTLS builds the HTTPS configuration; with caFile set, a client
-// certificate chaining to one of its CAs is required.
-func loadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("server certificate: %w", err)
-	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	if caFile == "" {
-		return conf, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("client CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("client CA: no PEM certificate in %s", caFile)
-	}
-	conf.ClientCAs = pool
-	conf.ClientAuth = tls.RequireAndVerifyClientCert
-	return conf, nil
 }
 
 // deviceOf names the device behind a mutual-TLS connection for the logs.
