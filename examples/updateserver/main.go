@@ -134,7 +134,15 @@ and /healthz (200 while fresh, 503 once expired or the last re-sign failed).
 With --client-ca, HTTPS clients must present a certificate chaining to that
 CA (mutual TLS); --http is then refused, use --health for health checks.
 
+Signals: SIGINT or SIGTERM shut down gracefully (--shutdown-timeout);
+SIGHUP reloads --tls-cert, --tls-key and --client-ca.
+
 Exit status: 0 graceful shutdown, 1 serving failed, 2 usage, 3 setup refused.
+
+Example (devices with certificates from the factory's device CA):
+  updateserver --repo /srv/ota --https :8443 --tls-cert server.pem \
+      --tls-key server-key.pem --client-ca device-ca.pem --health 127.0.0.1:8081 \
+      --snapshot-key snapshot.pem --timestamp-key timestamp.pem
 
 Options:
 `
