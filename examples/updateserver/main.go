@@ -1,0 +1,376 @@
+// Command updateserver is otaseal's online update server. It serves a
+// repository written by the release tool over HTTP and HTTPS, optionally
+// admitting only devices whose client certificate chains to a device CA
+// (mTLS), and keeps the repository's freshness metadata alive: whenever the
+// timestamp (or the snapshot) would expire within --resign-before, it
+// re-signs them with the snapshot and timestamp keys.
+//
+// Usage:
+//
+//	updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM \
+//	    [--http ADDR] [--https ADDR --tls-cert PEM --tls-key PEM [--client-ca PEM]] \
+//	    [--health ADDR] [--resign-before D] [--check-every D] [--log-level L]
+//
+// It serves, read-only:
+//
+//   - /metadata/... and /targets/...: the files of the repository's
+//     "metadata" and "targets" directories. No directory listings, no dot
+//     files (a publish in progress writes ".tmp-*" files), no path that
+//     leaves those directories. Unversioned metadata (timestamp.json,
+//     root.json) is sent with "Cache-Control: no-store" so that no cache
+//     between the server and the devices hides a re-signed timestamp.
+//   - /healthz: 200 and a JSON summary (timestamp version and expiry,
+//     snapshot version, every top-level role's expiry) while devices can
+//     refresh; 503 once the timestamp, snapshot, targets or root metadata
+//     has expired, the last re-sign check failed, or checks have stalled
+//     (none for three --check-every periods). The reason is given; the
+//     error itself stays in the log.
+//
+// Keys: PEM files (--snapshot-key, --timestamp-key; --passphrase-env for
+// encrypted ones) or key pairs in a PKCS#11 token (--pkcs11-module,
+// --pkcs11-token, --pkcs11-pin-env, --snapshot-key-label,
+// --timestamp-key-label), whose private keys never leave the HSM. The
+// server holds only the online keys. It never needs a root or
+// targets key (package sign's Publish with the snapshot and timestamp keys
+// re-signs freshness and cannot change targets), and it refuses to start
+// when the key given as --snapshot-key or --timestamp-key is also listed
+// for the root or targets role, since a stolen server must not be able to
+// forge firmware. New firmware comes from the release tool, which publishes
+// into the same directory; the server opens the repository afresh at every
+// check and so picks it up, and a publish racing with a re-sign is
+// detected by package sign (the loser retries at the next check).
+//
+// With --client-ca, TLS clients must present a certificate that chains to
+// one of the CAs in that file and is valid for client authentication; the
+// handshake fails otherwise. Plain --http would let devices around that,
+// so the two cannot be combined; --health serves only /healthz over plain
+// HTTP, for load balancers that hold no device certificate.
+//
+// SIGHUP reloads --tls-cert, --tls-key and --client-ca (a renewed server
+// certificate, a new device CA) for new connections; if the files are
+// refused, the server keeps the material it has and logs why.
+//
+// SIGINT or SIGTERM shut the server down gracefully: listeners close, and
+// requests in flight (a firmware download included) get --shutdown-timeout
+// to finish.
+//
+// Exit status: 0 after a graceful shutdown, 1 when serving failed or the
+// shutdown timed out, 2 for a usage error, 3 when the repository, a key or
+// the TLS material was refused at start.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/otaseal/otaseal/sign"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+	exitSetup  = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal starts the graceful shutdown, a second
+		// one kills the process at once, as operators expect.
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// flags is the parsed command line.
+type flags struct {
+	repo                      string
+	httpAddr, httpsAddr       string
+	healthAddr                string
+	tlsCert, tlsKey, clientCA string
+	snapshotKey, timestampKey string
+	passphraseEnv             string
+	// PKCS#11: keys by label in one token instead of PEM files.
+	pkcs11Module, pkcs11Token, pkcs11PINEnv string
+	snapshotLabel, timestampLabel           string
+	timestampExpiry                         time.Duration
+	snapshotExpiry                          time.Duration
+	resignBefore, checkEvery                time.Duration
+	shutdownTimeout                         time.Duration
+	logLevel, logFormat                     string
+}
+
+const usageText = `updateserver serves an otaseal repository and keeps its timestamp fresh.
+
+Usage:
+  updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM [options]
+  updateserver --repo DIR --pkcs11-module LIB --pkcs11-token LABEL --pkcs11-pin-env VAR \
+      --snapshot-key-label LABEL --timestamp-key-label LABEL [options]
+
+At least one of --http and --https is required. The server holds only the
+snapshot and timestamp keys: it re-signs snapshot.json and timestamp.json
+before they expire and can never change which firmware the repository
+offers. It refuses a key that is also a root or targets key.
+
+Paths served: /metadata/..., /targets/... (the repository's files, read-only)
+and /healthz (200 while fresh, 503 once expired or the last re-sign failed).
+
+With --client-ca, HTTPS clients must present a certificate chaining to that
+CA (mutual TLS); --http is then refused, use --health for health checks.
+
+Signals: SIGINT or SIGTERM shut down gracefully (--shutdown-timeout);
+SIGHUP reloads --tls-cert, --tls-key and --client-ca.
+
+Exit status: 0 graceful shutdown, 1 serving failed, 2 usage, 3 setup refused.
+
+Example (devices with certificates from the factory's device CA):
+  updateserver --repo /srv/ota --https :8443 --tls-cert server.pem \
+      --tls-key server-key.pem --client-ca device-ca.pem --health 127.0.0.1:8081 \
+      --snapshot-key snapshot.pem --timestamp-key timestamp.pem
+
+Options:
+`
+
+func parseFlags(args []string, stderr io.Writer) (*flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("updateserver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&f.repo, "repo", "", "repository storage `directory` written by the release tool (holds metadata/ and targets/)")
+	fs.StringVar(&f.httpAddr, "http", "", "serve plain HTTP on `addr` (host:port)")
+	fs.StringVar(&f.httpsAddr, "https", "", "serve HTTPS on `addr` (host:port); needs --tls-cert and --tls-key")
+	fs.StringVar(&f.healthAddr, "health", "", "serve only /healthz over plain HTTP on `addr`")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "server certificate chain, PEM `file`")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "server private key, PEM `file`")
+	fs.StringVar(&f.clientCA, "client-ca", "", "device CA certificates, PEM `file`: enables mutual TLS, admitting only devices whose certificate chains to one of them")
+	fs.StringVar(&f.snapshotKey, "snapshot-key", "", "snapshot role private key, PEM `file`")
+	fs.StringVar(&f.timestampKey, "timestamp-key", "", "timestamp role private key, PEM `file`")
+	fs.StringVar(&f.passphraseEnv, "passphrase-env", "", "environment `variable` holding the passphrase of encrypted key files")
+	fs.StringVar(&f.pkcs11Module, "pkcs11-module", "", "PKCS#11 `library` of the HSM holding the keys (instead of PEM files)")
+	fs.StringVar(&f.pkcs11Token, "pkcs11-token", "", "PKCS#11 token `label`")
+	fs.StringVar(&f.pkcs11PINEnv, "pkcs11-pin-env", "", "environment `variable` holding the token's user PIN")
+	fs.StringVar(&f.snapshotLabel, "snapshot-key-label", "", "`label` of the snapshot key pair in the PKCS#11 token")
+	fs.StringVar(&f.timestampLabel, "timestamp-key-label", "", "`label` of the timestamp key pair in the PKCS#11 token")
+	fs.DurationVar(&f.timestampExpiry, "timestamp-expiry", sign.DefaultTimestampExpiry, "validity of each re-signed timestamp")
+	fs.DurationVar(&f.snapshotExpiry, "snapshot-expiry", sign.DefaultSnapshotExpiry, "validity of each re-signed snapshot")
+	fs.DurationVar(&f.resignBefore, "resign-before", 0, "re-sign when the timestamp or snapshot expires within this `duration`; 0 means half of --timestamp-expiry")
+	fs.DurationVar(&f.checkEvery, "check-every", time.Minute, "how often to look at the repository's expiry")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish at shutdown")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug (one line per request), info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case f.repo == "":
+		return nil, errors.New("--repo is required")
+	case f.httpAddr == "" && f.httpsAddr == "":
+		return nil, errors.New("at least one of --http and --https is required")
+	case f.httpsAddr != "" && (f.tlsCert == "" || f.tlsKey == ""):
+		return nil, errors.New("--https needs --tls-cert and --tls-key")
+	case f.httpsAddr == "" && (f.tlsCert != "" || f.tlsKey != "" || f.clientCA != ""):
+		return nil, errors.New("--tls-cert, --tls-key and --client-ca need --https")
+	case f.clientCA != "" && f.httpAddr != "":
+		return nil, errors.New("--client-ca with --http would let devices without a certificate in over plain HTTP; use --health for health checks")
+	case f.pkcs11Module == "" && (f.snapshotKey == "" || f.timestampKey == ""):
+		return nil, errors.New("--snapshot-key and --timestamp-key are required")
+	case f.pkcs11Module == "" && (f.snapshotLabel != "" || f.timestampLabel != ""):
+		return nil, errors.New("--snapshot-key-label and --timestamp-key-label need --pkcs11-module")
+	case f.pkcs11Module != "" && (f.snapshotKey != "" || f.timestampKey != ""):
+		return nil, errors.New("with --pkcs11-module, name the keys with --snapshot-key-label and --timestamp-key-label")
+	case f.pkcs11Module != "" && (f.pkcs11Token == "" || f.pkcs11PINEnv == "" || f.snapshotLabel == "" || f.timestampLabel == ""):
+		return nil, errors.New("--pkcs11-module needs --pkcs11-token, --pkcs11-pin-env, --snapshot-key-label and --timestamp-key-label")
+	case f.timestampExpiry <= 0 || f.snapshotExpiry <= 0:
+		return nil, errors.New("expiry durations must be positive")
+	}
+	if f.resignBefore == 0 {
+		f.resignBefore = f.timestampExpiry / 2
+	}
+	if err := checkTiming(f.timestampExpiry, f.snapshotExpiry, f.resignBefore, f.checkEvery); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// checkTiming refuses settings under which the repository could expire
+// between two checks or be re-signed at every check.
+func checkTiming(tsExpiry, snapExpiry, resignBefore, checkEvery time.Duration) error {
+	switch {
+	case resignBefore <= 0 || resignBefore >= tsExpiry:
+		return fmt.Errorf("--resign-before %v must be positive and below --timestamp-expiry %v (else every check re-signs)", resignBefore, tsExpiry)
+	case resignBefore > snapExpiry/2:
+		// sign's Publish renews the snapshot only within half its expiry.
+		return fmt.Errorf("--resign-before %v must be at most half of --snapshot-expiry %v", resignBefore, snapExpiry)
+	case checkEvery <= 0 || checkEvery >= resignBefore:
+		return fmt.Errorf("--check-every %v must be positive and below --resign-before %v (else the timestamp can expire between checks)", checkEvery, resignBefore)
+	}
+	return nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// run is the whole program; it returns the exit status. Logs go to stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "updateserver: %v\nRun updateserver --help for usage.\n", err)
+		return exitUsage
+	}
+	log, err := newLogger(f.logLevel, f.logFormat, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "updateserver: %v\n", err)
+		return exitUsage
+	}
+
+	var tlsConf *tls.Config
+	if f.httpsAddr != "" {
+		m, err := newTLSMaterial(f.tlsCert, f.tlsKey, f.clientCA)
+		if err != nil {
+			log.Error("TLS material refused", "err", err)
+			return exitSetup
+		}
+		tlsConf = m.config()
+		stopReload := reloadOnHangup(m, log)
+		defer stopReload()
+	}
+	signers, closeKeys, err := loadKeys(ctx, f)
+	if err != nil {
+		log.Error("loading keys refused", "err", err)
+		return exitSetup
+	}
+	defer closeKeys()
+	srv, err := newServer(ctx, config{
+		Dir:             f.repo,
+		SnapshotKey:     signers[0],
+		TimestampKey:    signers[1],
+		TimestampExpiry: f.timestampExpiry,
+		SnapshotExpiry:  f.snapshotExpiry,
+		ResignBefore:    f.resignBefore,
+		CheckEvery:      f.checkEvery,
+		Log:             log,
+	})
+	if err != nil {
+		log.Error("repository refused", "dir", f.repo, "err", err)
+		return exitSetup
+	}
+	defer srv.close()
+
+	var eps []endpoint
+	listen := func(addr string, kind endpointKind, conf *tls.Config) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		eps = append(eps, endpoint{ln: ln, kind: kind, tls: conf})
+		return nil
+	}
+	for _, l := range []struct {
+		addr string
+		kind endpointKind
+		conf *tls.Config
+	}{{f.httpAddr, serveAll, nil}, {f.httpsAddr, serveAll, tlsConf}, {f.healthAddr, serveHealth, nil}} {
+		if l.addr == "" {
+			continue
+		}
+		if err := listen(l.addr, l.kind, l.conf); err != nil {
+			for _, ep := range eps {
+				ep.ln.Close()
+			}
+			log.Error("listen failed", "addr", l.addr, "err", err)
+			return exitFailed
+		}
+	}
+	if err := srv.serve(ctx, eps, f.shutdownTimeout); err != nil {
+		log.Error("server stopped with an error", "err", err)
+		return exitFailed
+	}
+	log.Info("shut down")
+	return exitOK
+}
+
+// loadKeys returns the snapshot and timestamp signers, from PEM files or a
+// PKCS#11 token, and a function that ends the token sessions.
+func loadKeys(ctx context.Context, f *flags) ([]*sign.Signer, func(), error) {
+	if f.pkcs11Module != "" {
+		var signers []*sign.Signer
+		var opened []*sign.PKCS11Signer
+		closeAll := func() {
+			for _, p := range opened {
+				p.Close()
+			}
+		}
+		for _, k := range []struct{ role, label string }{{"snapshot", f.snapshotLabel}, {"timestamp", f.timestampLabel}} {
+			p, err := sign.OpenPKCS11(ctx, sign.PKCS11Config{ModulePath: f.pkcs11Module, TokenLabel: f.pkcs11Token, KeyLabel: k.label, PINEnv: f.pkcs11PINEnv})
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("%s key %q: %w", k.role, k.label, err)
+			}
+			opened = append(opened, p)
+			signers = append(signers, p.Signer)
+		}
+		return signers, closeAll, nil
+	}
+	var pass sign.PassphraseFunc
+	if f.passphraseEnv != "" {
+		pass = sign.PassphraseFromEnv(f.passphraseEnv)
+	}
+	var signers []*sign.Signer
+	for _, k := range []struct{ role, path string }{{"snapshot", f.snapshotKey}, {"timestamp", f.timestampKey}} {
+		s, err := sign.LoadPEMSignerFile(ctx, k.path, pass)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s key %s: %w", k.role, k.path, err)
+		}
+		signers = append(signers, s)
+	}
+	return signers, func() {}, nil
+}
+
+// deviceOf names the device behind a mutual-TLS connection for the logs.
+func deviceOf(cs *tls.ConnectionState) string {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	c := cs.PeerCertificates[0]
+	if c.Subject.CommonName != "" {
+		return c.Subject.CommonName
+	}
+	return strings.ToLower(c.SerialNumber.Text(16))
+}

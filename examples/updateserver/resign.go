@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/otaseal/otaseal/manifest"
+	"github.com/otaseal/otaseal/sign"
+)
+
+// resignLoop checks the repository every CheckEvery until ctx is done.
+// The interval is real time; every expiry decision uses s.now.
+func (s *server) resignLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.CheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.check(ctx)
+		}
+	}
+}
+
+// check opens the repository afresh (so a release published meanwhile is
+// picked up and a conflicting publish is detected by package sign) and
+// re-signs snapshot and timestamp when either expires within ResignBefore.
+// The outcome is recorded for /healthz; a failure is retried at the next
+// check.
+func (s *server) check(ctx context.Context) error {
+	s.checkMu.Lock()
+	defer s.checkMu.Unlock()
+	err := s.checkLocked(ctx)
+	if errors.Is(err, sign.ErrConflict) {
+		// The release tool published between our Open and Publish; the
+		// repository it left is whole, so build on it straight away.
+		s.log.Info("repository changed during the check; checking again", "err", err)
+		err = s.checkLocked(ctx)
+	}
+	if err != nil {
+		s.log.Error("re-sign check failed", "err", err)
+		s.mu.Lock()
+		s.status.checked, s.status.err = s.now(), err
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *server) checkLocked(ctx context.Context) error {
+	repo, err := sign.Open(ctx, s.store, s.signOptions())
+	if err != nil {
+		return fmt.Errorf("opening the repository: %w", err)
+	}
+	defer repo.Close()
+	now := s.now()
+	// A root or targets key may have appeared in a rotation since start.
+	if err := checkKeys(repo, s.cfg.SnapshotKey, s.cfg.TimestampKey); err != nil {
+		return err
+	}
+	snapExpires, err := s.snapshotExpiry(ctx, repo)
+	if err != nil {
+		return err
+	}
+	ts := repo.Timestamp()
+	deadline := now.Add(s.cfg.ResignBefore)
+	resigned := false
+	if !ts.Signed.Expires.After(deadline) || !snapExpires.After(deadline) {
+		oldTS, oldSnap := ts.Signed.Version, ts.Signed.Meta["snapshot.json"].Version
+		if err := repo.Publish(ctx, s.signers); err != nil {
+			return fmt.Errorf("re-signing: %w", err)
+		}
+		ts = repo.Timestamp()
+		if snapExpires, err = s.snapshotExpiry(ctx, repo); err != nil {
+			return err
+		}
+		resigned = true
+		s.log.Info("re-signed", "timestamp_version", ts.Signed.Version, "previous_timestamp_version", oldTS,
+			"snapshot_version", ts.Signed.Meta["snapshot.json"].Version, "previous_snapshot_version", oldSnap,
+			"timestamp_expires", ts.Signed.Expires, "snapshot_expires", snapExpires)
+	}
+	var targetsExpires time.Time
+	if t, ok := repo.Targets(manifest.RoleTargets); ok {
+		targetsExpires = t.Signed.Expires
+		if !targetsExpires.After(deadline) {
+			// Only the release tool, with the offline targets key, can fix this.
+			s.log.Warn("targets metadata expires soon; publish a release with the targets key", "expires", targetsExpires)
+		}
+	}
+	if rootExpires := repo.Root().Signed.Expires; !rootExpires.After(deadline) {
+		s.log.Warn("root metadata expires soon; the root key holders must sign a new root", "expires", rootExpires)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status.checked, s.status.err = now, nil
+	s.status.timestampVersion = ts.Signed.Version
+	s.status.timestampExpires = ts.Signed.Expires
+	s.status.snapshotVersion = ts.Signed.Meta["snapshot.json"].Version
+	s.status.snapshotExpires = snapExpires
+	s.status.targetsExpires = targetsExpires
+	s.status.rootExpires = repo.Root().Signed.Expires
+	if resigned {
+		s.status.lastResign = now
+	}
+	return nil
+}
+
+// snapshotExpiry reads the expiry of the snapshot the timestamp names.
+// sign.Repository has no accessor for its snapshot, so the document is
+// read back from storage; sign.Open has just verified it.
+func (s *server) snapshotExpiry(ctx context.Context, repo *sign.Repository) (time.Time, error) {
+	v := repo.Timestamp().Signed.Meta["snapshot.json"].Version
+	name := sign.MetadataDir + "/snapshot.json"
+	if repo.Root().Signed.ConsistentSnapshot {
+		name = fmt.Sprintf("%s/%d.snapshot.json", sign.MetadataDir, v)
+	}
+	rc, err := s.store.Get(ctx, name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer rc.Close()
+	b, err := manifest.ReadLimited(rc, manifest.Limits{}.For(manifest.RoleSnapshot))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading %s: %w", name, err)
+	}
+	snap, err := manifest.ParseUnverified[manifest.Snapshot](manifest.RoleSnapshot, b, manifest.Limits{})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parsing %s: %w", name, err)
+	}
+	return snap.Signed.Expires, nil
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/otaseal/otaseal/manifest"
+	"github.com/otaseal/otaseal/sign"
+)
+
+// config is what a server needs; the zero durations are not defaults here
+// (parseFlags fills them), except Now, which defaults to time.Now.
+type config struct {
+	Dir                       string
+	SnapshotKey, TimestampKey *sign.Signer
+	TimestampExpiry           time.Duration
+	SnapshotExpiry            time.Duration
+	ResignBefore, CheckEvery  time.Duration
+	Now                       func() time.Time
+	Log                       *slog.Logger
+	// Store is the repository as package sign reads and writes it; nil
+	// means a sign.DirStorage on Dir. Files are always served from Dir.
+	// Tests put a failing or racing one here.
+	Store sign.Storage
+}
+
+// server serves one repository directory and keeps its freshness metadata
+// alive. Its handler is safe for concurrent use; the re-sign checks run one
+// at a time (checkMu).
+type server struct {
+	cfg     config
+	store   sign.Storage
+	signers []*sign.Signer
+	now     func() time.Time
+	log     *slog.Logger
+	// metaRoot and targetsRoot confine every file served: os.Root refuses
+	// ".." and symbolic links that lead outside, on top of the checks on
+	// the request path.
+	metaRoot, targetsRoot *os.Root
+
+	checkMu sync.Mutex
+
+	mu     sync.Mutex
+	status freshness
+}
+
+// freshness is what the last check learned, for /healthz.
+type freshness struct {
+	checked          time.Time
+	err              error
+	timestampVersion int64
+	timestampExpires time.Time
+	snapshotVersion  int64
+	snapshotExpires  time.Time
+	targetsExpires   time.Time
+	rootExpires      time.Time
+	lastResign       time.Time
+}
+
+// newServer opens the repository, checks that the keys are the
+// repository's snapshot and timestamp keys and nothing more, and runs a
+// first check, so that a server started on a stale repository re-signs
+// before it serves.
+func newServer(ctx context.Context, cfg config) (*server, error) {
+	if cfg.SnapshotKey == nil || cfg.TimestampKey == nil {
+		return nil, errors.New("updateserver: snapshot and timestamp keys are required")
+	}
+	if err := checkTiming(cfg.TimestampExpiry, cfg.SnapshotExpiry, cfg.ResignBefore, cfg.CheckEvery); err != nil {
+		return nil, err
+	}
+	s := &server{cfg: cfg, store: cfg.Store, now: cfg.Now, log: cfg.Log,
+		signers: []*sign.Signer{cfg.SnapshotKey, cfg.TimestampKey}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if st, err := os.Stat(cfg.Dir); err != nil || !st.IsDir() {
+		// NewDirStorage would create it: a typo must not start a server
+		// on an empty directory.
+		return nil, fmt.Errorf("repository directory %s: not a directory (%v)", cfg.Dir, err)
+	}
+	if s.store == nil {
+		st, err := sign.NewDirStorage(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		s.store = st
+	}
+	repo, err := sign.Open(ctx, s.store, s.signOptions())
+	if err != nil {
+		return nil, fmt.Errorf("opening the repository: %w", err)
+	}
+	err = checkKeys(repo, cfg.SnapshotKey, cfg.TimestampKey)
+	repo.Close()
+	if err != nil {
+		return nil, err
+	}
+	if s.metaRoot, err = os.OpenRoot(filepath.Join(cfg.Dir, sign.MetadataDir)); err != nil {
+		return nil, err
+	}
+	// A repository without firmware yet has no targets directory; make it,
+	// so that the first release's files are served without a restart.
+	targetsDir := filepath.Join(cfg.Dir, sign.TargetsDir)
+	if err = os.MkdirAll(targetsDir, 0o755); err == nil {
+		s.targetsRoot, err = os.OpenRoot(targetsDir)
+	}
+	if err != nil {
+		s.metaRoot.Close()
+		return nil, err
+	}
+	// A failure here is reported by /healthz and retried by the loop.
+	s.check(ctx)
+	return s, nil
+}
+
+// checkKeys refuses keys that cannot do their job, and keys that must
+// never sit on an online server: an offline (root or targets) key here
+// would let whoever steals the server forge firmware or a new root.
+func checkKeys(repo *sign.Repository, snapshotKey, timestampKey *sign.Signer) error {
+	p, err := repo.Policy()
+	if err != nil {
+		return err
+	}
+	for _, k := range []struct {
+		role string
+		s    *sign.Signer
+	}{{manifest.RoleSnapshot, snapshotKey}, {manifest.RoleTimestamp, timestampKey}} {
+		if err := p.Authorize(k.role, k.s.KeyID()); err != nil {
+			return fmt.Errorf("the %s key: %w", k.role, err)
+		}
+		for _, offline := range []string{manifest.RoleRoot, manifest.RoleTargets} {
+			if p.Authorize(offline, k.s.KeyID()) == nil {
+				return fmt.Errorf("the %s key %s is also a %s key: an online server must hold only online keys", k.role, k.s.KeyID(), offline)
+			}
+		}
+		if role := delegatedKeyRole(repo, k.s.KeyID()); role != "" {
+			return fmt.Errorf("the %s key %s is also a key that %s delegates to: an online server must hold only online keys", k.role, k.s.KeyID(), role)
+		}
+	}
+	return nil
+}
+
+// delegatedKeyRole returns the targets role that lists keyID among the
+// keys it delegates to (hash bins included), or "".
+func delegatedKeyRole(repo *sign.Repository, keyID string) string {
+	seen := map[string]bool{}
+	queue := []string{manifest.RoleTargets}
+	for len(queue) > 0 {
+		role := queue[0]
+		queue = queue[1:]
+		if seen[role] {
+			continue
+		}
+		seen[role] = true
+		md, ok := repo.Targets(role)
+		if !ok || md.Signed.Delegations == nil {
+			continue
+		}
+		if _, ok := md.Signed.Delegations.Keys[keyID]; ok {
+			return role
+		}
+		for _, d := range md.Signed.Delegations.Roles {
+			queue = append(queue, d.Name)
+		}
+	}
+	return ""
+}
+
+func (s *server) signOptions() sign.Options {
+	return sign.Options{Now: s.now, TimestampExpiry: s.cfg.TimestampExpiry, SnapshotExpiry: s.cfg.SnapshotExpiry}
+}
+
+func (s *server) close() {
+	s.metaRoot.Close()
+	s.targetsRoot.Close()
+}
+
+// endpointKind says what a listener serves.
+type endpointKind int
+
+const (
+	serveAll    endpointKind = iota // repository and /healthz
+	serveHealth                     // only /healthz
+)
+
+// endpoint is one listener; tls nil means plain HTTP.
+type endpoint struct {
+	ln   net.Listener
+	kind endpointKind
+	tls  *tls.Config
+}
+
+// serve serves eps and runs the re-sign loop until ctx is done or a
+// listener fails, then shuts every listener down gracefully, giving
+// requests in flight up to timeout. It closes the listeners.
+func (s *server) serve(ctx context.Context, eps []endpoint, timeout time.Duration) error {
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	var servers []*http.Server
+	errc := make(chan error, len(eps))
+	for _, ep := range eps {
+		h := http.Handler(s.handler())
+		if ep.kind == serveHealth {
+			h = http.HandlerFunc(s.healthOnly)
+		}
+		hs := &http.Server{
+			Handler:           h,
+			TLSConfig:         ep.tls,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          errLog,
+			// No WriteTimeout: a firmware image over a slow cellular
+			// link may rightly take an hour; devices bound it themselves.
+		}
+		servers = append(servers, hs)
+		scheme := "http"
+		if ep.tls != nil {
+			scheme = "https"
+		}
+		s.log.Info("listening", "scheme", scheme, "addr", ep.ln.Addr().String(),
+			"mtls", ep.tls != nil && ep.tls.ClientAuth == tls.RequireAndVerifyClientCert, "health_only", ep.kind == serveHealth)
+		go func(ln net.Listener) {
+			var err error
+			if hs.TLSConfig != nil {
+				err = hs.ServeTLS(ln, "", "")
+			} else {
+				err = hs.Serve(ln)
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errc <- err
+		}(ep.ln)
+	}
+
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		s.resignLoop(loopCtx)
+	}()
+
+	var failed error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down", "timeout", timeout)
+	case failed = <-errc:
+		s.log.Error("listener failed", "err", failed)
+	}
+	stopLoop()
+	<-loopDone
+
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	shutdownErrs := make([]error, len(servers))
+	for i, hs := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Shutdown(sctx); err != nil {
+				shutdownErrs[i] = fmt.Errorf("shutdown: %w", err)
+				hs.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	// Every Serve has returned once Shutdown has; collect them.
+	n := len(servers)
+	if failed != nil {
+		n--
+	}
+	for range n {
+		if err := <-errc; err != nil && failed == nil {
+			failed = err
+		}
+	}
+	return errors.Join(append([]error{failed}, shutdownErrs...)...)
+}
