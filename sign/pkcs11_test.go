@@ -5,69 +5,28 @@ package sign
 import (
 	"context"
 	"crypto/elliptic"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/ThalesGroup/crypto11"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/otaseal/otaseal/internal/softhsm"
 	"github.com/otaseal/otaseal/manifest"
 )
 
-func softHSMModule() string {
-	for _, p := range []string{
-		"/usr/lib/softhsm/libsofthsm2.so",
-		"/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-		"/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-		"/usr/local/lib/softhsm/libsofthsm2.so",
-		"/usr/lib64/pkcs11/libsofthsm2.so",
-	} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// newSoftHSMToken makes a fresh SoftHSM2 token in a temp directory and
-// returns the module path.
-func newSoftHSMToken(t *testing.T, label, pin string) string {
-	t.Helper()
-	module := softHSMModule()
-	_, lookErr := exec.LookPath("softhsm2-util")
-	requireTool(t, "SoftHSM2 (softhsm2-util and libsofthsm2.so)", module != "" && lookErr == nil)
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "softhsm2.conf")
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "tokens"), 0o700))
-	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", filepath.Join(dir, "tokens"))), 0o600))
-	t.Setenv("SOFTHSM2_CONF", conf)
-	out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "so-"+pin).CombinedOutput()
-	require.NoError(t, err, string(out))
-	return module
-}
-
 func TestPKCS11Signer(t *testing.T) {
 	const pin = "1234"
-	module := newSoftHSMToken(t, "otaseal-test", pin)
+	module := softhsm.NewToken(t, "otaseal-test", pin)
 	t.Setenv("OTASEAL_TEST_HSM_PIN", pin)
 	ctx := context.Background()
 
 	// Generate the keys inside the token; only public keys ever leave it.
-	c11, err := crypto11.Configure(&crypto11.Config{Path: module, TokenLabel: "otaseal-test", Pin: pin})
-	require.NoError(t, err)
-	_, err = c11.GenerateECDSAKeyPairWithLabel([]byte{1}, []byte("targets-p256"), elliptic.P256())
-	require.NoError(t, err)
-	_, err = c11.GenerateECDSAKeyPairWithLabel([]byte{2}, []byte("targets-p384"), elliptic.P384())
-	require.NoError(t, err)
-	_, err = c11.GenerateRSAKeyPairWithLabel([]byte{3}, []byte("targets-rsa"), 2048)
-	require.NoError(t, err)
-	require.NoError(t, c11.Close())
+	softhsm.GenerateKeys(t, module, "otaseal-test", pin,
+		softhsm.Key{Label: "targets-p256", Curve: elliptic.P256()},
+		softhsm.Key{Label: "targets-p384", Curve: elliptic.P384()},
+		softhsm.Key{Label: "targets-rsa", RSABits: 2048})
 
 	for _, tc := range []struct{ label, scheme string }{
 		{"targets-p256", SchemeECDSAP256},
@@ -98,7 +57,7 @@ func TestPKCS11Signer(t *testing.T) {
 		})
 	}
 
-	_, err = OpenPKCS11(ctx, PKCS11Config{ModulePath: module, TokenLabel: "otaseal-test", KeyLabel: "no-such-key", PINEnv: "OTASEAL_TEST_HSM_PIN"})
+	_, err := OpenPKCS11(ctx, PKCS11Config{ModulePath: module, TokenLabel: "otaseal-test", KeyLabel: "no-such-key", PINEnv: "OTASEAL_TEST_HSM_PIN"})
 	assert.Error(t, err)
 	_, err = OpenPKCS11(ctx, PKCS11Config{ModulePath: module, TokenLabel: "otaseal-test", KeyLabel: "targets-p256", PINEnv: "OTASEAL_TEST_UNSET_PIN"})
 	assert.ErrorIs(t, err, ErrPassphrase)
