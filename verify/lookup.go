@@ -18,44 +18,69 @@ import (
 // delegation ends the search below its delegator). It returns
 // ErrTargetNotFound when no role that is trusted for the path lists it.
 func (c *Client) FindTarget(ctx context.Context, path string) (*manifest.TargetFile, string, error) {
+	var found *manifest.TargetFile
+	var foundRole string
+	err := c.walk(ctx, path, func(role string, doc *manifest.Targets) ([]metadata.RoleResult, bool, error) {
+		if tf, ok := doc.Targets[path]; ok {
+			found, foundRole = tf, role
+			return nil, true, nil
+		}
+		if doc.Delegations == nil {
+			return nil, false, nil
+		}
+		return rolesForTarget(doc.Delegations, path), false, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if found == nil {
+		return nil, "", fmt.Errorf("%w: %q", ErrTargetNotFound, path)
+	}
+	return found, foundRole, nil
+}
+
+// visitFunc sees one trusted targets document during a walk and returns
+// the delegated roles to visit below it, in order, or stop to end the walk.
+type visitFunc func(role string, doc *manifest.Targets) (children []metadata.RoleResult, stop bool, err error)
+
+// walk visits the delegation graph from the top-level targets role in
+// pre-order, depth first, each role at most once and at most MaxDelegations
+// roles. Below a terminating child nothing after it is visited, not even
+// what is still on the stack from above. what names the walk in errors.
+func (c *Client) walk(ctx context.Context, what string, visit visitFunc) error {
 	if c.trusted == nil {
-		return nil, "", ErrNotRefreshed
+		return ErrNotRefreshed
 	}
 	tm := c.trusted
 	max := c.cfg.MaxDelegations
 	if max <= 0 {
 		max = DefaultMaxDelegations
 	}
-	type visit struct{ role, delegator string }
-	stack := []visit{{manifest.RoleTargets, manifest.RoleRoot}}
+	type step struct{ role, delegator string }
+	stack := []step{{manifest.RoleTargets, manifest.RoleRoot}}
 	visited := map[string]bool{}
 	for n := 0; len(stack) > 0; n++ {
 		if n >= max {
-			return nil, "", fmt.Errorf("%w: more than %d roles for %q", ErrTooManyDelegations, max, path)
+			return fmt.Errorf("%w: more than %d roles for %q", ErrTooManyDelegations, max, what)
 		}
-		v := stack[len(stack)-1]
+		s := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if visited[v.role] {
+		if visited[s.role] {
 			continue
 		}
-		visited[v.role] = true
-		md, err := c.delegated(ctx, tm, v.role, v.delegator)
+		visited[s.role] = true
+		md, err := c.delegated(ctx, tm, s.role, s.delegator)
 		if err != nil {
-			return nil, "", err
+			return err
 		}
-		if tf, ok := md.Signed.Targets[path]; ok {
-			return tf, v.role, nil
+		children, stop, err := visit(s.role, &md.Signed)
+		if err != nil || stop {
+			return err
 		}
-		if md.Signed.Delegations == nil {
-			continue
-		}
-		children := rolesForTarget(md.Signed.Delegations, path)
-		var push []visit
+		var push []step
 		for _, child := range children {
-			push = append(push, visit{child.Name, v.role})
+			push = append(push, step{child.Name, s.role})
 			if child.Terminating {
-				// Nothing after a terminating delegation is searched, not
-				// even what is still on the stack from above.
 				stack = nil
 				break
 			}
@@ -64,7 +89,7 @@ func (c *Client) FindTarget(ctx context.Context, path string) (*manifest.TargetF
 			stack = append(stack, push[i])
 		}
 	}
-	return nil, "", fmt.Errorf("%w: %q", ErrTargetNotFound, path)
+	return nil
 }
 
 // delegated returns role's trusted document as verified by delegator.

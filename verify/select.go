@@ -10,6 +10,7 @@ import (
 
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/rollback"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // ErrNoUpdate reports that no release for this device is newer than the
@@ -108,48 +109,25 @@ func (c *Client) Select(ctx context.Context, hardwareID string, installed *rollb
 
 // walkFor visits, in delegation order, the top-level targets and every
 // delegated role (by path patterns) that may hold paths under
-// "hardwareID/", calling fn with each trusted document.
+// "hardwareID/", calling fn with each trusted document. Terminating flags
+// do not cut this enumeration short: Select resolves its choice through
+// FindTarget, which honours them.
 func (c *Client) walkFor(ctx context.Context, hardwareID string, fn func(role string, doc *manifest.Targets) error) error {
-	tm := c.trusted
-	max := c.cfg.MaxDelegations
-	if max <= 0 {
-		max = DefaultMaxDelegations
-	}
-	type visit struct{ role, delegator string }
-	stack := []visit{{manifest.RoleTargets, manifest.RoleRoot}}
-	visited := map[string]bool{}
-	for n := 0; len(stack) > 0; n++ {
-		if n >= max {
-			return fmt.Errorf("%w: more than %d roles for %q", ErrTooManyDelegations, max, hardwareID)
+	return c.walk(ctx, hardwareID, func(role string, doc *manifest.Targets) ([]metadata.RoleResult, bool, error) {
+		if err := fn(role, doc); err != nil {
+			return nil, true, err
 		}
-		v := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if visited[v.role] {
-			continue
+		if doc.Delegations == nil {
+			return nil, false, nil
 		}
-		visited[v.role] = true
-		md, err := c.delegated(ctx, tm, v.role, v.delegator)
-		if err != nil {
-			return err
-		}
-		if err := fn(v.role, &md.Signed); err != nil {
-			return err
-		}
-		d := md.Signed.Delegations
-		if d == nil {
-			continue
-		}
-		var push []visit
-		for _, r := range d.Roles {
+		var children []metadata.RoleResult
+		for _, r := range doc.Delegations.Roles {
 			if coversHardware(r.Paths, hardwareID) {
-				push = append(push, visit{r.Name, v.role})
+				children = append(children, metadata.RoleResult{Name: r.Name})
 			}
 		}
-		for i := len(push) - 1; i >= 0; i-- {
-			stack = append(stack, push[i])
-		}
-	}
-	return nil
+		return children, false, nil
+	})
 }
 
 // coversHardware reports whether a path pattern's first component matches
