@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,30 +16,10 @@ type repo = tuftest.Repo
 
 func newRepo(t testing.TB) *repo { return tuftest.NewRepo(t) }
 
-// memStore is a TrustStore in memory.
-type memStore struct {
-	mu   sync.Mutex
-	docs map[string][]byte
-}
+// memStore is the exported MemStore; tests poke at its documents.
+type memStore = MemStore
 
-func newMemStore() *memStore { return &memStore{docs: map[string][]byte{}} }
-
-func (m *memStore) LoadMetadata(_ context.Context, role string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.docs[role], nil
-}
-
-func (m *memStore) StoreMetadata(_ context.Context, role string, data []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if data == nil {
-		delete(m.docs, role)
-	} else {
-		m.docs[role] = append([]byte(nil), data...)
-	}
-	return nil
-}
+func newMemStore() *memStore { return &MemStore{docs: map[string][]byte{}} }
 
 type fixedClock struct{ t time.Time }
 

@@ -113,30 +113,6 @@ func (c *child) stop(t *testing.T) (int, int64) {
 	return c.cmd.ProcessState.ExitCode(), ru.Maxrss // KiB on Linux
 }
 
-// memStore is a device's trust store in memory: the load test is about
-// the server, not the agents' flash (verify.DirStore fsyncs every write).
-type memStore struct {
-	mu   sync.Mutex
-	docs map[string][]byte
-}
-
-func (m *memStore) LoadMetadata(_ context.Context, role string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.docs[role], nil
-}
-
-func (m *memStore) StoreMetadata(_ context.Context, role string, data []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if data == nil {
-		delete(m.docs, role)
-	} else {
-		m.docs[role] = append([]byte(nil), data...)
-	}
-	return nil
-}
-
 // TestLoad: 500 device agents, each with its own verify client and trust
 // store, refresh concurrently against one server process; none may fail.
 // It reports the requests per second and the server's peak RSS.
@@ -177,7 +153,7 @@ func TestLoad(t *testing.T) {
 		setupWG.Add(1)
 		go func() {
 			defer setupWG.Done()
-			store := &memStore{docs: map[string][]byte{}}
+			store := &verify.MemStore{} // the load is on the server, not on flash
 			if err := verify.Bootstrap(ctx, store, repo.rootJSON, manifest.Limits{}); err != nil {
 				t.Error(err)
 				return
