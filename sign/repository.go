@@ -324,6 +324,10 @@ func (r *Repository) Targets(role string) (*manifest.Metadata[manifest.Targets],
 	return t, ok
 }
 
+// Snapshot returns the last published snapshot (the one the timestamp
+// names), or nil before the first Publish.
+func (r *Repository) Snapshot() *manifest.Metadata[manifest.Snapshot] { return r.snapshot }
+
 // Timestamp returns the last published timestamp, or nil before the first
 // Publish.
 func (r *Repository) Timestamp() *manifest.Metadata[manifest.Timestamp] { return r.timestamp }

@@ -219,3 +219,23 @@ func TestReadTarget(t *testing.T) {
 		assert.ErrorIs(t, err, ErrNoTarget)
 	}
 }
+
+// The published snapshot is the one the timestamp names, before and after
+// a reopen and an online-only publish.
+func TestSnapshotAccessor(t *testing.T) {
+	ctx := context.Background()
+	tr := newTestRepo(t, true)
+	snap := tr.repo.Snapshot()
+	require.NotNil(t, snap)
+	assert.Equal(t, tr.repo.Timestamp().Signed.Meta["snapshot.json"].Version, snap.Signed.Version)
+
+	store, err := NewDirStorage(tr.dir)
+	require.NoError(t, err)
+	reopened, err := Open(ctx, store, Options{Now: func() time.Time { return tr.now.Add(6 * 24 * time.Hour) }})
+	require.NoError(t, err)
+	defer reopened.Close()
+	assert.Equal(t, snap.Signed.Version, reopened.Snapshot().Signed.Version)
+	require.NoError(t, reopened.Publish(ctx, onlineSigners(t)))
+	assert.Equal(t, snap.Signed.Version+1, reopened.Snapshot().Signed.Version, "a snapshot near expiry is renewed")
+	assert.Equal(t, reopened.Timestamp().Signed.Meta["snapshot.json"].Version, reopened.Snapshot().Signed.Version)
+}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/otaseal/otaseal/manifest"
-	"github.com/otaseal/otaseal/sign"
 )
 
 func cmdInspect(ctx context.Context, e *env, args []string) error {
@@ -66,12 +65,9 @@ func printRoles(ctx context.Context, w io.Writer, s *session) error {
 	if ts := s.repo.Timestamp(); ts != nil {
 		versions[manifest.RoleTimestamp] = fmt.Sprint(ts.Signed.Version)
 		expiries[manifest.RoleTimestamp] = formatTime(ts.Signed.Expires)
-		if snap, err := readSnapshot(ctx, s, ts); err == nil {
+		if snap := s.repo.Snapshot(); snap != nil {
 			versions[manifest.RoleSnapshot] = fmt.Sprint(snap.Signed.Version)
 			expiries[manifest.RoleSnapshot] = formatTime(snap.Signed.Expires)
-		} else {
-			versions[manifest.RoleSnapshot] = "?"
-			expiries[manifest.RoleSnapshot] = "unreadable: " + err.Error()
 		}
 	}
 
@@ -103,29 +99,6 @@ func printRoles(ctx context.Context, w io.Writer, s *session) error {
 		fmt.Fprintln(w)
 	}
 	return nil
-}
-
-// readSnapshot reads the snapshot the last timestamp names. It is for
-// display only: nothing here is trusted.
-func readSnapshot(ctx context.Context, s *session, ts *manifest.Metadata[manifest.Timestamp]) (*manifest.Metadata[manifest.Snapshot], error) {
-	meta, ok := ts.Signed.Meta["snapshot.json"]
-	if !ok {
-		return nil, fmt.Errorf("timestamp names no snapshot")
-	}
-	name := sign.MetadataDir + "/snapshot.json"
-	if s.repo.Root().Signed.ConsistentSnapshot {
-		name = fmt.Sprintf("%s/%d.snapshot.json", sign.MetadataDir, meta.Version)
-	}
-	rc, err := s.store.Get(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	data, err := manifest.ReadLimited(rc, manifest.DefaultSnapshotLimit)
-	if err != nil {
-		return nil, err
-	}
-	return manifest.ParseUnverified[manifest.Snapshot](manifest.RoleSnapshot, data, manifest.Limits{})
 }
 
 func or(s, def string) string {

@@ -107,27 +107,12 @@ func (s *server) checkLocked(ctx context.Context) error {
 	return nil
 }
 
-// snapshotExpiry reads the expiry of the snapshot the timestamp names.
-// sign.Repository has no accessor for its snapshot, so the document is
-// read back from storage; sign.Open has just verified it.
-func (s *server) snapshotExpiry(ctx context.Context, repo *sign.Repository) (time.Time, error) {
-	v := repo.Timestamp().Signed.Meta["snapshot.json"].Version
-	name := sign.MetadataDir + "/snapshot.json"
-	if repo.Root().Signed.ConsistentSnapshot {
-		name = fmt.Sprintf("%s/%d.snapshot.json", sign.MetadataDir, v)
-	}
-	rc, err := s.store.Get(ctx, name)
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer rc.Close()
-	b, err := manifest.ReadLimited(rc, manifest.Limits{}.For(manifest.RoleSnapshot))
-	if err != nil {
-		return time.Time{}, fmt.Errorf("reading %s: %w", name, err)
-	}
-	snap, err := manifest.ParseUnverified[manifest.Snapshot](manifest.RoleSnapshot, b, manifest.Limits{})
-	if err != nil {
-		return time.Time{}, fmt.Errorf("parsing %s: %w", name, err)
+// snapshotExpiry is the expiry of the snapshot the timestamp names, as
+// sign.Open verified it.
+func (s *server) snapshotExpiry(_ context.Context, repo *sign.Repository) (time.Time, error) {
+	snap := repo.Snapshot()
+	if snap == nil {
+		return time.Time{}, fmt.Errorf("repository has no snapshot yet")
 	}
 	return snap.Signed.Expires, nil
 }
