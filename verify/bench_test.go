@@ -154,3 +154,75 @@ func BenchmarkVerifyTargets(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHashBins shows what hash-bin delegation (TAP 15, sign's
+// AddHashBins) saves a device of a 100,000-image fleet that refreshes and
+// looks up its own image: the bytes it downloads (timestamp, snapshot,
+// top-level targets and, with bins, the one bin its image hashes to; the
+// largest bin, to be conservative) as bytes/device, and the time to verify
+// the targets documents among them.
+func BenchmarkHashBins(b *testing.B) {
+	n := 100000
+	if testing.Short() {
+		n = 10000
+	}
+	lim := manifest.Limits{Targets: 1 << 30}
+	entries := catalogue(b, n)
+	top := newFixture(b, 1, 1)
+	binKey := tuftest.NewSigner(b, "fast bins")
+	binID, err := binKey.Key.ID()
+	require.NoError(b, err)
+	for _, bits := range []int{0, 8, 11} {
+		var docs [][]byte // what the device downloads, in order
+		var roles []string
+		meta := map[string]int64{"targets.json": 1}
+		if bits == 0 {
+			docs = append(docs, signedTargets(b, entries, "", top.signers))
+			roles = append(roles, "targets")
+		} else {
+			sr := &metadata.SuccinctRoles{KeyIDs: []string{binID}, Threshold: 1, BitLength: bits, NamePrefix: "bin"}
+			bins := map[string][]benchEntry{}
+			for _, e := range entries {
+				name := sr.GetRolesForTarget(e.path)[0].Name
+				bins[name] = append(bins[name], e)
+			}
+			largest := ""
+			for _, name := range sr.GetRoles() {
+				meta[name+".json"] = 1
+				if len(bins[name]) > len(bins[largest]) {
+					largest = name
+				}
+			}
+			dl := fmt.Sprintf(`{"keys":{%q:{"keytype":"ed25519","keyval":{"public":%q},"scheme":"ed25519"}},"succinct_roles":{"bit_length":%d,"keyids":[%q],"name_prefix":"bin","threshold":1}}`,
+				binID, binKey.Key.Value.PublicKey, bits, binID)
+			docs = append(docs, signedTargets(b, nil, dl, top.signers), signedTargets(b, bins[largest], "", []tuftest.Signer{binKey}))
+			roles = append(roles, "targets", largest)
+		}
+		snap := metadata.Snapshot(testNow.AddDate(0, 0, 7))
+		for name, v := range meta {
+			snap.Signed.Meta[name] = metadata.MetaFile(v)
+		}
+		snapJSON := tuftest.SignBytes(b, snap, tuftest.NewSigner(b, "fast snapshot"))
+		ts := metadata.Timestamp(testNow.AddDate(0, 0, 1))
+		ts.Signed.Meta["snapshot.json"] = metadata.MetaFile(1)
+		tsJSON := tuftest.SignBytes(b, ts, tuftest.NewSigner(b, "fast timestamp"))
+		total := len(tsJSON) + len(snapJSON)
+		for _, d := range docs {
+			total += len(d)
+		}
+		b.Run(fmt.Sprintf("bins=%d/n=%d", 1<<bits&^1, n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var delegator any = top.root
+				for i, d := range docs {
+					md, err := verifyTargets(delegator, roles[i], d, lim)
+					if err != nil {
+						b.Fatal(err)
+					}
+					delegator = md
+				}
+			}
+			b.ReportMetric(float64(total), "bytes/device")
+		})
+	}
+}
