@@ -110,7 +110,11 @@ type Client struct {
 	cfg     Config
 	fetcher Fetcher
 	trusted *trustedmetadata.TrustedMetadata // of the last successful refresh
-	log     *slog.Logger
+	// signedBytes holds, for each targets document trusted since the last
+	// Refresh began, the canonical bytes its signatures were checked over,
+	// so that lookups re-verify a cached role without re-encoding it.
+	signedBytes map[*metadata.Metadata[metadata.TargetsType]][]byte
+	log         *slog.Logger
 }
 
 // Bootstrap stores rootJSON as the first trusted root of an empty store,
@@ -213,6 +217,7 @@ func parseAs[T metadata.Roles](c *Client, role string, data []byte) error {
 // root). It may be called any number of times.
 func (c *Client) Refresh(ctx context.Context) error {
 	c.trusted = nil
+	c.signedBytes = map[*metadata.Metadata[metadata.TargetsType]][]byte{}
 	tm, err := c.loadRoot(ctx)
 	if err != nil {
 		return err
@@ -379,8 +384,9 @@ func (c *Client) loadDelegated(ctx context.Context, tm *trustedmetadata.TrustedM
 	if old, err := c.cfg.Store.LoadMetadata(ctx, role); err != nil {
 		return nil, err
 	} else if old != nil {
-		if md, err := acceptTargets(tm, role, delegator, old, c.cfg.Limits); err == nil {
-			return md, nil
+		if p, err := acceptTargets(tm, role, delegator, old, c.cfg.Limits); err == nil {
+			c.signedBytes[p.Metadata] = p.Canonical
+			return p.Metadata, nil
 		}
 	}
 	meta := tm.Snapshot.Signed.Meta[role+".json"]
@@ -398,10 +404,12 @@ func (c *Client) loadDelegated(ctx context.Context, tm *trustedmetadata.TrustedM
 	// Targets documents take the one-pass path (fastverify.go): a
 	// catalogue of 100,000 images must not cost a device seconds and a
 	// gigabyte of garbage.
-	md, err := acceptTargets(tm, role, delegator, data, c.cfg.Limits)
+	p, err := acceptTargets(tm, role, delegator, data, c.cfg.Limits)
 	if err != nil {
 		return nil, &RoleError{Role: role, Err: err}
 	}
+	md := p.Metadata
+	c.signedBytes[md] = p.Canonical
 	if err := c.cfg.Store.StoreMetadata(ctx, role, data); err != nil {
 		return nil, err
 	}

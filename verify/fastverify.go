@@ -41,6 +41,11 @@ func verifyTargets(delegator any, role string, data []byte, lim manifest.Limits)
 	return p.Metadata, nil
 }
 
+// verifyParsed is verifyTargets for a parsed document.
+func verifyParsed(delegator any, role string, p *manifest.ParsedTargets) error {
+	return verifySigned(delegator, role, p.Metadata.Signatures, p.Canonical)
+}
+
 // delegatedKeys returns the keys, keyids and threshold delegator gives
 // role, with go-tuf's refusals: no delegation, no keyids, threshold below 1.
 // Like go-tuf, a succinct delegation applies its keys to any role name;
@@ -186,8 +191,9 @@ func verifyOne(key *metadata.Key, sig, msg []byte) (bool, [sha256.Size]byte, err
 // fresh and the one the timestamp names; the document must match the
 // snapshot's length and hashes, be of type targets, be signed by
 // delegator's threshold for role, have the snapshot's version and not be
-// expired. It then becomes tm.Targets[role].
-func acceptTargets(tm *trustedmetadata.TrustedMetadata, role, delegator string, data []byte, lim manifest.Limits) (*metadata.Metadata[metadata.TargetsType], error) {
+// expired. It then becomes tm.Targets[role]; the result keeps the
+// canonical bytes that were verified.
+func acceptTargets(tm *trustedmetadata.TrustedMetadata, role, delegator string, data []byte, lim manifest.Limits) (*manifest.ParsedTargets, error) {
 	if tm.Snapshot == nil || tm.Timestamp == nil {
 		return nil, fmt.Errorf("%w: cannot load targets before snapshot", ErrNotRefreshed)
 	}
@@ -215,10 +221,14 @@ func acceptTargets(tm *trustedmetadata.TrustedMetadata, role, delegator string, 
 	if err := meta.VerifyLengthHashes(data); err != nil {
 		return nil, manifest.TranslateError(err)
 	}
-	md, err := verifyTargets(parent, role, data, lim)
+	p, err := manifest.ParseTargetsUnverified(role, data, lim)
 	if err != nil {
 		return nil, err
 	}
+	if err := verifyParsed(parent, role, p); err != nil {
+		return nil, err
+	}
+	md := p.Metadata
 	if md.Signed.Type != metadata.TARGETS {
 		return nil, fmt.Errorf("%w: expected %s, got %s", manifest.ErrRepository, metadata.TARGETS, md.Signed.Type)
 	}
@@ -229,5 +239,5 @@ func acceptTargets(tm *trustedmetadata.TrustedMetadata, role, delegator string, 
 		return nil, fmt.Errorf("%w: new %s expired %s", manifest.ErrExpired, role, md.Signed.Expires.Format(time.RFC3339))
 	}
 	tm.Targets[role] = md
-	return md, nil
+	return p, nil
 }
