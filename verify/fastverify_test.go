@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/otaseal/otaseal/internal/tuftest"
 	"github.com/otaseal/otaseal/manifest"
@@ -112,31 +110,32 @@ func theirs(delegator any, role string, data []byte) (md *metadata.Metadata[meta
 	return md, canon, nil, verifyErr, false
 }
 
-// foldedSigned reports the documented divergence: a member other than the
-// last "signed" is named like it but for case, after it.
+// foldedSigned reports the documented divergence: after the last member
+// named exactly "signed" comes one named like it but for case, so go-tuf
+// type-checks one member and decodes the other.
 func foldedSigned(data []byte) bool {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return false
 	}
-	sawExact := false
+	folded := false
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return false
+			return folded
 		}
 		key, _ := tok.(string)
 		if key == "signed" {
-			sawExact = true
-		} else if strings.EqualFold(key, "signed") || strings.ContainsRune(key, 'ſ') {
-			return true
+			folded = false
+		} else if strings.EqualFold(key, "signed") {
+			folded = true
 		}
 		var skip json.RawMessage
 		if dec.Decode(&skip) != nil {
-			return sawExact
+			return folded
 		}
 	}
-	return false
+	return folded
 }
 
 // normalize clears go-tuf's empty maps of unrecognised fields, which the
@@ -441,9 +440,6 @@ func FuzzVerifyTargetsDifferential(f *testing.F) {
 	}
 	f.Add(byte(0), []byte(`{"signed":{"_type":"targets","spec_version":"1.0","version":1,"targets":{}},"signatures":[],"Signatures":[{"keyid":"a","sig":"00"}]}`))
 	f.Fuzz(func(t *testing.T, which byte, data []byte) {
-		if !utf8.Valid(data) && len(data) > 1<<16 {
-			return
-		}
 		f := one
 		if which%2 == 1 {
 			f = three
@@ -451,5 +447,3 @@ func FuzzVerifyTargetsDifferential(f *testing.F) {
 		compare(t, f.root, metadata.TARGETS, data)
 	})
 }
-
-var _ = io.Discard
