@@ -365,7 +365,7 @@ func signedDocs(t testing.TB) (one, three *fixture, docs [][]byte) {
 	one, three = newFixture(t, 1, 1), newFixture(t, 3, 2)
 	for _, f := range []*fixture{one, three} {
 		for _, extras := range []bool{false, true} {
-			docs = append(docs, tuftest.SignBytes(t, targetsDoc(t, 5, extras), f.signers...))
+			docs = append(docs, tuftest.SignBytes(t, targetsDoc(t, 2, extras), f.signers...))
 		}
 	}
 	return one, three, docs
@@ -434,16 +434,27 @@ func FuzzVerifyTargetsDifferential(f *testing.F) {
 	one, three, docs := signedDocs(f)
 	for i, doc := range docs {
 		f.Add(byte(i/2), doc)
+		f.Add(byte(i/2+2), doc)
 		for j, kind := range rewriteKinds {
-			f.Add(byte(i/2), rewrite(f, doc, kind, rand.New(rand.NewPCG(uint64(j), uint64(i)))))
+			f.Add(byte(i/2+2*(j%2)), rewrite(f, doc, kind, rand.New(rand.NewPCG(uint64(j), uint64(i)))))
 		}
 	}
 	f.Add(byte(0), []byte(`{"signed":{"_type":"targets","spec_version":"1.0","version":1,"targets":{}},"signatures":[],"Signatures":[{"keyid":"a","sig":"00"}]}`))
+	// The same keys delegated by root, by a targets role's list of roles,
+	// and by succinct hash bins (which go-tuf applies to any role name).
+	byRoles, bySuccinct := metadata.Targets(testNow.AddDate(1, 0, 0)), metadata.Targets(testNow.AddDate(1, 0, 0))
+	byRoles.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{},
+		Roles: []metadata.DelegatedRole{{Name: metadata.TARGETS, KeyIDs: one.root.Signed.Roles[metadata.TARGETS].KeyIDs, Threshold: 1, Paths: []string{"*"}}}}
+	bySuccinct.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{},
+		SuccinctRoles: &metadata.SuccinctRoles{KeyIDs: three.root.Signed.Roles[metadata.TARGETS].KeyIDs, Threshold: 2, BitLength: 4, NamePrefix: "bin"}}
+	for id, k := range one.root.Signed.Keys {
+		byRoles.Signed.Delegations.Keys[id] = k
+	}
+	for id, k := range three.root.Signed.Keys {
+		bySuccinct.Signed.Delegations.Keys[id] = k
+	}
+	delegators := []any{one.root, three.root, byRoles, bySuccinct}
 	f.Fuzz(func(t *testing.T, which byte, data []byte) {
-		f := one
-		if which%2 == 1 {
-			f = three
-		}
-		compare(t, f.root, metadata.TARGETS, data)
+		compare(t, delegators[int(which)%len(delegators)], metadata.TARGETS, data)
 	})
 }
