@@ -1,6 +1,9 @@
 package manifest
 
 import (
+	"bytes"
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/secure-systems-lab/go-securesystemslib/cjson"
@@ -81,4 +84,70 @@ func TestCanonicalCases(t *testing.T) {
 			assert.Contains(t, string(p.Canonical), tt.want)
 		})
 	}
+}
+
+// FuzzParseTargetsUnverified: the one-pass parser never panics, accepts
+// exactly what ParseUnverified accepts and cjson can encode (bugs aside:
+// what makes go-tuf panic, and an envelope whose "signed" go-tuf reads two
+// ways, it refuses), computes cjson's bytes, and its canonical bytes are a
+// fixed point: parsed again as the signed part, they encode to themselves.
+func FuzzParseTargetsUnverified(f *testing.F) {
+	r := newTestRepo(f)
+	f.Add(r.targetsJSON)
+	f.Add([]byte(`{"signatures":[],"signed":{"_type":"targets","expires":"2030-01-01T00:00:00Z","spec_version":"1.0.31","targets":{"a":{"hashes":{"sha256":"` + strings.Repeat("00", 32) + `"},"length":1,"LENGTH":2,"custom":{"b":1,"a":[1e2,"\u00e9"]}}},"version":1,"x":1e2,"x":-0.0}}`))
+	f.Add([]byte(`{"signatures":[{"keyid":"a","sig":"00"}],"Signatures":[],"signed":{"_type":"targets","spec_version":"1.0","version":1,"targets":{"a":null},"targets":{"a":{"hashes":{"sha512":"` + strings.Repeat("ab", 64) + `"},"length":0}}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := ParseTargetsUnverified(RoleTargets, data, Limits{})
+		var want *Metadata[Targets]
+		var werr error
+		panicked := func() (p bool) {
+			defer func() { p = recover() != nil }()
+			want, werr = ParseUnverified[Targets](RoleTargets, data, Limits{})
+			return false
+		}()
+		var canon []byte
+		if werr == nil && !panicked {
+			canon, werr = cjson.EncodeCanonical(want.Signed)
+		}
+		if panicked || folded(data) {
+			if panicked {
+				require.Error(t, err, "go-tuf panics here")
+			}
+			return
+		}
+		require.Equal(t, werr == nil, err == nil, "ParseUnverified+cjson: %v\none pass: %v", werr, err)
+		if err != nil {
+			return
+		}
+		assert.Equal(t, string(canon), string(got.Canonical))
+		again, err := ParseTargetsUnverified(RoleTargets, append(append([]byte(`{"signatures":[],"signed":`), got.Canonical...), '}'), Limits{})
+		require.NoError(t, err)
+		assert.Equal(t, string(got.Canonical), string(again.Canonical))
+	})
+}
+
+// folded reports an envelope with a member named "signed" but for case
+// after the last one named exactly so.
+func folded(data []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return false
+	}
+	f := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return f
+		}
+		if key, _ := tok.(string); key == "signed" {
+			f = false
+		} else if strings.EqualFold(key, "signed") {
+			f = true
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return f
+		}
+	}
+	return f
 }
