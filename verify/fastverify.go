@@ -121,7 +121,9 @@ func verifySigned(delegator any, role string, sigs []metadata.Signature, canonic
 		if err != nil {
 			return fmt.Errorf("%w: key %s of %s: %v", manifest.ErrMalformed, id, role, err)
 		}
-		if ok {
+		// Evidence lists a key under a second keyid as not counted, so
+		// that len(Signed) is what was held against the threshold.
+		if ok && !signing[fingerprint] {
 			signing[fingerprint] = true
 			e.Signed = append(e.Signed, id)
 		} else {
