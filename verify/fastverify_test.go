@@ -458,3 +458,61 @@ func FuzzVerifyTargetsDifferential(f *testing.F) {
 		compare(t, delegators[int(which)%len(delegators)], metadata.TARGETS, data)
 	})
 }
+
+// TestVerifySignedDelegators: the delegator side of the rules, against
+// go-tuf's VerifyDelegate on the same document.
+func TestVerifySignedDelegators(t *testing.T) {
+	three := newFixture(t, 3, 2)
+	doc := tuftest.SignBytes(t, targetsDoc(t, 2, false), three.signers[0], three.signers[1])
+	ids := three.root.Signed.Roles[metadata.TARGETS].KeyIDs
+	withRole := func(f func(r *metadata.Metadata[metadata.RootType])) *metadata.Metadata[metadata.RootType] {
+		b, err := three.root.ToBytes(false)
+		require.NoError(t, err)
+		r, err := metadata.Root().FromBytes(b)
+		require.NoError(t, err)
+		f(r)
+		return r
+	}
+	tests := []struct {
+		name string
+		root *metadata.Metadata[metadata.RootType]
+		want bool
+	}{
+		{"as is", three.root, true},
+		{"threshold 3", withRole(func(r *metadata.Metadata[metadata.RootType]) { r.Signed.Roles["targets"].Threshold = 3 }), false},
+		{"threshold 0", withRole(func(r *metadata.Metadata[metadata.RootType]) { r.Signed.Roles["targets"].Threshold = 0 }), false},
+		{"no keyids", withRole(func(r *metadata.Metadata[metadata.RootType]) { r.Signed.Roles["targets"].KeyIDs = nil }), false},
+		{"no role", withRole(func(r *metadata.Metadata[metadata.RootType]) { delete(r.Signed.Roles, "targets") }), false},
+		{"unsigning key missing", withRole(func(r *metadata.Metadata[metadata.RootType]) { delete(r.Signed.Keys, ids[2]) }), false},
+		{"unsigning key malformed", withRole(func(r *metadata.Metadata[metadata.RootType]) { r.Signed.Keys[ids[2]].Value.PublicKey = "abcd" }), false},
+		{"one key twice", withRole(func(r *metadata.Metadata[metadata.RootType]) {
+			k := *r.Signed.Keys[ids[0]]
+			r.Signed.Keys["alias"] = &k
+			r.Signed.Roles["targets"].KeyIDs = []string{ids[0], "alias"}
+		}), false},
+		{"one key twice, threshold 1", withRole(func(r *metadata.Metadata[metadata.RootType]) {
+			k := *r.Signed.Keys[ids[0]]
+			r.Signed.Keys["alias"] = &k
+			r.Signed.Roles["targets"].KeyIDs = []string{ids[0], "alias"}
+			r.Signed.Roles["targets"].Threshold = 1
+		}), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			md, err := metadata.Targets().FromBytes(doc)
+			require.NoError(t, err)
+			theirErr := tt.root.VerifyDelegate(metadata.TARGETS, md)
+			_, ourErr := verifyTargets(tt.root, metadata.TARGETS, doc, manifest.Limits{})
+			assert.Equal(t, tt.want, theirErr == nil, "go-tuf: %v", theirErr)
+			assert.Equal(t, tt.want, ourErr == nil, "otaseal: %v", ourErr)
+			if tt.name == "threshold 3" {
+				// The evidence names who signed.
+				var te *ThresholdError
+				require.ErrorAs(t, ourErr, &te)
+				assert.Equal(t, ids[:2], te.Signed)
+				assert.Equal(t, ids[2:], te.Unsigned)
+				assert.ErrorIs(t, ourErr, manifest.ErrThreshold)
+			}
+		})
+	}
+}
