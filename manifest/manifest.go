@@ -7,6 +7,9 @@
 //   - ParseUnverified reads a metadata document from untrusted bytes with a
 //     size limit per role and the shape checks that go-tuf skips. It does not
 //     verify signatures: that is package verify's job.
+//   - ParseTargetsUnverified does the same for targets documents in one
+//     pass, for catalogues of 100,000 images, and returns the canonical
+//     bytes their signatures sign (go-tuf's exactly; see fastparse.go).
 //   - FirmwareOf, DeltaOf and ReadEntry read the firmware schema of a target;
 //     SetFirmware and SetDelta write it. ParseCustom is the strict parser
 //     underneath.

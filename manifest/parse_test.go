@@ -240,6 +240,9 @@ func TestParseShapeErrors(t *testing.T) {
 				_, err = ParseUnverified[Snapshot](tc.role, tc.doc, Limits{})
 			default:
 				_, err = ParseUnverified[Targets](tc.role, tc.doc, Limits{})
+				// The one-pass parser refuses the same, for the same reason.
+				_, fastErr := ParseTargetsUnverified(tc.role, tc.doc, Limits{})
+				assert.ErrorIs(t, fastErr, tc.want)
 			}
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tc.want)

@@ -32,6 +32,22 @@
 //     signed; [Repository.SetRoot] installs a rotated root after
 //     [VerifyRootRotation].
 //
+// Large catalogues: hash bins are the default. A repository that lists
+// more than a few thousand images should put them in succinct hash bins
+// ([Repository.AddHashBins], TAP 15) from the start, with the top-level
+// targets role delegating to the bins and listing no images itself.
+// Without bins every device downloads and verifies the whole catalogue
+// whenever any image changes: 43 MB for 100,000 firmware targets. With
+// 2^11 bins a device that looks up its image downloads about 94 KB
+// (timestamp, a snapshot that names every bin, a small top-level targets
+// and one bin of some 50 images), and publishing an image re-signs one
+// bin (BenchmarkHashBins in package verify measures both). Choose bits so
+// that a bin holds tens to a few hundred images: the snapshot grows by
+// about 40 bytes per bin. Bins serve lookups of known paths (verify's
+// FindTarget); a device that searches by hardware ID (verify's Select)
+// only searches roles delegated by path pattern, so per-model path
+// delegations ([Repository.AddDelegation] with "MODEL/*") suit that use.
+//
 // Errors carry evidence: a refused signature is a *[KeyError] naming the
 // role and key (ErrWrongRole, ErrUnknownKey, ErrRevokedKey,
 // ErrBadSignature, ErrDuplicateSignature), a short document a

@@ -110,7 +110,11 @@ type Client struct {
 	cfg     Config
 	fetcher Fetcher
 	trusted *trustedmetadata.TrustedMetadata // of the last successful refresh
-	log     *slog.Logger
+	// signedBytes holds, for each targets document trusted since the last
+	// Refresh began, the canonical bytes its signatures were checked over,
+	// so that lookups re-verify a cached role without re-encoding it.
+	signedBytes map[*metadata.Metadata[metadata.TargetsType]][]byte
+	log         *slog.Logger
 }
 
 // Bootstrap stores rootJSON as the first trusted root of an empty store,
@@ -213,6 +217,7 @@ func parseAs[T metadata.Roles](c *Client, role string, data []byte) error {
 // root). It may be called any number of times.
 func (c *Client) Refresh(ctx context.Context) error {
 	c.trusted = nil
+	c.signedBytes = map[*metadata.Metadata[metadata.TargetsType]][]byte{}
 	tm, err := c.loadRoot(ctx)
 	if err != nil {
 		return err
@@ -378,9 +383,10 @@ func (c *Client) updateTargets(ctx context.Context, tm *trustedmetadata.TrustedM
 func (c *Client) loadDelegated(ctx context.Context, tm *trustedmetadata.TrustedMetadata, role, delegator string) (*metadata.Metadata[metadata.TargetsType], error) {
 	if old, err := c.cfg.Store.LoadMetadata(ctx, role); err != nil {
 		return nil, err
-	} else if old != nil && parseAs[manifest.Targets](c, role, old) == nil {
-		if md, err := tm.UpdateDelegatedTargets(old, role, delegator); err == nil {
-			return md, nil
+	} else if old != nil {
+		if p, err := acceptTargets(tm, role, delegator, old, c.cfg.Limits); err == nil {
+			c.signedBytes[p.Metadata] = p.Canonical
+			return p.Metadata, nil
 		}
 	}
 	meta := tm.Snapshot.Signed.Meta[role+".json"]
@@ -395,20 +401,15 @@ func (c *Client) loadDelegated(ctx context.Context, tm *trustedmetadata.TrustedM
 	if err != nil {
 		return nil, err
 	}
-	if err := parseAs[manifest.Targets](c, role, data); err != nil {
+	// Targets documents take the one-pass path (fastverify.go): a
+	// catalogue of 100,000 images must not cost a device seconds and a
+	// gigabyte of garbage.
+	p, err := acceptTargets(tm, role, delegator, data, c.cfg.Limits)
+	if err != nil {
 		return nil, &RoleError{Role: role, Err: err}
 	}
-	md, err := tm.UpdateDelegatedTargets(data, role, delegator)
-	if err != nil {
-		var parent any = tm.Root
-		if delegator != manifest.RoleRoot {
-			parent = nil
-			if p, ok := tm.Targets[delegator]; ok && p != nil {
-				parent = p
-			}
-		}
-		return nil, refused[metadata.TargetsType](role, err, parent, data)
-	}
+	md := p.Metadata
+	c.signedBytes[md] = p.Canonical
 	if err := c.cfg.Store.StoreMetadata(ctx, role, data); err != nil {
 		return nil, err
 	}

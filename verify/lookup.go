@@ -108,8 +108,14 @@ func (c *Client) delegated(ctx context.Context, tm *trustedmetadata.TrustedMetad
 		if !ok {
 			return nil, &RoleError{Role: role, Err: fmt.Errorf("%w: delegator %s not loaded", manifest.ErrRepository, delegator)}
 		}
-		if err := parent.VerifyDelegate(role, md); err != nil {
-			return nil, &RoleError{Role: role, Err: fmt.Errorf("not approved by delegator %s: %w", delegator, manifest.TranslateError(err))}
+		var err error
+		if canonical, ok := c.signedBytes[md]; ok {
+			err = verifySigned(parent, role, md.Signatures, canonical)
+		} else {
+			err = manifest.TranslateError(parent.VerifyDelegate(role, md))
+		}
+		if err != nil {
+			return nil, &RoleError{Role: role, Err: fmt.Errorf("not approved by delegator %s: %w", delegator, err)}
 		}
 		return md, nil
 	}
