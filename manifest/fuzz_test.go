@@ -44,6 +44,8 @@ func FuzzParseUnverified(f *testing.F) {
 		f.Add(doc)
 	}
 	f.Add([]byte(`{"signed":{"_type":"targets","targets":{"x":null}},"signatures":[]}`))
+	f.Add([]byte(`{"signed":{"_type":"targets","targets":{}},"Signed":{"_type":"targets","targets":{"x":null}},"signatures":[]}`))
+	f.Add([]byte(`{"signed":{"_type":"targets","targets":{},"TARGETS":{"x":null}},"signatures":[]}`))
 	f.Add([]byte(`{"signed":{"_type":"timestamp","spec_version":"1.0.31","version":1,"expires":"2030-01-01T00:00:00Z","meta":{}},"signatures":[]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzRole[Root](t, RoleRoot, data)

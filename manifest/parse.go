@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,31 +107,104 @@ func ParseUnverified[T metadata.Roles](role string, data []byte, lim Limits) (*M
 // checkEnvelope insists on a JSON object whose "signed" member is an object
 // and whose "signatures" member is a list, and refuses a null target entry:
 // go-tuf v2.4.2 dereferences every entry of "targets" while decoding, so a
-// single `"x": null` would crash the device's client.
+// single `"x": null` would crash the device's client. encoding/json, and so
+// go-tuf, decodes every member whose name matches a field case-insensitively,
+// repeated ones included, one after the other: "Signed", "SIGNED" or a
+// second "signed" reach go-tuf as surely as the first, so each is checked.
 func checkEnvelope(data []byte) error {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	top, err := objectMembers(data)
+	if err != nil {
+		return err
 	}
-	signed, sigs := top["signed"], top["signatures"]
+	var signed, sigs json.RawMessage // the last member of exactly that name
+	for _, m := range top {
+		switch m.key {
+		case "signed":
+			signed = m.value
+		case "signatures":
+			sigs = m.value
+		}
+		if strings.EqualFold(m.key, "signed") && len(m.value) > 0 && m.value[0] == '{' {
+			if err := checkTargetEntries(m.value); err != nil {
+				return err
+			}
+		}
+	}
 	if len(signed) == 0 || signed[0] != '{' {
 		return fmt.Errorf("%w: \"signed\" is missing or not an object", ErrMalformed)
 	}
 	if len(sigs) == 0 || sigs[0] != '[' {
 		return fmt.Errorf("%w: \"signatures\" is missing or not a list", ErrMalformed)
 	}
-	var members struct {
-		Targets map[string]json.RawMessage `json:"targets"`
+	return nil
+}
+
+// checkTargetEntries refuses a signed part whose "targets" map, as
+// encoding/json builds it, would hold a non-object entry. encoding/json
+// decodes every member matching "targets" case-insensitively into the same
+// map, in order: an object adds or replaces entries, null empties the map.
+func checkTargetEntries(signed []byte) error {
+	members, err := objectMembers(signed)
+	if err != nil {
+		return err
 	}
-	if err := json.Unmarshal(signed, &members); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	merged := map[string]json.RawMessage{}
+	for _, m := range members {
+		if !strings.EqualFold(m.key, "targets") {
+			continue
+		}
+		if string(m.value) == "null" {
+			merged = map[string]json.RawMessage{}
+			continue
+		}
+		entries, err := objectMembers(m.value)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			merged[e.key] = e.value
+		}
 	}
-	for path, raw := range members.Targets {
-		if len(raw) == 0 || raw[0] != '{' {
+	for path, v := range merged {
+		if len(v) == 0 || v[0] != '{' {
 			return fmt.Errorf("%w: target %q is not an object", ErrMalformed, clip(path))
 		}
 	}
 	return nil
+}
+
+type member struct {
+	key   string
+	value json.RawMessage
+}
+
+// objectMembers returns the members of a JSON object in order, repeated
+// names included.
+func objectMembers(data []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("%w: want a JSON object", ErrMalformed)
+	}
+	var out []member
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		out = append(out, member{key, v})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the object", ErrMalformed)
+	}
+	return out, nil
 }
 
 func checkShape(signed any) error {
