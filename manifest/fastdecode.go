@@ -188,21 +188,7 @@ func (d *targetsDecoder) targets(t *Targets, isTargets *bool) error {
 // empties it.
 func (d *targetsDecoder) targetMap(dst *map[string]*TargetFile) error {
 	s := &d.s
-	if d.isNull() {
-		*dst = nil
-		return nil
-	}
-	if err := s.expect('{'); err != nil {
-		return err
-	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	if *dst == nil {
-		*dst = map[string]*TargetFile{}
-	}
-	m := *dst
-	err := s.members(func(path string) error {
+	return decodeMap(d, dst, 0, func(m map[string]*TargetFile, path string) error {
 		if n := len(d.order); n > 0 && d.order[n-1] >= path {
 			d.ordered = false
 		}
@@ -225,8 +211,6 @@ func (d *targetsDecoder) targetMap(dst *map[string]*TargetFile) error {
 		m[path] = tf
 		return nil
 	})
-	s.depth--
-	return err
 }
 
 func (d *targetsDecoder) targetFile(tf *TargetFile) error {
@@ -265,22 +249,7 @@ func (d *targetsDecoder) targetFile(tf *TargetFile) error {
 }
 
 func (d *targetsDecoder) hashes(dst *Hashes) error {
-	s := &d.s
-	if d.isNull() {
-		*dst = nil
-		return nil
-	}
-	if err := s.expect('{'); err != nil {
-		return err
-	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	if *dst == nil {
-		*dst = make(Hashes, 2)
-	}
-	h := *dst
-	err := s.members(func(alg string) error {
+	return decodeMap(d, (*map[string]HexBytes)(dst), 2, func(h map[string]HexBytes, alg string) error {
 		var b HexBytes
 		if err := d.hexBytes(&b); err != nil {
 			return err
@@ -288,8 +257,6 @@ func (d *targetsDecoder) hashes(dst *Hashes) error {
 		h[alg] = b
 		return nil
 	})
-	s.depth--
-	return err
 }
 
 func (d *targetsDecoder) delegations(dl *Delegations) error {
@@ -337,21 +304,7 @@ func (d *targetsDecoder) delegations(dl *Delegations) error {
 
 func (d *targetsDecoder) keys(dst *map[string]*Key) error {
 	s := &d.s
-	if d.isNull() {
-		*dst = nil
-		return nil
-	}
-	if err := s.expect('{'); err != nil {
-		return err
-	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	if *dst == nil {
-		*dst = map[string]*Key{}
-	}
-	m := *dst
-	err := s.members(func(id string) error {
+	return decodeMap(d, dst, 0, func(m map[string]*Key, id string) error {
 		if d.isNull() {
 			m[id] = nil // refused by the shape checks
 			return nil
@@ -382,6 +335,29 @@ func (d *targetsDecoder) keys(dst *map[string]*Key) error {
 		m[id] = k
 		return err
 	})
+}
+
+// decodeMap decodes a JSON object into a map field with encoding/json's
+// rules: null sets the map to nil, an object adds its members to the map
+// (a repeated member merges into what an earlier one decoded), each member
+// decoded by one. size hints a new map's capacity.
+func decodeMap[V any](d *targetsDecoder, dst *map[string]V, size int, one func(m map[string]V, key string) error) error {
+	s := &d.s
+	if d.isNull() {
+		*dst = nil
+		return nil
+	}
+	if err := s.expect('{'); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	if *dst == nil {
+		*dst = make(map[string]V, size)
+	}
+	m := *dst
+	err := s.members(func(key string) error { return one(m, key) })
 	s.depth--
 	return err
 }
