@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// deltabench on a small generated pair: every tool found reproduces the new
+// file and the table names our two formats (and C bsdiff where installed).
+func TestDeltabenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds three programs")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "deltabench")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	pairs := filepath.Join(dir, "pairs")
+	require.NoError(t, os.MkdirAll(pairs, 0o755))
+	rng := rand.New(rand.NewSource(5))
+	old := make([]byte, 200<<10)
+	rng.Read(old)
+	new := bytes.Clone(old)
+	for i := 0; i < 50; i++ {
+		new[rng.Intn(len(new))]++
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(pairs, "tiny-old.bin"), old, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(pairs, "tiny-new.bin"), new, 0o644))
+
+	cmd := exec.Command(bin, "-skip", "zstd,xdelta3", pairs)
+	cmd.Dir = "../.." // it builds ./examples/bsdiff and ./examples/bspatch from the module root
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), stderr.String())
+	table := stdout.String()
+	assert.Contains(t, table, "tiny")
+	assert.Contains(t, table, "ours bsdiff40")
+	assert.Contains(t, table, "ours stream")
+	if _, err := exec.LookPath("bsdiff"); err == nil {
+		assert.Contains(t, table, "C bsdiff")
+	}
+	assert.False(t, strings.Contains(table, "FAIL"), table)
+
+	usage := exec.Command(bin)
+	_ = usage.Run()
+	assert.Equal(t, 2, usage.ProcessState.ExitCode())
+}
