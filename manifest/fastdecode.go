@@ -96,44 +96,16 @@ func (d *targetsDecoder) envelope() (*Metadata[Targets], []byte, error) {
 // replaced whole (Signature has its own UnmarshalJSON), [] empties, null
 // drops.
 func (d *targetsDecoder) signatures(dst *[]Signature) error {
-	s := &d.s
-	if d.isNull() {
-		*dst = nil
-		return nil
-	}
-	if err := s.expect('['); err != nil {
-		return err
-	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	v := (*dst)[:0]
-	err := s.elements(func() error {
-		var sig Signature
-		if !d.isNull() {
-			if s.peek() != '{' {
-				return s.errorf("signature is not an object")
+	return decodeObjects(d, dst, "signature", func(sig *Signature) error {
+		unknown, err := d.object(signatureFields, func(i int, _ bool) error {
+			if i == 0 {
+				return d.str(&sig.KeyID)
 			}
-			unknown, err := d.object(signatureFields, func(i int, _ bool) error {
-				if i == 0 {
-					return d.str(&sig.KeyID)
-				}
-				return d.hexBytes(&sig.Signature)
-			})
-			if err != nil {
-				return err
-			}
-			sig.UnrecognizedFields = unknown
-		}
-		v = append(v, sig)
-		return nil
+			return d.hexBytes(&sig.Signature)
+		})
+		sig.UnrecognizedFields = unknown
+		return err
 	})
-	s.depth--
-	if len(v) == 0 {
-		v = []Signature{}
-	}
-	*dst = v
-	return err
 }
 
 // targets decodes the signed part. isTargets reports whether the last
@@ -365,6 +337,33 @@ func decodeMap[V any](d *targetsDecoder, dst *map[string]V, size int, one func(m
 // roles decodes the delegated roles; each element is replaced whole, as
 // DelegatedRole has its own UnmarshalJSON.
 func (d *targetsDecoder) roles(dst *[]DelegatedRole) error {
+	return decodeObjects(d, dst, "delegated role", func(r *DelegatedRole) error {
+		u, err := d.object(roleFields, func(i int, _ bool) error {
+			switch i {
+			case 0:
+				return d.str(&r.Name)
+			case 1:
+				return d.strings(&r.KeyIDs)
+			case 2:
+				return d.int(&r.Threshold)
+			case 3:
+				return d.bool(&r.Terminating)
+			case 4:
+				return d.strings(&r.PathHashPrefixes)
+			}
+			return d.strings(&r.Paths)
+		})
+		r.UnrecognizedFields = u
+		return err
+	})
+}
+
+// decodeObjects decodes a JSON array of objects into a slice field the way
+// encoding/json does when the element type has its own UnmarshalJSON: null
+// sets the slice to nil, an array replaces the elements whole (an empty
+// array gives an empty, non-nil slice), a null element is the zero value.
+// what names an element in errors.
+func decodeObjects[V any](d *targetsDecoder, dst *[]V, what string, one func(*V) error) error {
 	s := &d.s
 	if d.isNull() {
 		*dst = nil
@@ -378,37 +377,21 @@ func (d *targetsDecoder) roles(dst *[]DelegatedRole) error {
 	}
 	v := (*dst)[:0]
 	err := s.elements(func() error {
-		var r DelegatedRole
+		var x V
 		if !d.isNull() {
 			if s.peek() != '{' {
-				return s.errorf("delegated role is not an object")
+				return s.errorf("%s is not an object", what)
 			}
-			u, err := d.object(roleFields, func(i int, _ bool) error {
-				switch i {
-				case 0:
-					return d.str(&r.Name)
-				case 1:
-					return d.strings(&r.KeyIDs)
-				case 2:
-					return d.int(&r.Threshold)
-				case 3:
-					return d.bool(&r.Terminating)
-				case 4:
-					return d.strings(&r.PathHashPrefixes)
-				}
-				return d.strings(&r.Paths)
-			})
-			if err != nil {
+			if err := one(&x); err != nil {
 				return err
 			}
-			r.UnrecognizedFields = u
 		}
-		v = append(v, r)
+		v = append(v, x)
 		return nil
 	})
 	s.depth--
 	if len(v) == 0 {
-		v = []DelegatedRole{}
+		v = []V{}
 	}
 	*dst = v
 	return err
