@@ -85,7 +85,7 @@ func newApplier(f Format, dst io.Writer, old io.ReaderAt, oldSize int64, opts *A
 		want:    opts.SHA256,
 		control: -1,
 		diffBuf: make([]byte, chunkSize),
-		oldBuf:  make([]byte, chunkSize),
+		oldBuf:  make([]byte, chunkSize+8), // a chunk and the streaming format's margins
 	}
 	if a.maxCtl <= 0 {
 		a.maxCtl = DefaultMaxControls

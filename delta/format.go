@@ -10,7 +10,7 @@ const (
 	// be read side by side, so applying needs random access to the patch.
 	FormatBSDIFF40 Format = iota + 1
 	// FormatStream is this package's format: one zstd stream of
-	// interleaved records, applied front to back as it arrives.
+	// segments of entries and their data, applied front to back as it arrives.
 	FormatStream
 )
 

@@ -59,7 +59,8 @@ func buildStream(t testing.TB, oldSize, newSize uint64, records []byte) []byte {
 
 // streamRecords encodes control entries as segments of the streaming
 // format, with their diff and extra bytes drawn in order from diff and
-// extra, trusting nothing: lengths may be hostile.
+// extra, trusting nothing: lengths may be hostile. Runs are all written as
+// literals, and extra data unconverted.
 func streamRecords(ctls []ctl, diff, extra []byte) []byte {
 	var out []byte
 	for len(ctls) > 0 {
@@ -67,25 +68,49 @@ func streamRecords(ctls []ctl, diff, extra []byte) []byte {
 		seg := ctls[:n]
 		ctls = ctls[n:]
 		out = binary.AppendUvarint(out, uint64(n))
-		var d, e []byte
+		var runs, lits, e []byte
 		for _, c := range seg {
 			out = binary.AppendUvarint(out, uint64(c.add))
 			out = binary.AppendUvarint(out, uint64(c.copy))
 			out = binary.AppendVarint(out, c.seek)
 			k := min(int(min(max(c.add, 0), 1<<30)), len(diff))
-			d = append(d, diff[:k]...)
+			if c.add != 0 {
+				runs, lits = literalRuns(runs, lits, diff[:k])
+			}
 			diff = diff[k:]
 			k = min(int(min(max(c.copy, 0), 1<<30)), len(extra))
 			e = append(e, extra[:k]...)
 			extra = extra[k:]
 		}
-		runs, lits := diffRuns(nil, nil, d)
 		out = binary.AppendUvarint(out, uint64(len(runs)))
 		out = append(out, runs...)
 		out = append(out, lits...)
 		out = append(out, e...)
 	}
 	return out
+}
+
+// literalRuns appends the run records of one entry's diff data, every run
+// as literals, and the end code.
+func literalRuns(runs, lits, diff []byte) ([]byte, []byte) {
+	prev := 0
+	for i := 0; i < len(diff); {
+		for i < len(diff) && diff[i] == 0 {
+			i++
+		}
+		if i == len(diff) {
+			break
+		}
+		start := i
+		for i < len(diff) && diff[i] != 0 {
+			i++
+		}
+		runs = binary.AppendUvarint(runs, uint64(codeLiteral-1+i-start))
+		runs = binary.AppendUvarint(runs, uint64(start-prev))
+		lits = append(lits, diff[start:i]...)
+		prev = start
+	}
+	return append(runs, codeEnd), lits
 }
 
 // limitWriter fails the test if more than max bytes are ever written.

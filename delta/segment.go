@@ -8,17 +8,19 @@ import (
 )
 
 // The streaming format groups control entries into segments so that zstd
-// sees like with like: the entries of a segment, then its diff data as
-// zero runs and nonzero literals, then its extra data. Interleaving entry
-// by entry cost a third more patch size on real binaries. Only a segment's
-// run and literal data are buffered by the applier; extra data streams
-// through. The limits below bound those buffers whatever the patch says.
+// sees like with like: the entries of a segment, then the run records that
+// describe their diff data, then the literal diff bytes, then the extra
+// data. Interleaving entry by entry cost a third more patch size on real
+// binaries. Only a segment's run records and literals are buffered by the
+// applier; extra data streams through. The limits below bound those
+// buffers whatever the patch says.
 
 const (
 	// maxSegmentControls caps the entries of one segment.
 	maxSegmentControls = 4096
 	// maxSegmentAdd caps the add bytes of one segment, and so the literal
-	// buffer; the run buffer is at most 2*maxSegmentAdd+maxSegmentSlack.
+	// buffer; the record buffer is at most 2*maxSegmentAdd plus one byte
+	// per entry plus maxSegmentSlack.
 	maxSegmentAdd   = 512 << 10
 	maxSegmentSlack = 64
 )
@@ -29,75 +31,112 @@ type segmentControl struct {
 	seek      int64
 }
 
-// diffRuns encodes diff data as pairs (uvarint zeros, uvarint literals)
-// and the nonzero literal bytes. One encoding per input: only the first
-// pair may have no zeros, only the last may have no literals, and no
-// literal is zero.
-func diffRuns(runs, lits, diff []byte) ([]byte, []byte) {
-	for i := 0; i < len(diff); {
-		z := i
-		for i < len(diff) && diff[i] == 0 {
-			i++
-		}
-		s := i
-		for i < len(diff) && diff[i] != 0 {
-			i++
-		}
-		runs = binary.AppendUvarint(runs, uint64(s-z))
-		runs = binary.AppendUvarint(runs, uint64(i-s))
-		lits = append(lits, diff[s:i]...)
-	}
-	return runs, lits
-}
-
-// segmentWriter buffers one segment of the streaming format.
+// segmentWriter buffers one segment of the streaming format. It reads the
+// diff and extra data from old and new, and keeps the predictor that both
+// it and the applier update run by run.
 type segmentWriter struct {
-	w      io.Writer
-	ctl    []byte
-	n      int
-	add    int
-	diff   []byte // the segment's diff data, run-coded at flush
-	runs   []byte
-	lits   []byte
-	extras [][]byte
+	w        io.Writer
+	old, new []byte
+	pred     *predictor
+	ctl      []byte
+	n        int
+	add      int64
+	runs     []byte
+	lits     []byte
+	extras   [][2]int64 // new position and length of each entry's extra data
+	diff     []byte     // scratch: one run's diff bytes
+	scratch  []byte     // scratch: one entry's converted extra data
+	// Counts of runs, and of runs written as a prediction, for tests.
+	nruns, npredicted int
 }
 
-// entry adds an entry whose diff data is diff and extra data extra.
-func (s *segmentWriter) entry(diff, extra []byte, seek int64) error {
-	if s.n == maxSegmentControls || s.add+len(diff) > maxSegmentAdd {
+func newSegmentWriter(w io.Writer, old, new []byte) *segmentWriter {
+	return &segmentWriter{w: w, old: old, new: new, pred: newPredictor()}
+}
+
+// entry adds an entry: add bytes of new at newPos made from old at oldPos,
+// then copy bytes of extra data, then a seek.
+func (s *segmentWriter) entry(oldPos, newPos, add, copy, seek int64) error {
+	if s.n == maxSegmentControls || s.add+add > maxSegmentAdd {
 		if err := s.flush(); err != nil {
 			return err
 		}
 	}
-	s.ctl = binary.AppendUvarint(s.ctl, uint64(len(diff)))
-	s.ctl = binary.AppendUvarint(s.ctl, uint64(len(extra)))
+	s.ctl = binary.AppendUvarint(s.ctl, uint64(add))
+	s.ctl = binary.AppendUvarint(s.ctl, uint64(copy))
 	s.ctl = binary.AppendVarint(s.ctl, seek)
 	s.n++
-	s.add += len(diff)
-	s.diff = append(s.diff, diff...)
-	s.extras = append(s.extras, extra)
+	s.add += add
+	if add > 0 {
+		s.encodeRuns(oldPos, newPos, add)
+	}
+	s.extras = append(s.extras, [2]int64{newPos + add, copy})
 	return nil
+}
+
+// encodeRuns appends the run records and literals of one entry's diff
+// data: for each maximal run of nonzero diff bytes, its code and its gap
+// (from the entry's start for the first run, from the previous run's start
+// after that), then the end code.
+func (s *segmentWriter) encodeRuns(oldPos, newPos, add int64) {
+	old := s.old[oldPos : oldPos+add]
+	nw := s.new[newPos : newPos+add]
+	shift := uint32(newPos - oldPos)
+	var w oldWindow
+	prev := 0
+	for i := 0; i < len(nw); {
+		for i < len(nw) && nw[i] == old[i] {
+			i++
+		}
+		if i == len(nw) {
+			break
+		}
+		start := i
+		s.diff = s.diff[:0]
+		for ; i < len(nw) && nw[i] != old[i]; i++ {
+			s.diff = append(s.diff, nw[i]-old[i])
+		}
+		w.fill(s.old, 0, oldPos+int64(start))
+		code := s.pred.choose(&w, s.diff, shift)
+		s.runs = binary.AppendUvarint(s.runs, code)
+		s.runs = binary.AppendUvarint(s.runs, uint64(start-prev))
+		s.nruns++
+		if code >= codeLiteral {
+			s.lits = append(s.lits, s.diff...)
+		} else {
+			s.npredicted++
+		}
+		s.pred.learn(&w, s.diff, shift)
+		prev = start
+	}
+	s.runs = append(s.runs, codeEnd)
 }
 
 func (s *segmentWriter) flush() error {
 	if s.n == 0 {
 		return nil
 	}
-	s.runs, s.lits = diffRuns(s.runs[:0], s.lits[:0], s.diff)
 	var hdr []byte
 	hdr = binary.AppendUvarint(hdr, uint64(s.n))
-	parts := [][]byte{hdr, s.ctl, binary.AppendUvarint(nil, uint64(len(s.runs))), s.runs, s.lits}
-	parts = append(parts, s.extras...)
-	for _, p := range parts {
+	for _, p := range [][]byte{hdr, s.ctl, binary.AppendUvarint(nil, uint64(len(s.runs))), s.runs, s.lits} {
 		if _, err := s.w.Write(p); err != nil {
 			return err
 		}
 	}
-	s.ctl, s.n, s.add, s.diff, s.extras = s.ctl[:0], 0, 0, s.diff[:0], s.extras[:0]
+	for _, e := range s.extras {
+		s.scratch = append(s.scratch[:0], s.new[e[0]:e[0]+e[1]]...)
+		cc := newCallConverter()
+		cc.convert(s.scratch, e[0], true, true)
+		if _, err := s.w.Write(s.scratch); err != nil {
+			return err
+		}
+	}
+	s.ctl, s.n, s.add = s.ctl[:0], 0, 0
+	s.runs, s.lits, s.extras = s.runs[:0], s.lits[:0], s.extras[:0]
 	return nil
 }
 
-// segmentReader reads segments and serves their diff data in order.
+// segmentReader reads segments and produces their diff data entry by entry.
 type segmentReader struct {
 	r       bufioReader
 	ctl     []segmentControl
@@ -105,8 +144,18 @@ type segmentReader struct {
 	litsBuf []byte
 	runs    []byte // unread part of runsBuf
 	lits    []byte // unread part of litsBuf
-	zeros   uint64 // zeros left in the current run
-	litLeft uint64 // literals left in the current run
+	pred    *predictor
+
+	// The entry being applied.
+	add     int64   // its add length
+	pos     int64   // diff bytes produced so far
+	runAt   int64   // where the next run starts; add once the end code is read
+	code    uint64  // the next run's code
+	cur     [4]byte // a predicted run being produced
+	curLen  int
+	curOff  int
+	litLeft int // literal bytes of the current run not yet produced
+	window  oldWindow
 }
 
 // bufioReader is the reader the segments come from: a byte reader for
@@ -116,9 +165,16 @@ type bufioReader interface {
 	io.ByteReader
 }
 
-// next reads the next segment header, runs and literals. planned is the
-// output written so far and newSize the declared total: entries that would
-// pass it are refused here, before anything is buffered.
+func newSegmentReader(r bufioReader) *segmentReader {
+	return &segmentReader{r: r, pred: newPredictor()}
+}
+
+// next reads the next segment's entries, run records and literals. planned
+// is the output written so far and newSize the declared total: entries that
+// would pass it are refused here, before anything is buffered. The records
+// are checked for everything that does not depend on the predictions:
+// their form, that each run starts inside its entry after the previous one,
+// and the number of literal bytes, so the literals can be sized and read.
 func (s *segmentReader) next(planned, newSize int64) error {
 	n, err := readUvarint(s.r)
 	if err != nil {
@@ -157,32 +213,17 @@ func (s *segmentReader) next(planned, newSize int64) error {
 	if err != nil {
 		return err
 	}
-	if runsLen > 2*sumAdd+maxSegmentSlack {
-		return fmt.Errorf("%w: %d bytes of runs for %d diff bytes", ErrCorrupt, runsLen, sumAdd)
+	if runsLen > 2*sumAdd+n+maxSegmentSlack {
+		return fmt.Errorf("%w: %d bytes of run records for %d diff bytes", ErrCorrupt, runsLen, sumAdd)
 	}
 	s.runsBuf = grow(s.runsBuf, int(runsLen))
 	s.runs = s.runsBuf
 	if _, err := io.ReadFull(s.r, s.runs); err != nil {
 		return streamErr(err)
 	}
-	// Check the runs cover the diff data exactly, canonically, and size
-	// the literals before reading them.
-	var total, litTotal uint64
-	rr := bytes.NewReader(s.runs)
-	for pair := 0; rr.Len() > 0; pair++ {
-		z, err1 := readUvarint(rr)
-		l, err2 := readUvarint(rr)
-		if err1 != nil || err2 != nil {
-			return fmt.Errorf("%w: bad run encoding", ErrCorrupt)
-		}
-		if (z == 0 && pair > 0) || (l == 0 && rr.Len() > 0) || z > sumAdd || l > sumAdd || total+z+l > sumAdd {
-			return fmt.Errorf("%w: runs do not cover the diff data canonically", ErrCorrupt)
-		}
-		total += z + l
-		litTotal += l
-	}
-	if total != sumAdd {
-		return fmt.Errorf("%w: runs cover %d of %d diff bytes", ErrCorrupt, total, sumAdd)
+	litTotal, err := checkRuns(s.runs, s.ctl)
+	if err != nil {
+		return err
 	}
 	s.litsBuf = grow(s.litsBuf, int(litTotal))
 	s.lits = s.litsBuf
@@ -192,40 +233,130 @@ func (s *segmentReader) next(planned, newSize int64) error {
 	if bytes.IndexByte(s.lits, 0) >= 0 {
 		return fmt.Errorf("%w: zero byte among diff literals", ErrCorrupt)
 	}
-	s.zeros, s.litLeft = 0, 0
 	return nil
 }
 
-// Read serves the segment's diff data: zeros and literals in run order.
-// The runs were validated in next, so this cannot fail on their account.
-func (s *segmentReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		switch {
-		case s.zeros > 0:
-			k := int(min(s.zeros, uint64(len(p)-n)))
-			clear(p[n : n+k])
-			n += k
-			s.zeros -= uint64(k)
-		case s.litLeft > 0:
-			k := copy(p[n:n+int(min(s.litLeft, uint64(len(p)-n)))], s.lits)
-			if k == 0 {
-				// Cannot happen after next's checks; never spin.
-				return n, io.ErrUnexpectedEOF
+// checkRuns checks the run records of a segment's entries and returns the
+// number of literal bytes they use. A predicted run is at least one byte
+// long; its exact length is checked when it is produced.
+func checkRuns(runs []byte, ctl []segmentControl) (uint64, error) {
+	rr := bytes.NewReader(runs)
+	bad := func(what string) error { return fmt.Errorf("%w: run records: %s", ErrCorrupt, what) }
+	var lits uint64
+	for _, c := range ctl {
+		if c.add == 0 {
+			continue
+		}
+		var pos, minGap uint64
+		for {
+			code, err := readUvarint(rr)
+			if err != nil {
+				return 0, bad("end early")
 			}
-			s.lits = s.lits[k:]
-			n += k
-			s.litLeft -= uint64(k)
-		case len(s.runs) > 0:
-			z, w1 := binary.Uvarint(s.runs)
-			l, w2 := binary.Uvarint(s.runs[w1:])
-			s.runs = s.runs[w1+w2:]
-			s.zeros, s.litLeft = z, l
-		default:
-			return n, io.ErrUnexpectedEOF
+			if code == codeEnd {
+				break
+			}
+			gap, err := readUvarint(rr)
+			if err != nil {
+				return 0, bad("end early")
+			}
+			if gap < minGap || gap >= c.add-pos {
+				return 0, bad("a run overlaps the previous one or starts past its entry")
+			}
+			pos += gap
+			minGap = 2 // the previous run, of at least one byte, then a zero
+			if code >= codeLiteral {
+				l := code - (codeLiteral - 1)
+				if l > c.add-pos {
+					return 0, bad("a literal run ends past its entry")
+				}
+				lits += l
+				minGap = l + 1
+			}
 		}
 	}
-	return n, nil
+	if rr.Len() != 0 {
+		return 0, bad("data after the last entry's end code")
+	}
+	return lits, nil
+}
+
+// begin starts producing the diff data of an entry of add bytes.
+func (s *segmentReader) begin(add int64) {
+	s.add, s.pos, s.curLen, s.curOff, s.litLeft = add, 0, 0, 0, 0
+	s.record(0)
+}
+
+// record reads the next run record of the entry; start is where the
+// previous run started (0 before the first). The records were checked in
+// next, so they decode and stay inside the entry.
+func (s *segmentReader) record(start int64) {
+	code, w := binary.Uvarint(s.runs)
+	s.runs = s.runs[w:]
+	s.code = code
+	if code == codeEnd {
+		s.runAt = s.add
+		return
+	}
+	gap, w := binary.Uvarint(s.runs)
+	s.runs = s.runs[w:]
+	s.runAt = start + int64(gap)
+}
+
+// fill produces the next len(d) diff bytes of the entry. buf holds old
+// from old position base, covering at least 3 bytes before and 4 after
+// each position of d where old has them; d[0] is at old position oldPos.
+// shift is the entry's new position minus its old position.
+func (s *segmentReader) fill(d, buf []byte, base, oldPos int64, shift uint32) error {
+	for n := 0; n < len(d); {
+		switch {
+		case s.curOff < s.curLen:
+			k := copy(d[n:], s.cur[s.curOff:s.curLen])
+			s.curOff += k
+			n += k
+			s.pos += int64(k)
+		case s.litLeft > 0:
+			k := copy(d[n:n+min(s.litLeft, len(d)-n)], s.lits)
+			s.lits = s.lits[k:]
+			s.litLeft -= k
+			n += k
+			s.pos += int64(k)
+		case s.pos < s.runAt:
+			k := int(min(s.runAt-s.pos, int64(len(d)-n)))
+			clear(d[n : n+k])
+			n += k
+			s.pos += int64(k)
+		default:
+			// A run starts here.
+			if s.runAt >= s.add {
+				return fmt.Errorf("%w: diff data ends before its entry", ErrCorrupt)
+			}
+			s.window.fill(buf, base, oldPos+int64(n))
+			var run []byte
+			if s.code >= codeLiteral {
+				s.litLeft = int(s.code - (codeLiteral - 1))
+				run = s.lits[:s.litLeft]
+			} else {
+				var k int
+				s.cur, k = s.pred.predict(s.code, &s.window, shift)
+				if k == 0 {
+					return fmt.Errorf("%w: run code %d predicts nothing at old offset %d", ErrCorrupt, s.code, s.window.pos)
+				}
+				if int64(k) > s.add-s.pos {
+					return fmt.Errorf("%w: a predicted run ends past its entry", ErrCorrupt)
+				}
+				s.curLen, s.curOff = k, 0
+				run = s.cur[:k]
+			}
+			s.pred.learn(&s.window, run, shift)
+			start := s.pos
+			s.record(start)
+			if s.code != codeEnd && s.runAt <= start+int64(len(run)) {
+				return fmt.Errorf("%w: a run starts inside the previous one or right after it", ErrCorrupt)
+			}
+		}
+	}
+	return nil
 }
 
 func grow(b []byte, n int) []byte {

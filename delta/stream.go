@@ -13,7 +13,7 @@ import (
 
 // streamMagic opens a patch in our streaming format; the last two bytes are
 // the format version.
-const streamMagic = "OTADLT01"
+const streamMagic = "OTADLT02"
 
 // streamHeaderSize is the fixed header: magic, old size, new size, payload
 // length.
@@ -28,7 +28,7 @@ const StreamWindow = 4 << 20
 // frame, beyond the window: a patch cannot make it grow with the image.
 const maxStreamDecoderMemory = 64 << 20
 
-// writeStream writes the header and one zstd frame of interleaved records.
+// writeStream writes the header and one zstd frame of segments.
 func (d *Delta) writeStream(w io.Writer) error {
 	var payload bytes.Buffer
 	zw, err := zstd.NewWriter(&payload,
@@ -41,31 +41,9 @@ func (d *Delta) writeStream(w io.Writer) error {
 		return fmt.Errorf("delta: zstd: %w", err)
 	}
 	bw := bufio.NewWriterSize(zw, 256<<10)
-	seg := &segmentWriter{w: bw}
-	buf := make([]byte, maxSegmentAdd)
-	for i, o := range d.ops {
-		// An add run longer than a segment allows is split into entries
-		// that continue in old where the previous one stopped (seek 0).
-		nw := d.new[o.newPos : o.newPos+o.add]
-		ol := d.old[o.oldPos : o.oldPos+o.add]
-		for {
-			k := min(len(nw), maxSegmentAdd)
-			diff := buf[:k]
-			for j := range diff {
-				diff[j] = nw[j] - ol[j]
-			}
-			nw, ol = nw[k:], ol[k:]
-			if len(nw) == 0 {
-				start := o.newPos + o.add
-				if err := seg.entry(diff, d.new[start:start+o.copy], d.seek(i)); err != nil {
-					return err
-				}
-				break
-			}
-			if err := seg.entry(diff, nil, 0); err != nil {
-				return err
-			}
-		}
+	seg := newSegmentWriter(bw, d.old, d.new)
+	if err := d.writeSegments(seg); err != nil {
+		return err
 	}
 	if err := seg.flush(); err != nil {
 		return err
@@ -86,6 +64,25 @@ func (d *Delta) writeStream(w io.Writer) error {
 	}
 	_, err = payload.WriteTo(w)
 	return err
+}
+
+// writeSegments feeds the edit script to seg. An add run longer than a
+// segment allows is split into entries that continue in old where the
+// previous one stopped (seek 0).
+func (d *Delta) writeSegments(seg *segmentWriter) error {
+	for i, o := range d.ops {
+		oldPos, newPos, add := o.oldPos, o.newPos, o.add
+		for add > maxSegmentAdd {
+			if err := seg.entry(oldPos, newPos, maxSegmentAdd, 0, 0); err != nil {
+				return err
+			}
+			oldPos, newPos, add = oldPos+maxSegmentAdd, newPos+maxSegmentAdd, add-maxSegmentAdd
+		}
+		if err := seg.entry(oldPos, newPos, add, o.copy, d.seek(i)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ApplyStream applies a patch in the streaming format to old (oldSize
@@ -134,7 +131,7 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 	}
 	defer zr.Close()
 	r := bufio.NewReaderSize(zr, chunkSize)
-	seg := &segmentReader{r: r}
+	seg := newSegmentReader(r)
 	for !a.done() {
 		if err := seg.next(a.newPos, a.newSize); err != nil {
 			a.control++
@@ -150,10 +147,10 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 			if err := a.next(int64(c.add), int64(c.copy)); err != nil {
 				return a.newPos, err
 			}
-			if err := a.addRun(seg, int64(c.add)); err != nil {
+			if err := a.addRunStream(seg, int64(c.add)); err != nil {
 				return a.newPos, err
 			}
-			if err := a.copyRun(r, int64(c.copy)); err != nil {
+			if err := a.copyRunStream(r, int64(c.copy)); err != nil {
 				return a.newPos, err
 			}
 			if err := a.seek(c.seek); err != nil {
@@ -173,6 +170,61 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 		return a.newPos, a.fail(err)
 	}
 	return a.finish()
+}
+
+// addRunStream writes n bytes of old plus the diff data the segment
+// produces. Old is read with 3 bytes of margin before and 4 after each
+// chunk, so that the predictions at the chunk's edges see the same bytes as
+// the encoder did.
+func (a *applier) addRunStream(seg *segmentReader, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	shift := uint32(a.newPos - a.oldPos)
+	seg.begin(n)
+	for n > 0 {
+		k := int(min(n, chunkSize))
+		lo, hi := max(a.oldPos-3, 0), min(a.oldPos+int64(k)+4, a.oldSize)
+		buf := a.oldBuf[:hi-lo]
+		// The range was checked in next, so a short read means the old
+		// image changed or failed underneath us.
+		if got, err := a.old.ReadAt(buf, lo); got < len(buf) {
+			return a.fail(fmt.Errorf("delta: reading old at %d: got %d of %d bytes: %w", lo, got, len(buf), err))
+		}
+		d := a.diffBuf[:k]
+		if err := seg.fill(d, buf, lo, a.oldPos, shift); err != nil {
+			return a.fail(err)
+		}
+		addBytes(d, buf[a.oldPos-lo:])
+		if err := a.write(d); err != nil {
+			return err
+		}
+		a.oldPos += int64(k)
+		n -= int64(k)
+	}
+	return nil
+}
+
+// copyRunStream writes n bytes of extra data read from extra, undoing the
+// conversion of calls (callConverter). A call whose field crosses the end
+// of a read is kept back, at most 4 bytes, until the rest arrives.
+func (a *applier) copyRunStream(extra io.Reader, n int64) error {
+	pending := 0
+	cc := newCallConverter()
+	for n > 0 || pending > 0 {
+		k := int(min(n, int64(chunkSize-pending)))
+		d := a.diffBuf[:pending+k]
+		if _, err := io.ReadFull(extra, d[pending:]); err != nil {
+			return a.fail(streamErr(err))
+		}
+		n -= int64(k)
+		done := cc.convert(d, a.newPos, false, n == 0)
+		if err := a.write(d[:done]); err != nil {
+			return err
+		}
+		pending = copy(a.diffBuf, d[done:])
+	}
+	return nil
 }
 
 // readUvarint reads a minimally encoded unsigned varint: a value has one
