@@ -127,7 +127,7 @@
 //	code k>=6   the next k-5 bytes of the literals
 //
 // The predictions model moved addresses. Encoder and applier keep two
-// tables of 65536 slots, each mapping a 4 KiB page of 32-bit values to a
+// tables of 32768 slots, each mapping a 4 KiB page of 32-bit values to a
 // 32-bit change, empty at the start of the patch. Let p be the old
 // position of a run's first byte, c its offset in a field that starts at
 // f = p-c, and F the old bytes f..f+3 read as a little-endian uint32 (a
@@ -139,7 +139,7 @@
 //   - Relative: the field starts c bytes before p; its target is
 //     T = f + 4 + F. The prediction is F + rel[T>>12] - s.
 //
-// A table slot is found from a page q as (q * 0x9E3779B1 mod 2^32) >> 16,
+// A table slot is found from a page q as (q * 0x9E3779B1 mod 2^32) >> 17,
 // and holds q+1 (zero means empty) and the change; a page whose slot holds
 // another page has no entry, and a code whose table has no entry is
 // refused. The predicted run is the bytewise difference, new minus old,

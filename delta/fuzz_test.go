@@ -16,7 +16,10 @@ func fuzzSeeds(t testing.TB, f Format) [][2][]byte {
 	new := append(bytes.Clone(old[:700]), []byte("a new section")...)
 	new = append(new, old[900:]...)
 	var seeds [][2][]byte
-	for _, pair := range [][2][]byte{{old, new}, {nil, []byte("from nothing")}, {old, nil}, {old, old}} {
+	// A relocated program, so that the stream seeds use predicted runs
+	// and converted calls.
+	relOld, relNew := relocatedPair(rng, 300)
+	for _, pair := range [][2][]byte{{old, new}, {nil, []byte("from nothing")}, {old, nil}, {old, old}, {relOld, relNew}} {
 		d, err := Diff(pair[0], pair[1])
 		require.NoError(t, err)
 		var b bytes.Buffer

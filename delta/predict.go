@@ -40,38 +40,32 @@ const (
 
 // predBits sizes each table: 1<<predBits slots of a key and a value, 512 KiB
 // for both tables together.
-const predBits = 16
+const predBits = 15
 
 // predPageShift makes the table key of a 32-bit value: its 4 KiB page.
 const predPageShift = 12
 
 // predTable is a direct-mapped cache from a page to the last change seen
-// there. A slot holds page+1, so zero marks an empty slot.
-type predTable struct {
-	key []uint32
-	val []uint32
-}
+// there. A slot holds page+1 in its high 32 bits, so zero marks an empty
+// slot, and the change in its low 32 bits.
+type predTable *[1 << predBits]uint64
 
-func newPredTable() predTable {
-	return predTable{key: make([]uint32, 1<<predBits), val: make([]uint32, 1<<predBits)}
-}
+func newPredTable() predTable { return new([1 << predBits]uint64) }
 
 func predSlot(page uint32) uint32 { return (page * 0x9E3779B1) >> (32 - predBits) }
 
-func (t *predTable) get(x uint32) (uint32, bool) {
+func tableGet(t predTable, x uint32) (uint32, bool) {
 	page := x >> predPageShift
-	i := predSlot(page)
-	if t.key[i] != page+1 {
+	s := t[predSlot(page)]
+	if uint32(s>>32) != page+1 {
 		return 0, false
 	}
-	return t.val[i], true
+	return uint32(s), true
 }
 
-func (t *predTable) put(x, v uint32) {
+func tablePut(t predTable, x, v uint32) {
 	page := x >> predPageShift
-	i := predSlot(page)
-	t.key[i] = page + 1
-	t.val[i] = v
+	t[predSlot(page)] = uint64(page+1)<<32 | uint64(v)
 }
 
 // predictor holds both tables.
@@ -84,15 +78,16 @@ func newPredictor() *predictor {
 }
 
 // oldWindow holds old[pos-3 : pos+4), the bytes a run starting at old
-// position pos can be predicted from; b[i] is valid for lo <= i < hi (the
-// window is cut at the ends of old).
+// position pos can be predicted from, as a little-endian integer: byte i
+// of the window is bits 8i..8i+7. Bytes i with lo <= i < hi are valid (the
+// window is cut at the ends of old); the others are zero.
 type oldWindow struct {
 	pos    int64
-	b      [7]byte
+	w      uint64
 	lo, hi int
 }
 
-// window fills w for position pos from buf, which holds old bytes starting
+// fill fills w for position pos from buf, which holds old bytes starting
 // at old position base and ending at the end of old or at least 4 bytes
 // after pos.
 func (w *oldWindow) fill(buf []byte, base, pos int64) {
@@ -105,7 +100,15 @@ func (w *oldWindow) fill(buf []byte, base, pos int64) {
 	if end := base + int64(len(buf)); pos+4 > end {
 		w.hi = 7 - int(pos+4-end)
 	}
-	copy(w.b[w.lo:w.hi], buf[start+int64(w.lo)-base:])
+	b := buf[start+int64(w.lo)-base:]
+	if w.lo == 0 && w.hi == 7 && len(b) >= 8 {
+		w.w = binary.LittleEndian.Uint64(b) &^ (0xFF << 56)
+		return
+	}
+	w.w = 0
+	for i := w.lo; i < w.hi; i++ {
+		w.w |= uint64(b[i-w.lo]) << (8 * i)
+	}
 }
 
 // field returns the 32-bit little-endian value of the field starting c
@@ -115,18 +118,14 @@ func (w *oldWindow) field(c int) (uint32, bool) {
 	if i < w.lo || i+4 > w.hi {
 		return 0, false
 	}
-	return binary.LittleEndian.Uint32(w.b[i:]), true
+	return uint32(w.w >> (8 * i)), true
 }
 
-// changed returns the field starting c bytes before the run with the run's
-// diff bytes added.
-func (w *oldWindow) changed(c int, run []byte) uint32 {
-	var f [4]byte
-	copy(f[:], w.b[3-c:7-c])
-	for j, d := range run {
-		f[c+j] += d
-	}
-	return binary.LittleEndian.Uint32(f[:])
+// addBytes32 adds the bytes of a and b pairwise, modulo 256 each: how diff
+// bytes apply to old bytes.
+func addBytes32(a, b uint32) uint32 {
+	const high = 0x80808080
+	return ((a &^ high) + (b &^ high)) ^ ((a ^ b) & high)
 }
 
 // predict returns the run that code predicts at the window's position, or
@@ -142,7 +141,7 @@ func (p *predictor) predict(code uint64, w *oldWindow, shift uint32) (run [4]byt
 		if !ok {
 			return run, 0
 		}
-		d, ok := p.abs.get(v)
+		d, ok := tableGet(p.abs, v)
 		if !ok {
 			return run, 0
 		}
@@ -153,7 +152,7 @@ func (p *predictor) predict(code uint64, w *oldWindow, shift uint32) (run [4]byt
 		if !ok {
 			return run, 0
 		}
-		moved, ok := p.rel.get(relTarget(w.pos, c, disp))
+		moved, ok := tableGet(p.rel, relTarget(w.pos, c, disp))
 		if !ok {
 			return run, 0
 		}
@@ -163,8 +162,9 @@ func (p *predictor) predict(code uint64, w *oldWindow, shift uint32) (run [4]byt
 	}
 	// The predicted run is the nonzero differences from the run's first
 	// byte to the first unchanged byte or the end of the field.
+	f, _ := w.field(c)
 	for j := c; j < 4; j++ {
-		d := byte(want>>(8*j)) - w.b[3-c+j]
+		d := byte(want>>(8*j)) - byte(f>>(8*j))
 		if d == 0 {
 			break
 		}
@@ -186,9 +186,13 @@ func (p *predictor) learn(w *oldWindow, run []byte, shift uint32) {
 	if len(run) > 4 {
 		return
 	}
+	var r uint32
+	for j, d := range run {
+		r |= uint32(d) << (8 * j)
+	}
 	if c := int(w.pos & 3); c+len(run) <= 4 {
 		if v, ok := w.field(c); ok {
-			p.abs.put(v, w.changed(c, run)-v)
+			tablePut(p.abs, v, addBytes32(v, r<<(8*c))-v)
 		}
 	}
 	for c := 0; c+len(run) <= 4; c++ {
@@ -196,7 +200,7 @@ func (p *predictor) learn(w *oldWindow, run []byte, shift uint32) {
 		if !ok {
 			continue
 		}
-		p.rel.put(relTarget(w.pos, c, disp), w.changed(c, run)-disp+shift)
+		tablePut(p.rel, relTarget(w.pos, c, disp), addBytes32(disp, r<<(8*c))-disp+shift)
 	}
 }
 

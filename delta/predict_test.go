@@ -200,3 +200,48 @@ func FuzzConvertCalls(f *testing.F) {
 		}
 	})
 }
+
+// TestStreamChunkEdges covers the applier's chunking: calls in extra data
+// whose fields cross the 32 KiB reads, and predicted runs whose window of
+// old bytes crosses the chunks of an add run.
+func TestStreamChunkEdges(t *testing.T) {
+	// New code with nothing like old: all extra data, a near call every 5
+	// bytes from offset 1, so fields straddle every chunk boundary.
+	calls := make([]byte, 5*chunkSize/2+7)
+	for i := 1; i+5 <= len(calls); i += 5 {
+		calls[i] = 0xE8
+		binary.LittleEndian.PutUint32(calls[i+1:], uint32(i*7))
+	}
+	// A table of 32-bit pointers whose targets all moved by 0x10: every
+	// word changes in its low byte or two, so runs sit at every chunk edge.
+	table := make([]byte, 3*chunkSize)
+	moved := make([]byte, len(table))
+	for i := 0; i < len(table); i += 4 {
+		p := uint32(0x400000 + 3*i)
+		binary.LittleEndian.PutUint32(table[i:], p)
+		binary.LittleEndian.PutUint32(moved[i:], p+0x10)
+	}
+	for _, tc := range []struct {
+		name     string
+		old, new []byte
+		maxPatch int // when not zero, the predictions must get it this small
+	}{
+		{"calls in extra data", nil, calls, 0},
+		{"calls after old data", table, append(bytes.Clone(table), calls...), 0},
+		{"moved pointers", table, moved, 1024},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Diff(tc.old, tc.new)
+			require.NoError(t, err)
+			var patch bytes.Buffer
+			require.NoError(t, d.Encode(&patch, FormatStream))
+			got, err := apply(tc.old, patch.Bytes(), FormatStream, exactOpts(tc.new))
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(tc.new, got))
+			t.Logf("%d bytes -> patch %d bytes", len(tc.new), patch.Len())
+			if tc.maxPatch > 0 {
+				assert.LessOrEqual(t, patch.Len(), tc.maxPatch)
+			}
+		})
+	}
+}

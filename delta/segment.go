@@ -240,7 +240,6 @@ func (s *segmentReader) next(planned, newSize int64) error {
 // number of literal bytes they use. A predicted run is at least one byte
 // long; its exact length is checked when it is produced.
 func checkRuns(runs []byte, ctl []segmentControl) (uint64, error) {
-	rr := bytes.NewReader(runs)
 	bad := func(what string) error { return fmt.Errorf("%w: run records: %s", ErrCorrupt, what) }
 	var lits uint64
 	for _, c := range ctl {
@@ -249,17 +248,19 @@ func checkRuns(runs []byte, ctl []segmentControl) (uint64, error) {
 		}
 		var pos, minGap uint64
 		for {
-			code, err := readUvarint(rr)
-			if err != nil {
-				return 0, bad("end early")
+			code, n := uvarint(runs)
+			if n == 0 {
+				return 0, bad("end early or bad varint")
 			}
+			runs = runs[n:]
 			if code == codeEnd {
 				break
 			}
-			gap, err := readUvarint(rr)
-			if err != nil {
-				return 0, bad("end early")
+			gap, n := uvarint(runs)
+			if n == 0 {
+				return 0, bad("end early or bad varint")
 			}
+			runs = runs[n:]
 			if gap < minGap || gap >= c.add-pos {
 				return 0, bad("a run overlaps the previous one or starts past its entry")
 			}
@@ -275,10 +276,20 @@ func checkRuns(runs []byte, ctl []segmentControl) (uint64, error) {
 			}
 		}
 	}
-	if rr.Len() != 0 {
+	if len(runs) != 0 {
 		return 0, bad("data after the last entry's end code")
 	}
 	return lits, nil
+}
+
+// uvarint decodes a varint from the front of b with readUvarint's rules
+// (minimal, at most 64 bits); n is 0 if b does not start with one.
+func uvarint(b []byte) (x uint64, n int) {
+	x, n = binary.Uvarint(b)
+	if n <= 0 || (n > 1 && b[n-1] == 0) {
+		return 0, 0
+	}
+	return x, n
 }
 
 // begin starts producing the diff data of an entry of add bytes.
@@ -308,55 +319,58 @@ func (s *segmentReader) record(start int64) {
 // each position of d where old has them; d[0] is at old position oldPos.
 // shift is the entry's new position minus its old position.
 func (s *segmentReader) fill(d, buf []byte, base, oldPos int64, shift uint32) error {
-	for n := 0; n < len(d); {
-		switch {
-		case s.curOff < s.curLen:
+	clear(d)
+	n := 0
+	for {
+		// Finish the run in progress, which may have begun in an earlier
+		// chunk.
+		if s.curOff < s.curLen {
 			k := copy(d[n:], s.cur[s.curOff:s.curLen])
 			s.curOff += k
 			n += k
 			s.pos += int64(k)
-		case s.litLeft > 0:
+		} else if s.litLeft > 0 {
 			k := copy(d[n:n+min(s.litLeft, len(d)-n)], s.lits)
 			s.lits = s.lits[k:]
 			s.litLeft -= k
 			n += k
 			s.pos += int64(k)
-		case s.pos < s.runAt:
-			k := int(min(s.runAt-s.pos, int64(len(d)-n)))
-			clear(d[n : n+k])
-			n += k
-			s.pos += int64(k)
-		default:
-			// A run starts here.
-			if s.runAt >= s.add {
-				return fmt.Errorf("%w: diff data ends before its entry", ErrCorrupt)
+		}
+		// Zeros (d is cleared) up to the next run or the end of d.
+		if rest := int64(len(d) - n); s.runAt-s.pos >= rest {
+			s.pos += rest
+			return nil
+		}
+		n += int(s.runAt - s.pos)
+		s.pos = s.runAt
+		// A run starts here.
+		if s.runAt >= s.add {
+			return fmt.Errorf("%w: diff data ends before its entry", ErrCorrupt)
+		}
+		s.window.fill(buf, base, oldPos+int64(n))
+		var run []byte
+		if s.code >= codeLiteral {
+			s.litLeft = int(s.code - (codeLiteral - 1))
+			run = s.lits[:s.litLeft]
+		} else {
+			var k int
+			s.cur, k = s.pred.predict(s.code, &s.window, shift)
+			if k == 0 {
+				return fmt.Errorf("%w: run code %d predicts nothing at old offset %d", ErrCorrupt, s.code, s.window.pos)
 			}
-			s.window.fill(buf, base, oldPos+int64(n))
-			var run []byte
-			if s.code >= codeLiteral {
-				s.litLeft = int(s.code - (codeLiteral - 1))
-				run = s.lits[:s.litLeft]
-			} else {
-				var k int
-				s.cur, k = s.pred.predict(s.code, &s.window, shift)
-				if k == 0 {
-					return fmt.Errorf("%w: run code %d predicts nothing at old offset %d", ErrCorrupt, s.code, s.window.pos)
-				}
-				if int64(k) > s.add-s.pos {
-					return fmt.Errorf("%w: a predicted run ends past its entry", ErrCorrupt)
-				}
-				s.curLen, s.curOff = k, 0
-				run = s.cur[:k]
+			if int64(k) > s.add-s.pos {
+				return fmt.Errorf("%w: a predicted run ends past its entry", ErrCorrupt)
 			}
-			s.pred.learn(&s.window, run, shift)
-			start := s.pos
-			s.record(start)
-			if s.code != codeEnd && s.runAt <= start+int64(len(run)) {
-				return fmt.Errorf("%w: a run starts inside the previous one or right after it", ErrCorrupt)
-			}
+			s.curLen, s.curOff = k, 0
+			run = s.cur[:k]
+		}
+		s.pred.learn(&s.window, run, shift)
+		start := s.pos
+		s.record(start)
+		if s.code != codeEnd && s.runAt <= start+int64(len(run)) {
+			return fmt.Errorf("%w: a run starts inside the previous one or right after it", ErrCorrupt)
 		}
 	}
-	return nil
 }
 
 func grow(b []byte, n int) []byte {

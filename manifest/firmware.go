@@ -56,8 +56,9 @@ type DeltaFormat string
 const (
 	// FormatBSDIFF40 is the classic bsdiff 4.3 format (three bzip2 streams).
 	FormatBSDIFF40 DeltaFormat = "bsdiff40"
-	// FormatZstdStream is otaseal's streaming format: control, diff and
-	// extra data interleaved in one zstd stream (see package delta).
+	// FormatZstdStream is otaseal's streaming format: control entries
+	// and their diff and extra data in one zstd stream, applied as it
+	// downloads (see package delta).
 	FormatZstdStream DeltaFormat = "otaseal-zstd"
 )
 
