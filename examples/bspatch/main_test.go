@@ -52,6 +52,11 @@ func TestDropInPrograms(t *testing.T) {
 			got, err := os.ReadFile(out)
 			require.NoError(t, err)
 			assert.Equal(t, new, got)
+			// Without the sync (as deltabench runs it), the same result.
+			runBin(t, 0, bspatch, "-format", format, "-fsync=false", oldF, out+".nosync", patch)
+			got, err = os.ReadFile(out + ".nosync")
+			require.NoError(t, err)
+			assert.Equal(t, new, got)
 
 			// A damaged patch, a wrong hash or a size limit below NEW: exit 1
 			// and no output file left behind.
