@@ -78,6 +78,9 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add([]byte("the quick brown fox"), []byte("the quick red fox jumps"))
 	f.Add([]byte{}, []byte{1, 2, 3})
 	f.Add(bytes.Repeat([]byte("ab"), 100), bytes.Repeat([]byte("abc"), 70))
+	// Moved addresses and calls, for the streaming format's predictions.
+	relOld, relNew := relocatedPair(newRand(3), 60)
+	f.Add(relOld, relNew)
 	f.Fuzz(func(t *testing.T, old, new []byte) {
 		for _, format := range formats {
 			patch := encode(t, old, new, format)

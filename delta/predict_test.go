@@ -137,6 +137,22 @@ func TestPredictionsReplaceMovedAddresses(t *testing.T) {
 	assert.Less(t, patch.Len()*5, len(plain)*4)
 }
 
+// TestStreamRoundTripRelocated checks that encoder and applier keep the
+// same tables on programs of many sizes and layouts: a single diverging
+// prediction would corrupt the output.
+func TestStreamRoundTripRelocated(t *testing.T) {
+	for seed := range uint64(24) {
+		rng := newRand(100 + seed)
+		old, new := relocatedPair(rng, 50+rng.IntN(20000))
+		if seed%3 == 1 {
+			new, old = old, new // code removed rather than inserted
+		}
+		got, err := apply(old, encode(t, old, new, FormatStream), FormatStream, exactOpts(new))
+		require.NoError(t, err, "seed %d", seed)
+		require.True(t, bytes.Equal(new, got), "seed %d", seed)
+	}
+}
+
 func TestConvertCalls(t *testing.T) {
 	rng := newRand(9)
 	for _, n := range []int{0, 1, 4, 5, 6, 100, 70000} {
