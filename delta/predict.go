@@ -68,14 +68,13 @@ func tablePut(t predTable, x, v uint32) {
 	t[predSlot(page)] = uint64(page+1)<<32 | uint64(v)
 }
 
-// predictor holds both tables.
+// predictor holds both tables. They are allocated by the first learn, so
+// a patch without runs (or one refused before its first) costs nothing.
 type predictor struct {
 	abs, rel predTable
 }
 
-func newPredictor() *predictor {
-	return &predictor{abs: newPredTable(), rel: newPredTable()}
-}
+func newPredictor() *predictor { return &predictor{} }
 
 // oldWindow holds old[pos-3 : pos+4), the bytes a run starting at old
 // position pos can be predicted from, as a little-endian integer: byte i
@@ -132,6 +131,9 @@ func addBytes32(a, b uint32) uint32 {
 // n == 0 if the tables have nothing or the prediction changes nothing
 // there. shift is the entry's new position minus its old position.
 func (p *predictor) predict(code uint64, w *oldWindow, shift uint32) (run [4]byte, n int) {
+	if p.abs == nil {
+		return run, 0 // nothing learned yet
+	}
 	var c int
 	var want uint32
 	switch {
@@ -185,6 +187,9 @@ func relTarget(pos int64, c int, disp uint32) uint32 {
 func (p *predictor) learn(w *oldWindow, run []byte, shift uint32) {
 	if len(run) > 4 {
 		return
+	}
+	if p.abs == nil {
+		p.abs, p.rel = newPredTable(), newPredTable()
 	}
 	var r uint32
 	for j, d := range run {
