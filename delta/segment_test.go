@@ -3,6 +3,7 @@ package delta
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -81,4 +82,13 @@ func TestStreamSegmentChecks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A patch of the first version of the streaming format, whose run data had
+// no predictions, is refused by its magic rather than misread.
+func TestStreamVersion1Refused(t *testing.T) {
+	patch := buildStream(t, 100, 10, seg(1, [][3]int64{{10, 0, 0}}, []uint64{codeEnd}))
+	copy(patch, "OTADLT01")
+	_, err := ApplyStream(io.Discard, bytes.NewReader(make([]byte, 100)), 100, bytes.NewReader(patch), &ApplyOptions{MaxOutput: 10})
+	assert.ErrorIs(t, err, ErrFormat)
 }
