@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -28,15 +29,28 @@ const StreamWindow = 4 << 20
 // frame, beyond the window: a patch cannot make it grow with the image.
 const maxStreamDecoderMemory = 64 << 20
 
-// writeStream writes the header and one zstd frame of segments.
-func (d *Delta) writeStream(w io.Writer) error {
-	var payload bytes.Buffer
-	zw, err := zstd.NewWriter(&payload,
+// streamEncoders keeps zstd encoders between Encode calls. The best level
+// allocates about 40 MB of match tables per encoder, which dwarfs the work
+// for a small patch; Reset makes a pooled one start an independent frame.
+var streamEncoders sync.Pool
+
+func getStreamEncoder(w io.Writer) (*zstd.Encoder, error) {
+	if zw, ok := streamEncoders.Get().(*zstd.Encoder); ok {
+		zw.Reset(w)
+		return zw, nil
+	}
+	return zstd.NewWriter(w,
 		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 		zstd.WithWindowSize(StreamWindow),
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithEncoderCRC(true),
 		zstd.WithLowerEncoderMem(true))
+}
+
+// writeStream writes the header and one zstd frame of segments.
+func (d *Delta) writeStream(w io.Writer) error {
+	var payload bytes.Buffer
+	zw, err := getStreamEncoder(&payload)
 	if err != nil {
 		return fmt.Errorf("delta: zstd: %w", err)
 	}
@@ -54,6 +68,7 @@ func (d *Delta) writeStream(w io.Writer) error {
 	if err := zw.Close(); err != nil {
 		return fmt.Errorf("delta: zstd: %w", err)
 	}
+	streamEncoders.Put(zw) // only a cleanly closed encoder goes back
 	var hdr [streamHeaderSize]byte
 	copy(hdr[:], streamMagic)
 	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(d.old)))
