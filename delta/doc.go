@@ -153,8 +153,9 @@
 //
 // Extra data is x86 code more often than anything else, so calls are
 // stored converted. Scanning an entry's extra data from its start, each E8
-// or E9 byte followed by 4 bytes is examined: let x be those 4 bytes as a
-// little-endian uint32 and q the new position of the E8 or E9 byte. If the
+// or E9 byte followed by 4 more bytes of that data is examined: let x be
+// those 4 bytes as a little-endian uint32 and q the new position of the
+// E8 or E9 byte. If the
 // top byte of x is 00 or FF, and no E8 or E9 byte left alone lies 1 to 3
 // bytes before it, the 4 bytes are replaced by the low 25 bits of x+q+5
 // sign-extended from bit 24, and the scan resumes after them; otherwise
