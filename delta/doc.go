@@ -151,17 +151,16 @@
 // that fits the run in the field starting at p-c, rel[T>>12] = G - F + s.
 // Updates overwrite the slot.
 //
-// Extra data is x86 code more often than anything else, so calls are
-// stored converted. Scanning an entry's extra data from its start, each E8
-// or E9 byte followed by 4 more bytes of that data is examined: let x be
-// those 4 bytes as a little-endian uint32 and q the new position of the
-// E8 or E9 byte. If the
-// top byte of x is 00 or FF, and no E8 or E9 byte left alone lies 1 to 3
-// bytes before it, the 4 bytes are replaced by the low 25 bits of x+q+5
-// sign-extended from bit 24, and the scan resumes after them; otherwise
-// the byte is left alone and the scan moves by one, as it does past any
-// other byte. The applier scans the same way and subtracts instead: a
-// converted value again has a top byte of 00 or FF, and the second rule
+// Extra data is x86 code more often than anything else, so calls are stored
+// converted. Scanning an entry's extra data from its start, each E8 or E9
+// byte followed by 4 more bytes of that data is examined: let x be those 4
+// bytes as a little-endian uint32 and q the new position of the E8 or E9
+// byte. If the top byte of x is 00 or FF, and no E8 or E9 byte left alone
+// lies 1 to 3 bytes before it, the 4 bytes are replaced by the low 25 bits
+// of x+q+5 sign-extended from bit 24, and the scan resumes after them;
+// otherwise the byte is left alone and the scan moves by one, as it does
+// past any other byte. The applier scans the same way and subtracts instead:
+// a converted value again has a top byte of 00 or FF, and the second rule
 // keeps a later field from changing the bytes that decided an earlier
 // opcode.
 //
