@@ -86,7 +86,7 @@ func newApplier(f Format, dst io.Writer, old io.ReaderAt, oldSize int64, opts *A
 		want:    opts.SHA256,
 		control: -1,
 		diffBuf: make([]byte, chunkSize),
-		oldBuf:  make([]byte, chunkSize+8), // a chunk and the streaming format's margins
+		oldBuf:  make([]byte, chunkSize+8), // a chunk and addRun's margins
 	}
 	if a.maxCtl <= 0 {
 		a.maxCtl = DefaultMaxControls
@@ -168,21 +168,53 @@ func (a *applier) seek(off int64) error {
 	return nil
 }
 
-// addRun writes n bytes of old plus the diff bytes read from diff.
-func (a *applier) addRun(diff io.Reader, n int64) error {
+// diffSource produces the diff data of add runs, chunk by chunk.
+type diffSource interface {
+	// begin starts an add run of n bytes; shift is its new position
+	// minus its old position.
+	begin(n int64, shift uint32)
+	// fill produces the run's next len(d) diff bytes, whose old bytes
+	// start at old position oldPos. buf holds old from position base,
+	// up to 3 bytes before oldPos and 4 after the chunk where old has
+	// them.
+	fill(d, buf []byte, base, oldPos int64) error
+}
+
+// readerDiff is diff data read from a stream as it is, as in BSDIFF40.
+type readerDiff struct{ r io.Reader }
+
+func (readerDiff) begin(int64, uint32) {}
+
+func (s readerDiff) fill(d, _ []byte, _, _ int64) error {
+	if _, err := io.ReadFull(s.r, d); err != nil {
+		return streamErr(err)
+	}
+	return nil
+}
+
+// addRun writes n bytes of old plus the diff bytes src produces. Old is
+// read with 3 bytes of margin before and 4 after each chunk, so that the
+// streaming format's predictions at the chunk's edges see the same bytes
+// as its encoder did.
+func (a *applier) addRun(src diffSource, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	src.begin(n, uint32(a.newPos-a.oldPos))
 	for n > 0 {
 		k := int(min(n, chunkSize))
-		d := a.diffBuf[:k]
-		if _, err := io.ReadFull(diff, d); err != nil {
-			return a.fail(streamErr(err))
-		}
-		o := a.oldBuf[:k]
+		lo, hi := max(a.oldPos-3, 0), min(a.oldPos+int64(k)+4, a.oldSize)
+		buf := a.oldBuf[:hi-lo]
 		// The range was checked in next, so a short read means the old
 		// image changed or failed underneath us.
-		if got, err := a.old.ReadAt(o, a.oldPos); got < k {
-			return a.fail(fmt.Errorf("delta: reading old at %d: got %d of %d bytes: %w", a.oldPos, got, k, err))
+		if got, err := a.old.ReadAt(buf, lo); got < len(buf) {
+			return a.fail(fmt.Errorf("delta: reading old at %d: got %d of %d bytes: %w", lo, got, len(buf), err))
 		}
-		addBytes(d, o)
+		d := a.diffBuf[:k]
+		if err := src.fill(d, buf, lo, a.oldPos); err != nil {
+			return a.fail(err)
+		}
+		addBytes(d, buf[a.oldPos-lo:])
 		if err := a.write(d); err != nil {
 			return err
 		}
@@ -195,29 +227,45 @@ func (a *applier) addRun(diff io.Reader, n int64) error {
 // addBytes sets d[i] += o[i], eight bytes at a time.
 func addBytes(d, o []byte) {
 	o = o[:len(d)]
-	const high = 0x8080808080808080
 	i := 0
 	for ; i+8 <= len(d); i += 8 {
-		a, b := binary.LittleEndian.Uint64(d[i:]), binary.LittleEndian.Uint64(o[i:])
-		binary.LittleEndian.PutUint64(d[i:], ((a&^high)+(b&^high))^((a^b)&high))
+		sum := addBytes64(binary.LittleEndian.Uint64(d[i:]), binary.LittleEndian.Uint64(o[i:]))
+		binary.LittleEndian.PutUint64(d[i:], sum)
 	}
 	for ; i < len(d); i++ {
 		d[i] += o[i]
 	}
 }
 
-// copyRun writes n bytes read from extra.
-func (a *applier) copyRun(extra io.Reader, n int64) error {
-	for n > 0 {
-		k := int(min(n, chunkSize))
-		d := a.diffBuf[:k]
-		if _, err := io.ReadFull(extra, d); err != nil {
+// addBytes64 adds the bytes of a and b pairwise, each modulo 256: no carry
+// crosses from one byte into the next.
+func addBytes64(a, b uint64) uint64 {
+	const high = 0x8080808080808080
+	return ((a &^ high) + (b &^ high)) ^ ((a ^ b) & high)
+}
+
+// copyRun writes n bytes of extra data read from extra. With calls, it
+// undoes the streaming format's conversion of calls (callConverter): a
+// call whose field crosses the end of a read is kept back, at most 4
+// bytes, until the rest arrives.
+func (a *applier) copyRun(extra io.Reader, n int64, calls bool) error {
+	pending := 0
+	cc := newCallConverter()
+	for n > 0 || pending > 0 {
+		k := int(min(n, int64(chunkSize-pending)))
+		d := a.diffBuf[:pending+k]
+		if _, err := io.ReadFull(extra, d[pending:]); err != nil {
 			return a.fail(streamErr(err))
 		}
-		if err := a.write(d); err != nil {
+		n -= int64(k)
+		done := len(d)
+		if calls {
+			done = cc.convert(d, a.newPos, false, n == 0)
+		}
+		if err := a.write(d[:done]); err != nil {
 			return err
 		}
-		n -= int64(k)
+		pending = copy(a.diffBuf, d[done:])
 	}
 	return nil
 }

@@ -172,6 +172,7 @@ func ApplyBSDIFF40(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reade
 	diffR := bzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize+ctrlLen, diffLen))
 	extraR := bzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize+ctrlLen+diffLen, body-ctrlLen-diffLen))
 	ctrl := bufio.NewReaderSize(ctrlR, 4096)
+	diff := readerDiff{diffR}
 
 	var b [24]byte
 	for !a.done() {
@@ -191,10 +192,10 @@ func ApplyBSDIFF40(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reade
 		if err := a.next(add, cp); err != nil {
 			return a.newPos, err
 		}
-		if err := a.addRun(diffR, add); err != nil {
+		if err := a.addRun(diff, add); err != nil {
 			return a.newPos, err
 		}
-		if err := a.copyRun(extraR, cp); err != nil {
+		if err := a.copyRun(extraR, cp, false); err != nil {
 			return a.newPos, err
 		}
 		if err := a.seek(seek); err != nil {

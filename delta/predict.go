@@ -120,12 +120,9 @@ func (w *oldWindow) field(c int) (uint32, bool) {
 	return uint32(w.w >> (8 * i)), true
 }
 
-// addBytes32 adds the bytes of a and b pairwise, modulo 256 each: how diff
+// addBytes32 adds the bytes of a and b pairwise, each modulo 256: how diff
 // bytes apply to old bytes.
-func addBytes32(a, b uint32) uint32 {
-	const high = 0x80808080
-	return ((a &^ high) + (b &^ high)) ^ ((a ^ b) & high)
-}
+func addBytes32(a, b uint32) uint32 { return uint32(addBytes64(uint64(a), uint64(b))) }
 
 // predict returns the run that code predicts at the window's position, or
 // n == 0 if the tables have nothing or the prediction changes nothing
@@ -135,36 +132,34 @@ func (p *predictor) predict(code uint64, w *oldWindow, shift uint32) (run [4]byt
 		return run, 0 // nothing learned yet
 	}
 	var c int
-	var want uint32
 	switch {
 	case code == codeAbs:
 		c = int(w.pos & 3)
-		v, ok := w.field(c)
-		if !ok {
-			return run, 0
-		}
-		d, ok := tableGet(p.abs, v)
-		if !ok {
-			return run, 0
-		}
-		want = v + d
 	case code >= codeRel && code < codeLiteral:
 		c = int(code - codeRel)
-		disp, ok := w.field(c)
-		if !ok {
-			return run, 0
-		}
-		moved, ok := tableGet(p.rel, relTarget(w.pos, c, disp))
-		if !ok {
-			return run, 0
-		}
-		want = disp + moved - shift
 	default:
 		return run, 0
 	}
+	f, ok := w.field(c)
+	if !ok {
+		return run, 0
+	}
+	var want uint32
+	if code == codeAbs {
+		d, ok := tableGet(p.abs, f)
+		if !ok {
+			return run, 0
+		}
+		want = f + d
+	} else {
+		moved, ok := tableGet(p.rel, relTarget(w.pos, c, f))
+		if !ok {
+			return run, 0
+		}
+		want = f + moved - shift
+	}
 	// The predicted run is the nonzero differences from the run's first
 	// byte to the first unchanged byte or the end of the field.
-	f, _ := w.field(c)
 	for j := c; j < 4; j++ {
 		d := byte(want>>(8*j)) - byte(f>>(8*j))
 		if d == 0 {

@@ -174,7 +174,7 @@ func TestConvertCalls(t *testing.T) {
 		if n >= 100 {
 			assert.NotEqual(t, src, enc, "nothing converted")
 		}
-		// Undo it in pieces of random sizes, as copyRunStream reads them.
+		// Undo it in pieces of random sizes, as copyRun reads them.
 		var got []byte
 		var pending []byte
 		dc := newCallConverter()

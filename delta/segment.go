@@ -148,6 +148,7 @@ type segmentReader struct {
 
 	// The entry being applied.
 	add     int64   // its add length
+	shift   uint32  // its new position minus its old position
 	pos     int64   // diff bytes produced so far
 	runAt   int64   // where the next run starts; add once the end code is read
 	code    uint64  // the next run's code
@@ -293,8 +294,8 @@ func uvarint(b []byte) (x uint64, n int) {
 }
 
 // begin starts producing the diff data of an entry of add bytes.
-func (s *segmentReader) begin(add int64) {
-	s.add, s.pos, s.curLen, s.curOff, s.litLeft = add, 0, 0, 0, 0
+func (s *segmentReader) begin(add int64, shift uint32) {
+	s.add, s.shift, s.pos, s.curLen, s.curOff, s.litLeft = add, shift, 0, 0, 0, 0
 	s.record(0)
 }
 
@@ -314,11 +315,9 @@ func (s *segmentReader) record(start int64) {
 	s.runAt = start + int64(gap)
 }
 
-// fill produces the next len(d) diff bytes of the entry. buf holds old
-// from old position base, covering at least 3 bytes before and 4 after
-// each position of d where old has them; d[0] is at old position oldPos.
-// shift is the entry's new position minus its old position.
-func (s *segmentReader) fill(d, buf []byte, base, oldPos int64, shift uint32) error {
+// fill produces the next len(d) diff bytes of the entry, as diffSource
+// says.
+func (s *segmentReader) fill(d, buf []byte, base, oldPos int64) error {
 	clear(d)
 	n := 0
 	for {
@@ -354,7 +353,7 @@ func (s *segmentReader) fill(d, buf []byte, base, oldPos int64, shift uint32) er
 			run = s.lits[:s.litLeft]
 		} else {
 			var k int
-			s.cur, k = s.pred.predict(s.code, &s.window, shift)
+			s.cur, k = s.pred.predict(s.code, &s.window, s.shift)
 			if k == 0 {
 				return fmt.Errorf("%w: run code %d predicts nothing at old offset %d", ErrCorrupt, s.code, s.window.pos)
 			}
@@ -364,7 +363,7 @@ func (s *segmentReader) fill(d, buf []byte, base, oldPos int64, shift uint32) er
 			s.curLen, s.curOff = k, 0
 			run = s.cur[:k]
 		}
-		s.pred.learn(&s.window, run, shift)
+		s.pred.learn(&s.window, run, s.shift)
 		start := s.pos
 		s.record(start)
 		if s.code != codeEnd && s.runAt <= start+int64(len(run)) {

@@ -162,10 +162,10 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 			if err := a.next(int64(c.add), int64(c.copy)); err != nil {
 				return a.newPos, err
 			}
-			if err := a.addRunStream(seg, int64(c.add)); err != nil {
+			if err := a.addRun(seg, int64(c.add)); err != nil {
 				return a.newPos, err
 			}
-			if err := a.copyRunStream(r, int64(c.copy)); err != nil {
+			if err := a.copyRun(r, int64(c.copy), true); err != nil {
 				return a.newPos, err
 			}
 			if err := a.seek(c.seek); err != nil {
@@ -185,61 +185,6 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 		return a.newPos, a.fail(err)
 	}
 	return a.finish()
-}
-
-// addRunStream writes n bytes of old plus the diff data the segment
-// produces. Old is read with 3 bytes of margin before and 4 after each
-// chunk, so that the predictions at the chunk's edges see the same bytes as
-// the encoder did.
-func (a *applier) addRunStream(seg *segmentReader, n int64) error {
-	if n == 0 {
-		return nil
-	}
-	shift := uint32(a.newPos - a.oldPos)
-	seg.begin(n)
-	for n > 0 {
-		k := int(min(n, chunkSize))
-		lo, hi := max(a.oldPos-3, 0), min(a.oldPos+int64(k)+4, a.oldSize)
-		buf := a.oldBuf[:hi-lo]
-		// The range was checked in next, so a short read means the old
-		// image changed or failed underneath us.
-		if got, err := a.old.ReadAt(buf, lo); got < len(buf) {
-			return a.fail(fmt.Errorf("delta: reading old at %d: got %d of %d bytes: %w", lo, got, len(buf), err))
-		}
-		d := a.diffBuf[:k]
-		if err := seg.fill(d, buf, lo, a.oldPos, shift); err != nil {
-			return a.fail(err)
-		}
-		addBytes(d, buf[a.oldPos-lo:])
-		if err := a.write(d); err != nil {
-			return err
-		}
-		a.oldPos += int64(k)
-		n -= int64(k)
-	}
-	return nil
-}
-
-// copyRunStream writes n bytes of extra data read from extra, undoing the
-// conversion of calls (callConverter). A call whose field crosses the end
-// of a read is kept back, at most 4 bytes, until the rest arrives.
-func (a *applier) copyRunStream(extra io.Reader, n int64) error {
-	pending := 0
-	cc := newCallConverter()
-	for n > 0 || pending > 0 {
-		k := int(min(n, int64(chunkSize-pending)))
-		d := a.diffBuf[:pending+k]
-		if _, err := io.ReadFull(extra, d[pending:]); err != nil {
-			return a.fail(streamErr(err))
-		}
-		n -= int64(k)
-		done := cc.convert(d, a.newPos, false, n == 0)
-		if err := a.write(d[:done]); err != nil {
-			return err
-		}
-		pending = copy(a.diffBuf, d[done:])
-	}
-	return nil
 }
 
 // readUvarint reads a minimally encoded unsigned varint: a value has one
