@@ -3,6 +3,7 @@ package manifest
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -50,14 +51,33 @@ var (
 // that callers branch on otaseal values only.
 var (
 	ErrThreshold        = errors.New("manifest: signature threshold not met")
-	ErrRollback         = errors.New("manifest: metadata version lower than trusted")
-	ErrEqualVersion     = errors.New("manifest: metadata version equal to trusted")
+	ErrMetadataVersionLower         = errors.New("manifest: metadata version lower than trusted")
+	ErrMetadataVersionEqual     = errors.New("manifest: metadata version equal to trusted")
 	ErrExpired          = errors.New("manifest: metadata expired")
 	ErrLengthOrHash     = errors.New("manifest: length or hash mismatch")
 	ErrRepository       = errors.New("manifest: repository error")
 	ErrDownload         = errors.New("manifest: download failed")
 	ErrDownloadTooLarge = errors.New("manifest: download exceeds its length limit")
 )
+
+// ThresholdError reports a document that too few of its role's keys
+// signed: the evidence a signer or a device logs to see which keys are
+// missing. Package sign returns it when a signing ceremony falls short and
+// package verify when a downloaded document does; both unwrap to
+// ErrThreshold.
+type ThresholdError struct {
+	Role      string
+	Threshold int
+	SignedBy  []string // keyids whose signatures verified
+	Missing   []string // keyids of the role without a valid signature
+}
+
+func (e *ThresholdError) Error() string {
+	return fmt.Sprintf("%v: role %q has %d of %d required signatures (signed by [%s]; missing [%s])", ErrThreshold,
+		e.Role, len(e.SignedBy), e.Threshold, strings.Join(e.SignedBy, " "), strings.Join(e.Missing, " "))
+}
+
+func (e *ThresholdError) Unwrap() error { return ErrThreshold }
 
 // FieldError says which field of an otaseal object broke which rule. Err is
 // one of the sentinels above; errors.Is sees through it.
@@ -127,9 +147,9 @@ func TranslateError(err error) error {
 	case errors.As(err, new(*metadata.ErrUnsignedMetadata)):
 		kind = ErrThreshold
 	case errors.As(err, new(*metadata.ErrBadVersionNumber)):
-		kind = ErrRollback
+		kind = ErrMetadataVersionLower
 	case errors.As(err, new(*metadata.ErrEqualVersionNumber)):
-		kind = ErrEqualVersion
+		kind = ErrMetadataVersionEqual
 	case errors.As(err, new(*metadata.ErrExpiredMetadata)):
 		kind = ErrExpired
 	case errors.As(err, new(*metadata.ErrLengthOrHashMismatch)):

@@ -17,8 +17,8 @@ func TestTranslateError(t *testing.T) {
 		want error
 	}{
 		{&metadata.ErrUnsignedMetadata{Msg: "x"}, ErrThreshold},
-		{&metadata.ErrBadVersionNumber{Msg: "x"}, ErrRollback},
-		{&metadata.ErrEqualVersionNumber{Msg: "x"}, ErrEqualVersion},
+		{&metadata.ErrBadVersionNumber{Msg: "x"}, ErrMetadataVersionLower},
+		{&metadata.ErrEqualVersionNumber{Msg: "x"}, ErrMetadataVersionEqual},
 		{&metadata.ErrExpiredMetadata{Msg: "x"}, ErrExpired},
 		{&metadata.ErrLengthOrHashMismatch{Msg: "x"}, ErrLengthOrHash},
 		{&metadata.ErrDownloadLengthMismatch{Msg: "x"}, ErrDownloadTooLarge},
@@ -53,7 +53,7 @@ func TestTranslateTrustedMetadataErrors(t *testing.T) {
 	_, err = tm.UpdateTimestamp(r.tsJSON)
 	require.NoError(t, err)
 	_, err = tm.UpdateTimestamp(r.tsJSON)
-	assert.ErrorIs(t, TranslateError(err), ErrEqualVersion)
+	assert.ErrorIs(t, TranslateError(err), ErrMetadataVersionEqual)
 
 	// Signed by the wrong key: threshold not met.
 	wrong := newTestRepo(t)

@@ -30,11 +30,11 @@ type TimeSourceFunc func(ctx context.Context) (time.Time, error)
 // Now implements TimeSource.
 func (f TimeSourceFunc) Now(ctx context.Context) (time.Time, error) { return f(ctx) }
 
-// ClockOptions configures a Clock.
-type ClockOptions struct {
-	// SystemTime reads the device clock; time.Now in production. Required:
+// TrustedClockOptions configures a Clock.
+type TrustedClockOptions struct {
+	// Now reads the device clock; time.Now in production. Required:
 	// time is injected so tests (and devices with odd clocks) control it.
-	SystemTime func() time.Time
+	Now func() time.Time
 	// MaxStaleness bounds how old the newest proof of time may be before
 	// Fresh fails. 0 means DefaultMaxStaleness.
 	MaxStaleness time.Duration
@@ -45,7 +45,7 @@ type ClockOptions struct {
 	Source TimeSource
 }
 
-// Clock is the trusted clock against freeze attacks. Its Now is the latest
+// TrustedClock is the trusted clock against freeze attacks. Its Now is the latest
 // of the system clock, the persisted floor, and the floor plus the
 // monotonic time elapsed since the floor was read or raised. The floor is
 // the newest time proven by verified metadata (the signing time a verified
@@ -66,9 +66,9 @@ type ClockOptions struct {
 // document look expired (denial of service, not rollback; the floor
 // cannot be lowered through this API); and an attacker who rewrites the
 // state directory can lower it.
-type Clock struct {
+type TrustedClock struct {
 	store Store
-	opts  ClockOptions
+	opts  TrustedClockOptions
 
 	mu      sync.Mutex
 	floor   time.Time // zero when nothing was ever proven
@@ -76,10 +76,10 @@ type Clock struct {
 	floorAt time.Time // system time (with monotonic reading) the floor was last loaded or raised
 }
 
-// OpenClock loads the persisted floor from store.
-func OpenClock(ctx context.Context, store Store, opts ClockOptions) (*Clock, error) {
-	if opts.SystemTime == nil {
-		return nil, fmt.Errorf("rollback: ClockOptions.SystemTime is required")
+// OpenTrustedClock loads the persisted floor from store.
+func OpenTrustedClock(ctx context.Context, store Store, opts TrustedClockOptions) (*TrustedClock, error) {
+	if opts.Now == nil {
+		return nil, fmt.Errorf("rollback: TrustedClockOptions.Now is required")
 	}
 	if opts.MaxStaleness < 0 {
 		return nil, fmt.Errorf("rollback: negative MaxStaleness")
@@ -87,14 +87,14 @@ func OpenClock(ctx context.Context, store Store, opts ClockOptions) (*Clock, err
 	if opts.MaxStaleness == 0 {
 		opts.MaxStaleness = DefaultMaxStaleness
 	}
-	c := &Clock{store: store, opts: opts}
+	c := &TrustedClock{store: store, opts: opts}
 	if err := c.reload(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Clock) reload(ctx context.Context) error {
+func (c *TrustedClock) reload(ctx context.Context) error {
 	r, err := c.store.Load(ctx, clockRecordName)
 	if err != nil {
 		return err
@@ -105,7 +105,7 @@ func (c *Clock) reload(ctx context.Context) error {
 			return &CorruptError{Name: clockRecordName, Reason: err.Error()}
 		}
 	}
-	c.floor, c.seq, c.floorAt = floor, r.Seq, c.opts.SystemTime()
+	c.floor, c.seq, c.floorAt = floor, r.Seq, c.opts.Now()
 	return nil
 }
 
@@ -119,14 +119,14 @@ func parseFloor(b []byte) (time.Time, error) {
 
 // Now returns the trusted current time. It never goes below the floor,
 // whatever the system clock says.
-func (c *Clock) Now() time.Time {
-	sys := c.opts.SystemTime()
+func (c *TrustedClock) Now() time.Time {
+	sys := c.opts.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now(sys)
 }
 
-func (c *Clock) now(sys time.Time) time.Time {
+func (c *TrustedClock) now(sys time.Time) time.Time {
 	if c.floor.IsZero() {
 		return sys
 	}
@@ -144,7 +144,7 @@ func latest(a, b time.Time) time.Time {
 }
 
 // Floor returns the newest proven time, zero if none.
-func (c *Clock) Floor() time.Time {
+func (c *TrustedClock) Floor() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.floor
@@ -154,7 +154,7 @@ func (c *Clock) Floor() time.Time {
 // only with a time proven by verified data: the signing time of a timestamp
 // document whose signatures verified (manifest.SignedAt), or a TimeSource
 // reading. An earlier t changes nothing: the floor never moves back.
-func (c *Clock) Observe(ctx context.Context, t time.Time) error {
+func (c *TrustedClock) Observe(ctx context.Context, t time.Time) error {
 	t = t.UTC().Round(0)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -174,7 +174,7 @@ func (c *Clock) Observe(ctx context.Context, t time.Time) error {
 		if err != nil {
 			return fmt.Errorf("rollback: persist clock floor: %w", err)
 		}
-		c.floor, c.seq, c.floorAt = t, c.seq+1, c.opts.SystemTime()
+		c.floor, c.seq, c.floorAt = t, c.seq+1, c.opts.Now()
 		return nil
 	}
 }
@@ -183,11 +183,11 @@ func (c *Clock) Observe(ctx context.Context, t time.Time) error {
 // the maximum staleness, or when there is none: the device cannot tell a
 // frozen repository from a quiet one and should Sync with a time source or
 // fetch a timestamp before trusting its clock.
-func (c *Clock) Fresh() error {
+func (c *TrustedClock) Fresh() error {
 	if c.opts.AllowStale {
 		return nil
 	}
-	sys := c.opts.SystemTime()
+	sys := c.opts.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now(sys)
@@ -202,7 +202,7 @@ func (c *Clock) Fresh() error {
 
 // Sync asks the secure time source for the time and raises the floor to
 // it.
-func (c *Clock) Sync(ctx context.Context) error {
+func (c *TrustedClock) Sync(ctx context.Context) error {
 	if c.opts.Source == nil {
 		return ErrNoTimeSource
 	}

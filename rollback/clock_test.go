@@ -24,7 +24,7 @@ func TestClockFloorAgainstReset(t *testing.T) {
 	ctx := context.Background()
 	store := NewMemStore()
 	sys := &fakeTime{time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	c, err := OpenClock(ctx, store, ClockOptions{SystemTime: sys.Now})
+	c, err := OpenTrustedClock(ctx, store, TrustedClockOptions{Now: sys.Now})
 	require.NoError(t, err)
 	assert.True(t, c.Floor().IsZero())
 	assert.Equal(t, sys.t, c.Now(), "no floor: the system clock")
@@ -43,7 +43,7 @@ func TestClockFloorAgainstReset(t *testing.T) {
 	// The clock resets to 1970 and the device reboots: Now stays at the
 	// floor, so a document that expired before it stays expired.
 	sys.t = epoch
-	c, err = OpenClock(ctx, store, ClockOptions{SystemTime: sys.Now})
+	c, err = OpenTrustedClock(ctx, store, TrustedClockOptions{Now: sys.Now})
 	require.NoError(t, err)
 	expiredAt := signed.Add(-time.Minute)
 	assert.Equal(t, signed, c.Now())
@@ -74,7 +74,7 @@ func TestClockMonotonicElapsed(t *testing.T) {
 	floor := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
 	_, err := store.CompareAndSwap(ctx, clockRecordName, 0, []byte(floor.Format(time.RFC3339Nano)))
 	require.NoError(t, err)
-	c, err := OpenClock(ctx, store, ClockOptions{SystemTime: time.Now})
+	c, err := OpenTrustedClock(ctx, store, TrustedClockOptions{Now: time.Now})
 	require.NoError(t, err)
 	time.Sleep(20 * time.Millisecond)
 	got := c.Now()
@@ -85,7 +85,7 @@ func TestClockMonotonicElapsed(t *testing.T) {
 func TestClockFresh(t *testing.T) {
 	ctx := context.Background()
 	sys := &fakeTime{time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	c, err := OpenClock(ctx, NewMemStore(), ClockOptions{SystemTime: sys.Now, MaxStaleness: 24 * time.Hour})
+	c, err := OpenTrustedClock(ctx, NewMemStore(), TrustedClockOptions{Now: sys.Now, MaxStaleness: 24 * time.Hour})
 	require.NoError(t, err)
 	var se *StaleError
 	require.ErrorAs(t, c.Fresh(), &se, "never proven")
@@ -101,11 +101,11 @@ func TestClockFresh(t *testing.T) {
 	assert.Equal(t, sys.t.Add(-49*time.Hour), se.Floor)
 	assert.Contains(t, se.Error(), "rollback: ")
 
-	allow, err := OpenClock(ctx, NewMemStore(), ClockOptions{SystemTime: sys.Now, AllowStale: true})
+	allow, err := OpenTrustedClock(ctx, NewMemStore(), TrustedClockOptions{Now: sys.Now, AllowStale: true})
 	require.NoError(t, err)
 	assert.NoError(t, allow.Fresh())
 
-	def, err := OpenClock(ctx, NewMemStore(), ClockOptions{SystemTime: sys.Now})
+	def, err := OpenTrustedClock(ctx, NewMemStore(), TrustedClockOptions{Now: sys.Now})
 	require.NoError(t, err)
 	require.NoError(t, def.Observe(ctx, sys.t.Add(-DefaultMaxStaleness+time.Second)))
 	assert.NoError(t, def.Fresh())
@@ -119,14 +119,14 @@ func TestClockSync(t *testing.T) {
 	proven := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
 	var fail error
 	src := TimeSourceFunc(func(context.Context) (time.Time, error) { return proven, fail })
-	c, err := OpenClock(ctx, NewMemStore(), ClockOptions{SystemTime: sys.Now, Source: src})
+	c, err := OpenTrustedClock(ctx, NewMemStore(), TrustedClockOptions{Now: sys.Now, Source: src})
 	require.NoError(t, err)
 	require.NoError(t, c.Sync(ctx))
 	assert.Equal(t, proven, c.Now())
 	fail = errors.New("roughtime: bad signature")
 	assert.ErrorIs(t, c.Sync(ctx), fail)
 
-	none, err := OpenClock(ctx, NewMemStore(), ClockOptions{SystemTime: sys.Now})
+	none, err := OpenTrustedClock(ctx, NewMemStore(), TrustedClockOptions{Now: sys.Now})
 	require.NoError(t, err)
 	assert.ErrorIs(t, none.Sync(ctx), ErrNoTimeSource)
 }
@@ -134,15 +134,15 @@ func TestClockSync(t *testing.T) {
 func TestClockErrors(t *testing.T) {
 	ctx := context.Background()
 	sys := &fakeTime{epoch}
-	_, err := OpenClock(ctx, NewMemStore(), ClockOptions{})
+	_, err := OpenTrustedClock(ctx, NewMemStore(), TrustedClockOptions{})
 	assert.Error(t, err)
-	_, err = OpenClock(ctx, NewMemStore(), ClockOptions{SystemTime: sys.Now, MaxStaleness: -1})
+	_, err = OpenTrustedClock(ctx, NewMemStore(), TrustedClockOptions{Now: sys.Now, MaxStaleness: -1})
 	assert.Error(t, err)
 	for _, bad := range []string{"yesterday", "2026-11-26T12:00:00+01:00", "2026-11-26T12:00:00.000Z", ""} {
 		store := NewMemStore()
 		_, err := store.CompareAndSwap(ctx, clockRecordName, 0, []byte(bad))
 		require.NoError(t, err)
-		_, err = OpenClock(ctx, store, ClockOptions{SystemTime: sys.Now})
+		_, err = OpenTrustedClock(ctx, store, TrustedClockOptions{Now: sys.Now})
 		assert.ErrorIs(t, err, ErrCorrupt, bad)
 	}
 }
@@ -153,16 +153,16 @@ func TestClockConflict(t *testing.T) {
 	ctx := context.Background()
 	sys := &fakeTime{epoch}
 	store := NewMemStore()
-	a, err := OpenClock(ctx, store, ClockOptions{SystemTime: sys.Now})
+	a, err := OpenTrustedClock(ctx, store, TrustedClockOptions{Now: sys.Now})
 	require.NoError(t, err)
-	b, err := OpenClock(ctx, store, ClockOptions{SystemTime: sys.Now})
+	b, err := OpenTrustedClock(ctx, store, TrustedClockOptions{Now: sys.Now})
 	require.NoError(t, err)
 	t1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	require.NoError(t, a.Observe(ctx, t1.Add(time.Hour)))
 	require.NoError(t, b.Observe(ctx, t1))
 	assert.Equal(t, t1.Add(time.Hour), b.Floor(), "b took a's later floor")
 	require.NoError(t, b.Observe(ctx, t1.Add(2*time.Hour)))
-	c, err := OpenClock(ctx, store, ClockOptions{SystemTime: sys.Now})
+	c, err := OpenTrustedClock(ctx, store, TrustedClockOptions{Now: sys.Now})
 	require.NoError(t, err)
 	assert.Equal(t, t1.Add(2*time.Hour), c.Floor())
 
@@ -175,6 +175,6 @@ func TestClockConflict(t *testing.T) {
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	assert.ErrorIs(t, c.Observe(cancelled, t1.Add(4*time.Hour)), context.Canceled)
-	_, err = OpenClock(cancelled, store, ClockOptions{SystemTime: sys.Now})
+	_, err = OpenTrustedClock(cancelled, store, TrustedClockOptions{Now: sys.Now})
 	assert.ErrorIs(t, err, context.Canceled)
 }

@@ -68,7 +68,7 @@ func crashOpen(t testing.TB, dir string) (*FileStore, *State) {
 	require.NoError(t, err)
 	counter, err := OpenFileCounter(filepath.Join(dir, "counter"))
 	require.NoError(t, err)
-	st, err := Open(ctx, store, Options{HardwareID: crashHW, Counter: counter})
+	st, err := OpenState(ctx, store, StateOptions{HardwareID: crashHW, Counter: counter})
 	require.NoError(t, err)
 	return store, st
 }
@@ -82,7 +82,7 @@ func TestHelperCrashChild(t *testing.T) {
 	}
 	ctx := context.Background()
 	store, st := crashOpen(t, dir)
-	clock, err := OpenClock(ctx, store, ClockOptions{SystemTime: time.Now})
+	clock, err := OpenTrustedClock(ctx, store, TrustedClockOptions{Now: time.Now})
 	require.NoError(t, err)
 	status, err := st.Status(ctx)
 	require.NoError(t, err)
@@ -214,7 +214,7 @@ func TestCrashSafety(t *testing.T) {
 		assert.GreaterOrEqual(t, m.Seq, lastMeta, "iteration %d: metadata sequence went back", i)
 		lastMeta = m.Seq
 
-		clock, err := OpenClock(ctx, store, ClockOptions{SystemTime: time.Now})
+		clock, err := OpenTrustedClock(ctx, store, TrustedClockOptions{Now: time.Now})
 		require.NoError(t, err, "iteration %d", i)
 		assert.False(t, clock.Floor().Before(lastClock), "iteration %d: clock floor fell", i)
 		if f := clock.Floor(); !f.IsZero() {

@@ -12,7 +12,7 @@
 //   - Open gives the State on a Store: Provision, Check, Begin, Confirm,
 //     Revert, and Metadata/SetMetadata for the verify package's trusted
 //     root, timestamp, snapshot and targets bytes.
-//   - OpenClock gives the trusted Clock: Now, Observe (after a verified
+//   - OpenTrustedClock gives the TrustedClock: Now, Observe (after a verified
 //     timestamp), Fresh, Sync.
 //
 // Check and Choose are the anti-rollback policy as pure functions.

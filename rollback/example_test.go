@@ -43,7 +43,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	st, err := rollback.Open(ctx, store, rollback.Options{HardwareID: "acme-gw-r2", Counter: counter})
+	st, err := rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: "acme-gw-r2", Counter: counter})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func Example() {
 // A failed boot or health check reverts with the floors untouched.
 func ExampleState_Revert() {
 	ctx := context.Background()
-	st, err := rollback.Open(ctx, rollback.NewMemStore(), rollback.Options{
+	st, err := rollback.OpenState(ctx, rollback.NewMemStore(), rollback.StateOptions{
 		HardwareID: "acme-gw-r2",
 		Counter:    rollback.NewStoreCounter(rollback.NewMemStore(), "counter"),
 	})
@@ -99,7 +99,7 @@ func ExampleCheck() {
 		sv      uint64
 	}{{"2.5.0", 7}, {"2.3.0", 6}, {"2.4.0", 7}, {"2.4.1", 7}} {
 		fw := &manifest.Firmware{Version: manifest.MustParseVersion(c.version), SecurityVersion: c.sv, HardwareIDs: []string{"acme-gw-r2"}}
-		err := rollback.Check("acme-gw-r2", &installed, floors, fw, rollback.Policy{})
+		err := rollback.Check("acme-gw-r2", &installed, floors, fw, rollback.InstallPolicy{})
 		switch {
 		case err == nil:
 			fmt.Println(c.version, "install")
@@ -120,11 +120,11 @@ func ExampleCheck() {
 
 // The clock after a reset to 1970: never earlier than the newest time a
 // verified timestamp proved.
-func ExampleClock() {
+func ExampleTrustedClock() {
 	ctx := context.Background()
 	store := rollback.NewMemStore()
 	device := time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock, err := rollback.OpenClock(ctx, store, rollback.ClockOptions{SystemTime: func() time.Time { return device }})
+	clock, err := rollback.OpenTrustedClock(ctx, store, rollback.TrustedClockOptions{Now: func() time.Time { return device }})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func ExampleClock() {
 // the next start.
 func ExampleState_SetMetadata() {
 	ctx := context.Background()
-	st, err := rollback.Open(ctx, rollback.NewMemStore(), rollback.Options{HardwareID: "acme-gw-r2", AllowNoCounter: true})
+	st, err := rollback.OpenState(ctx, rollback.NewMemStore(), rollback.StateOptions{HardwareID: "acme-gw-r2", AllowNoCounter: true})
 	if err != nil {
 		log.Fatal(err)
 	}

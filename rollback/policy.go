@@ -6,9 +6,9 @@ import (
 	"github.com/otaseal/otaseal/manifest"
 )
 
-// Policy options for Check. The zero value is the safe policy: only
+// InstallPolicy options for Check. The zero value is the safe policy: only
 // strictly newer versions, never below the security-version floor.
-type Policy struct {
+type InstallPolicy struct {
 	// AllowDowngrade lets a candidate with a lower version than the
 	// installed one through when its security version equals the installed
 	// image's (and so is at or above the floor): rolling back a feature
@@ -44,7 +44,7 @@ func (f Floors) Raised(hardwareID string, securityVersion uint64) Floors {
 // It returns nil or a *RefusedError unwrapping to ErrWrongHardware,
 // ErrSecurityVersionLower, ErrVersionLower or ErrVersionEqual, checked in
 // that order.
-func Check(hardwareID string, installed *Image, floors Floors, candidate *manifest.Firmware, p Policy) error {
+func Check(hardwareID string, installed *Image, floors Floors, candidate *manifest.Firmware, p InstallPolicy) error {
 	floor := floors[hardwareID]
 	refuse := func(err error) error {
 		r := &RefusedError{
@@ -95,7 +95,7 @@ func Check(hardwareID string, installed *Image, floors Floors, candidate *manife
 // Choose returns the index in candidates of the highest version that Check
 // allows, or -1 and the refusal of the highest-version candidate when none
 // is allowed (nil error for an empty list). It does no I/O.
-func Choose(hardwareID string, installed *Image, floors Floors, candidates []*manifest.Firmware, p Policy) (int, error) {
+func Choose(hardwareID string, installed *Image, floors Floors, candidates []*manifest.Firmware, p InstallPolicy) (int, error) {
 	best, bestRefused := -1, -1
 	var refusal error
 	for i, c := range candidates {

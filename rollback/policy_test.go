@@ -30,7 +30,7 @@ func img(version string, sv uint64) *Image {
 }
 
 func TestCheck(t *testing.T) {
-	allow := Policy{AllowDowngrade: true}
+	allow := InstallPolicy{AllowDowngrade: true}
 	otherHW := img("2.0.0", 5)
 	otherHW.HardwareID = "other"
 	tests := []struct {
@@ -38,28 +38,28 @@ func TestCheck(t *testing.T) {
 		installed *Image
 		floors    Floors
 		candidate *manifest.Firmware
-		policy    Policy
+		policy    InstallPolicy
 		want      error
 	}{
-		{"newer version, same security version", img("2.0.0", 5), Floors{hw: 5}, fw("2.1.0", 5), Policy{}, nil},
-		{"newer version, higher security version", img("2.0.0", 5), Floors{hw: 5}, fw("3.0.0", 6), Policy{}, nil},
-		{"pre-release newer than older release", img("2.0.0", 5), Floors{hw: 5}, fw("2.1.0-rc.1", 5), Policy{}, nil},
-		{"wrong hardware", img("2.0.0", 5), Floors{hw: 5}, fw("3.0.0", 6, "acme-lock"), Policy{}, ErrWrongHardware},
+		{"newer version, same security version", img("2.0.0", 5), Floors{hw: 5}, fw("2.1.0", 5), InstallPolicy{}, nil},
+		{"newer version, higher security version", img("2.0.0", 5), Floors{hw: 5}, fw("3.0.0", 6), InstallPolicy{}, nil},
+		{"pre-release newer than older release", img("2.0.0", 5), Floors{hw: 5}, fw("2.1.0-rc.1", 5), InstallPolicy{}, nil},
+		{"wrong hardware", img("2.0.0", 5), Floors{hw: 5}, fw("3.0.0", 6, "acme-lock"), InstallPolicy{}, ErrWrongHardware},
 		{"wrong hardware even with downgrades allowed", img("2.0.0", 5), Floors{hw: 5}, fw("1.0.0", 5, "x"), allow, ErrWrongHardware},
-		{"security version below floor", img("2.0.0", 5), Floors{hw: 6}, fw("3.0.0", 5), Policy{}, ErrSecurityVersionLower},
+		{"security version below floor", img("2.0.0", 5), Floors{hw: 6}, fw("3.0.0", 5), InstallPolicy{}, ErrSecurityVersionLower},
 		{"below floor, downgrades allowed", img("2.0.0", 5), Floors{hw: 6}, fw("3.0.0", 5), allow, ErrSecurityVersionLower},
-		{"below installed security version, floor lagging", img("2.0.0", 5), Floors{}, fw("3.0.0", 4), Policy{}, ErrSecurityVersionLower},
+		{"below installed security version, floor lagging", img("2.0.0", 5), Floors{}, fw("3.0.0", 4), InstallPolicy{}, ErrSecurityVersionLower},
 		{"lower version, lower security version", img("2.0.0", 5), Floors{hw: 5}, fw("1.0.0", 4), allow, ErrSecurityVersionLower},
-		{"equal version", img("2.0.0", 5), Floors{hw: 5}, fw("2.0.0", 5), Policy{}, ErrVersionEqual},
+		{"equal version", img("2.0.0", 5), Floors{hw: 5}, fw("2.0.0", 5), InstallPolicy{}, ErrVersionEqual},
 		{"equal version, build metadata differs", img("2.0.0", 5), Floors{hw: 5}, fw("2.0.0+b2", 5), allow, ErrVersionEqual},
-		{"lower version", img("2.0.0", 5), Floors{hw: 5}, fw("1.9.0", 5), Policy{}, ErrVersionLower},
+		{"lower version", img("2.0.0", 5), Floors{hw: 5}, fw("1.9.0", 5), InstallPolicy{}, ErrVersionLower},
 		{"lower version, downgrades allowed", img("2.0.0", 5), Floors{hw: 5}, fw("1.9.0", 5), allow, nil},
 		{"lower version, higher security version", img("2.0.0", 5), Floors{hw: 5}, fw("1.9.0", 6), allow, ErrVersionLower},
-		{"nothing installed", nil, Floors{}, fw("0.1.0", 0), Policy{}, nil},
-		{"nothing installed, floor applies", nil, Floors{hw: 3}, fw("9.0.0", 2), Policy{}, ErrSecurityVersionLower},
-		{"installed for other hardware", otherHW, Floors{hw: 1}, fw("1.0.0", 1), Policy{}, nil},
-		{"floor of other hardware ignored", img("2.0.0", 5), Floors{hw: 5, "other": 99}, fw("2.0.1", 5), Policy{}, nil},
-		{"nil floors", img("2.0.0", 5), nil, fw("2.0.1", 5), Policy{}, nil},
+		{"nothing installed", nil, Floors{}, fw("0.1.0", 0), InstallPolicy{}, nil},
+		{"nothing installed, floor applies", nil, Floors{hw: 3}, fw("9.0.0", 2), InstallPolicy{}, ErrSecurityVersionLower},
+		{"installed for other hardware", otherHW, Floors{hw: 1}, fw("1.0.0", 1), InstallPolicy{}, nil},
+		{"floor of other hardware ignored", img("2.0.0", 5), Floors{hw: 5, "other": 99}, fw("2.0.1", 5), InstallPolicy{}, nil},
+		{"nil floors", img("2.0.0", 5), nil, fw("2.0.1", 5), InstallPolicy{}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,7 +102,7 @@ func TestChoose(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Choose(hw, installed, floors, tt.candidates, Policy{})
+			got, err := Choose(hw, installed, floors, tt.candidates, InstallPolicy{})
 			assert.Equal(t, tt.want, got)
 			if tt.wantErr == nil {
 				assert.NoError(t, err)
@@ -142,7 +142,7 @@ func TestPolicyProperty(t *testing.T) {
 		installed := img(fmt.Sprintf("%d.%d.0", rng.IntN(3), rng.IntN(3)), rng.Uint64N(5))
 		floors := Floors{hw: rng.Uint64N(6)}
 		c := fw(fmt.Sprintf("%d.%d.0", rng.IntN(3), rng.IntN(3)), rng.Uint64N(6))
-		p := Policy{AllowDowngrade: rng.IntN(2) == 0}
+		p := InstallPolicy{AllowDowngrade: rng.IntN(2) == 0}
 		if Check(hw, installed, floors, c, p) != nil {
 			continue
 		}

@@ -14,8 +14,8 @@ const (
 	metadataPrefix    = "metadata/"
 )
 
-// Options configures a State.
-type Options struct {
+// StateOptions configures a State.
+type StateOptions struct {
 	// HardwareID is this device's hardware ID. Its floor is mirrored in
 	// Counter; installs for other hardware IDs are refused. Required.
 	HardwareID string
@@ -26,7 +26,7 @@ type Options struct {
 	// only in the Store: whoever can rewrite it can lower them.
 	AllowNoCounter bool
 	// Policy is the anti-rollback policy Begin and Check apply.
-	Policy Policy
+	Policy InstallPolicy
 }
 
 // State is a device's trusted state in a Store: the installed image, a
@@ -37,7 +37,7 @@ type Options struct {
 // on one Store (or a State after a crash) agree.
 type State struct {
 	store Store
-	opts  Options
+	opts  StateOptions
 }
 
 // Status is a snapshot of the install state.
@@ -49,10 +49,10 @@ type Status struct {
 	Floors Floors
 }
 
-// Open returns the State kept in store. If a crash interrupted a Confirm
-// between committing the floor and advancing the hardware counter, Open
+// OpenState returns the State kept in store. If a crash interrupted a Confirm
+// between committing the floor and advancing the hardware counter, OpenState
 // finishes it.
-func Open(ctx context.Context, store Store, opts Options) (*State, error) {
+func OpenState(ctx context.Context, store Store, opts StateOptions) (*State, error) {
 	if opts.HardwareID == "" {
 		return nil, fmt.Errorf("rollback: Options.HardwareID is required")
 	}

@@ -23,18 +23,18 @@ func newState(t *testing.T) (*State, *StoreCounter, Store) {
 	t.Helper()
 	store := NewMemStore()
 	counter := NewStoreCounter(NewMemStore(), "counter")
-	st, err := Open(context.Background(), store, Options{HardwareID: hw, Counter: counter})
+	st, err := OpenState(context.Background(), store, StateOptions{HardwareID: hw, Counter: counter})
 	require.NoError(t, err)
 	return st, counter, store
 }
 
 func TestOpenOptions(t *testing.T) {
 	ctx := context.Background()
-	_, err := Open(ctx, NewMemStore(), Options{Counter: NewStoreCounter(NewMemStore(), "c")})
+	_, err := OpenState(ctx, NewMemStore(), StateOptions{Counter: NewStoreCounter(NewMemStore(), "c")})
 	assert.Error(t, err)
-	_, err = Open(ctx, NewMemStore(), Options{HardwareID: hw})
+	_, err = OpenState(ctx, NewMemStore(), StateOptions{HardwareID: hw})
 	assert.ErrorIs(t, err, ErrNoCounter)
-	st, err := Open(ctx, NewMemStore(), Options{HardwareID: hw, AllowNoCounter: true})
+	st, err := OpenState(ctx, NewMemStore(), StateOptions{HardwareID: hw, AllowNoCounter: true})
 	require.NoError(t, err)
 	require.NoError(t, st.Provision(ctx, slotImg("1.0.0", 3, "a")))
 	s, err := st.Status(ctx)
@@ -118,7 +118,7 @@ func TestInstallLifecycle(t *testing.T) {
 func TestDowngradePolicy(t *testing.T) {
 	ctx := context.Background()
 	counter := NewStoreCounter(NewMemStore(), "c")
-	st, err := Open(ctx, NewMemStore(), Options{HardwareID: hw, Counter: counter, Policy: Policy{AllowDowngrade: true}})
+	st, err := OpenState(ctx, NewMemStore(), StateOptions{HardwareID: hw, Counter: counter, Policy: InstallPolicy{AllowDowngrade: true}})
 	require.NoError(t, err)
 	require.NoError(t, st.Provision(ctx, slotImg("2.0.0", 5, "a")))
 	require.NoError(t, st.Begin(ctx, slotImg("1.9.0", 5, "b")))
@@ -152,7 +152,7 @@ func TestCounterHoldsFloor(t *testing.T) {
 
 	// Commit without counter advance, as a crash would leave it.
 	lagging := NewStoreCounter(NewMemStore(), "c")
-	st2, err := Open(ctx, store, Options{HardwareID: hw, Counter: lagging})
+	st2, err := OpenState(ctx, store, StateOptions{HardwareID: hw, Counter: lagging})
 	require.NoError(t, err)
 	require.NoError(t, st2.Begin(ctx, slotImg("1.5.0", 9, "b")))
 	rec, seq, err := st2.load(ctx)
@@ -162,7 +162,7 @@ func TestCounterHoldsFloor(t *testing.T) {
 	v, err := lagging.Value(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(3), v)
-	_, err = Open(ctx, store, Options{HardwareID: hw, Counter: lagging})
+	_, err = OpenState(ctx, store, StateOptions{HardwareID: hw, Counter: lagging})
 	require.NoError(t, err)
 	v, err = lagging.Value(ctx)
 	require.NoError(t, err)
@@ -197,11 +197,11 @@ func (f *failingCounter) Advance(ctx context.Context, v uint64) error {
 func TestStateErrors(t *testing.T) {
 	ctx := context.Background()
 	store := NewMemStore()
-	_, err := Open(ctx, store, Options{HardwareID: hw, Counter: &failingCounter{Counter: NewStoreCounter(NewMemStore(), "c")}})
+	_, err := OpenState(ctx, store, StateOptions{HardwareID: hw, Counter: &failingCounter{Counter: NewStoreCounter(NewMemStore(), "c")}})
 	assert.ErrorIs(t, err, errCounter)
 
 	fc := &failingCounter{Counter: NewStoreCounter(NewMemStore(), "c"), n: 1}
-	st, err := Open(ctx, store, Options{HardwareID: hw, Counter: fc})
+	st, err := OpenState(ctx, store, StateOptions{HardwareID: hw, Counter: fc})
 	require.NoError(t, err)
 	_, err = st.Status(ctx)
 	assert.ErrorIs(t, err, errCounter)
@@ -221,9 +221,9 @@ func TestStateErrors(t *testing.T) {
 		`{"format":1,"installed":{"version":"1.0.0","sha256":"00"}}`, `{"format":1,"floors":{"":1}}`} {
 		cur.Seq, err = store.CompareAndSwap(ctx, installRecordName, cur.Seq, []byte(data))
 		require.NoError(t, err)
-		_, err = Open(ctx, store, Options{HardwareID: hw, AllowNoCounter: true})
+		_, err = OpenState(ctx, store, StateOptions{HardwareID: hw, AllowNoCounter: true})
 		assert.ErrorIs(t, err, ErrCorrupt, data)
-		st, err := Open(ctx, NewMemStore(), Options{HardwareID: hw, AllowNoCounter: true})
+		st, err := OpenState(ctx, NewMemStore(), StateOptions{HardwareID: hw, AllowNoCounter: true})
 		require.NoError(t, err)
 		st.store = store
 		_, err = st.Status(ctx)
@@ -307,7 +307,7 @@ func TestMetadata(t *testing.T) {
 	ctx := context.Background()
 	store, err := OpenFileStore(filepath.Join(t.TempDir(), "s"), FileStoreOptions{})
 	require.NoError(t, err)
-	st, err := Open(ctx, store, Options{HardwareID: hw, AllowNoCounter: true})
+	st, err := OpenState(ctx, store, StateOptions{HardwareID: hw, AllowNoCounter: true})
 	require.NoError(t, err)
 	for _, role := range []string{"root", "timestamp", "snapshot", "targets", "acme/gw-r2", "../../x"} {
 		r, err := st.Metadata(ctx, role)

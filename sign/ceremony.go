@@ -166,7 +166,7 @@ func Merge(p *Policy, role string, doc []byte, sigs []*DetachedSignature) ([]byt
 	}
 	rep, err := p.Check(role, d.payload, all)
 	if err != nil {
-		if _, below := err.(*ThresholdError); !below {
+		if _, below := err.(*manifest.ThresholdError); !below {
 			return nil, Report{}, err
 		}
 	}

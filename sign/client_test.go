@@ -144,7 +144,7 @@ func (m *memStorage) Get(ctx context.Context, name string) (io.ReadCloser, error
 	defer m.mu.Unlock()
 	b, ok := m.blobs[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+		return nil, fmt.Errorf("%w: %s", ErrBlobNotFound, name)
 	}
 	return io.NopCloser(bytes.NewReader(b)), nil
 }

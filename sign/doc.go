@@ -20,7 +20,7 @@
 //     TUF keyid and scheme and verifies each signature it makes, so a
 //     misconfigured signer (P-384 hashed with SHA-256, RSA PKCS#1 v1.5,
 //     the mistakes go-tuf's Metadata.Sign makes) is refused up front.
-//   - Publishing: [Create] or [Open] a [Repository] on a [Storage]
+//   - Publishing: [CreateRepository] or [OpenRepository] a [Repository] on a [Storage]
 //     ([NewDirStorage] for a web server's document root), then
 //     [Repository.AddFirmware], [Repository.AddDelta],
 //     [Repository.AddDelegation], [Repository.AddHashBins] and
@@ -51,7 +51,7 @@
 // Errors carry evidence: a refused signature is a *[KeyError] naming the
 // role and key (ErrWrongRole, ErrUnknownKey, ErrRevokedKey,
 // ErrBadSignature, ErrDuplicateSignature), a short document a
-// *[ThresholdError] listing who signed and who did not.
+// *[manifest.ThresholdError] listing who signed and who did not.
 //
 // Interoperability: go-tuf and tuf-js both read every scheme this package
 // signs with except one: tuf-js (4.1.0, pinned in the tests) cannot verify
@@ -62,5 +62,5 @@
 // verify), keep a device's trusted state (package rollback), compute
 // deltas (package delta), serve HTTP, or garbage-collect target files
 // that no metadata lists any more. It keeps no global state and no
-// logger; time comes from [Options].Now.
+// logger; time comes from [RepositoryOptions].Now.
 package sign

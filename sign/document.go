@@ -55,7 +55,7 @@ func SignRole[T metadata.Roles](ctx context.Context, p *Policy, role string, md 
 	}
 	rep, err := p.Check(role, payload, md.Signatures)
 	if err != nil {
-		if _, below := err.(*ThresholdError); below {
+		if _, below := err.(*manifest.ThresholdError); below {
 			return rep, nil
 		}
 		return rep, err

@@ -3,7 +3,6 @@ package sign
 import (
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // Errors callers branch on. Each rule a signature, key or publish can break
@@ -24,7 +23,6 @@ var (
 	ErrRevokedKey         = errors.New("sign: key was revoked from the role")
 	ErrBadSignature       = errors.New("sign: signature does not verify")
 	ErrDuplicateSignature = errors.New("sign: duplicate signature from one key")
-	ErrThreshold          = errors.New("sign: signature threshold not met")
 	ErrBadPolicy          = errors.New("sign: invalid role policy")
 
 	// Detached signatures and documents.
@@ -33,7 +31,7 @@ var (
 	ErrDocumentMismatch   = errors.New("sign: detached signature is for another document")
 
 	// Repository.
-	ErrNotFound       = errors.New("sign: blob not found")
+	ErrBlobNotFound   = errors.New("sign: blob not found")
 	ErrBadName        = errors.New("sign: invalid blob or target name")
 	ErrConflict       = errors.New("sign: repository changed since it was opened")
 	ErrTargetExists   = errors.New("sign: target path already holds other content")
@@ -64,26 +62,6 @@ func (e *KeyError) Error() string {
 }
 
 func (e *KeyError) Unwrap() error { return e.Err }
-
-// ThresholdError reports a role whose document carries fewer valid
-// signatures from distinct keys than its threshold. It unwraps to
-// ErrThreshold.
-type ThresholdError struct {
-	Role      string
-	Threshold int
-	SignedBy  []string // keyids whose signatures verified
-	Missing   []string // keyids of the role that did not sign
-}
-
-func (e *ThresholdError) Error() string {
-	ids := make([]string, len(e.SignedBy))
-	for i, id := range e.SignedBy {
-		ids[i] = shortID(id)
-	}
-	return fmt.Sprintf("%v: role %q has %d of %d (signed by [%s])", ErrThreshold, e.Role, len(e.SignedBy), e.Threshold, strings.Join(ids, " "))
-}
-
-func (e *ThresholdError) Unwrap() error { return ErrThreshold }
 
 // shortID keeps error messages readable; 16 hex digits still identify a key
 // among any realistic set.

@@ -55,7 +55,7 @@ func ExampleRepository_Publish() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	repo, err := sign.Create(ctx, store, root, sign.Options{Now: func() time.Time { return now }})
+	repo, err := sign.CreateRepository(ctx, store, root, sign.RepositoryOptions{Now: func() time.Time { return now }})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func ExampleRepository_Publish() {
 
 	// The online keys alone cannot publish firmware.
 	err = repo.Publish(ctx, []*sign.Signer{snapshotKey, timestampKey})
-	var te *sign.ThresholdError
+	var te *manifest.ThresholdError
 	fmt.Println(errors.As(err, &te), te.Role)
 
 	if err := repo.Publish(ctx, []*sign.Signer{targetsKey, snapshotKey, timestampKey}); err != nil {

@@ -68,7 +68,7 @@ func TestPublishFailingNthWrite(t *testing.T) {
 		ds, err := NewDirStorage(dir)
 		require.NoError(t, err)
 		fs := &failingStorage{Storage: ds, failAt: failAt}
-		repo, err := Open(ctx, fs, Options{Now: func() time.Time { return base.now.Add(time.Minute) }, TempDir: t.TempDir()})
+		repo, err := OpenRepository(ctx, fs, RepositoryOptions{Now: func() time.Time { return base.now.Add(time.Minute) }, TempDir: t.TempDir()})
 		require.NoError(t, err)
 		t.Cleanup(func() { repo.Close() })
 		return repo, fs

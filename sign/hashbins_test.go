@@ -21,7 +21,7 @@ func TestHashBinCatalogue(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	store := newMemStorage()
 	root := signedRoot(t, true, now)
-	repo, err := Create(ctx, store, root, Options{Now: func() time.Time { return now }, TempDir: t.TempDir()})
+	repo, err := CreateRepository(ctx, store, root, RepositoryOptions{Now: func() time.Time { return now }, TempDir: t.TempDir()})
 	require.NoError(t, err)
 	defer repo.Close()
 	require.NoError(t, repo.AddHashBins(manifest.RoleTargets, "bin", 5, RoleKeys{Threshold: 1, Keys: keysOf(t, "ed25519-8")}))

@@ -62,7 +62,7 @@ func (r *Repository) nextTargets(role string, now time.Time) (*manifest.Metadata
 // be exactly the exported document (ErrDocumentMismatch otherwise: nobody
 // can slip in a different target list between export and publish) and
 // meet the role's threshold with keys the role allows; a bad signature is
-// a *KeyError naming the key, too few a *ThresholdError.
+// a *KeyError naming the key, too few a *manifest.ThresholdError.
 func (r *Repository) ImportSigned(role string, doc []byte) error {
 	staged, ok := r.staged[role]
 	if !ok {

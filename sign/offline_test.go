@@ -36,7 +36,7 @@ func TestOfflineTargetsCeremony(t *testing.T) {
 	require.NoError(t, err)
 	_, _, err = Merge(p, manifest.RoleTargets, doc, []*DetachedSignature{wrong})
 	requireKeyError(t, err, ErrWrongRole, manifest.RoleTargets, wrong.KeyID)
-	assert.ErrorIs(t, tr.repo.ImportSigned(manifest.RoleTargets, doc), ErrThreshold, "unsigned")
+	assert.ErrorIs(t, tr.repo.ImportSigned(manifest.RoleTargets, doc), manifest.ErrThreshold, "unsigned")
 
 	signed, rep, err := Merge(p, manifest.RoleTargets, doc, []*DetachedSignature{ds})
 	require.NoError(t, err)
@@ -61,7 +61,7 @@ func TestOfflineTargetsCeremony(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, tr.repo.AddFirmware(ctx, "plain5.bin", bytes.NewReader([]byte("y")), firmware("0.5.0", 0)))
 	assert.ErrorIs(t, tr.repo.ImportSigned(manifest.RoleTargets, signed), ErrDocumentMismatch)
-	var te *ThresholdError
+	var te *manifest.ThresholdError
 	require.ErrorAs(t, tr.repo.Publish(ctx, onlineSigners(t)), &te)
 	assert.Equal(t, manifest.RoleTargets, te.Role)
 }
@@ -79,8 +79,8 @@ func TestConfigurableExpiry(t *testing.T) {
 	tr := newTestRepo(t, true)
 	store, err := NewDirStorage(tr.dir)
 	require.NoError(t, err)
-	opts := Options{Now: func() time.Time { return tr.now }, TempDir: t.TempDir(), TargetsExpiry: 48 * time.Hour, SnapshotExpiry: 3 * time.Hour, TimestampExpiry: 10 * time.Minute}
-	repo, err := Open(ctx, store, opts)
+	opts := RepositoryOptions{Now: func() time.Time { return tr.now }, TempDir: t.TempDir(), TargetsExpiry: 48 * time.Hour, SnapshotExpiry: 3 * time.Hour, TimestampExpiry: 10 * time.Minute}
+	repo, err := OpenRepository(ctx, store, opts)
 	require.NoError(t, err)
 	defer repo.Close()
 	require.NoError(t, repo.AddFirmware(ctx, "plain9.bin", bytes.NewReader([]byte("z")), firmware("0.9.0", 0)))

@@ -221,7 +221,7 @@ type Report struct {
 // allowed for the role, and each key may sign once: a duplicate, tampered,
 // unknown, revoked or wrong-role signature is a *KeyError, not silently
 // skipped, because it is evidence of a mistake or an attack. Below the
-// threshold the error is a *ThresholdError; the Report is filled either way.
+// threshold the error is a *manifest.ThresholdError; the Report is filled either way.
 func (p *Policy) Check(role string, payload []byte, sigs []manifest.Signature) (Report, error) {
 	rp, err := p.Role(role)
 	if err != nil {
@@ -252,11 +252,11 @@ func (p *Policy) Check(role string, payload []byte, sigs []manifest.Signature) (
 		rep.Previous = &prev
 		rep.Met = rep.Met && prev.Met
 		if !prev.Met {
-			return rep, &ThresholdError{Role: prev.Role, Threshold: prev.Threshold, SignedBy: prev.SignedBy, Missing: prev.Missing}
+			return rep, &manifest.ThresholdError{Role: prev.Role, Threshold: prev.Threshold, SignedBy: prev.SignedBy, Missing: prev.Missing}
 		}
 	}
 	if len(rep.SignedBy) < rep.Threshold {
-		return rep, &ThresholdError{Role: role, Threshold: rep.Threshold, SignedBy: rep.SignedBy, Missing: rep.Missing}
+		return rep, &manifest.ThresholdError{Role: role, Threshold: rep.Threshold, SignedBy: rep.SignedBy, Missing: rep.Missing}
 	}
 	return rep, nil
 }

@@ -69,7 +69,7 @@ func TestCheckThreshold(t *testing.T) {
 	payload, err := Payload(root)
 	require.NoError(t, err)
 	_, err = p.Check(manifest.RoleRoot, payload, root.Signatures)
-	var te *ThresholdError
+	var te *manifest.ThresholdError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, manifest.RoleRoot, te.Role)
 	assert.Equal(t, 2, te.Threshold)
@@ -229,7 +229,7 @@ func TestRootRotationAndRevocation(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, rep.Met)
 	_, err = VerifyRootRotation(prev, next)
-	var te *ThresholdError
+	var te *manifest.ThresholdError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, "root (previous)", te.Role)
 

@@ -25,7 +25,7 @@ import (
 // (manifest.SetSignedAt). Every document must meet its role's threshold
 // (checked by this package's Policy and again by go-tuf's VerifyDelegate,
 // which is what clients run) before the first byte is written; otherwise
-// Publish returns a *ThresholdError naming the role and writes nothing.
+// Publish returns a *manifest.ThresholdError naming the role and writes nothing.
 //
 // An update server holding only the snapshot and timestamp keys calls
 // Publish with just those to keep freshness metadata alive; offline keys
@@ -77,7 +77,7 @@ func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 			return err
 		}
 		if !rep.Met {
-			return &ThresholdError{Role: role, Threshold: rep.Threshold, SignedBy: rep.SignedBy, Missing: rep.Missing}
+			return &manifest.ThresholdError{Role: role, Threshold: rep.Threshold, SignedBy: rep.SignedBy, Missing: rep.Missing}
 		}
 		return nil
 	}
@@ -331,9 +331,9 @@ func (r *Repository) put(ctx context.Context, name string, data []byte, file str
 func (r *Repository) checkUnchanged(ctx context.Context) error {
 	b, err := getBlob(ctx, r.store, MetadataDir+"/timestamp.json", MaxDocumentSize)
 	switch {
-	case errors.Is(err, ErrNotFound) && r.timestamp == nil:
+	case errors.Is(err, ErrBlobNotFound) && r.timestamp == nil:
 		return nil
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrBlobNotFound):
 		return fmt.Errorf("%w: timestamp.json disappeared", ErrConflict)
 	case err != nil:
 		return err

@@ -31,9 +31,9 @@ const (
 	DefaultTimestampExpiry = 24 * time.Hour
 )
 
-// Options configure a Repository. The zero value is safe: real time,
+// RepositoryOptions configure a Repository. The zero value is safe: real time,
 // default expiries, spool files in the system temp directory.
-type Options struct {
+type RepositoryOptions struct {
 	// Now returns the current time; nil means time.Now. Every version's
 	// expiry and the timestamp's signing time come from it.
 	Now func() time.Time
@@ -47,7 +47,7 @@ type Options struct {
 	MaxTargetSize int64
 }
 
-func (o *Options) now() time.Time {
+func (o *RepositoryOptions) now() time.Time {
 	if o.Now != nil {
 		return o.Now().UTC()
 	}
@@ -72,7 +72,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // in storage with the one this Repository last saw.
 type Repository struct {
 	store Storage
-	opts  Options
+	opts  RepositoryOptions
 
 	root     *manifest.Metadata[manifest.Root]
 	prevRoot *manifest.Metadata[manifest.Root] // for revocation evidence
@@ -104,13 +104,13 @@ type spooled struct {
 	sha512 string
 }
 
-// Create starts a new repository in store with root, which must be signed
-// by its own root threshold. Nothing is written until Publish. Create
+// CreateRepository starts a new repository in store with root, which must be signed
+// by its own root threshold. Nothing is written until Publish. CreateRepository
 // refuses a storage that already holds a repository (ErrConflict).
-func Create(ctx context.Context, store Storage, root *manifest.Metadata[manifest.Root], opts Options) (*Repository, error) {
+func CreateRepository(ctx context.Context, store Storage, root *manifest.Metadata[manifest.Root], opts RepositoryOptions) (*Repository, error) {
 	if _, err := getBlob(ctx, store, MetadataDir+"/timestamp.json", MaxDocumentSize); err == nil {
 		return nil, fmt.Errorf("%w: storage already holds a repository", ErrConflict)
-	} else if !errors.Is(err, ErrNotFound) {
+	} else if !errors.Is(err, ErrBlobNotFound) {
 		return nil, err
 	}
 	if err := checkRootSelf(root); err != nil {
@@ -124,7 +124,7 @@ func Create(ctx context.Context, store Storage, root *manifest.Metadata[manifest
 	return r, nil
 }
 
-func newRepository(store Storage, opts Options) *Repository {
+func newRepository(store Storage, opts RepositoryOptions) *Repository {
 	return &Repository{
 		store:     store,
 		opts:      opts,
@@ -165,11 +165,11 @@ func checkRootSelf(root *manifest.Metadata[manifest.Root]) error {
 	return manifest.TranslateError(root.VerifyDelegate(manifest.RoleRoot, root))
 }
 
-// Open loads the repository published in store.
-func Open(ctx context.Context, store Storage, opts Options) (*Repository, error) {
+// OpenRepository loads the repository published in store.
+func OpenRepository(ctx context.Context, store Storage, opts RepositoryOptions) (*Repository, error) {
 	r := newRepository(store, opts)
 	b, err := getBlob(ctx, store, MetadataDir+"/root.json", MaxDocumentSize)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrBlobNotFound) {
 		return nil, ErrNotInitialized
 	}
 	if err != nil {
@@ -187,7 +187,7 @@ func Open(ctx context.Context, store Storage, opts Options) (*Repository, error)
 	// document under the same version.
 	for {
 		b, err := getBlob(ctx, store, fmt.Sprintf("%s/%d.root.json", MetadataDir, r.root.Signed.Version+1), MaxDocumentSize)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, ErrBlobNotFound) {
 			break
 		}
 		if err != nil {
@@ -260,7 +260,7 @@ func Open(ctx context.Context, store Storage, opts Options) (*Repository, error)
 func (r *Repository) verifyStored() error {
 	check := func(role string, err error) error {
 		if err != nil {
-			return fmt.Errorf("%w: stored %q metadata does not verify: %v", ErrThreshold, role, manifest.TranslateError(err))
+			return fmt.Errorf("%w: stored %q metadata does not verify: %v", manifest.ErrThreshold, role, manifest.TranslateError(err))
 		}
 		return nil
 	}
@@ -290,7 +290,7 @@ func (r *Repository) verifyStored() error {
 			continue
 		}
 		if err := r.verifyDelegated(role, r.targets); err != nil {
-			return fmt.Errorf("%w: stored metadata: %v", ErrThreshold, err)
+			return fmt.Errorf("%w: stored metadata: %v", manifest.ErrThreshold, err)
 		}
 	}
 	return nil

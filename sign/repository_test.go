@@ -53,7 +53,7 @@ func newTestRepo(t *testing.T, consistent bool) *testRepo {
 	store, err := NewDirStorage(tr.dir)
 	require.NoError(t, err)
 	tr.root = signedRoot(t, consistent, now)
-	tr.repo, err = Create(ctx, store, tr.root, Options{Now: func() time.Time { return tr.now }, TempDir: t.TempDir()})
+	tr.repo, err = CreateRepository(ctx, store, tr.root, RepositoryOptions{Now: func() time.Time { return tr.now }, TempDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(func() { tr.repo.Close() })
 
@@ -144,7 +144,7 @@ func TestPublishReadByGoTUF(t *testing.T) {
 			// A reopened repository continues where the last one stopped.
 			store, err := NewDirStorage(tr.dir)
 			require.NoError(t, err)
-			again, err := Open(ctx, store, Options{Now: func() time.Time { return tr.now }, TempDir: t.TempDir()})
+			again, err := OpenRepository(ctx, store, RepositoryOptions{Now: func() time.Time { return tr.now }, TempDir: t.TempDir()})
 			require.NoError(t, err)
 			defer again.Close()
 			require.NoError(t, again.AddFirmware(ctx, "acme/1.2.0/firmware.bin", bytes.NewReader(image("a3", 10)), firmware("1.2.0", 2)))
@@ -168,7 +168,7 @@ func TestPublishRefusesBelowThreshold(t *testing.T) {
 
 	// The online keys cannot publish firmware: the acme role is offline.
 	err := tr.repo.Publish(ctx, onlineSigners(t))
-	var te *ThresholdError
+	var te *manifest.ThresholdError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, "acme", te.Role)
 	assert.Equal(t, []string{testSigner(t, "ed25519-6").KeyID()}, te.Missing)
@@ -231,7 +231,7 @@ func TestSnapshotAccessor(t *testing.T) {
 
 	store, err := NewDirStorage(tr.dir)
 	require.NoError(t, err)
-	reopened, err := Open(ctx, store, Options{Now: func() time.Time { return tr.now.Add(6 * 24 * time.Hour) }})
+	reopened, err := OpenRepository(ctx, store, RepositoryOptions{Now: func() time.Time { return tr.now.Add(6 * 24 * time.Hour) }})
 	require.NoError(t, err)
 	defer reopened.Close()
 	assert.Equal(t, snap.Signed.Version, reopened.Snapshot().Signed.Version)

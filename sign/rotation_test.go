@@ -60,7 +60,7 @@ func TestFastForwardRecoveryByRotation(t *testing.T) {
 	// The operator restores the server; the client is now stuck.
 	require.NoError(t, os.WriteFile(tsPath, legit, 0o644))
 	_, err = client.refresh()
-	require.ErrorIs(t, err, manifest.ErrRollback)
+	require.ErrorIs(t, err, manifest.ErrMetadataVersionLower)
 
 	// Rotating the timestamp key recovers it.
 	rotate(t, tr.repo, []string{"ed25519-1", "ed25519-2"}, func(spec RootSpec) {
@@ -68,7 +68,7 @@ func TestFastForwardRecoveryByRotation(t *testing.T) {
 	})
 	assert.ErrorIs(t, tr.repo.SetRoot(tr.repo.Root()), ErrRootRotation, "one rotation per publish")
 	// The old online keys can no longer publish.
-	var te *ThresholdError
+	var te *manifest.ThresholdError
 	require.ErrorAs(t, tr.repo.Publish(ctx, onlineSigners(t)), &te)
 	assert.Equal(t, manifest.RoleTimestamp, te.Role)
 	require.NoError(t, tr.repo.Publish(ctx, signersOf(t, "ed25519-4", "ed25519-9")))
@@ -98,7 +98,7 @@ func TestRevokeTargetsAndRootKeys(t *testing.T) {
 		spec.Roles[manifest.RoleTargets] = RoleKeys{Threshold: 1, Keys: keysOf(t, "rsa2048")}
 	})
 	// The targets role must be re-signed with the new key.
-	var te *ThresholdError
+	var te *manifest.ThresholdError
 	require.ErrorAs(t, tr.repo.Publish(ctx, allSigners(t)), &te)
 	assert.Equal(t, manifest.RoleTargets, te.Role)
 	require.NoError(t, tr.repo.Publish(ctx, append(allSigners(t), testSigner(t, "rsa2048"))))
@@ -112,7 +112,7 @@ func TestRevokeTargetsAndRootKeys(t *testing.T) {
 	// reopens, with the revoked keys known.
 	store, err := NewDirStorage(tr.dir)
 	require.NoError(t, err)
-	reopened, err := Open(ctx, store, Options{Now: func() time.Time { return tr.now }, TempDir: t.TempDir()})
+	reopened, err := OpenRepository(ctx, store, RepositoryOptions{Now: func() time.Time { return tr.now }, TempDir: t.TempDir()})
 	require.NoError(t, err)
 	defer reopened.Close()
 	rp, err := reopened.Policy()
@@ -138,7 +138,7 @@ func TestRevokeTargetsAndRootKeys(t *testing.T) {
 	require.NoError(t, err)
 	next.Signatures = next.Signatures[:1]
 	_, err = VerifyRootRotation(tr.repo.Root(), next)
-	assert.ErrorIs(t, err, ErrThreshold)
+	assert.ErrorIs(t, err, manifest.ErrThreshold)
 	assert.Error(t, tr.repo.SetRoot(next))
 }
 
@@ -154,7 +154,7 @@ func TestRevokeDelegatedKey(t *testing.T) {
 
 	leaked := testSigner(t, "ed25519-6")
 	require.NoError(t, tr.repo.SetDelegationKeys("acme", RoleKeys{Threshold: 1, Keys: keysOf(t, "ed25519-9")}))
-	var te *ThresholdError
+	var te *manifest.ThresholdError
 	require.ErrorAs(t, tr.repo.Publish(ctx, allSigners(t)), &te)
 	assert.Equal(t, "acme", te.Role)
 	require.NoError(t, tr.repo.Publish(ctx, append(allSigners(t), testSigner(t, "ed25519-9"))))
@@ -218,7 +218,7 @@ func TestFastForwardSnapshotRecovery(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(metaDir, "timestamp.json"), legitTS, 0o644))
 	require.NoError(t, os.Remove(filepath.Join(metaDir, "500.snapshot.json")))
 	_, err = client.refresh()
-	require.ErrorIs(t, err, manifest.ErrRollback)
+	require.ErrorIs(t, err, manifest.ErrMetadataVersionLower)
 
 	rotate(t, tr.repo, []string{"ed25519-1", "ed25519-2"}, func(spec RootSpec) {
 		spec.Roles[manifest.RoleSnapshot] = RoleKeys{Threshold: 1, Keys: keysOf(t, "ed25519-8")}
@@ -247,7 +247,7 @@ func TestOpenRefusesTamperedStorage(t *testing.T) {
 
 	store, err := NewDirStorage(tr.dir)
 	require.NoError(t, err)
-	_, err = Open(ctx, store, Options{Now: func() time.Time { return tr.now }})
-	require.ErrorIs(t, err, ErrThreshold)
+	_, err = OpenRepository(ctx, store, RepositoryOptions{Now: func() time.Time { return tr.now }})
+	require.ErrorIs(t, err, manifest.ErrThreshold)
 	assert.Contains(t, err.Error(), "acme")
 }

@@ -122,7 +122,7 @@ func (d *DirStorage) Get(ctx context.Context, name string) (io.ReadCloser, error
 	}
 	f, err := os.Open(filepath.Join(d.root, filepath.FromSlash(name)))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+		return nil, fmt.Errorf("%w: %s", ErrBlobNotFound, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)

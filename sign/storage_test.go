@@ -50,7 +50,7 @@ func TestDirStorage(t *testing.T) {
 	require.NoError(t, err)
 
 	_, err = s.Get(ctx, "metadata/timestamp.json")
-	assert.ErrorIs(t, err, ErrNotFound)
+	assert.ErrorIs(t, err, ErrBlobNotFound)
 	require.NoError(t, s.Put(ctx, "metadata/timestamp.json", bytes.NewReader([]byte("one"))))
 	require.NoError(t, s.Put(ctx, "metadata/timestamp.json", bytes.NewReader([]byte("two"))))
 	require.NoError(t, s.Put(ctx, "targets/a/b.bin", bytes.NewReader([]byte("bin"))))

@@ -42,7 +42,7 @@ func TestTufJSKeyTypes(t *testing.T) {
 			dir := t.TempDir()
 			store, err := NewDirStorage(dir)
 			require.NoError(t, err)
-			repo, err := Create(ctx, store, root, Options{Now: func() time.Time { return now }, TempDir: t.TempDir()})
+			repo, err := CreateRepository(ctx, store, root, RepositoryOptions{Now: func() time.Time { return now }, TempDir: t.TempDir()})
 			require.NoError(t, err)
 			require.NoError(t, repo.AddFirmware(ctx, "a.bin", bytes.NewReader([]byte("a")), firmware("1.0.0", 0)))
 			require.NoError(t, repo.Publish(ctx, signersOf(t, key, "ed25519-4", "ed25519-5")))

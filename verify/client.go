@@ -83,7 +83,7 @@ const (
 )
 
 // Errors of the client workflow, beside manifest's translated ones
-// (manifest.ErrThreshold, ErrRollback, ErrExpired, ...).
+// (manifest.ErrThreshold, ErrMetadataVersionLower, ErrExpired, ...).
 var (
 	ErrNoTrustedRoot      = errors.New("verify: no trusted root in the store")
 	ErrNotRefreshed       = errors.New("verify: metadata not refreshed")

@@ -138,11 +138,11 @@ func TestMetadataAttacks(t *testing.T) {
 			r.PublishTimestamp()
 			require.NoError(t, c.Refresh(context.Background()))
 			r.SetFile("metadata/timestamp.json", old)
-		}, manifest.ErrRollback},
+		}, manifest.ErrMetadataVersionLower},
 		{"rollback snapshot version in timestamp", false, "timestamp", func(r *repo, c *Client) {
 			r.Snapshot.Signed.Version--
 			r.PublishTimestamp()
-		}, manifest.ErrRollback},
+		}, manifest.ErrMetadataVersionLower},
 		{"freeze: expired timestamp", false, "timestamp", func(r *repo, c *Client) {
 			r.Timestamp.Signed.Expires = testNow.Add(-time.Minute)
 			r.PublishTimestamp()
@@ -159,7 +159,7 @@ func TestMetadataAttacks(t *testing.T) {
 			md := r.Targets["targets"]
 			md.Signed.Version++
 			r.SetMeta("targets", md.Signed.Version-1, tuftest.SignBytes(t, md, r.Keys["targets"]))
-		}, manifest.ErrRollback},
+		}, manifest.ErrMetadataVersionLower},
 		{"timestamp signed by the snapshot key", false, "timestamp", func(r *repo, c *Client) {
 			r.Timestamp.Signed.Version++
 			r.SetFile("metadata/timestamp.json", tuftest.SignBytes(t, r.Timestamp, r.Keys["snapshot"]))
@@ -261,7 +261,7 @@ func TestFastForwardRecovery(t *testing.T) {
 	// The real repository, at a lower version, is now refused...
 	r.Timestamp.Signed.Version = 5
 	r.PublishTimestamp()
-	assert.ErrorIs(t, c.Refresh(context.Background()), manifest.ErrRollback)
+	assert.ErrorIs(t, c.Refresh(context.Background()), manifest.ErrMetadataVersionLower)
 
 	// ...until root rotates the timestamp key.
 	oldID, _ := r.Keys["timestamp"].Key.ID()

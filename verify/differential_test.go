@@ -60,7 +60,7 @@ func publishRepo(t *testing.T, now time.Time, consistent bool) *signedRepo {
 	dir := t.TempDir()
 	store, err := sign.NewDirStorage(dir)
 	require.NoError(t, err)
-	repo, err := sign.Create(ctx, store, root, sign.Options{Now: func() time.Time { return now }, TempDir: t.TempDir()})
+	repo, err := sign.CreateRepository(ctx, store, root, sign.RepositoryOptions{Now: func() time.Time { return now }, TempDir: t.TempDir()})
 	require.NoError(t, err)
 	defer repo.Close()
 	team := testSigner(t, "team")

@@ -13,24 +13,24 @@ import (
 	"github.com/otaseal/otaseal/manifest"
 )
 
-// DirStore keeps trusted metadata as plain files ROLE.json in a directory,
+// DirTrustStore keeps trusted metadata as plain files ROLE.json in a directory,
 // each written atomically (temporary file, fsync, rename, directory fsync),
 // byte for byte as accepted. It suits tools and devices with a normal file
-// system; devices that need checksummed copies use StateStore.
+// system; devices that need checksummed copies use StateTrustStore.
 //
 // Role names are escaped with url.PathEscape, so a delegated role named
 // "../../etc/passwd" becomes one file inside Dir, never a path outside it.
-type DirStore struct {
+type DirTrustStore struct {
 	Dir string
 	// MaxSize bounds a stored file read back; 0 means
 	// manifest.DefaultTargetsLimit. A larger file is an error, not data.
 	MaxSize int64
 }
 
-// FileName returns the file name DirStore uses for role.
-func (d DirStore) FileName(role string) string { return url.PathEscape(role) + ".json" }
+// FileName returns the file name DirTrustStore uses for role.
+func (d DirTrustStore) FileName(role string) string { return url.PathEscape(role) + ".json" }
 
-func (d DirStore) path(role string) (string, error) {
+func (d DirTrustStore) path(role string) (string, error) {
 	if role == "" {
 		return "", fmt.Errorf("%w: empty role name", ErrConfig)
 	}
@@ -38,7 +38,7 @@ func (d DirStore) path(role string) (string, error) {
 }
 
 // LoadMetadata implements TrustStore.
-func (d DirStore) LoadMetadata(_ context.Context, role string) ([]byte, error) {
+func (d DirTrustStore) LoadMetadata(_ context.Context, role string) ([]byte, error) {
 	p, err := d.path(role)
 	if err != nil {
 		return nil, err
@@ -63,7 +63,7 @@ func (d DirStore) LoadMetadata(_ context.Context, role string) ([]byte, error) {
 }
 
 // StoreMetadata implements TrustStore.
-func (d DirStore) StoreMetadata(_ context.Context, role string, data []byte) error {
+func (d DirTrustStore) StoreMetadata(_ context.Context, role string, data []byte) error {
 	p, err := d.path(role)
 	if err != nil {
 		return err

@@ -15,7 +15,7 @@ import (
 func TestDirStore(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s := DirStore{Dir: dir}
+	s := DirTrustStore{Dir: dir}
 	got, err := s.LoadMetadata(ctx, "root")
 	require.NoError(t, err)
 	assert.Nil(t, got)
@@ -48,7 +48,7 @@ func TestDirStore(t *testing.T) {
 	_, err = s.LoadMetadata(ctx, "")
 	assert.Error(t, err)
 
-	small := DirStore{Dir: dir, MaxSize: 1}
+	small := DirTrustStore{Dir: dir, MaxSize: 1}
 	_, err = small.LoadMetadata(ctx, "a/b")
 	assert.ErrorIs(t, err, manifest.ErrTooLarge)
 	require.NoError(t, os.Chmod(filepath.Join(dir, "a%2Fb.json"), 0))
@@ -58,13 +58,13 @@ func TestDirStore(t *testing.T) {
 	}
 }
 
-// The client runs on a DirStore exactly as on any TrustStore.
+// The client runs on a DirTrustStore exactly as on any TrustStore.
 func TestClientOnDirStore(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t)
 	r.AddTarget("targets", "x.bin", []byte("x"), nil)
 	r.Publish()
-	s := DirStore{Dir: t.TempDir()}
+	s := DirTrustStore{Dir: t.TempDir()}
 	require.NoError(t, Bootstrap(ctx, s, r.RootJSON(1), manifest.Limits{}))
 	c, err := New(ctx, Config{MetadataURL: r.MetadataURL(), TargetsURL: r.TargetsURL(), Store: s, Clock: &fixedClock{testNow}})
 	require.NoError(t, err)

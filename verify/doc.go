@@ -5,8 +5,8 @@
 // Entry points:
 //
 //   - Bootstrap stores the first trusted root; New opens a Client on a
-//     TrustStore (StateStore on package rollback's crash-safe state, or
-//     DirStore on plain files) with a Clock (rollback's trusted clock on
+//     TrustStore (StateTrustStore on package rollback's crash-safe state, or
+//     DirTrustStore on plain files) with a Clock (rollback's trusted clock on
 //     devices without a real-time clock).
 //   - Client.Refresh runs the TUF client workflow (specification 5.3 to
 //     5.6): the root chain, timestamp, snapshot and targets, each checked

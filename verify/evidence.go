@@ -2,49 +2,29 @@ package verify
 
 import (
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
-
-// ThresholdError reports a document that too few of its role's keys
-// signed, and which keys did: after a key compromise below the threshold,
-// this is the evidence an operator needs. It unwraps to
-// manifest.ErrThreshold.
-type ThresholdError struct {
-	Role      string
-	Threshold int
-	Signed    []string // keyids whose signatures verified
-	Unsigned  []string // keyids of the role without a valid signature
-}
-
-func (e *ThresholdError) Error() string {
-	return fmt.Sprintf("verify: %s has %d of %d required signatures (signed by [%s]; not by [%s])", e.Role,
-		len(e.Signed), e.Threshold, strings.Join(e.Signed, " "), strings.Join(e.Unsigned, " "))
-}
-
-func (e *ThresholdError) Unwrap() error { return manifest.ErrThreshold }
 
 // thresholdEvidence works out which of role's keys signed md, as delegated
 // by delegator (a root or targets document). Each key is tried alone with
 // go-tuf's own verification, so the evidence follows exactly the rules
 // that refused the document. It returns nil when the delegator does not
 // delegate role.
-func thresholdEvidence[T metadata.Roles](delegator any, role string, md *metadata.Metadata[T]) *ThresholdError {
+func thresholdEvidence[T metadata.Roles](delegator any, role string, md *metadata.Metadata[T]) *manifest.ThresholdError {
 	ids, threshold, tryOne := delegation(delegator, role)
 	if tryOne == nil {
 		return nil
 	}
-	e := &ThresholdError{Role: role, Threshold: threshold}
+	e := &manifest.ThresholdError{Role: role, Threshold: threshold}
 	for _, id := range ids {
 		if tryOne(id, md) == nil {
-			e.Signed = append(e.Signed, id)
+			e.SignedBy = append(e.SignedBy, id)
 		} else {
-			e.Unsigned = append(e.Unsigned, id)
+			e.Missing = append(e.Missing, id)
 		}
 	}
 	return e
@@ -99,13 +79,13 @@ func delegation(delegator any, role string) ([]string, int, func(id string, md a
 }
 
 // refused wraps a go-tuf refusal of role's document in a RoleError with our
-// sentinel, and for a threshold failure in a ThresholdError naming the
+// sentinel, and for a threshold failure in a manifest.ThresholdError naming the
 // keys that did and did not sign.
 func refused[T metadata.Roles](role string, err error, delegator any, data []byte) error {
 	t := manifest.TranslateError(err)
 	if errors.Is(t, manifest.ErrThreshold) && delegator != nil {
 		if md, perr := (&metadata.Metadata[T]{}).FromBytes(data); perr == nil {
-			if e := thresholdEvidence(delegator, role, md); e != nil && len(e.Signed) < e.Threshold {
+			if e := thresholdEvidence(delegator, role, md); e != nil && len(e.SignedBy) < e.Threshold {
 				return &RoleError{Role: role, Err: e}
 			}
 		}

@@ -31,15 +31,15 @@ func TestThresholdEvidence(t *testing.T) {
 	r.SetFile("metadata/timestamp.json", tuftest.SignBytes(t, r.Timestamp, k3))
 	err := c.Refresh(context.Background())
 	assert.ErrorIs(t, err, manifest.ErrThreshold)
-	var te *ThresholdError
+	var te *manifest.ThresholdError
 	require.ErrorAs(t, err, &te)
 	id3, _ := k3.Key.ID()
 	id1, _ := r.Keys["timestamp"].Key.ID()
 	id2, _ := k2.Key.ID()
 	assert.Equal(t, "timestamp", te.Role)
 	assert.Equal(t, 2, te.Threshold)
-	assert.Equal(t, []string{id3}, te.Signed)
-	assert.ElementsMatch(t, []string{id1, id2}, te.Unsigned)
+	assert.Equal(t, []string{id3}, te.SignedBy)
+	assert.ElementsMatch(t, []string{id1, id2}, te.Missing)
 	assert.Contains(t, err.Error(), id3)
 	var re *RoleError
 	require.ErrorAs(t, err, &re)
@@ -59,11 +59,11 @@ func TestThresholdEvidenceDelegatedAndRoot(t *testing.T) {
 	c, _ := newClient(t, r, nil)
 	require.NoError(t, c.Refresh(context.Background()))
 	_, _, err := c.FindTarget(context.Background(), "team/fw.bin")
-	var te *ThresholdError
+	var te *manifest.ThresholdError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, "team", te.Role)
-	assert.Empty(t, te.Signed)
-	assert.Len(t, te.Unsigned, 1)
+	assert.Empty(t, te.SignedBy)
+	assert.Len(t, te.Missing, 1)
 
 	// A root version 2 signed by a key the trusted root does not list.
 	r.Root.Signed.Version = 2
@@ -71,5 +71,5 @@ func TestThresholdEvidenceDelegatedAndRoot(t *testing.T) {
 	err = c.Refresh(context.Background())
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, "root", te.Role)
-	assert.Empty(t, te.Signed)
+	assert.Empty(t, te.SignedBy)
 }

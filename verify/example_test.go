@@ -25,19 +25,19 @@ func Example() {
 	url, rootJSON, factory, stop := exampleRepository()
 	defer stop()
 	store := rollback.NewMemStore() // rollback.OpenFileStore on a device
-	state, _ := rollback.Open(ctx, store, rollback.Options{HardwareID: "acme-gw-r2", AllowNoCounter: true})
-	clock, _ := rollback.OpenClock(ctx, store, rollback.ClockOptions{SystemTime: time.Now})
+	state, _ := rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: "acme-gw-r2", AllowNoCounter: true})
+	clock, _ := rollback.OpenTrustedClock(ctx, store, rollback.TrustedClockOptions{Now: time.Now})
 	sum := sha256.Sum256(factory)
 	state.Provision(ctx, rollback.Image{HardwareID: "acme-gw-r2", TargetPath: "factory.bin", Version: manifest.MustParseVersion("1.0.0"),
 		SecurityVersion: 1, Length: int64(len(factory)), SHA256: sum[:], Slot: "a"})
-	trust := verify.StateStore{State: state}
+	trust := verify.StateTrustStore{State: state}
 	verify.Bootstrap(ctx, trust, rootJSON, manifest.Limits{})
 	client, _ := verify.New(ctx, verify.Config{MetadataURL: url + "/metadata/", TargetsURL: url + "/targets/", Store: trust, Clock: clock})
 	if err := client.Refresh(ctx); err != nil {
 		log.Fatal(err) // every TUF check failed closed: keep running the old image
 	}
 	st, _ := state.Status(ctx)
-	u, err := client.Select(ctx, "acme-gw-r2", st.Installed, st.Floors, rollback.Policy{})
+	u, err := client.Select(ctx, "acme-gw-r2", st.Installed, st.Floors, rollback.InstallPolicy{})
 	if err != nil {
 		log.Fatal(err) // verify.ErrNoUpdate when up to date
 	}
@@ -80,7 +80,7 @@ func exampleRepository() (url string, rootJSON, factory []byte, stop func()) {
 		log.Fatal(err)
 	}
 	storage, _ := sign.NewDirStorage(dir)
-	repo, err := sign.Create(ctx, storage, root, sign.Options{TempDir: dir})
+	repo, err := sign.CreateRepository(ctx, storage, root, sign.RepositoryOptions{TempDir: dir})
 	if err != nil {
 		log.Fatal(err)
 	}

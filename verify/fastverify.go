@@ -99,14 +99,14 @@ func delegatedKeys(delegator any, role string) (map[string]*metadata.Key, []stri
 // fingerprints the PKIX form), so one key listed under two keyids cannot
 // meet a threshold of two. A key that is missing or unusable refuses the
 // document, as in go-tuf; a signature that does not verify only fails to
-// count. Too few signatures give a *ThresholdError naming who signed.
+// count. Too few signatures give a *manifest.ThresholdError naming who signed.
 func verifySigned(delegator any, role string, sigs []metadata.Signature, canonical []byte) error {
 	keys, ids, threshold, err := delegatedKeys(delegator, role)
 	if err != nil {
 		return err
 	}
 	signing := map[[sha256.Size]byte]bool{}
-	e := &ThresholdError{Role: role, Threshold: threshold}
+	e := &manifest.ThresholdError{Role: role, Threshold: threshold}
 	for _, id := range ids {
 		key, ok := keys[id]
 		if !ok {
@@ -122,12 +122,12 @@ func verifySigned(delegator any, role string, sigs []metadata.Signature, canonic
 			return fmt.Errorf("%w: key %s of %s: %v", manifest.ErrMalformed, id, role, err)
 		}
 		// Evidence lists a key under a second keyid as not counted, so
-		// that len(Signed) is what was held against the threshold.
+		// that len(SignedBy) is what was held against the threshold.
 		if ok && !signing[fingerprint] {
 			signing[fingerprint] = true
-			e.Signed = append(e.Signed, id)
+			e.SignedBy = append(e.SignedBy, id)
 		} else {
-			e.Unsigned = append(e.Unsigned, id)
+			e.Missing = append(e.Missing, id)
 		}
 	}
 	if len(signing) < threshold {
@@ -203,7 +203,7 @@ func acceptTargets(tm *trustedmetadata.TrustedMetadata, role, delegator string, 
 		return nil, fmt.Errorf("%w: snapshot.json is expired", manifest.ErrExpired)
 	}
 	if want := tm.Timestamp.Signed.Meta["snapshot.json"]; want == nil || tm.Snapshot.Signed.Version != want.Version {
-		return nil, fmt.Errorf("%w: snapshot is not the version the timestamp names", manifest.ErrRollback)
+		return nil, fmt.Errorf("%w: snapshot is not the version the timestamp names", manifest.ErrMetadataVersionLower)
 	}
 	var parent any
 	if delegator == manifest.RoleRoot {
@@ -235,7 +235,7 @@ func acceptTargets(tm *trustedmetadata.TrustedMetadata, role, delegator string, 
 		return nil, fmt.Errorf("%w: expected %s, got %s", manifest.ErrRepository, metadata.TARGETS, md.Signed.Type)
 	}
 	if md.Signed.Version != meta.Version {
-		return nil, fmt.Errorf("%w: expected %s version %d, got %d", manifest.ErrRollback, role, meta.Version, md.Signed.Version)
+		return nil, fmt.Errorf("%w: expected %s version %d, got %d", manifest.ErrMetadataVersionLower, role, meta.Version, md.Signed.Version)
 	}
 	if md.Signed.IsExpired(tm.RefTime) {
 		return nil, fmt.Errorf("%w: new %s expired %s", manifest.ErrExpired, role, md.Signed.Expires.Format(time.RFC3339))

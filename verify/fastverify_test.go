@@ -507,10 +507,10 @@ func TestVerifySignedDelegators(t *testing.T) {
 			assert.Equal(t, tt.want, ourErr == nil, "otaseal: %v", ourErr)
 			if tt.name == "threshold 3" {
 				// The evidence names who signed.
-				var te *ThresholdError
+				var te *manifest.ThresholdError
 				require.ErrorAs(t, ourErr, &te)
-				assert.Equal(t, ids[:2], te.Signed)
-				assert.Equal(t, ids[2:], te.Unsigned)
+				assert.Equal(t, ids[:2], te.SignedBy)
+				assert.Equal(t, ids[2:], te.Missing)
 				assert.ErrorIs(t, ourErr, manifest.ErrThreshold)
 			}
 		})

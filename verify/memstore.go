@@ -6,24 +6,24 @@ import (
 	"sync"
 )
 
-// MemStore is a TrustStore in memory: for tests, simulations and tools
+// MemTrustStore is a TrustStore in memory: for tests, simulations and tools
 // that trust a root anew at every start. It survives nothing, so on a
 // device it gives no rollback protection across reboots. It is safe for
 // concurrent use; its zero value is empty and ready.
-type MemStore struct {
+type MemTrustStore struct {
 	mu   sync.Mutex
 	docs map[string][]byte
 }
 
 // LoadMetadata implements TrustStore.
-func (m *MemStore) LoadMetadata(_ context.Context, role string) ([]byte, error) {
+func (m *MemTrustStore) LoadMetadata(_ context.Context, role string) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return bytes.Clone(m.docs[role]), nil
 }
 
 // StoreMetadata implements TrustStore.
-func (m *MemStore) StoreMetadata(_ context.Context, role string, data []byte) error {
+func (m *MemTrustStore) StoreMetadata(_ context.Context, role string, data []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if data == nil {

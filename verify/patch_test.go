@@ -65,7 +65,7 @@ func TestInstallThroughPatch(t *testing.T) {
 			r := patchRepo(t, tc.format, patch, old, new)
 			c := refreshed(t, r)
 			installed := installedImage("1.0.0", 1, old)
-			u, err := c.Select(ctx, "acme-gw-r2", installed, nil, rollback.Policy{})
+			u, err := c.Select(ctx, "acme-gw-r2", installed, nil, rollback.InstallPolicy{})
 			require.NoError(t, err)
 			require.NotNil(t, u.Patch)
 			opts := InstallOptions{Installed: bytes.NewReader(old), InstalledSize: int64(len(old)), ScratchDir: t.TempDir()}
@@ -121,7 +121,7 @@ func TestInstallPatchWrongOutput(t *testing.T) {
 		patch := encodePatch(t, old, wrongNew, tc.codec)
 		r := patchRepo(t, tc.format, patch, old, new)
 		c := refreshed(t, r)
-		u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.0.0", 1, old), nil, rollback.Policy{})
+		u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.0.0", 1, old), nil, rollback.InstallPolicy{})
 		require.NoError(t, err)
 		require.NotNil(t, u.Patch)
 		var slot bytes.Buffer

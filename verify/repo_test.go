@@ -16,10 +16,10 @@ type repo = tuftest.Repo
 
 func newRepo(t testing.TB) *repo { return tuftest.NewRepo(t) }
 
-// memStore is the exported MemStore; tests poke at its documents.
-type memStore = MemStore
+// memStore is the exported MemTrustStore; tests poke at its documents.
+type memStore = MemTrustStore
 
-func newMemStore() *memStore { return &MemStore{docs: map[string][]byte{}} }
+func newMemStore() *memStore { return &MemTrustStore{docs: map[string][]byte{}} }
 
 type fixedClock struct{ t time.Time }
 

@@ -44,7 +44,7 @@ type Update struct {
 // (HARDWAREID/VERSION/FILE). The chosen release is then resolved again
 // through FindTarget, so that a role further down the graph can never
 // override the role the TUF delegation order trusts for that path.
-func (c *Client) Select(ctx context.Context, hardwareID string, installed *rollback.Image, floors rollback.Floors, policy rollback.Policy) (*Update, error) {
+func (c *Client) Select(ctx context.Context, hardwareID string, installed *rollback.Image, floors rollback.Floors, policy rollback.InstallPolicy) (*Update, error) {
 	if c.trusted == nil {
 		return nil, ErrNotRefreshed
 	}

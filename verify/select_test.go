@@ -54,7 +54,7 @@ func TestSelect(t *testing.T) {
 	r, img := releaseRepo(t)
 	c := refreshed(t, r)
 
-	u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.0.0", 1, img["1.0.0"]), nil, rollback.Policy{})
+	u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.0.0", 1, img["1.0.0"]), nil, rollback.InstallPolicy{})
 	require.NoError(t, err)
 	assert.Equal(t, "acme-gw-r2/1.2.0/fw.bin", u.Release.Path)
 	assert.Equal(t, "gw-team", u.Role)
@@ -64,31 +64,31 @@ func TestSelect(t *testing.T) {
 	assert.Equal(t, "acme-gw-r2/deltas/1.0.0-1.2.0.zst", u.Patch.Path)
 
 	// From 1.1.0 there is no delta: the full image.
-	u, err = c.Select(ctx, "acme-gw-r2", installedImage("1.1.0", 1, img["1.1.0"]), nil, rollback.Policy{})
+	u, err = c.Select(ctx, "acme-gw-r2", installedImage("1.1.0", 1, img["1.1.0"]), nil, rollback.InstallPolicy{})
 	require.NoError(t, err)
 	assert.Equal(t, "acme-gw-r2/1.2.0/fw.bin", u.Release.Path)
 	assert.Nil(t, u.Patch)
 
 	// A device never provisioned takes the newest.
-	u, err = c.Select(ctx, "acme-gw-r2", nil, nil, rollback.Policy{})
+	u, err = c.Select(ctx, "acme-gw-r2", nil, nil, rollback.InstallPolicy{})
 	require.NoError(t, err)
 	assert.Equal(t, "1.2.0", u.Release.Firmware.Version.String())
 
 	// Up to date.
-	_, err = c.Select(ctx, "acme-gw-r2", installedImage("1.2.0", 2, img["1.2.0"]), nil, rollback.Policy{})
+	_, err = c.Select(ctx, "acme-gw-r2", installedImage("1.2.0", 2, img["1.2.0"]), nil, rollback.InstallPolicy{})
 	assert.ErrorIs(t, err, ErrNoUpdate)
 	assert.ErrorIs(t, err, rollback.ErrVersionEqual)
 
 	// Every release below the floor: refused as a security rollback.
-	_, err = c.Select(ctx, "acme-gw-r2", nil, rollback.Floors{"acme-gw-r2": 3}, rollback.Policy{})
+	_, err = c.Select(ctx, "acme-gw-r2", nil, rollback.Floors{"acme-gw-r2": 3}, rollback.InstallPolicy{})
 	assert.ErrorIs(t, err, ErrNoUpdate)
 	assert.ErrorIs(t, err, rollback.ErrSecurityVersionLower)
 
 	// Other hardware sees only its own release.
-	u, err = c.Select(ctx, "acme-lock", nil, nil, rollback.Policy{})
+	u, err = c.Select(ctx, "acme-lock", nil, nil, rollback.InstallPolicy{})
 	require.NoError(t, err)
 	assert.Equal(t, "acme-lock/9.0.0/fw.bin", u.Release.Path)
-	_, err = c.Select(ctx, "acme-unknown", nil, nil, rollback.Policy{})
+	_, err = c.Select(ctx, "acme-unknown", nil, nil, rollback.InstallPolicy{})
 	assert.ErrorIs(t, err, ErrNoUpdate)
 }
 
@@ -99,7 +99,7 @@ func TestSelectRefusesOverride(t *testing.T) {
 	// gw-team also lists 1.1.0's path, with other bytes and a higher version.
 	r.AddTarget("gw-team", "acme-gw-r2/1.1.0/fw.bin", []byte("evil"), firmwareSetter(t, "9.9.9", 9, "acme-gw-r2"))
 	c := refreshed(t, r)
-	_, err := c.Select(context.Background(), "acme-gw-r2", nil, nil, rollback.Policy{})
+	_, err := c.Select(context.Background(), "acme-gw-r2", nil, nil, rollback.InstallPolicy{})
 	assert.ErrorIs(t, err, manifest.ErrRepository)
 }
 
@@ -110,7 +110,7 @@ func TestInstallFullImage(t *testing.T) {
 		r.Root.Signed.ConsistentSnapshot = consistent
 		r.PublishRoot()
 		c := refreshed(t, r)
-		u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.1.0", 1, img["1.1.0"]), nil, rollback.Policy{})
+		u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.1.0", 1, img["1.1.0"]), nil, rollback.InstallPolicy{})
 		require.NoError(t, err)
 		var slot bytes.Buffer
 		require.NoError(t, c.Install(ctx, u, &slot, InstallOptions{}))

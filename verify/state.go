@@ -9,9 +9,9 @@ import (
 	"github.com/otaseal/otaseal/rollback"
 )
 
-// StateStore keeps the trusted metadata in a device's rollback.State, so
+// StateTrustStore keeps the trusted metadata in a device's rollback.State, so
 // that it shares the crash-safe, checksummed store of the install state.
-type StateStore struct {
+type StateTrustStore struct {
 	State *rollback.State
 	// Logger hears about damaged records; nil means none.
 	Logger *slog.Logger
@@ -21,7 +21,7 @@ type StateStore struct {
 // the root reads as absent: the client then fetches a fresh one, which must
 // still pass every signature, version and expiry check. A damaged root is
 // an error, because nothing else can restore trust.
-func (s StateStore) LoadMetadata(ctx context.Context, role string) ([]byte, error) {
+func (s StateTrustStore) LoadMetadata(ctx context.Context, role string) ([]byte, error) {
 	rec, err := s.State.Metadata(ctx, role)
 	if errors.Is(err, rollback.ErrCorrupt) && role != manifest.RoleRoot {
 		if s.Logger != nil {
@@ -36,7 +36,7 @@ func (s StateStore) LoadMetadata(ctx context.Context, role string) ([]byte, erro
 }
 
 // StoreMetadata implements TrustStore.
-func (s StateStore) StoreMetadata(ctx context.Context, role string, data []byte) error {
+func (s StateTrustStore) StoreMetadata(ctx context.Context, role string, data []byte) error {
 	rec, err := s.State.Metadata(ctx, role)
 	if err != nil && !errors.Is(err, rollback.ErrCorrupt) {
 		return err

@@ -22,14 +22,14 @@ func TestClientOnRollbackState(t *testing.T) {
 	r.Publish()
 	dir := t.TempDir()
 
-	open := func(sys time.Time) (*Client, *rollback.Clock) {
+	open := func(sys time.Time) (*Client, *rollback.TrustedClock) {
 		fs, err := rollback.OpenFileStore(dir, rollback.FileStoreOptions{})
 		require.NoError(t, err)
-		st, err := rollback.Open(ctx, fs, rollback.Options{HardwareID: "a", AllowNoCounter: true})
+		st, err := rollback.OpenState(ctx, fs, rollback.StateOptions{HardwareID: "a", AllowNoCounter: true})
 		require.NoError(t, err)
-		clock, err := rollback.OpenClock(ctx, fs, rollback.ClockOptions{SystemTime: func() time.Time { return sys }})
+		clock, err := rollback.OpenTrustedClock(ctx, fs, rollback.TrustedClockOptions{Now: func() time.Time { return sys }})
 		require.NoError(t, err)
-		store := StateStore{State: st}
+		store := StateTrustStore{State: st}
 		if b, _ := store.LoadMetadata(ctx, "root"); b == nil {
 			require.NoError(t, Bootstrap(ctx, store, r.RootJSON(1), manifest.Limits{}))
 		}

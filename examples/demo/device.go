@@ -23,7 +23,7 @@ import (
 // no battery-backed clock: its time comes from rollback's trusted clock.
 type device struct {
 	state  *rollback.State
-	clock  *rollback.Clock
+	clock  *rollback.TrustedClock
 	client *verify.Client
 	slots  map[string]string // slot name -> file
 	active string
@@ -45,10 +45,10 @@ func newDevice(ctx context.Context, dir, serverURL string, rootJSON, factory []b
 	}
 	// A board without a monotonic counter; see rollback.Counter for eFuse
 	// and TPM counters.
-	if d.state, err = rollback.Open(ctx, store, rollback.Options{HardwareID: hardwareID, AllowNoCounter: true}); err != nil {
+	if d.state, err = rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: hardwareID, AllowNoCounter: true}); err != nil {
 		return nil, err
 	}
-	if d.clock, err = rollback.OpenClock(ctx, store, rollback.ClockOptions{SystemTime: d.systemTime}); err != nil {
+	if d.clock, err = rollback.OpenTrustedClock(ctx, store, rollback.TrustedClockOptions{Now: d.systemTime}); err != nil {
 		return nil, err
 	}
 	// Factory provisioning: the image in slot A and the first trusted root.
@@ -58,7 +58,7 @@ func newDevice(ctx context.Context, dir, serverURL string, rootJSON, factory []b
 	if err := d.state.Provision(ctx, imageRecord("factory/0.9.0/firmware.bin", "0.9.0", 0, factory, "a")); err != nil {
 		return nil, err
 	}
-	trust := verify.StateStore{State: d.state, Logger: log}
+	trust := verify.StateTrustStore{State: d.state, Logger: log}
 	if err := verify.Bootstrap(ctx, trust, rootJSON, manifest.Limits{}); err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func (d *device) update(ctx context.Context) result {
 	if err != nil {
 		return result{err: err}
 	}
-	u, err := d.client.Select(ctx, hardwareID, status.Installed, status.Floors, rollback.Policy{})
+	u, err := d.client.Select(ctx, hardwareID, status.Installed, status.Floors, rollback.InstallPolicy{})
 	if errors.Is(err, verify.ErrNoUpdate) {
 		return result{upToDate: true}
 	}

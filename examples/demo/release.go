@@ -63,7 +63,7 @@ func newRelease(ctx context.Context, dir string) (*release, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.repo, err = sign.Create(ctx, store, root, sign.Options{TempDir: dir}); err != nil {
+	if r.repo, err = sign.CreateRepository(ctx, store, root, sign.RepositoryOptions{TempDir: dir}); err != nil {
 		return nil, err
 	}
 	return r, nil

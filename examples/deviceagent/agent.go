@@ -45,20 +45,20 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (*agent, error)
 	}
 	a := &agent{cfg: c, log: log, slots: map[string]string{"a": c.slotA, "b": c.slotB}}
 	// A board without a hardware counter; a real one passes a TPM NV or
-	// eFuse counter as rollback.Options.Counter.
-	a.state, err = rollback.Open(ctx, store, rollback.Options{HardwareID: c.hardwareID, AllowNoCounter: true,
-		Policy: rollback.Policy{AllowDowngrade: c.allowDowngrade}})
+	// eFuse counter as rollback.StateOptions.Counter.
+	a.state, err = rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: c.hardwareID, AllowNoCounter: true,
+		Policy: rollback.InstallPolicy{AllowDowngrade: c.allowDowngrade}})
 	if err != nil {
 		return nil, err
 	}
-	clock, err := rollback.OpenClock(ctx, store, rollback.ClockOptions{SystemTime: time.Now})
+	clock, err := rollback.OpenTrustedClock(ctx, store, rollback.TrustedClockOptions{Now: time.Now})
 	if err != nil {
 		return nil, err
 	}
 	if err := a.provision(ctx); err != nil {
 		return nil, err
 	}
-	trust := verify.StateStore{State: a.state, Logger: log}
+	trust := verify.StateTrustStore{State: a.state, Logger: log}
 	if root, err := trust.LoadMetadata(ctx, manifest.RoleRoot); err != nil {
 		return nil, err
 	} else if root == nil {
@@ -238,7 +238,7 @@ func (a *agent) cycle(ctx context.Context) error {
 	return a.bootAndConfirm(ctx, &img)
 }
 
-func (c *config) policy() rollback.Policy { return rollback.Policy{AllowDowngrade: c.allowDowngrade} }
+func (c *config) policy() rollback.InstallPolicy { return rollback.InstallPolicy{AllowDowngrade: c.allowDowngrade} }
 
 // writeSlot streams the update into the slot file; nothing in it counts
 // until Install returned nil.

@@ -104,7 +104,7 @@ func newServerAt(t testing.TB, imageSize int, now func() time.Time) *testServer 
 	require.NoError(t, err)
 	storage, err := sign.NewDirStorage(filepath.Join(dir, "repo"))
 	require.NoError(t, err)
-	repo, err := sign.Create(ctx, storage, root, sign.Options{TempDir: dir, Now: now})
+	repo, err := sign.CreateRepository(ctx, storage, root, sign.RepositoryOptions{TempDir: dir, Now: now})
 	require.NoError(t, err)
 	t.Cleanup(func() { repo.Close() })
 	s := &testServer{images: makeImages(imageSize), repo: repo, keys: keys, dir: filepath.Join(dir, "repo")}
@@ -172,7 +172,7 @@ func (d *device) args(s *testServer, extra ...string) []string {
 func (d *device) status(t testing.TB) rollback.Status {
 	store, err := rollback.OpenFileStore(d.stateDir, rollback.FileStoreOptions{})
 	require.NoError(t, err)
-	st, err := rollback.Open(context.Background(), store, rollback.Options{HardwareID: hw, AllowNoCounter: true})
+	st, err := rollback.OpenState(context.Background(), store, rollback.StateOptions{HardwareID: hw, AllowNoCounter: true})
 	require.NoError(t, err)
 	status, err := st.Status(context.Background())
 	require.NoError(t, err)
@@ -252,7 +252,7 @@ func TestResume(t *testing.T) {
 			require.Equal(t, 1, code, log) // no server: the cycle fails, provisioning stays
 			store, err := rollback.OpenFileStore(d.stateDir, rollback.FileStoreOptions{})
 			require.NoError(t, err)
-			st, err := rollback.Open(context.Background(), store, rollback.Options{HardwareID: hw, AllowNoCounter: true})
+			st, err := rollback.OpenState(context.Background(), store, rollback.StateOptions{HardwareID: hw, AllowNoCounter: true})
 			require.NoError(t, err)
 			img := s.images["1.1.0"]
 			sum := sha256.Sum256(img)

@@ -74,7 +74,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.once, "once", false, "run one cycle and exit")
 	fs.DurationVar(&c.interval, "interval", time.Hour, "time between cycles")
 	fs.IntVar(&c.retries, "retries", 3, "retries of a failed download before the cycle gives up (0: none)")
-	fs.BoolVar(&c.allowDowngrade, "allow-downgrade", false, "accept a lower version with the same security version (rollback.Policy.AllowDowngrade)")
+	fs.BoolVar(&c.allowDowngrade, "allow-downgrade", false, "accept a lower version with the same security version (rollback.InstallPolicy.AllowDowngrade)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: deviceagent -server URL -hardware-id ID -state DIR -slot-a FILE -slot-b FILE [flags]")

@@ -94,7 +94,7 @@ func newClient(t *testing.T, repoDir string) *client {
 	t.Cleanup(srv.Close)
 	rootJSON, err := os.ReadFile(filepath.Join(repoDir, "metadata", "1.root.json"))
 	require.NoError(t, err)
-	store := verify.DirStore{Dir: t.TempDir()}
+	store := verify.DirTrustStore{Dir: t.TempDir()}
 	require.NoError(t, verify.Bootstrap(ctx, store, rootJSON, manifest.Limits{}))
 	c, err := verify.New(ctx, verify.Config{MetadataURL: srv.URL + "/metadata/", TargetsURL: srv.URL + "/targets/",
 		Store: store, Clock: verify.SystemClock{}})

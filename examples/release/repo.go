@@ -74,7 +74,7 @@ func openSession(ctx context.Context, dir string) (*session, error) {
 		return nil, err
 	}
 	s.pinned = s.plan.ExportedAt
-	if s.repo, err = sign.Open(ctx, s.store, sign.Options{Now: s.now}); err != nil {
+	if s.repo, err = sign.OpenRepository(ctx, s.store, sign.RepositoryOptions{Now: s.now}); err != nil {
 		return nil, err
 	}
 	for _, it := range s.plan.Items {
@@ -211,7 +211,7 @@ func (s *session) stage(ctx context.Context, it stagedItem, content func(path st
 func (s *session) publish(ctx context.Context, e *env, signers []*sign.Signer) error {
 	s.pinned = time.Time{}
 	if err := s.repo.Publish(ctx, signers); err != nil {
-		var te *sign.ThresholdError
+		var te *manifest.ThresholdError
 		if errors.As(err, &te) {
 			return fmt.Errorf("%w\n  role %s needs %d signatures; signed by %d key(s): %s\n  give more keys of the role, or sign it offline (add --stage, export, sign, merge)",
 				err, te.Role, te.Threshold, len(te.SignedBy), shortIDs(te.SignedBy))

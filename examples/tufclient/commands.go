@@ -45,7 +45,7 @@ func initCmd(ctx context.Context, o options, rootFile string) error {
 	if _, err := manifest.ParseUnverified[manifest.Root](manifest.RoleRoot, data, manifest.Limits{}); err != nil {
 		return err
 	}
-	return verify.DirStore{Dir: o.metadataDir}.StoreMetadata(ctx, manifest.RoleRoot, data)
+	return verify.DirTrustStore{Dir: o.metadataDir}.StoreMetadata(ctx, manifest.RoleRoot, data)
 }
 
 func refreshCmd(ctx context.Context, o options) (*verify.Client, error) {
@@ -64,7 +64,7 @@ func refreshCmd(ctx context.Context, o options) (*verify.Client, error) {
 		TargetsURL:  o.targetBaseURL,
 		// No retries: the conformance protocol counts every request.
 		Fetcher: &verify.HTTPFetcher{UserAgent: "otaseal-tufclient", Retries: -1},
-		Store:   verify.DirStore{Dir: o.metadataDir},
+		Store:   verify.DirTrustStore{Dir: o.metadataDir},
 		Clock:   dateClock{now},
 	})
 	if err != nil {

@@ -226,7 +226,7 @@ func TestAgainstSignRepository(t *testing.T) {
 	require.NoError(t, err)
 	storage, err := sign.NewDirStorage(dir)
 	require.NoError(t, err)
-	repo, err := sign.Create(ctx, storage, root, sign.Options{TempDir: t.TempDir()})
+	repo, err := sign.CreateRepository(ctx, storage, root, sign.RepositoryOptions{TempDir: t.TempDir()})
 	require.NoError(t, err)
 	defer repo.Close()
 	require.NoError(t, repo.AddDelegation("targets", sign.Delegation{Name: "team", Paths: []string{"team/*"}, Terminating: true, Keys: roles["team"]}))

@@ -115,7 +115,7 @@ func newRepoWith(t testing.TB, now time.Time, imageSize int, tsExpiry time.Durat
 	require.NoError(t, err)
 	store, err := sign.NewDirStorage(r.dir)
 	require.NoError(t, err)
-	repo, err := sign.Create(ctx, store, root, sign.Options{Now: func() time.Time { return now }, TimestampExpiry: tsExpiry, TempDir: t.TempDir()})
+	repo, err := sign.CreateRepository(ctx, store, root, sign.RepositoryOptions{Now: func() time.Time { return now }, TimestampExpiry: tsExpiry, TempDir: t.TempDir()})
 	require.NoError(t, err)
 	defer repo.Close()
 	fw := manifest.Firmware{Version: manifest.MustParseVersion("2.4.1"), SecurityVersion: 7, HardwareIDs: []string{hardwareID}}
@@ -199,7 +199,7 @@ func newClient(t testing.TB, baseURL string, hc *http.Client, rootJSON []byte, c
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	store := verify.DirStore{Dir: dir}
+	store := verify.DirTrustStore{Dir: dir}
 	require.NoError(t, verify.Bootstrap(ctx, store, rootJSON, manifest.Limits{}))
 	client, err := verify.New(ctx, verify.Config{
 		MetadataURL: baseURL + "/metadata/",
@@ -215,7 +215,7 @@ func newClient(t testing.TB, baseURL string, hc *http.Client, rootJSON []byte, c
 // trustedTimestampVersion reads the timestamp version a client stored.
 func trustedTimestampVersion(t testing.TB, storeDir string) int64 {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(storeDir, verify.DirStore{}.FileName(manifest.RoleTimestamp)))
+	b, err := os.ReadFile(filepath.Join(storeDir, verify.DirTrustStore{}.FileName(manifest.RoleTimestamp)))
 	require.NoError(t, err)
 	ts, err := manifest.ParseUnverified[manifest.Timestamp](manifest.RoleTimestamp, b, manifest.Limits{})
 	require.NoError(t, err)

@@ -153,7 +153,7 @@ func TestLoad(t *testing.T) {
 		setupWG.Add(1)
 		go func() {
 			defer setupWG.Done()
-			store := &verify.MemStore{} // the load is on the server, not on flash
+			store := &verify.MemTrustStore{} // the load is on the server, not on flash
 			if err := verify.Bootstrap(ctx, store, repo.rootJSON, manifest.Limits{}); err != nil {
 				t.Error(err)
 				return

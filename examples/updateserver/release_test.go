@@ -27,7 +27,7 @@ func TestReleaseWhileServing(t *testing.T) {
 	store, err := sign.NewDirStorage(repo.dir)
 	require.NoError(t, err)
 	releaseNow := t0.Add(10 * time.Minute)
-	rel, err := sign.Open(ctx, store, sign.Options{Now: func() time.Time { return releaseNow }, TimestampExpiry: time.Hour, TempDir: t.TempDir()})
+	rel, err := sign.OpenRepository(ctx, store, sign.RepositoryOptions{Now: func() time.Time { return releaseNow }, TimestampExpiry: time.Hour, TempDir: t.TempDir()})
 	require.NoError(t, err)
 	image := bytes.Repeat([]byte("2.5.0 "), 1000)
 	fw := manifest.Firmware{Version: manifest.MustParseVersion("2.5.0"), SecurityVersion: 8, HardwareIDs: []string{hardwareID}}
@@ -87,7 +87,7 @@ func TestResignConflictRetried(t *testing.T) {
 
 	store.reads = 0
 	store.release = func() {
-		rel, err := sign.Open(ctx, dirStore, sign.Options{Now: c.Now, TimestampExpiry: time.Hour, TempDir: t.TempDir()})
+		rel, err := sign.OpenRepository(ctx, dirStore, sign.RepositoryOptions{Now: c.Now, TimestampExpiry: time.Hour, TempDir: t.TempDir()})
 		require.NoError(t, err)
 		defer rel.Close()
 		fw := manifest.Firmware{Version: manifest.MustParseVersion("2.5.0"), SecurityVersion: 8, HardwareIDs: []string{hardwareID}}

@@ -50,7 +50,7 @@ func (s *server) check(ctx context.Context) error {
 }
 
 func (s *server) checkLocked(ctx context.Context) error {
-	repo, err := sign.Open(ctx, s.store, s.signOptions())
+	repo, err := sign.OpenRepository(ctx, s.store, s.signOptions())
 	if err != nil {
 		return fmt.Errorf("opening the repository: %w", err)
 	}
@@ -108,7 +108,7 @@ func (s *server) checkLocked(ctx context.Context) error {
 }
 
 // snapshotExpiry is the expiry of the snapshot the timestamp names, as
-// sign.Open verified it.
+// sign.OpenRepository verified it.
 func (s *server) snapshotExpiry(_ context.Context, repo *sign.Repository) (time.Time, error) {
 	snap := repo.Snapshot()
 	if snap == nil {

@@ -97,7 +97,7 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		}
 		s.store = st
 	}
-	repo, err := sign.Open(ctx, s.store, s.signOptions())
+	repo, err := sign.OpenRepository(ctx, s.store, s.signOptions())
 	if err != nil {
 		return nil, fmt.Errorf("opening the repository: %w", err)
 	}
@@ -177,8 +177,8 @@ func delegatedKeyRole(repo *sign.Repository, keyID string) string {
 	return ""
 }
 
-func (s *server) signOptions() sign.Options {
-	return sign.Options{Now: s.now, TimestampExpiry: s.cfg.TimestampExpiry, SnapshotExpiry: s.cfg.SnapshotExpiry}
+func (s *server) signOptions() sign.RepositoryOptions {
+	return sign.RepositoryOptions{Now: s.now, TimestampExpiry: s.cfg.TimestampExpiry, SnapshotExpiry: s.cfg.SnapshotExpiry}
 }
 
 func (s *server) close() {
