@@ -50,14 +50,14 @@ var (
 // Errors that go-tuf reports, translated at our boundary by TranslateError so
 // that callers branch on otaseal values only.
 var (
-	ErrThreshold        = errors.New("manifest: signature threshold not met")
-	ErrMetadataVersionLower         = errors.New("manifest: metadata version lower than trusted")
-	ErrMetadataVersionEqual     = errors.New("manifest: metadata version equal to trusted")
-	ErrExpired          = errors.New("manifest: metadata expired")
-	ErrLengthOrHash     = errors.New("manifest: length or hash mismatch")
-	ErrRepository       = errors.New("manifest: repository error")
-	ErrDownload         = errors.New("manifest: download failed")
-	ErrDownloadTooLarge = errors.New("manifest: download exceeds its length limit")
+	ErrThreshold            = errors.New("manifest: signature threshold not met")
+	ErrMetadataVersionLower = errors.New("manifest: metadata version lower than trusted")
+	ErrMetadataVersionEqual = errors.New("manifest: metadata version equal to trusted")
+	ErrExpired              = errors.New("manifest: metadata expired")
+	ErrLengthOrHash         = errors.New("manifest: length or hash mismatch")
+	ErrRepository           = errors.New("manifest: repository error")
+	ErrDownload             = errors.New("manifest: download failed")
+	ErrDownloadTooLarge     = errors.New("manifest: download exceeds its length limit")
 )
 
 // ThresholdError reports a document that too few of its role's keys

@@ -238,7 +238,9 @@ func (a *agent) cycle(ctx context.Context) error {
 	return a.bootAndConfirm(ctx, &img)
 }
 
-func (c *config) policy() rollback.InstallPolicy { return rollback.InstallPolicy{AllowDowngrade: c.allowDowngrade} }
+func (c *config) policy() rollback.InstallPolicy {
+	return rollback.InstallPolicy{AllowDowngrade: c.allowDowngrade}
+}
 
 // writeSlot streams the update into the slot file; nothing in it counts
 // until Install returned nil.
