@@ -10,7 +10,6 @@ import (
 
 	"github.com/otaseal/otaseal/delta"
 	"github.com/otaseal/otaseal/manifest"
-	"github.com/otaseal/otaseal/rollback"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -65,7 +64,7 @@ func TestInstallThroughPatch(t *testing.T) {
 			r := patchRepo(t, tc.format, patch, old, new)
 			c := refreshed(t, r)
 			installed := installedImage("1.0.0", 1, old)
-			u, err := c.Select(ctx, "acme-gw-r2", installed, nil, rollback.InstallPolicy{})
+			u, err := c.Select(ctx, gateway(t, installed))
 			require.NoError(t, err)
 			require.NotNil(t, u.Patch)
 			opts := InstallOptions{Installed: bytes.NewReader(old), InstalledSize: int64(len(old)), ScratchDir: t.TempDir()}
@@ -121,7 +120,7 @@ func TestInstallPatchWrongOutput(t *testing.T) {
 		patch := encodePatch(t, old, wrongNew, tc.codec)
 		r := patchRepo(t, tc.format, patch, old, new)
 		c := refreshed(t, r)
-		u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.0.0", 1, old), nil, rollback.InstallPolicy{})
+		u, err := c.Select(ctx, gateway(t, installedImage("1.0.0", 1, old)))
 		require.NoError(t, err)
 		require.NotNil(t, u.Patch)
 		var slot bytes.Buffer
