@@ -201,37 +201,3 @@ func TestSelectRefusesOverride(t *testing.T) {
 	_, err := c.Select(context.Background(), gateway(t, nil))
 	assert.ErrorIs(t, err, manifest.ErrRepository)
 }
-
-func TestInstallFullImage(t *testing.T) {
-	ctx := context.Background()
-	for _, consistent := range []bool{false, true} {
-		r, img := releaseRepo(t)
-		r.Root.Signed.ConsistentSnapshot = consistent
-		r.PublishRoot()
-		c := refreshed(t, r)
-		u, err := c.Select(ctx, gateway(t, installedImage("1.1.0", 1, img["1.1.0"])))
-		require.NoError(t, err)
-		var slot bytes.Buffer
-		require.NoError(t, c.Install(ctx, u, &slot, InstallOptions{}))
-		assert.Equal(t, img["1.2.0"], slot.Bytes())
-
-		// The attacks on the image itself.
-		tampered := bytes.Clone(img["1.2.0"])
-		tampered[100] ^= 1
-		for name, tc := range map[string]struct {
-			body []byte
-			want error
-		}{
-			"tampered":  {tampered, ErrHashMismatch},
-			"truncated": {img["1.2.0"][:len(img["1.2.0"])-1], ErrLengthMismatch},
-			"endless":   {append(bytes.Clone(img["1.2.0"]), bytes.Repeat([]byte("x"), 1<<20)...), ErrTooLong},
-		} {
-			r.SetOverride(func(string) ([]byte, bool) { return tc.body, true })
-			slot.Reset()
-			err := c.Install(ctx, u, &slot, InstallOptions{})
-			assert.ErrorIs(t, err, tc.want, "%s consistent=%v", name, consistent)
-			assert.LessOrEqual(t, slot.Len(), len(img["1.2.0"]), "never past the signed length")
-			r.SetOverride(nil)
-		}
-	}
-}
