@@ -279,40 +279,6 @@ func TestFastForwardRecovery(t *testing.T) {
 	assert.Equal(t, int64(6), ts.Signed.Version)
 }
 
-func TestNewChecksStore(t *testing.T) {
-	r := newRepo(t)
-	store := newMemStore()
-	cfg := Config{MetadataURL: r.MetadataURL(), Store: store, Clock: SystemClock{}}
-	_, err := New(context.Background(), cfg)
-	assert.ErrorIs(t, err, ErrNoTrustedRoot)
-
-	// A stored root corrupted while the device was off is noticed at start.
-	bad := bytes.Clone(r.RootJSON(1))
-	bad[len(bad)-10] ^= 1
-	store.docs["root"] = bad
-	_, err = New(context.Background(), cfg)
-	assert.Error(t, err)
-
-	delete(store.docs, "root")
-	require.NoError(t, Bootstrap(context.Background(), store, r.RootJSON(1), manifest.Limits{}))
-	assert.ErrorIs(t, Bootstrap(context.Background(), store, r.RootJSON(1), manifest.Limits{}), ErrConfig)
-	assert.Error(t, Bootstrap(context.Background(), newMemStore(), bad, manifest.Limits{}))
-
-	for _, bad := range []Config{
-		{MetadataURL: "http://x/", Clock: SystemClock{}},
-		{MetadataURL: "http://x/", Store: store},
-		{MetadataURL: "http://x", Store: store, Clock: SystemClock{}},
-		{MetadataURL: "http://x/", TargetsURL: "http://y", Store: store, Clock: SystemClock{}},
-	} {
-		_, err := New(context.Background(), bad)
-		assert.ErrorIs(t, err, ErrConfig)
-	}
-	c, err := New(context.Background(), cfg)
-	require.NoError(t, err)
-	_, err = c.Targets()
-	assert.ErrorIs(t, err, ErrNotRefreshed)
-}
-
 // A long-running agent refreshes again and again. go-tuf's updater cannot:
 // its second Refresh fails ("cannot update timestamp after snapshot"), so
 // an agent built on it must rebuild the updater each time.
