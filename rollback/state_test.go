@@ -293,31 +293,6 @@ func TestStateErrors(t *testing.T) {
 	assert.ErrorIs(t, st.Begin(ctx, Image{}), ErrInvalidImage)
 }
 
-func TestImageValidate(t *testing.T) {
-	long := string(make([]byte, manifest.MaxTargetPathLen+1))
-	tests := []struct {
-		name   string
-		mutate func(*Image)
-	}{
-		{"hardware", func(i *Image) { i.HardwareID = "" }},
-		{"path", func(i *Image) { i.TargetPath = long }},
-		{"version", func(i *Image) { i.Version = manifest.Version{} }},
-		{"security version", func(i *Image) { i.SecurityVersion = manifest.MaxSafeInteger + 1 }},
-		{"length", func(i *Image) { i.Length = -1 }},
-		{"sha256", func(i *Image) { i.SHA256 = i.SHA256[:31] }},
-		{"slot", func(i *Image) { i.Slot = "" }},
-	}
-	for _, tt := range tests {
-		i := img("1.0.0", 1)
-		require.NoError(t, i.Validate())
-		tt.mutate(i)
-		assert.ErrorIs(t, i.Validate(), ErrInvalidImage, tt.name)
-	}
-	var nilImg *Image
-	assert.True(t, nilImg.Equal(nil))
-	assert.False(t, img("1.0.0", 1).Equal(nil))
-}
-
 // TestStateMachineProperty drives random operation sequences and checks
 // the invariants: floors never fall, they change only on Confirm, and the
 // installed image never sits below its floor.
@@ -380,32 +355,4 @@ func TestMetadata(t *testing.T) {
 		require.NoError(t, err)
 		assert.False(t, r.Exists())
 	}
-}
-
-func TestStoreCounter(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	c, err := OpenFileCounter(dir)
-	require.NoError(t, err)
-	for _, tt := range []struct{ advance, want uint64 }{{0, 0}, {5, 5}, {3, 5}, {5, 5}, {1 << 60, 1 << 60}} {
-		require.NoError(t, c.Advance(ctx, tt.advance))
-		got, err := c.Value(ctx)
-		require.NoError(t, err)
-		assert.Equal(t, tt.want, got)
-	}
-	c2, err := OpenFileCounter(dir)
-	require.NoError(t, err)
-	got, err := c2.Value(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, uint64(1<<60), got)
-
-	store := NewMemStore()
-	_, err = store.CompareAndSwap(ctx, "c", 0, []byte("07"))
-	require.NoError(t, err)
-	_, err = NewStoreCounter(store, "c").Value(ctx)
-	assert.ErrorIs(t, err, ErrCorrupt)
-	assert.ErrorIs(t, NewStoreCounter(store, "c").Advance(ctx, 9), ErrCorrupt)
-	assert.ErrorIs(t, NewStoreCounter(store, "").Advance(ctx, 9), ErrInvalidName)
-	_, err = OpenFileCounter(filepath.Join(dir, "counter.0", "x"))
-	assert.Error(t, err)
 }
