@@ -260,7 +260,7 @@ func (s *State) Confirm(ctx context.Context) (Image, error) {
 	if err := s.save(ctx, seq, rec); err != nil {
 		return Image{}, err
 	}
-	// A crash here leaves the counter behind the committed floor; Open
+	// A crash here leaves the counter behind the committed floor; OpenState
 	// advances it on the next start.
 	if err := s.advanceCounter(ctx, rec.Floors); err != nil {
 		return Image{}, err
