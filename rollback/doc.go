@@ -42,9 +42,9 @@
 // After a crash, Status says exactly where the device was: without a
 // pending record, Status.Installed is the image to boot; a pending record
 // names the slot, target, length, hash and versions of the candidate, so
-// the agent resumes (verify the slot, boot, Confirm) or reverts. Begin with the same candidate again is
-// a no-op. A crash between Confirm's commit and the counter advance is
-// finished by the next OpenState.
+// the agent resumes (verify the slot, boot, Confirm) or reverts. Begin
+// with the same candidate again is a no-op. A crash between Confirm's
+// commit and the counter advance is finished by the next OpenState.
 //
 // Floors rise only in Confirm: there is no other way through the API.
 // Raising them at Begin would brick a device whose new release fails to
