@@ -23,7 +23,7 @@ import (
 //   - Only Confirm advances it, after the new image booted and passed its
 //     health check: raised earlier, a bad release could not be reverted
 //     (the bootloader would refuse the old image) and the device bricks.
-//     (Provision sets it for the factory image, and Open finishes an
+//     (Provision sets it for the factory image, and OpenState finishes an
 //     advance that a crash interrupted right after Confirm committed.)
 type Counter interface {
 	Value(ctx context.Context) (uint64, error)

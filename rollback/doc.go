@@ -8,14 +8,14 @@
 //
 // Entry points:
 //
-//   - OpenFileStore (or NewMemStore in tests) gives a Store.
-//   - Open gives the State on a Store: Provision, Check, Begin, Confirm,
-//     Revert, and Metadata/SetMetadata for the verify package's trusted
-//     root, timestamp, snapshot and targets bytes.
-//   - OpenTrustedClock gives the TrustedClock: Now, Observe (after a verified
-//     timestamp), Fresh, Sync.
-//
-// Check and Choose are the anti-rollback policy as pure functions.
+//   - OpenFileStore gives the Store on flash (NewMemStore in tests), and
+//     OpenFileCounter a Counter where the board has no hardware one.
+//   - OpenState gives the State on a Store. It owns the anti-rollback
+//     policy: Check and Choose answer "may this release be installed?",
+//     Begin, Confirm and Revert move the install state machine below, and
+//     Metadata/SetMetadata keep package verify's trusted TUF documents.
+//   - OpenTrustedClock gives the TrustedClock: Now, Observe (after a
+//     verified timestamp), Fresh, Sync.
 //
 // # Install state machine
 //
@@ -42,9 +42,9 @@
 // After a crash, Status says exactly where the device was: without a
 // pending record, Status.Installed is the image to boot; a pending record
 // names the slot, target, length, hash and versions of the candidate, so
-// the agent resumes (verify the slot, boot, Confirm) or reverts. Begin with the same candidate again is
-// a no-op. A crash between Confirm's commit and the counter advance is
-// finished by the next Open.
+// the agent resumes (verify the slot, boot, Confirm) or reverts. Begin
+// with the same candidate again is a no-op. A crash between Confirm's
+// commit and the counter advance is finished by the next OpenState.
 //
 // Floors rise only in Confirm: there is no other way through the API.
 // Raising them at Begin would brick a device whose new release fails to
@@ -60,12 +60,12 @@
 //
 // # Trusted clock
 //
-// Clock.Now never returns less than the clock floor: the newest time proven
-// by a verified timestamp's signing time (manifest.SignedAt, handed over
-// with Clock.Observe) or by a secure TimeSource. A device clock reset to
-// 1970 therefore cannot make metadata that expired before the floor valid
-// again. The Clock type's documentation says what the floor cannot defend
-// against.
+// TrustedClock.Now never returns less than the clock floor: the newest time
+// proven by a verified timestamp's signing time (manifest.SignedAt, handed
+// over with TrustedClock.Observe) or by a secure TimeSource. A device clock
+// reset to 1970 therefore cannot make metadata that expired before the
+// floor valid again. The TrustedClock type's documentation says what the
+// floor cannot defend against.
 //
 // # What it does not do
 //

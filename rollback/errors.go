@@ -35,7 +35,7 @@ var (
 	ErrSecurityVersionLower = errors.New("rollback: security version below floor")
 	// ErrVersionLower: the candidate is an older version than the installed
 	// one (allowed within the same security version only with
-	// Policy.AllowDowngrade).
+	// InstallPolicy.AllowDowngrade).
 	ErrVersionLower = errors.New("rollback: version lower than installed")
 	// ErrVersionEqual: the candidate is the installed version; there is
 	// nothing to do.
@@ -59,8 +59,8 @@ var (
 	ErrAlreadyProvisioned = errors.New("rollback: device already provisioned")
 	// ErrInvalidImage: an Image record that breaks the schema.
 	ErrInvalidImage = errors.New("rollback: invalid image record")
-	// ErrNoCounter: Open without a hardware counter and without
-	// Options.AllowNoCounter.
+	// ErrNoCounter: OpenState without a hardware counter and without
+	// StateOptions.AllowNoCounter.
 	ErrNoCounter = errors.New("rollback: no monotonic counter configured")
 )
 

@@ -89,17 +89,24 @@ func ExampleState_Revert() {
 	// Output: dropped 2.4.1 still 2.3.0 floor 6
 }
 
-// The policy as a pure function: distinct errors for a lower security
-// version, a lower version and the same version.
-func ExampleCheck() {
-	installed := image("2.4.1", 7, "a")
-	floors := rollback.Floors{"acme-gw-r2": 7}
+// Before downloading anything, ask the state whether a release may be
+// installed: distinct errors for a lower security version, a lower version
+// and the same version.
+func ExampleState_Check() {
+	ctx := context.Background()
+	st, err := rollback.OpenState(ctx, rollback.NewMemStore(), rollback.StateOptions{HardwareID: "acme-gw-r2", AllowNoCounter: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := st.Provision(ctx, image("2.4.1", 7, "a")); err != nil {
+		log.Fatal(err)
+	}
 	for _, c := range []struct {
 		version string
 		sv      uint64
 	}{{"2.5.0", 7}, {"2.3.0", 6}, {"2.4.0", 7}, {"2.4.1", 7}} {
 		fw := &manifest.Firmware{Version: manifest.MustParseVersion(c.version), SecurityVersion: c.sv, HardwareIDs: []string{"acme-gw-r2"}}
-		err := rollback.Check("acme-gw-r2", &installed, floors, fw, rollback.InstallPolicy{})
+		err := st.Check(ctx, fw)
 		switch {
 		case err == nil:
 			fmt.Println(c.version, "install")

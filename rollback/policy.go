@@ -6,7 +6,8 @@ import (
 	"github.com/otaseal/otaseal/manifest"
 )
 
-// InstallPolicy options for Check. The zero value is the safe policy: only
+// InstallPolicy is the anti-rollback policy a State applies in Check,
+// Choose and Begin (StateOptions.Policy). The zero value is the safe policy: only
 // strictly newer versions, never below the security-version floor.
 type InstallPolicy struct {
 	// AllowDowngrade lets a candidate with a lower version than the
@@ -37,14 +38,16 @@ func (f Floors) Raised(hardwareID string, securityVersion uint64) Floors {
 	return out
 }
 
-// Check decides whether candidate may be installed on a device of
+// check decides whether candidate may be installed on a device of
 // hardwareID whose installed image is installed (nil if none is recorded)
-// and whose committed floors are floors. It does no I/O.
+// and whose committed floors are floors. It does no I/O. State.Check,
+// State.Choose and State.Begin call it with what the State holds, so that
+// the policy has one owner; callers outside the package ask the State.
 //
 // It returns nil or a *RefusedError unwrapping to ErrWrongHardware,
 // ErrSecurityVersionLower, ErrVersionLower or ErrVersionEqual, checked in
 // that order.
-func Check(hardwareID string, installed *Image, floors Floors, candidate *manifest.Firmware, p InstallPolicy) error {
+func check(hardwareID string, installed *Image, floors Floors, candidate *manifest.Firmware, p InstallPolicy) error {
 	floor := floors[hardwareID]
 	refuse := func(err error) error {
 		r := &RefusedError{
@@ -92,14 +95,14 @@ func Check(hardwareID string, installed *Image, floors Floors, candidate *manife
 	return nil
 }
 
-// Choose returns the index in candidates of the highest version that Check
+// choose returns the index in candidates of the highest version that check
 // allows, or -1 and the refusal of the highest-version candidate when none
 // is allowed (nil error for an empty list). It does no I/O.
-func Choose(hardwareID string, installed *Image, floors Floors, candidates []*manifest.Firmware, p InstallPolicy) (int, error) {
+func choose(hardwareID string, installed *Image, floors Floors, candidates []*manifest.Firmware, p InstallPolicy) (int, error) {
 	best, bestRefused := -1, -1
 	var refusal error
 	for i, c := range candidates {
-		if err := Check(hardwareID, installed, floors, c, p); err != nil {
+		if err := check(hardwareID, installed, floors, c, p); err != nil {
 			if bestRefused < 0 || c.Version.Compare(candidates[bestRefused].Version) > 0 {
 				bestRefused, refusal = i, err
 			}

@@ -63,7 +63,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Check(hw, tt.installed, tt.floors, tt.candidate, tt.policy)
+			got := check(hw, tt.installed, tt.floors, tt.candidate, tt.policy)
 			if tt.want == nil {
 				assert.NoError(t, got)
 				return
@@ -102,7 +102,7 @@ func TestChoose(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Choose(hw, installed, floors, tt.candidates, InstallPolicy{})
+			got, err := choose(hw, installed, floors, tt.candidates, InstallPolicy{})
 			assert.Equal(t, tt.want, got)
 			if tt.wantErr == nil {
 				assert.NoError(t, err)
@@ -143,7 +143,7 @@ func TestPolicyProperty(t *testing.T) {
 		floors := Floors{hw: rng.Uint64N(6)}
 		c := fw(fmt.Sprintf("%d.%d.0", rng.IntN(3), rng.IntN(3)), rng.Uint64N(6))
 		p := InstallPolicy{AllowDowngrade: rng.IntN(2) == 0}
-		if Check(hw, installed, floors, c, p) != nil {
+		if check(hw, installed, floors, c, p) != nil {
 			continue
 		}
 		require.GreaterOrEqual(t, c.SecurityVersion, floors[hw])

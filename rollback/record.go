@@ -8,6 +8,18 @@ import (
 	"unicode/utf8"
 )
 
+// Record is one stored record as loaded. Seq counts the writes of the
+// record, deletions included; it is 0 for a record never written. Data is
+// nil when the record does not exist (never written, or deleted) and
+// non-nil, possibly empty, when it does.
+type Record struct {
+	Seq  uint64
+	Data []byte
+}
+
+// Exists reports whether the record holds data.
+func (r Record) Exists() bool { return r.Data != nil }
+
 // The on-disk envelope of one record generation. Every stored byte is
 // covered by the trailing SHA-256, so a torn write, a truncation or a flipped
 // bit is detected on load and the copy is never trusted.

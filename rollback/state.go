@@ -25,7 +25,7 @@ type StateOptions struct {
 	// AllowNoCounter runs without a hardware counter. The floors then live
 	// only in the Store: whoever can rewrite it can lower them.
 	AllowNoCounter bool
-	// Policy is the anti-rollback policy Begin and Check apply.
+	// Policy is the anti-rollback policy Check, Choose and Begin apply.
 	Policy InstallPolicy
 }
 
@@ -54,7 +54,7 @@ type Status struct {
 // finishes it.
 func OpenState(ctx context.Context, store Store, opts StateOptions) (*State, error) {
 	if opts.HardwareID == "" {
-		return nil, fmt.Errorf("rollback: Options.HardwareID is required")
+		return nil, fmt.Errorf("rollback: StateOptions.HardwareID is required")
 	}
 	if opts.Counter == nil && !opts.AllowNoCounter {
 		return nil, ErrNoCounter
@@ -154,19 +154,48 @@ func (s *State) Provision(ctx context.Context, img Image) error {
 	return s.advanceCounter(ctx, rec.Floors)
 }
 
+// HardwareID returns the hardware ID the State was opened for
+// (StateOptions.HardwareID): the only one whose images it lets through.
+func (s *State) HardwareID() string { return s.opts.HardwareID }
+
 // Check applies the policy to candidate against the installed image and
-// the floors, without changing anything. Use it to pick a target before
-// downloading it.
+// the floors, without changing anything: the same decision Begin makes.
+// It returns nil, a *RefusedError, or the error of reading the state.
 func (s *State) Check(ctx context.Context, candidate *manifest.Firmware) error {
-	rec, _, err := s.load(ctx)
+	installed, floors, err := s.policyInputs(ctx)
 	if err != nil {
 		return err
+	}
+	return check(s.opts.HardwareID, installed, floors, candidate, s.opts.Policy)
+}
+
+// Choose returns the index in candidates of the highest version that Check
+// allows, without changing anything. When none is allowed it returns -1
+// and the *RefusedError of the highest-version candidate (nil for no
+// candidates), so that a caller can tell "up to date" (ErrVersionEqual)
+// from "only older releases offered"; when the state cannot be read, -1
+// and that error. Use it to pick a release before downloading it:
+// verify.Client.Select does.
+func (s *State) Choose(ctx context.Context, candidates []*manifest.Firmware) (int, error) {
+	installed, floors, err := s.policyInputs(ctx)
+	if err != nil {
+		return -1, err
+	}
+	return choose(s.opts.HardwareID, installed, floors, candidates, s.opts.Policy)
+}
+
+// policyInputs loads what the policy compares a candidate with: the
+// installed image and the floors in force.
+func (s *State) policyInputs(ctx context.Context) (*Image, Floors, error) {
+	rec, _, err := s.load(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	floors, err := s.effectiveFloors(ctx, rec.Floors)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	return Check(s.opts.HardwareID, rec.Installed, floors, candidate, s.opts.Policy)
+	return rec.Installed, floors, nil
 }
 
 // Begin records candidate as the pending install, before anything is
@@ -198,7 +227,7 @@ func (s *State) Begin(ctx context.Context, candidate Image) error {
 	if err != nil {
 		return err
 	}
-	if err := Check(s.opts.HardwareID, rec.Installed, floors, candidate.firmware(), s.opts.Policy); err != nil {
+	if err := check(s.opts.HardwareID, rec.Installed, floors, candidate.firmware(), s.opts.Policy); err != nil {
 		return err
 	}
 	rec.Pending = candidate.clone()
@@ -231,7 +260,7 @@ func (s *State) Confirm(ctx context.Context) (Image, error) {
 	if err := s.save(ctx, seq, rec); err != nil {
 		return Image{}, err
 	}
-	// A crash here leaves the counter behind the committed floor; Open
+	// A crash here leaves the counter behind the committed floor; OpenState
 	// advances it on the next start.
 	if err := s.advanceCounter(ctx, rec.Floors); err != nil {
 		return Image{}, err

@@ -3,6 +3,7 @@ package rollback
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -127,6 +128,56 @@ func TestDowngradePolicy(t *testing.T) {
 	assert.ErrorIs(t, st.Begin(ctx, slotImg("1.9.0", 4, "b")), ErrSecurityVersionLower)
 }
 
+// TestStateChoose: Choose applies the State's own policy and floors, the
+// counter's included, so whatever it picks Begin accepts, and when it picks
+// nothing Begin refuses every candidate.
+func TestStateChoose(t *testing.T) {
+	ctx := context.Background()
+	for i, policy := range []InstallPolicy{{}, {AllowDowngrade: true}, {}, {AllowDowngrade: true}} {
+		counter := NewStoreCounter(NewMemStore(), "c")
+		st, err := OpenState(ctx, NewMemStore(), StateOptions{HardwareID: hw, Counter: counter, Policy: policy})
+		require.NoError(t, err)
+		assert.Equal(t, hw, st.HardwareID())
+		require.NoError(t, st.Provision(ctx, slotImg("2.0.0", 5, "a")))
+		if i >= 2 {
+			// The counter is ahead of the stored floor (a restored backup).
+			require.NoError(t, counter.Advance(ctx, 6))
+		}
+
+		got, err := st.Choose(ctx, nil)
+		assert.Equal(t, -1, got)
+		assert.NoError(t, err)
+
+		rng := rand.New(rand.NewPCG(3, 4))
+		for i := 0; i < 300; i++ {
+			var cands []*manifest.Firmware
+			for j := rng.IntN(4); j >= 0; j-- {
+				hardware := hw
+				if rng.IntN(5) == 0 {
+					hardware = "other"
+				}
+				cands = append(cands, fw(fmt.Sprintf("%d.%d.0", 1+rng.IntN(3), rng.IntN(3)), 4+rng.Uint64N(4), hardware))
+			}
+			best, err := st.Choose(ctx, cands)
+			if best >= 0 {
+				require.NoError(t, err)
+				c := cands[best]
+				require.NoError(t, st.Begin(ctx, slotImg(c.Version.String(), c.SecurityVersion, "b")), "policy %+v: %s", policy, c.Version)
+				_, err = st.Revert(ctx)
+				require.NoError(t, err)
+				continue
+			}
+			var re *RefusedError
+			require.ErrorAs(t, err, &re)
+			for _, c := range cands {
+				if c.Supports(hw) {
+					assert.Error(t, st.Begin(ctx, slotImg(c.Version.String(), c.SecurityVersion, "b")), "policy %+v: %s", policy, c.Version)
+				}
+			}
+		}
+	}
+}
+
 // TestCounterHoldsFloor: a floors record rolled back on disk (restored
 // backup) cannot undercut the hardware counter, and a crash between the
 // commit and the counter advance is finished by Open.
@@ -206,6 +257,9 @@ func TestStateErrors(t *testing.T) {
 	_, err = st.Status(ctx)
 	assert.ErrorIs(t, err, errCounter)
 	assert.ErrorIs(t, st.Check(ctx, fw("1.0.0", 1)), errCounter)
+	got, err := st.Choose(ctx, []*manifest.Firmware{fw("1.0.0", 1)})
+	assert.Equal(t, -1, got)
+	assert.ErrorIs(t, err, errCounter, "a state that cannot be read chooses nothing")
 	assert.ErrorIs(t, st.Provision(ctx, slotImg("1.0.0", 1, "a")), errCounter, "record committed, counter not")
 	assert.ErrorIs(t, st.Begin(ctx, slotImg("1.1.0", 1, "b")), errCounter)
 	fc.n = 1
@@ -231,37 +285,14 @@ func TestStateErrors(t *testing.T) {
 		assert.ErrorIs(t, st.Provision(ctx, slotImg("1.0.0", 1, "a")), ErrCorrupt)
 		assert.ErrorIs(t, st.Begin(ctx, slotImg("1.0.0", 1, "a")), ErrCorrupt)
 		assert.ErrorIs(t, st.Check(ctx, fw("1.0.0", 1)), ErrCorrupt)
+		_, err = st.Choose(ctx, []*manifest.Firmware{fw("1.0.0", 1)})
+		assert.ErrorIs(t, err, ErrCorrupt)
 		_, err = st.Confirm(ctx)
 		assert.ErrorIs(t, err, ErrCorrupt)
 		_, err = st.Revert(ctx)
 		assert.ErrorIs(t, err, ErrCorrupt)
 	}
 	assert.ErrorIs(t, st.Begin(ctx, Image{}), ErrInvalidImage)
-}
-
-func TestImageValidate(t *testing.T) {
-	long := string(make([]byte, manifest.MaxTargetPathLen+1))
-	tests := []struct {
-		name   string
-		mutate func(*Image)
-	}{
-		{"hardware", func(i *Image) { i.HardwareID = "" }},
-		{"path", func(i *Image) { i.TargetPath = long }},
-		{"version", func(i *Image) { i.Version = manifest.Version{} }},
-		{"security version", func(i *Image) { i.SecurityVersion = manifest.MaxSafeInteger + 1 }},
-		{"length", func(i *Image) { i.Length = -1 }},
-		{"sha256", func(i *Image) { i.SHA256 = i.SHA256[:31] }},
-		{"slot", func(i *Image) { i.Slot = "" }},
-	}
-	for _, tt := range tests {
-		i := img("1.0.0", 1)
-		require.NoError(t, i.Validate())
-		tt.mutate(i)
-		assert.ErrorIs(t, i.Validate(), ErrInvalidImage, tt.name)
-	}
-	var nilImg *Image
-	assert.True(t, nilImg.Equal(nil))
-	assert.False(t, img("1.0.0", 1).Equal(nil))
 }
 
 // TestStateMachineProperty drives random operation sequences and checks
@@ -326,32 +357,4 @@ func TestMetadata(t *testing.T) {
 		require.NoError(t, err)
 		assert.False(t, r.Exists())
 	}
-}
-
-func TestStoreCounter(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	c, err := OpenFileCounter(dir)
-	require.NoError(t, err)
-	for _, tt := range []struct{ advance, want uint64 }{{0, 0}, {5, 5}, {3, 5}, {5, 5}, {1 << 60, 1 << 60}} {
-		require.NoError(t, c.Advance(ctx, tt.advance))
-		got, err := c.Value(ctx)
-		require.NoError(t, err)
-		assert.Equal(t, tt.want, got)
-	}
-	c2, err := OpenFileCounter(dir)
-	require.NoError(t, err)
-	got, err := c2.Value(ctx)
-	require.NoError(t, err)
-	assert.Equal(t, uint64(1<<60), got)
-
-	store := NewMemStore()
-	_, err = store.CompareAndSwap(ctx, "c", 0, []byte("07"))
-	require.NoError(t, err)
-	_, err = NewStoreCounter(store, "c").Value(ctx)
-	assert.ErrorIs(t, err, ErrCorrupt)
-	assert.ErrorIs(t, NewStoreCounter(store, "c").Advance(ctx, 9), ErrCorrupt)
-	assert.ErrorIs(t, NewStoreCounter(store, "").Advance(ctx, 9), ErrInvalidName)
-	_, err = OpenFileCounter(filepath.Join(dir, "counter.0", "x"))
-	assert.Error(t, err)
 }

@@ -7,18 +7,6 @@ import (
 	"sync"
 )
 
-// Record is one stored record as loaded. Seq counts the writes of the
-// record, deletions included; it is 0 for a record never written. Data is
-// nil when the record does not exist (never written, or deleted) and
-// non-nil, possibly empty, when it does.
-type Record struct {
-	Seq  uint64
-	Data []byte
-}
-
-// Exists reports whether the record holds data.
-func (r Record) Exists() bool { return r.Data != nil }
-
 // Store keeps named records with compare-and-swap. Implementations must
 // make each CompareAndSwap atomic and durable: after a crash at any point,
 // Load returns the old record or the new one, never a mix, and a record that

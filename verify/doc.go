@@ -2,21 +2,25 @@
 // update is genuine, fresh, meant for this hardware and not a rollback, and
 // installs it without trusting a byte before it is checked.
 //
-// Entry points:
+// Entry points, in the order a device calls them:
 //
-//   - Bootstrap stores the first trusted root; New opens a Client on a
-//     TrustStore (StateTrustStore on package rollback's crash-safe state, or
-//     DirTrustStore on plain files) with a Clock (rollback's trusted clock on
-//     devices without a real-time clock).
+//   - Bootstrap stores the root shipped with the device as the first
+//     trusted root, once, at the factory.
+//   - New opens a Client on a TrustStore (StateTrustStore on package
+//     rollback's crash-safe state) with a Clock (rollback.TrustedClock on
+//     devices without a trustworthy real-time clock).
 //   - Client.Refresh runs the TUF client workflow (specification 5.3 to
 //     5.6): the root chain, timestamp, snapshot and targets, each checked
 //     for threshold signatures, expiry and rollback, and stored before the
 //     next step. A refresh that finds nothing new downloads only the
-//     timestamp. Client.FindTarget walks delegations for one path.
-//   - Client.Select picks the newest release for this hardware that the
-//     rollback policy allows, and a delta from the installed image if there
-//     is one; Client.Install and Client.Download stream a target into a
-//     slot through CheckedWriter, which checks length and every hash.
+//     timestamp.
+//   - Client.Select picks the newest release for the device that its
+//     rollback.State allows (the state owns the policy and the floors; see
+//     DeviceState), and a delta from the installed image if there is one.
+//   - Client.Install streams the release, or builds it from the delta,
+//     into the inactive slot, checking length and every hash on the way.
+//
+// The package example is this sequence end to end.
 //
 // Transport is the Fetcher interface; HTTPFetcher bounds every download by
 // its signed or configured length, retries transient failures with backoff,
@@ -38,7 +42,82 @@
 // use hash bins, so that a device downloads one bin, not the catalogue
 // (BenchmarkHashBins; see package sign).
 //
-// The package example is a device agent's whole update check.
+// # Attacks and what stops them
+//
+// Each attack a device must survive, what the device does, and where that
+// is enforced. Rows enforced outside this package say so; rows not yet
+// enforced say that too.
+//
+//   - Arbitrary image (tampered bytes, wrong length or hash): Install and
+//     Download write only through a CheckedWriter (checked.go), which stops
+//     at the signed length and reports a hash mismatch at the end; the
+//     caller sees success only after every hash matched. The slot written
+//     is the inactive one: rollback.State.Begin refuses the active slot.
+//   - Rollback of metadata: Refresh (refresh.go) refuses a document whose
+//     version is below the trusted one (manifest.ErrMetadataVersionLower)
+//     and stores each accepted one before the next step. Rollback of
+//     firmware: Select asks rollback.State.Choose, and Begin checks again,
+//     so an image below the security floor is neither offered nor begun;
+//     the floor rises only in Confirm and is mirrored in a hardware
+//     rollback.Counter (package rollback).
+//   - Indefinite freeze (stale but validly signed metadata, clock reset to
+//     1970): Refresh checks every expiry against the Clock; with
+//     rollback.TrustedClock that clock never goes below the newest signing
+//     time a verified timestamp proved (the TimeObserver hand-over in
+//     refresh.go, the floor in package rollback).
+//   - Endless data: metadata is read with the role's manifest.Limits or its
+//     signed length (fetchMeta in refresh.go), targets with their signed
+//     length (Fetcher contract, HTTPFetcher in fetch.go): ErrTooLong after
+//     that many bytes, never more written.
+//   - Mix-and-match (targets not in the snapshot): Refresh loads targets
+//     and delegated roles only at the version and hashes the trusted
+//     snapshot lists (refresh.go, lookup.go).
+//   - Fast-forward (versions inflated with a stolen online key): after a
+//     root rotation of the timestamp or snapshot keys, Refresh forgets the
+//     documents those keys signed (TUF 5.3.11, refresh.go), so the
+//     inflated versions stop blocking updates.
+//   - Key compromise below threshold: every document needs its delegator's
+//     threshold (fastverify.go for targets, go-tuf for the rest); a refusal
+//     is a manifest.ThresholdError naming the keys that signed and the
+//     ones missing (evidence.go).
+//   - Wrong hardware: Select looks only at releases for
+//     DeviceState.HardwareID and the state refuses any other hardware ID
+//     (rollback.ErrWrongHardware at Choose and Begin).
+//   - Malicious delta (bad offsets, overlong output, wrong base): Install
+//     (install.go) hashes the installed image against the patch's signed
+//     base first (ErrBaseMismatch), checks the patch bytes against their
+//     own signed entry, caps the output at the release's signed length
+//     (package delta bounds every offset), and checks the output like a
+//     full image. Nothing is written outside the writer the caller passed.
+//   - Power loss during install or a state write: package rollback (one
+//     compare-and-swap per transition, two checksummed copies per record);
+//     here, each accepted document is stored before the next step, so a
+//     cut refresh resumes from what was verified. Booting the old image is
+//     the device agent's job.
+//   - Silent or slow server: once the headers are in, HTTPFetcher fails a
+//     transfer slower than MinSpeed over any SpeedWindow, whatever
+//     http.Client it was given (guard.go); its own client also bounds
+//     connect, TLS and header time. Not yet: with a caller's http.Client
+//     that has no header timeout, a server that never answers is bounded
+//     only by the caller's context.
+//   - Online key stolen (snapshot, timestamp): these keys cannot sign a
+//     release, which needs the offline targets keys (or a delegation
+//     from them), so at worst updates are delayed. Rollout control keys do
+//     not exist yet: that row is for a later issue.
+//   - A second agent on the same state, a damaged state file: package
+//     rollback. Its FileStore makes concurrent writers lose with
+//     rollback.ErrConflict rather than tear a record, and reads the intact
+//     copy of a damaged one; StateTrustStore reads a damaged document
+//     other than the root as absent and fetches it again. Not yet: nothing
+//     refuses a second agent outright, and a root with no intact copy stops
+//     New with rollback.ErrCorrupt until the agent restores the shipped
+//     root (rollback.State.SetMetadata with sequence 0). Floors never drop:
+//     the hardware Counter holds them.
+//   - Server under pressure answering 404: a 404 on the next root ends the
+//     rotation walk (ErrNotFound), so the device relies on the server
+//     answering 5xx when it cannot open a file. Not yet: the update server
+//     example answers 404 to every failed open. A lying 404 only delays a
+//     rotation to the next Refresh; it cannot lower trust.
 //
 // It does not reboot, switch slots or run health checks: the device agent
 // does, around rollback.State's Begin, Confirm and Revert.

@@ -2,82 +2,129 @@ package verify
 
 import (
 	"context"
-	"encoding/hex"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"strings"
+	"os"
 
+	"github.com/otaseal/otaseal/delta"
 	"github.com/otaseal/otaseal/manifest"
 )
 
-// TargetError names the target (and the patch it came through, if any)
-// whose download or check failed.
-type TargetError struct {
-	Path string
-	Via  string // the patch's path, when the image was built from one
-	Err  error
+// ErrBaseMismatch reports that the installed image is not the one a patch
+// was made from: applying it could only produce garbage.
+var ErrBaseMismatch = errors.New("verify: installed image does not match the patch's base")
+
+// InstallOptions tell Install where the installed image is, for patches.
+type InstallOptions struct {
+	// Installed is the running image (the active slot), read by a patch;
+	// InstalledSize is its length. Without it, Install takes the full image.
+	Installed     io.ReaderAt
+	InstalledSize int64
+	// ScratchDir holds a BSDIFF40 patch while it is applied, since that
+	// format needs random access; "" means os.TempDir(). The streaming
+	// format needs no scratch space.
+	ScratchDir string
 }
 
-func (e *TargetError) Error() string {
-	// The cause usually carries the package prefix already.
-	cause := strings.TrimPrefix(e.Err.Error(), "verify: ")
-	if e.Via != "" {
-		return fmt.Sprintf("verify: target %q from patch %q: %s", e.Path, e.Via, cause)
+// Install writes the update into dst (the inactive slot): through its patch
+// when it has one and opts names the installed image, else the full image.
+// Every byte written is checked against the release's signed length and
+// hashes, and a patch is checked against its own signed entry too; the
+// caller learns success only after the final check, and on any error the
+// slot's contents must not be booted. A failed patch leaves the slot to be
+// rewritten: call Install again with the update's Patch set to nil to fall
+// back to the full image.
+func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts InstallOptions) error {
+	if u.Patch == nil || opts.Installed == nil {
+		return c.Download(ctx, u.Release.Path, u.Release.File, dst)
 	}
-	return fmt.Sprintf("verify: target %q: %s", e.Path, cause)
-}
-
-func (e *TargetError) Unwrap() error { return e.Err }
-
-// targetURL is where the target at path lives: under TargetsURL, each path
-// segment escaped, and with consistent snapshots the file name prefixed by
-// its hash (TUF 5.7.3).
-func (c *Client) targetURL(path string, tf *manifest.TargetFile) (string, error) {
-	if c.cfg.TargetsURL == "" {
-		return "", fmt.Errorf("%w: no TargetsURL", ErrConfig)
-	}
-	segs := strings.Split(path, "/")
-	if c.trusted.Root.Signed.ConsistentSnapshot {
-		h, ok := tf.Hashes["sha256"]
-		if !ok {
-			h = tf.Hashes["sha512"]
-		}
-		last := len(segs) - 1
-		segs[last] = hex.EncodeToString(h) + "." + segs[last]
-	}
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
-	}
-	return c.cfg.TargetsURL + strings.Join(segs, "/"), nil
-}
-
-// Download streams the target at path, as the trusted entry tf describes
-// it, into dst while checking its length and every hash. It returns nil only
-// when all of them matched; otherwise the bytes written to dst must not be
-// used. It never writes more than the signed length to dst.
-func (c *Client) Download(ctx context.Context, path string, tf *manifest.TargetFile, dst io.Writer) error {
 	if c.trusted == nil {
 		return ErrNotRefreshed
 	}
-	u, err := c.targetURL(path, tf)
+	p := u.Patch
+	// The device checks its own image against the patch's base first: a
+	// record that says 1.0.0 is no proof of what the slot holds.
+	if err := checkBase(opts.Installed, opts.InstalledSize, p.Delta); err != nil {
+		return &TargetError{Path: p.Path, Err: err}
+	}
+	out, err := NewCheckedWriter(dst, u.Release.File.Length, u.Release.File.Hashes)
+	if err != nil {
+		return &TargetError{Path: u.Release.Path, Err: err}
+	}
+	applyOpts := &delta.ApplyOptions{MaxOutput: u.Release.File.Length}
+	switch p.Delta.Format {
+	case manifest.FormatZstdStream:
+		err = c.applyStream(ctx, p, out, opts, applyOpts)
+	case manifest.FormatBSDIFF40:
+		err = c.applyBSDIFF40(ctx, p, out, opts, applyOpts)
+	default:
+		err = fmt.Errorf("%w %q", manifest.ErrUnknownFormat, p.Delta.Format)
+	}
+	if err != nil {
+		return &TargetError{Path: p.Path, Err: err}
+	}
+	if err := out.Finish(); err != nil {
+		return &TargetError{Path: u.Release.Path, Via: p.Path, Err: err}
+	}
+	return nil
+}
+
+func checkBase(old io.ReaderAt, size int64, d *manifest.Delta) error {
+	if size != d.From.Length {
+		return fmt.Errorf("%w: %d bytes, patch expects %d", ErrBaseMismatch, size, d.From.Length)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(old, 0, size)); err != nil {
+		return err
+	}
+	if got := h.Sum(nil); string(got) != string(d.From.SHA256) {
+		return fmt.Errorf("%w: sha256 %x, patch expects %x", ErrBaseMismatch, got, d.From.SHA256)
+	}
+	return nil
+}
+
+// applyStream applies the streaming format while it downloads, checking the
+// patch bytes against the patch target's signed length and hashes as they
+// pass.
+func (c *Client) applyStream(ctx context.Context, p *manifest.Patch, out io.Writer, opts InstallOptions, ao *delta.ApplyOptions) error {
+	u, err := c.targetURL(p.Path, p.File)
 	if err != nil {
 		return err
 	}
-	cw, err := NewCheckedWriter(dst, tf.Length, tf.Hashes)
+	check, err := NewCheckedWriter(io.Discard, p.File.Length, p.File.Hashes)
 	if err != nil {
-		return &TargetError{Path: path, Err: err}
+		return err
 	}
-	rc, err := c.fetcher.Fetch(ctx, u, tf.Length)
+	rc, err := c.fetcher.Fetch(ctx, u, p.File.Length)
 	if err != nil {
-		return &TargetError{Path: path, Err: err}
+		return err
 	}
 	defer rc.Close()
-	if _, err := io.Copy(cw, rc); err != nil {
-		return &TargetError{Path: path, Err: err}
+	if _, err := delta.ApplyStream(out, opts.Installed, opts.InstalledSize, io.TeeReader(rc, check), ao); err != nil {
+		return err
 	}
-	if err := cw.Finish(); err != nil {
-		return &TargetError{Path: path, Err: err}
+	// The applier stops at the end of the patch's own data; whatever the
+	// server sends beyond must still be accounted for by the signed length.
+	if _, err := io.Copy(check, rc); err != nil {
+		return err
 	}
-	return nil
+	return check.Finish()
+}
+
+// applyBSDIFF40 downloads the patch to a scratch file, verified, then
+// applies it from there.
+func (c *Client) applyBSDIFF40(ctx context.Context, p *manifest.Patch, out io.Writer, opts InstallOptions, ao *delta.ApplyOptions) error {
+	f, err := os.CreateTemp(opts.ScratchDir, ".otaseal-patch-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := c.Download(ctx, p.Path, p.File, f); err != nil {
+		return err
+	}
+	_, err = delta.ApplyBSDIFF40(out, opts.Installed, opts.InstalledSize, f, p.File.Length, ao)
+	return err
 }

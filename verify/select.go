@@ -34,20 +34,39 @@ type Update struct {
 	Patch *manifest.Patch
 }
 
-// Select chooses what a device should install: the newest release for
-// hardwareID that the rollback policy allows given the installed image
-// (nil on a device never provisioned) and the committed floors, and a
-// delta to it from the installed image if the repository has one.
+// DeviceState is what Select asks of a device's trusted state: its
+// hardware, its installed image and its rollback policy.
+// *rollback.State implements it; Select holds no policy of its own, so it
+// never offers a release that the state's Begin would refuse, and a device
+// cannot ask for another hardware's releases.
+type DeviceState interface {
+	// HardwareID is the device's hardware ID; Select looks only at
+	// releases under "HARDWAREID/".
+	HardwareID() string
+	// Status reports the installed image (nil on a device never
+	// provisioned), whose hash picks a delta.
+	Status(ctx context.Context) (rollback.Status, error)
+	// Choose returns the index of the candidate to install, or -1 with
+	// the *rollback.RefusedError of the newest candidate (nil for none)
+	// when the policy allows none of them, or -1 with any other error when
+	// the state cannot be read.
+	Choose(ctx context.Context, candidates []*manifest.Firmware) (int, error)
+}
+
+// Select chooses what device should install: the newest release for its
+// hardware that its rollback policy allows, and a delta to it from the
+// installed image if the repository has one.
 //
 // Releases are found in the top-level targets and in delegated roles whose
 // path patterns can cover "HARDWAREID/...", the layout otaseal publishes
 // (HARDWAREID/VERSION/FILE). The chosen release is then resolved again
 // through FindTarget, so that a role further down the graph can never
 // override the role the TUF delegation order trusts for that path.
-func (c *Client) Select(ctx context.Context, hardwareID string, installed *rollback.Image, floors rollback.Floors, policy rollback.InstallPolicy) (*Update, error) {
+func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error) {
 	if c.trusted == nil {
 		return nil, ErrNotRefreshed
 	}
+	hardwareID := device.HardwareID()
 	type found struct {
 		rel  manifest.Release
 		role string
@@ -71,12 +90,17 @@ func (c *Client) Select(ctx context.Context, hardwareID string, installed *rollb
 	for i := range all {
 		candidates[i] = all[i].rel.Firmware
 	}
-	best, err := rollback.Choose(hardwareID, installed, floors, candidates, policy)
-	if best < 0 {
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNoUpdate, err)
-		}
+	best, err := device.Choose(ctx, candidates)
+	var refused *rollback.RefusedError
+	switch {
+	case err != nil && !errors.As(err, &refused):
+		return nil, fmt.Errorf("verify: device state: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrNoUpdate, err)
+	case best < 0:
 		return nil, ErrNoUpdate
+	case best >= len(all):
+		return nil, fmt.Errorf("verify: device state chose candidate %d of %d", best, len(all))
 	}
 	chosen := all[best]
 	// The authoritative entry for the path is the one the delegation
@@ -88,23 +112,37 @@ func (c *Client) Select(ctx context.Context, hardwareID string, installed *rollb
 	if role != chosen.role || tf.Length != chosen.rel.File.Length || !tf.Hashes.Equal(chosen.rel.File.Hashes) {
 		return nil, &RoleError{Role: chosen.role, Err: fmt.Errorf("%w: %s is served by %s, not %s", manifest.ErrRepository, chosen.rel.Path, role, chosen.role)}
 	}
-	u := &Update{Release: chosen.rel, Role: role}
-	if installed != nil && len(installed.SHA256) > 0 {
-		patches, err := manifest.DeltasTo(chosen.doc, chosen.rel.Path, installed.SHA256)
-		if err != nil {
-			return nil, &RoleError{Role: role, Err: err}
-		}
-		for i := range patches {
-			p := patches[i]
-			// A patch only pays when it is smaller than the image itself,
-			// and must come from exactly the installed image.
-			if p.File.Length < tf.Length && p.Delta.From.Length == installed.Length && bytes.Equal(p.Delta.From.SHA256, installed.SHA256) {
-				u.Patch = &p
-				break
-			}
+	status, err := device.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("verify: device state: %w", err)
+	}
+	patch, err := patchFrom(chosen.doc, chosen.rel.Path, tf, status.Installed)
+	if err != nil {
+		return nil, &RoleError{Role: role, Err: err}
+	}
+	return &Update{Release: chosen.rel, Role: role, Patch: patch}, nil
+}
+
+// patchFrom returns the delta in doc from the installed image to the
+// release at path, whose trusted entry is tf, or nil if there is none
+// worth taking.
+func patchFrom(doc *manifest.Targets, path string, tf *manifest.TargetFile, installed *rollback.Image) (*manifest.Patch, error) {
+	if installed == nil || len(installed.SHA256) == 0 {
+		return nil, nil
+	}
+	patches, err := manifest.DeltasTo(doc, path, installed.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	for i := range patches {
+		p := patches[i]
+		// A patch only pays when it is smaller than the image itself,
+		// and must come from exactly the installed image.
+		if p.File.Length < tf.Length && p.Delta.From.Length == installed.Length && bytes.Equal(p.Delta.From.SHA256, installed.SHA256) {
+			return &p, nil
 		}
 	}
-	return u, nil
+	return nil, nil
 }
 
 // walkFor visits, in delegation order, the top-level targets and every

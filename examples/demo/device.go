@@ -154,7 +154,7 @@ func (d *device) update(ctx context.Context) result {
 	if err != nil {
 		return result{err: err}
 	}
-	u, err := d.client.Select(ctx, hardwareID, status.Installed, status.Floors, rollback.InstallPolicy{})
+	u, err := d.client.Select(ctx, d.state)
 	if errors.Is(err, verify.ErrNoUpdate) {
 		return result{upToDate: true}
 	}

@@ -199,7 +199,7 @@ func (a *agent) cycle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	u, err := a.client.Select(ctx, a.cfg.hardwareID, st.Installed, st.Floors, a.cfg.policy())
+	u, err := a.client.Select(ctx, a.state)
 	if errors.Is(err, verify.ErrNoUpdate) {
 		a.log.Info("up to date", "version", st.Installed.Version, "reason", err)
 		return nil
@@ -236,10 +236,6 @@ func (a *agent) cycle(ctx context.Context) error {
 		return fmt.Errorf("install of %s refused: %w", fw.Version, err)
 	}
 	return a.bootAndConfirm(ctx, &img)
-}
-
-func (c *config) policy() rollback.InstallPolicy {
-	return rollback.InstallPolicy{AllowDowngrade: c.allowDowngrade}
 }
 
 // writeSlot streams the update into the slot file; nothing in it counts

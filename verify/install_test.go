@@ -10,7 +10,6 @@ import (
 
 	"github.com/otaseal/otaseal/delta"
 	"github.com/otaseal/otaseal/manifest"
-	"github.com/otaseal/otaseal/rollback"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -52,6 +51,40 @@ func patchRepo(t *testing.T, format manifest.DeltaFormat, patch []byte, old, new
 	return r
 }
 
+func TestInstallFullImage(t *testing.T) {
+	ctx := context.Background()
+	for _, consistent := range []bool{false, true} {
+		r, img := releaseRepo(t)
+		r.Root.Signed.ConsistentSnapshot = consistent
+		r.PublishRoot()
+		c := refreshed(t, r)
+		u, err := c.Select(ctx, gateway(t, installedImage("1.1.0", 1, img["1.1.0"])))
+		require.NoError(t, err)
+		var slot bytes.Buffer
+		require.NoError(t, c.Install(ctx, u, &slot, InstallOptions{}))
+		assert.Equal(t, img["1.2.0"], slot.Bytes())
+
+		// The attacks on the image itself.
+		tampered := bytes.Clone(img["1.2.0"])
+		tampered[100] ^= 1
+		for name, tc := range map[string]struct {
+			body []byte
+			want error
+		}{
+			"tampered":  {tampered, ErrHashMismatch},
+			"truncated": {img["1.2.0"][:len(img["1.2.0"])-1], ErrLengthMismatch},
+			"endless":   {append(bytes.Clone(img["1.2.0"]), bytes.Repeat([]byte("x"), 1<<20)...), ErrTooLong},
+		} {
+			r.SetOverride(func(string) ([]byte, bool) { return tc.body, true })
+			slot.Reset()
+			err := c.Install(ctx, u, &slot, InstallOptions{})
+			assert.ErrorIs(t, err, tc.want, "%s consistent=%v", name, consistent)
+			assert.LessOrEqual(t, slot.Len(), len(img["1.2.0"]), "never past the signed length")
+			r.SetOverride(nil)
+		}
+	}
+}
+
 func TestInstallThroughPatch(t *testing.T) {
 	ctx := context.Background()
 	old, new := firmwarePair()
@@ -65,7 +98,7 @@ func TestInstallThroughPatch(t *testing.T) {
 			r := patchRepo(t, tc.format, patch, old, new)
 			c := refreshed(t, r)
 			installed := installedImage("1.0.0", 1, old)
-			u, err := c.Select(ctx, "acme-gw-r2", installed, nil, rollback.InstallPolicy{})
+			u, err := c.Select(ctx, gateway(t, installed))
 			require.NoError(t, err)
 			require.NotNil(t, u.Patch)
 			opts := InstallOptions{Installed: bytes.NewReader(old), InstalledSize: int64(len(old)), ScratchDir: t.TempDir()}
@@ -121,7 +154,7 @@ func TestInstallPatchWrongOutput(t *testing.T) {
 		patch := encodePatch(t, old, wrongNew, tc.codec)
 		r := patchRepo(t, tc.format, patch, old, new)
 		c := refreshed(t, r)
-		u, err := c.Select(ctx, "acme-gw-r2", installedImage("1.0.0", 1, old), nil, rollback.InstallPolicy{})
+		u, err := c.Select(ctx, gateway(t, installedImage("1.0.0", 1, old)))
 		require.NoError(t, err)
 		require.NotNil(t, u.Patch)
 		var slot bytes.Buffer

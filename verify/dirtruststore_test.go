@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestDirStore(t *testing.T) {
+func TestDirTrustStore(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := DirTrustStore{Dir: dir}
@@ -59,7 +59,7 @@ func TestDirStore(t *testing.T) {
 }
 
 // The client runs on a DirTrustStore exactly as on any TrustStore.
-func TestClientOnDirStore(t *testing.T) {
+func TestClientOnDirTrustStore(t *testing.T) {
 	ctx := context.Background()
 	r := newRepo(t)
 	r.AddTarget("targets", "x.bin", []byte("x"), nil)

@@ -1,0 +1,83 @@
+package verify
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/otaseal/otaseal/manifest"
+)
+
+// TargetError names the target (and the patch it came through, if any)
+// whose download or check failed.
+type TargetError struct {
+	Path string
+	Via  string // the patch's path, when the image was built from one
+	Err  error
+}
+
+func (e *TargetError) Error() string {
+	// The cause usually carries the package prefix already.
+	cause := strings.TrimPrefix(e.Err.Error(), "verify: ")
+	if e.Via != "" {
+		return fmt.Sprintf("verify: target %q from patch %q: %s", e.Path, e.Via, cause)
+	}
+	return fmt.Sprintf("verify: target %q: %s", e.Path, cause)
+}
+
+func (e *TargetError) Unwrap() error { return e.Err }
+
+// targetURL is where the target at path lives: under TargetsURL, each path
+// segment escaped, and with consistent snapshots the file name prefixed by
+// its hash (TUF 5.7.3).
+func (c *Client) targetURL(path string, tf *manifest.TargetFile) (string, error) {
+	if c.cfg.TargetsURL == "" {
+		return "", fmt.Errorf("%w: no TargetsURL", ErrConfig)
+	}
+	segs := strings.Split(path, "/")
+	if c.trusted.Root.Signed.ConsistentSnapshot {
+		h, ok := tf.Hashes["sha256"]
+		if !ok {
+			h = tf.Hashes["sha512"]
+		}
+		last := len(segs) - 1
+		segs[last] = hex.EncodeToString(h) + "." + segs[last]
+	}
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return c.cfg.TargetsURL + strings.Join(segs, "/"), nil
+}
+
+// Download streams the target at path, as the trusted entry tf describes
+// it, into dst while checking its length and every hash. It returns nil only
+// when all of them matched; otherwise the bytes written to dst must not be
+// used. It never writes more than the signed length to dst.
+func (c *Client) Download(ctx context.Context, path string, tf *manifest.TargetFile, dst io.Writer) error {
+	if c.trusted == nil {
+		return ErrNotRefreshed
+	}
+	u, err := c.targetURL(path, tf)
+	if err != nil {
+		return err
+	}
+	cw, err := NewCheckedWriter(dst, tf.Length, tf.Hashes)
+	if err != nil {
+		return &TargetError{Path: path, Err: err}
+	}
+	rc, err := c.fetcher.Fetch(ctx, u, tf.Length)
+	if err != nil {
+		return &TargetError{Path: path, Err: err}
+	}
+	defer rc.Close()
+	if _, err := io.Copy(cw, rc); err != nil {
+		return &TargetError{Path: path, Err: err}
+	}
+	if err := cw.Finish(); err != nil {
+		return &TargetError{Path: path, Err: err}
+	}
+	return nil
+}
