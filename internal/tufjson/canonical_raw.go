@@ -1,4 +1,4 @@
-package manifest
+package tufjson
 
 import (
 	"bytes"
@@ -118,4 +118,25 @@ func (w *canonWriter) rawFast(s *scanner) (bool, error) {
 		w.rawBytes(text)
 	}
 	return true, nil
+}
+
+// Canonicalize returns the canonical JSON of the value in data, the bytes
+// cjson.EncodeCanonical writes for json.RawMessage(data): object keys
+// sorted (a repeated key keeps its last value), strings decoded and written
+// escaping only '\\' and '"', numbers as spelled, refused with
+// ErrNotCanonical unless they are int64s. data must hold exactly one JSON
+// value (surrounding whitespace aside), nested at most MaxDepth deep.
+func Canonicalize(data []byte) ([]byte, error) {
+	s := &scanner{data: data}
+	if _, err := s.skip(); err != nil {
+		return nil, err
+	}
+	if s.ws(); s.pos != len(data) {
+		return nil, s.errorf("data after the value")
+	}
+	w := &canonWriter{src: data}
+	if err := w.rawJSON(data); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotCanonical, err)
+	}
+	return w.bytes(), nil
 }
