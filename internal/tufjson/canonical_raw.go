@@ -31,8 +31,8 @@ func (w *canonWriter) rawJSON(raw []byte) error {
 }
 
 // rawFast writes a value whose object keys are plain strings in strictly
-// increasing order; it reports false, having written part of the value,
-// when they are not.
+// increasing order and whose numbers are int64s; it reports false, having
+// written part of the value, when they are not.
 func (w *canonWriter) rawFast(s *scanner) (bool, error) {
 	switch c := s.peek(); c {
 	case '{':
@@ -113,7 +113,9 @@ func (w *canonWriter) rawFast(s *scanner) (bool, error) {
 			return false, err
 		}
 		if _, err := parseInt(text); err != nil {
-			return false, fmt.Errorf("%w: %.40s", errNotInteger, text)
+			// Not necessarily an error: a later member of the same name
+			// may replace this one. The slow path decides.
+			return false, nil
 		}
 		w.rawBytes(text)
 	}
