@@ -3,6 +3,7 @@ package tufjson
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -51,6 +52,10 @@ func DecodeTargets(data []byte) (*TargetsDocument, error) {
 	d := &targetsDecoder{s: scanner{data: data}}
 	md, signed, err := d.envelope()
 	if err != nil {
+		if !errors.Is(err, ErrSyntax) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrWrongType) && !errors.Is(err, ErrEmptyHashes) {
+			// strconv's and time's errors: valid JSON, invalid values.
+			err = fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
 		return nil, err
 	}
 	return &TargetsDocument{Metadata: md, signed: signed, order: d.order, ordered: d.ordered}, nil
