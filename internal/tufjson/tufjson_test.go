@@ -100,7 +100,7 @@ func sameDocument(t *testing.T, want, got *metadata.Metadata[metadata.TargetsTyp
 	require.Len(t, got.Signatures, len(want.Signatures))
 	for i := range want.Signatures {
 		assert.Equal(t, want.Signatures[i].KeyID, got.Signatures[i].KeyID)
-		assert.Equal(t, want.Signatures[i].Signature, got.Signatures[i].Signature)
+		assert.True(t, bytes.Equal(want.Signatures[i].Signature, got.Signatures[i].Signature), "signature %d", i)
 	}
 }
 
