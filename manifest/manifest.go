@@ -9,7 +9,7 @@
 //     verify signatures: that is package verify's job.
 //   - ParseTargetsUnverified does the same for targets documents in one
 //     pass, for catalogues of 100,000 images, and returns the canonical
-//     bytes their signatures sign (go-tuf's exactly; see fastparse.go).
+//     bytes their signatures sign (go-tuf's exactly; the JSON codec is internal/tufjson).
 //   - FirmwareOf, DeltaOf and ReadEntry read the firmware schema of a target;
 //     SetFirmware and SetDelta write it. ParseCustom is the strict parser
 //     underneath.

@@ -113,15 +113,23 @@ func sameFields(t *testing.T, want, got map[string]any) {
 	assert.Equal(t, want, got)
 }
 
-func TestDecodeTargetsMatchesGoTUF(t *testing.T) {
-	data := targetsJSON(t, 50)
-	want, wantCanon, err, panicked := theirs(data)
+// agree asserts that go-tuf and DecodeTargets both accept data and read
+// it alike, and returns our canonical bytes.
+func agree(t *testing.T, data []byte) []byte {
+	t.Helper()
+	want, wantCanon, werr, panicked := theirs(data)
 	require.False(t, panicked)
-	require.NoError(t, err)
+	require.NoError(t, werr)
 	got, canon, err := ours(data)
 	require.NoError(t, err)
 	sameDocument(t, want, got)
 	assert.Equal(t, string(wantCanon), string(canon))
+	return canon
+}
+
+func TestDecodeTargetsMatchesGoTUF(t *testing.T) {
+	data := targetsJSON(t, 50)
+	canon := agree(t, data)
 	// go-tuf writes sorted compact JSON: the canonical form is the signed
 	// part as received, shared rather than copied.
 	i := bytes.Index(data, canon)
@@ -158,14 +166,7 @@ func TestDecodeTargetsEdgeCases(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data := []byte(head + tt.signed + "}}")
-			want, wantCanon, werr, panicked := theirs(data)
-			require.False(t, panicked)
-			require.NoError(t, werr)
-			got, canon, err := ours(data)
-			require.NoError(t, err)
-			sameDocument(t, want, got)
-			assert.Equal(t, string(wantCanon), string(canon))
+			agree(t, []byte(head+tt.signed+"}}"))
 		})
 	}
 }
