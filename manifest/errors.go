@@ -56,8 +56,6 @@ var (
 	ErrExpired              = errors.New("manifest: metadata expired")
 	ErrLengthOrHash         = errors.New("manifest: length or hash mismatch")
 	ErrRepository           = errors.New("manifest: repository error")
-	ErrDownload             = errors.New("manifest: download failed")
-	ErrDownloadTooLarge     = errors.New("manifest: download exceeds its length limit")
 )
 
 // ThresholdError reports a document that too few of its role's keys
@@ -107,14 +105,15 @@ func (e *NumberError) Error() string {
 }
 func (e *NumberError) Unwrap() []error { return []error{ErrInvalidNumber, e.Reason} }
 
-// TargetError names the target whose otaseal object is at fault.
-type TargetError struct {
+// EntryError names the target whose entry (its otaseal object) breaks the
+// schema, as FirmwareFor and DeltasTo report it.
+type EntryError struct {
 	Path string
 	Err  error
 }
 
-func (e *TargetError) Error() string { return fmt.Sprintf("target %q: %v", e.Path, e.Err) }
-func (e *TargetError) Unwrap() error { return e.Err }
+func (e *EntryError) Error() string { return fmt.Sprintf("target %q: %v", e.Path, e.Err) }
+func (e *EntryError) Unwrap() error { return e.Err }
 
 // MetadataError names the role whose document is at fault.
 type MetadataError struct {
@@ -137,7 +136,8 @@ func (e *tufError) Unwrap() error { return e.kind }
 
 // TranslateError maps an error returned by go-tuf to the matching otaseal
 // sentinel, keeping go-tuf's message. Errors that are not go-tuf's pass
-// through unchanged; nil stays nil.
+// through unchanged, and so do go-tuf's download errors: this package does
+// no I/O, and package verify downloads with its own errors. nil stays nil.
 func TranslateError(err error) error {
 	if err == nil {
 		return nil
@@ -154,10 +154,6 @@ func TranslateError(err error) error {
 		kind = ErrExpired
 	case errors.As(err, new(*metadata.ErrLengthOrHashMismatch)):
 		kind = ErrLengthOrHash
-	case errors.As(err, new(*metadata.ErrDownloadLengthMismatch)):
-		kind = ErrDownloadTooLarge
-	case errors.As(err, new(*metadata.ErrDownloadHTTP)), errors.As(err, new(*metadata.ErrDownload)):
-		kind = ErrDownload
 	case errors.As(err, new(*metadata.ErrRepository)):
 		kind = ErrRepository
 	case errors.As(err, new(*metadata.ErrValue)), errors.As(err, new(*metadata.ErrType)):

@@ -9,13 +9,11 @@
 //     verify signatures: that is package verify's job.
 //   - ParseTargetsUnverified does the same for targets documents in one
 //     pass, for catalogues of 100,000 images, and returns the canonical
-//     bytes their signatures sign (go-tuf's exactly; see fastparse.go).
-//   - FirmwareOf, DeltaOf and ReadEntry read the firmware schema of a target;
-//     SetFirmware and SetDelta write it. ParseCustom is the strict parser
-//     underneath.
-//   - FirmwareFor and DeltasTo answer a device's two questions: which
-//     releases exist for my hardware, and which patches lead from my image to
-//     a release.
+//     bytes their signatures sign (go-tuf's exactly).
+//   - ReadEntry reads the firmware schema of a target (FirmwareOf and
+//     DeltaOf for one kind); SetEntry writes it.
+//   - FirmwareFor answers a device's question: which releases exist for my
+//     hardware (DeltasTo then finds the patches that lead to one).
 //
 // The package does no I/O, verifies no signature and keeps no state.
 //

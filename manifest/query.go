@@ -24,7 +24,7 @@ type Patch struct {
 // FirmwareFor returns the firmware targets built for hardwareID, oldest
 // version first (ties by path). Targets without an otaseal object are plain
 // TUF targets and are skipped; a target whose otaseal object is malformed
-// fails the query with a *TargetError naming it, because a signed document
+// fails the query with a *EntryError naming it, because a signed document
 // that says something we cannot read must not quietly lose a release.
 func FirmwareFor(t *Targets, hardwareID string) ([]Release, error) {
 	var out []Release
@@ -34,7 +34,7 @@ func FirmwareFor(t *Targets, hardwareID string) ([]Release, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &TargetError{Path: path, Err: err}
+			return nil, &EntryError{Path: path, Err: err}
 		}
 		if e.Kind == KindFirmware && e.Firmware.Supports(hardwareID) {
 			out = append(out, Release{Path: path, File: tf, Firmware: e.Firmware})
@@ -67,7 +67,7 @@ func DeltasTo(t *Targets, toPath string, fromSHA256 []byte) ([]Patch, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &TargetError{Path: path, Err: err}
+			return nil, &EntryError{Path: path, Err: err}
 		}
 		if e.Kind != KindDelta {
 			continue

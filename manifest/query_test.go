@@ -53,7 +53,7 @@ func TestFirmwareFor(t *testing.T) {
 	bad := json.RawMessage(`{"otaseal":{"kind":"firmware","version":"1","security_version":1,"hardware_ids":["acme-gw-r2"]}}`)
 	tg.Targets["acme-gw-r2/bad/firmware.bin"].Custom = &bad
 	_, err = FirmwareFor(tg, "acme-gw-r2")
-	var te *TargetError
+	var te *EntryError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, "acme-gw-r2/bad/firmware.bin", te.Path)
 	assert.ErrorIs(t, err, ErrMalformedVersion)

@@ -1,4 +1,4 @@
-package manifest
+package tufjson
 
 import (
 	"encoding/hex"
@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // The one-pass targets decoder. go-tuf decodes a targets document five
@@ -23,53 +25,53 @@ import (
 //     "targets" or "hashes" adds to the first) and null leaves a string or
 //     number as it was but empties a map, slice or pointer;
 //   - unrecognised members decode as encoding/json decodes into `any`.
-// The differential test and fuzz target in package verify hold it to
+// The differential tests and fuzz targets of this package hold it to
 // go-tuf's behaviour.
 
-// ParsedTargets is a targets document decoded by ParseTargetsUnverified,
-// with the canonical form of its signed part.
-type ParsedTargets struct {
-	// Metadata is the document in go-tuf's types. It may share memory with
-	// the bytes it was parsed from; they must not change afterwards.
-	Metadata *Metadata[Targets]
-	// Canonical is the canonical JSON of the signed part as go-tuf computes
-	// it (cjson.EncodeCanonical of the decoded value): the bytes that the
-	// signatures sign. It is often a slice of the parsed bytes themselves.
-	Canonical []byte
+// TargetsDocument is a targets document decoded by DecodeTargets.
+type TargetsDocument struct {
+	// Metadata is the document in go-tuf's types. It may share memory
+	// with the bytes it was decoded from; they must not change afterwards.
+	Metadata *metadata.Metadata[metadata.TargetsType]
+
+	signed  []byte   // the signed part as received
+	order   []string // target paths in document order
+	ordered bool     // order is strictly increasing
 }
 
-// ParseTargetsUnverified parses a targets or delegated targets document
-// like ParseUnverified[Targets] (same size limit, same shape checks, same
-// documents refused) in one pass, and computes the canonical bytes its
-// signatures are checked over. See ParsedTargets for memory sharing.
-//
-// It is stricter than go-tuf in one documented case: an envelope whose
-// last "signed" member is not the last member whose name matches "signed"
+// DecodeTargets decodes a targets or delegated targets document in one
+// pass into go-tuf's types, refusing what go-tuf's FromBytes refuses and,
+// beyond it, an envelope whose "signed" member is missing or not an
+// object, a "signatures" member that is missing or not a list, a null
+// target entry (on which go-tuf v2.4.2 crashes), and an envelope whose last
+// "signed" member is not the last member whose name matches "signed"
 // case-insensitively (go-tuf then checks the type of one and uses the
-// other) is refused as ErrMalformed.
-func ParseTargetsUnverified(role string, data []byte, lim Limits) (*ParsedTargets, error) {
-	wrap := func(err error) error { return &MetadataError{Role: clip(role), Err: err} }
-	if max := lim.For(role); int64(len(data)) > max {
-		return nil, wrap(fmt.Errorf("%w: %d bytes (limit %d)", ErrTooLarge, len(data), max))
-	}
+// other). It does not check what go-tuf does not: spec versions, hash
+// algorithms and other shape rules are the caller's.
+func DecodeTargets(data []byte) (*TargetsDocument, error) {
 	d := &targetsDecoder{s: scanner{data: data}}
-	md, signedSpan, err := d.envelope()
+	md, signed, err := d.envelope()
 	if err != nil {
-		switch {
-		case errors.Is(err, ErrWrongType), errors.Is(err, ErrEmptyHashes), errors.Is(err, ErrMalformed):
-		default:
+		if !errors.Is(err, ErrSyntax) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrWrongType) && !errors.Is(err, ErrEmptyHashes) {
+			// strconv's and time's errors: valid JSON, invalid values.
 			err = fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
-		return nil, wrap(err)
+		return nil, err
 	}
-	if err := checkShape(&md.Signed); err != nil {
-		return nil, wrap(err)
-	}
-	canon, err := canonicalTargets(&md.Signed, signedSpan, d.order, d.ordered)
+	return &TargetsDocument{Metadata: md, signed: signed, order: d.order, ordered: d.ordered}, nil
+}
+
+// Canonical returns the canonical JSON of the signed part as go-tuf
+// computes it (cjson.EncodeCanonical of the decoded value): the bytes that
+// the signatures sign. It is often a slice of the decoded bytes themselves.
+// It fails with ErrNotCanonical where cjson fails (a number that is not an
+// int64, a role with both paths and path_hash_prefixes).
+func (t *TargetsDocument) Canonical() ([]byte, error) {
+	b, err := canonicalTargets(&t.Metadata.Signed, t.signed, t.order, t.ordered)
 	if err != nil {
-		return nil, wrap(fmt.Errorf("%w: no canonical form: %w", ErrMalformed, err))
+		return nil, fmt.Errorf("%w: %w", ErrNotCanonical, err)
 	}
-	return &ParsedTargets{Metadata: md, Canonical: canon}, nil
+	return b, nil
 }
 
 // Member names of go-tuf's types, in the order the decoders switch on.
@@ -118,7 +120,7 @@ func (f *fields) match(key string) (int, bool) {
 // for its entries instead of several per entry.
 type targetsDecoder struct {
 	s     scanner
-	files []TargetFile
+	files []metadata.TargetFiles
 	raws  []json.RawMessage
 	hexes []byte
 	// order is the target paths in document order; ordered says they are
@@ -267,7 +269,7 @@ func (d *targetsDecoder) time(dst *time.Time) error {
 
 // hexBytes decodes like go-tuf's HexBytes: the raw literal must be a
 // quoted string of even length holding hex digits only (no escapes).
-func (d *targetsDecoder) hexBytes(dst *HexBytes) error {
+func (d *targetsDecoder) hexBytes(dst *metadata.HexBytes) error {
 	span, err := d.s.skip()
 	if err != nil {
 		return err

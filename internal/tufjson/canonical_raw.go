@@ -1,4 +1,4 @@
-package manifest
+package tufjson
 
 import (
 	"bytes"
@@ -31,8 +31,8 @@ func (w *canonWriter) rawJSON(raw []byte) error {
 }
 
 // rawFast writes a value whose object keys are plain strings in strictly
-// increasing order; it reports false, having written part of the value,
-// when they are not.
+// increasing order and whose numbers are int64s; it reports false, having
+// written part of the value, when they are not.
 func (w *canonWriter) rawFast(s *scanner) (bool, error) {
 	switch c := s.peek(); c {
 	case '{':
@@ -113,9 +113,32 @@ func (w *canonWriter) rawFast(s *scanner) (bool, error) {
 			return false, err
 		}
 		if _, err := parseInt(text); err != nil {
-			return false, fmt.Errorf("%w: %.40s", errNotInteger, text)
+			// Not necessarily an error: a later member of the same name
+			// may replace this one. The slow path decides.
+			return false, nil
 		}
 		w.rawBytes(text)
 	}
 	return true, nil
+}
+
+// Canonicalize returns the canonical JSON of the value in data, the bytes
+// cjson.EncodeCanonical writes for json.RawMessage(data): object keys
+// sorted (a repeated key keeps its last value), strings decoded and written
+// escaping only '\\' and '"', numbers as spelled, refused with
+// ErrNotCanonical unless they are int64s. data must hold exactly one JSON
+// value (surrounding whitespace aside), nested at most MaxDepth deep.
+func Canonicalize(data []byte) ([]byte, error) {
+	s := &scanner{data: data}
+	if _, err := s.skip(); err != nil {
+		return nil, err
+	}
+	if s.ws(); s.pos != len(data) {
+		return nil, s.errorf("data after the value")
+	}
+	w := &canonWriter{src: data}
+	if err := w.rawJSON(data); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotCanonical, err)
+	}
+	return w.bytes(), nil
 }

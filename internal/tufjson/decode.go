@@ -1,4 +1,4 @@
-package manifest
+package tufjson
 
 import (
 	"encoding/json"
@@ -7,16 +7,16 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
-// The typed decoders of the one-pass targets parser (fastparse.go), one
+// The typed decoders of the one-pass targets decoder (targets.go), one
 // per go-tuf type, each replaying what that type's UnmarshalJSON does.
 
 // envelope decodes the document: {"signed": ..., "signatures": [...]}. It
 // returns the span of the signed part as received, for the canonical
 // encoder to compare against.
-func (d *targetsDecoder) envelope() (*Metadata[Targets], []byte, error) {
+func (d *targetsDecoder) envelope() (*metadata.Metadata[metadata.TargetsType], []byte, error) {
 	s := &d.s
-	md := &Metadata[Targets]{}
-	// What go-tuf and ParseUnverified check by exact name (the type and
+	md := &metadata.Metadata[metadata.TargetsType]{}
+	// What go-tuf (and manifest.ParseUnverified) check by exact name (the type and
 	// the envelope's shape) and what encoding/json decodes by folded name
 	// (the last case-insensitive match) may be different members.
 	var exactSigned, foldSigned []byte
@@ -41,7 +41,7 @@ func (d *targetsDecoder) envelope() (*Metadata[Targets], []byte, error) {
 		if d.isNull() {
 			// go-tuf decodes null to an empty document, which a later
 			// member may replace; checked below if it is the last.
-			md.Signed = Targets{}
+			md.Signed = metadata.TargetsType{}
 			foldSigned = s.data[start:s.pos]
 			if exact {
 				exactSigned, typeIsTargets = foldSigned, false
@@ -51,7 +51,7 @@ func (d *targetsDecoder) envelope() (*Metadata[Targets], []byte, error) {
 		if s.peek() != '{' {
 			return s.errorf("\"signed\" is not an object")
 		}
-		var signed Targets
+		var signed metadata.TargetsType
 		var isTargets bool
 		d.order, d.ordered = d.order[:0], true
 		if err := d.targets(&signed, &isTargets); err != nil {
@@ -80,7 +80,7 @@ func (d *targetsDecoder) envelope() (*Metadata[Targets], []byte, error) {
 	case exactSignatures != '[':
 		return nil, nil, fmt.Errorf("%w: \"signatures\" is missing or not a list", ErrMalformed)
 	case !typeIsTargets:
-		return nil, nil, fmt.Errorf("%w: expected metadata type %s", ErrWrongType, RoleTargets)
+		return nil, nil, fmt.Errorf("%w: expected metadata type %s", ErrWrongType, metadata.TARGETS)
 	}
 	seen := make(map[string]bool, len(md.Signatures))
 	for _, sig := range md.Signatures {
@@ -95,8 +95,8 @@ func (d *targetsDecoder) envelope() (*Metadata[Targets], []byte, error) {
 // signatures decodes the list into dst like encoding/json: elements are
 // replaced whole (Signature has its own UnmarshalJSON), [] empties, null
 // drops.
-func (d *targetsDecoder) signatures(dst *[]Signature) error {
-	return decodeObjects(d, dst, "signature", func(sig *Signature) error {
+func (d *targetsDecoder) signatures(dst *[]metadata.Signature) error {
+	return decodeObjects(d, dst, "signature", func(sig *metadata.Signature) error {
 		unknown, err := d.object(signatureFields, func(i int, _ bool) error {
 			if i == 0 {
 				return d.str(&sig.KeyID)
@@ -111,7 +111,7 @@ func (d *targetsDecoder) signatures(dst *[]Signature) error {
 // targets decodes the signed part. isTargets reports whether the last
 // member named exactly "_type" is the string "targets", which is what
 // go-tuf checks before decoding.
-func (d *targetsDecoder) targets(t *Targets, isTargets *bool) error {
+func (d *targetsDecoder) targets(t *metadata.TargetsType, isTargets *bool) error {
 	s := &d.s
 	unknown, err := d.object(targetsFields, func(i int, exact bool) error {
 		switch i {
@@ -120,7 +120,7 @@ func (d *targetsDecoder) targets(t *Targets, isTargets *bool) error {
 				*isTargets = false
 				if s.peek() == '"' {
 					err := d.str(&t.Type)
-					*isTargets = err == nil && t.Type == RoleTargets
+					*isTargets = err == nil && t.Type == metadata.TARGETS
 					return err
 				}
 			}
@@ -138,7 +138,7 @@ func (d *targetsDecoder) targets(t *Targets, isTargets *bool) error {
 			t.Delegations = nil
 			return nil
 		}
-		t.Delegations = &Delegations{}
+		t.Delegations = &metadata.Delegations{}
 		return d.delegations(t.Delegations)
 	})
 	if err != nil {
@@ -146,7 +146,7 @@ func (d *targetsDecoder) targets(t *Targets, isTargets *bool) error {
 	}
 	for path, tf := range t.Targets {
 		if tf == nil {
-			// go-tuf v2.4.2 dereferences it and crashes; ParseUnverified
+			// go-tuf v2.4.2 dereferences it and crashes; manifest.ParseUnverified
 			// refuses it first.
 			return fmt.Errorf("%w: target %q is not an object", ErrMalformed, clip(path))
 		}
@@ -158,9 +158,9 @@ func (d *targetsDecoder) targets(t *Targets, isTargets *bool) error {
 
 // targetMap decodes "targets": a repeated member adds to the map, null
 // empties it.
-func (d *targetsDecoder) targetMap(dst *map[string]*TargetFile) error {
+func (d *targetsDecoder) targetMap(dst *map[string]*metadata.TargetFiles) error {
 	s := &d.s
-	return decodeMap(d, dst, 0, func(m map[string]*TargetFile, path string) error {
+	return decodeMap(d, dst, 0, func(m map[string]*metadata.TargetFiles, path string) error {
 		if n := len(d.order); n > 0 && d.order[n-1] >= path {
 			d.ordered = false
 		}
@@ -173,7 +173,7 @@ func (d *targetsDecoder) targetMap(dst *map[string]*TargetFile) error {
 			return s.errorf("target %q is not an object", clip(path))
 		}
 		if len(d.files) == cap(d.files) {
-			d.files = make([]TargetFile, 0, 256)
+			d.files = make([]metadata.TargetFiles, 0, 256)
 		}
 		d.files = d.files[:len(d.files)+1]
 		tf := &d.files[len(d.files)-1]
@@ -185,7 +185,7 @@ func (d *targetsDecoder) targetMap(dst *map[string]*TargetFile) error {
 	})
 }
 
-func (d *targetsDecoder) targetFile(tf *TargetFile) error {
+func (d *targetsDecoder) targetFile(tf *metadata.TargetFiles) error {
 	s := &d.s
 	unknown, err := d.object(targetFileFields, func(i int, _ bool) error {
 		switch i {
@@ -220,9 +220,9 @@ func (d *targetsDecoder) targetFile(tf *TargetFile) error {
 	return nil
 }
 
-func (d *targetsDecoder) hashes(dst *Hashes) error {
-	return decodeMap(d, (*map[string]HexBytes)(dst), 2, func(h map[string]HexBytes, alg string) error {
-		var b HexBytes
+func (d *targetsDecoder) hashes(dst *metadata.Hashes) error {
+	return decodeMap(d, (*map[string]metadata.HexBytes)(dst), 2, func(h map[string]metadata.HexBytes, alg string) error {
+		var b metadata.HexBytes
 		if err := d.hexBytes(&b); err != nil {
 			return err
 		}
@@ -231,7 +231,7 @@ func (d *targetsDecoder) hashes(dst *Hashes) error {
 	})
 }
 
-func (d *targetsDecoder) delegations(dl *Delegations) error {
+func (d *targetsDecoder) delegations(dl *metadata.Delegations) error {
 	s := &d.s
 	unknown, err := d.object(delegationsFields, func(i int, _ bool) error {
 		switch i {
@@ -247,7 +247,7 @@ func (d *targetsDecoder) delegations(dl *Delegations) error {
 		if s.peek() != '{' {
 			return s.errorf("succinct_roles is not an object")
 		}
-		sr := &SuccinctRoles{}
+		sr := &metadata.SuccinctRoles{}
 		dl.SuccinctRoles = sr
 		u, err := d.object(succinctFields, func(i int, _ bool) error {
 			switch i {
@@ -274,9 +274,9 @@ func (d *targetsDecoder) delegations(dl *Delegations) error {
 	return err
 }
 
-func (d *targetsDecoder) keys(dst *map[string]*Key) error {
+func (d *targetsDecoder) keys(dst *map[string]*metadata.Key) error {
 	s := &d.s
-	return decodeMap(d, dst, 0, func(m map[string]*Key, id string) error {
+	return decodeMap(d, dst, 0, func(m map[string]*metadata.Key, id string) error {
 		if d.isNull() {
 			m[id] = nil // refused by the shape checks
 			return nil
@@ -284,7 +284,7 @@ func (d *targetsDecoder) keys(dst *map[string]*Key) error {
 		if s.peek() != '{' {
 			return s.errorf("key %q is not an object", clip(id))
 		}
-		k := &Key{}
+		k := &metadata.Key{}
 		u, err := d.object(keyFields, func(i int, _ bool) error {
 			switch i {
 			case 0:
@@ -336,8 +336,8 @@ func decodeMap[V any](d *targetsDecoder, dst *map[string]V, size int, one func(m
 
 // roles decodes the delegated roles; each element is replaced whole, as
 // DelegatedRole has its own UnmarshalJSON.
-func (d *targetsDecoder) roles(dst *[]DelegatedRole) error {
-	return decodeObjects(d, dst, "delegated role", func(r *DelegatedRole) error {
+func (d *targetsDecoder) roles(dst *[]metadata.DelegatedRole) error {
+	return decodeObjects(d, dst, "delegated role", func(r *metadata.DelegatedRole) error {
 		u, err := d.object(roleFields, func(i int, _ bool) error {
 			switch i {
 			case 0:

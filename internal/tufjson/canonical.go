@@ -1,4 +1,4 @@
-package manifest
+package tufjson
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
 // The canonical encoder. go-tuf signs and verifies cjson.EncodeCanonical of
@@ -199,7 +201,7 @@ func (w *canonWriter) any(v any) error {
 	case map[string]any:
 		return w.object(nil, v, nil)
 	default:
-		return fmt.Errorf("manifest: no canonical form for %T", v) // programmer error, reported
+		return fmt.Errorf("unsupported type %T", v) // programmer error, reported
 	}
 	return nil
 }
@@ -207,7 +209,7 @@ func (w *canonWriter) any(v any) error {
 // canonicalTargets returns the canonical JSON of t, sharing src (the signed
 // part as received) when they are equal. order lists the target paths as
 // received; ordered says they were strictly increasing.
-func canonicalTargets(t *Targets, src []byte, order []string, ordered bool) ([]byte, error) {
+func canonicalTargets(t *metadata.TargetsType, src []byte, order []string, ordered bool) ([]byte, error) {
 	w := &canonWriter{src: src}
 	names := []string{"_type", "expires", "spec_version", "targets", "version"}
 	if t.Delegations != nil {
@@ -240,7 +242,7 @@ func canonicalTargets(t *Targets, src []byte, order []string, ordered bool) ([]b
 	return w.bytes(), nil
 }
 
-func (w *canonWriter) targets(m map[string]*TargetFile, order []string, ordered bool) error {
+func (w *canonWriter) targets(m map[string]*metadata.TargetFiles, order []string, ordered bool) error {
 	if m == nil {
 		w.raw("null")
 		return nil
@@ -273,7 +275,7 @@ var (
 	targetFileNamesCustom = targetFileNames[1:]
 )
 
-func (w *canonWriter) targetFile(tf *TargetFile) error {
+func (w *canonWriter) targetFile(tf *metadata.TargetFiles) error {
 	names := targetFileNames
 	if tf.Custom == nil {
 		names = targetFileNamesCustom
@@ -291,7 +293,7 @@ func (w *canonWriter) targetFile(tf *TargetFile) error {
 	})
 }
 
-func (w *canonWriter) hashes(h Hashes) {
+func (w *canonWriter) hashes(h metadata.Hashes) {
 	if h == nil {
 		w.raw("null")
 		return
@@ -329,7 +331,7 @@ func (w *canonWriter) strings(s []string) {
 	w.byte(']')
 }
 
-func (w *canonWriter) delegations(d *Delegations) error {
+func (w *canonWriter) delegations(d *metadata.Delegations) error {
 	names := []string{"keys"}
 	switch {
 	case d.Roles != nil:
@@ -371,7 +373,7 @@ func (w *canonWriter) delegations(d *Delegations) error {
 	})
 }
 
-func (w *canonWriter) keys(m map[string]*Key) error {
+func (w *canonWriter) keys(m map[string]*metadata.Key) error {
 	if m == nil {
 		w.raw("null")
 		return nil
@@ -415,10 +417,10 @@ func (w *canonWriter) keys(m map[string]*Key) error {
 	return nil
 }
 
-func (w *canonWriter) role(r *DelegatedRole) error {
+func (w *canonWriter) role(r *metadata.DelegatedRole) error {
 	if r.Paths != nil && r.PathHashPrefixes != nil {
 		// go-tuf's DelegatedRole.MarshalJSON refuses this.
-		return fmt.Errorf("%w: role %q has both paths and path_hash_prefixes", ErrMalformed, clip(r.Name))
+		return fmt.Errorf("role %q has both paths and path_hash_prefixes", clip(r.Name))
 	}
 	names := []string{"keyids", "name", "terminating", "threshold"}
 	switch {

@@ -1,8 +1,7 @@
-package manifest
+package tufjson
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"unicode"
@@ -11,20 +10,16 @@ import (
 )
 
 // This file is the lexical layer of the one-pass targets decoder
-// (fastparse.go). It accepts exactly the JSON that encoding/json accepts and
+// (targets.go). It accepts exactly the JSON that encoding/json accepts and
 // decodes strings and numbers exactly as encoding/json does, because the
 // signature check is over a re-encoding of what encoding/json (inside
 // go-tuf) would have decoded: any difference here would make otaseal and
 // go-tuf disagree on which documents are genuine.
 
-// MaxJSONDepth is the deepest nesting of objects and arrays accepted in a
+// MaxDepth is the deepest nesting of objects and arrays accepted in a
 // metadata document, counting the document's own object. It is
 // encoding/json's limit, so that both decoders refuse the same documents.
-const MaxJSONDepth = 10000
-
-// errSyntax is wrapped by every lexical error; the parser turns it into
-// ErrMalformed at the package boundary.
-var errSyntax = errors.New("invalid JSON")
+const MaxDepth = 10000
 
 // scanner walks a JSON document in place.
 type scanner struct {
@@ -34,7 +29,7 @@ type scanner struct {
 }
 
 func (s *scanner) errorf(format string, args ...any) error {
-	return fmt.Errorf("%w at byte %d: %s", errSyntax, s.pos, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w at byte %d: %s", ErrSyntax, s.pos, fmt.Sprintf(format, args...))
 }
 
 // ws skips JSON whitespace (exactly the four bytes RFC 8259 allows).
@@ -68,8 +63,8 @@ func (s *scanner) expect(c byte) error {
 
 func (s *scanner) enter() error {
 	s.depth++
-	if s.depth > MaxJSONDepth {
-		return s.errorf("nested deeper than %d", MaxJSONDepth)
+	if s.depth > MaxDepth {
+		return s.errorf("nested deeper than %d", MaxDepth)
 	}
 	return nil
 }
