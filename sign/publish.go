@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"sort"
@@ -380,79 +379,4 @@ func wrapVerify(role string, err error) error {
 		return fmt.Errorf("sign: %s would not verify: %w", role, manifest.TranslateError(err))
 	}
 	return nil
-}
-
-func clone[T metadata.Roles](md *manifest.Metadata[T]) (*manifest.Metadata[T], error) {
-	b, err := md.ToBytes(false)
-	if err != nil {
-		return nil, err
-	}
-	return (&manifest.Metadata[T]{}).FromBytes(b)
-}
-
-// StageRoot returns an unsigned successor of the current root with the
-// role keys of spec and a fresh expiry, for a signing ceremony. Sign it with
-// RotationPolicy(current, next) and give it to SetRoot.
-func (r *Repository) StageRoot(spec RootSpec) (*manifest.Metadata[manifest.Root], error) {
-	return NextRoot(r.root, spec, r.opts.now().Add(orDefault(r.opts.RootExpiry, DefaultRootExpiry)))
-}
-
-// SetRoot stages next, a signed successor of the current root, for the next
-// Publish. If the rotation replaces the targets, snapshot or timestamp
-// keys, pass the old keys to Publish as well as the new: the documents
-// then carry both and verify under either root, and the root is written
-// after the timestamp. Without the old keys the root is written just
-// before the timestamp, and a client refreshing between the two writes
-// fails until the timestamp lands, moments later. It must follow the current root by exactly one version and meet
-// both the old and the new root thresholds (VerifyRootRotation). If the
-// targets keys changed, the targets role is re-signed at Publish; snapshot
-// and timestamp always are, with the new keys.
-func (r *Repository) SetRoot(next *manifest.Metadata[manifest.Root]) error {
-	// One root per Publish: every version must be written as
-	// VERSION.root.json, since clients walk the chain one by one.
-	if r.rootPending {
-		return fmt.Errorf("%w: publish the staged root first", ErrRootRotation)
-	}
-	if _, err := VerifyRootRotation(r.root, next); err != nil {
-		return err
-	}
-	if next.Signed.ConsistentSnapshot != r.root.Signed.ConsistentSnapshot {
-		return fmt.Errorf("%w: switching consistent snapshots on a live repository renames every file", ErrRootRotation)
-	}
-	if !sameRole(r.root.Signed.Roles[manifest.RoleTargets], next.Signed.Roles[manifest.RoleTargets]) {
-		r.markDirty(manifest.RoleTargets)
-	}
-	r.prevRoot, r.root = r.root, next
-	r.rootPending = true
-	return nil
-}
-
-func sameRole(a, b *manifest.Role) bool {
-	if a == nil || b == nil || a.Threshold != b.Threshold || len(a.KeyIDs) != len(b.KeyIDs) {
-		return false
-	}
-	ids := map[string]bool{}
-	for _, id := range a.KeyIDs {
-		ids[id] = true
-	}
-	for _, id := range b.KeyIDs {
-		if !ids[id] {
-			return false
-		}
-	}
-	return true
-}
-
-// ReadTarget opens a published or staged target file's content by target
-// path (the first stored copy), for servers and tests.
-func (r *Repository) ReadTarget(ctx context.Context, targetPath string) (io.ReadCloser, error) {
-	if s, ok := r.pending[targetPath]; ok {
-		return os.Open(s.file)
-	}
-	tf, _, ok := r.findTarget(targetPath)
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNoTarget, targetPath)
-	}
-	s := &spooled{sha256: fmt.Sprintf("%x", []byte(tf.Hashes["sha256"])), sha512: fmt.Sprintf("%x", []byte(tf.Hashes["sha512"]))}
-	return r.store.Get(ctx, r.targetBlobNames(targetPath, s)[0])
 }

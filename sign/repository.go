@@ -296,15 +296,6 @@ func (r *Repository) verifyStored() error {
 	return nil
 }
 
-func getBlob(ctx context.Context, store Storage, name string, limit int64) ([]byte, error) {
-	rc, err := store.Get(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return readLimited(rc, limit)
-}
-
 // metaName is the storage name of a role's metadata at version: with
 // consistent snapshots "metadata/VERSION.ROLE.json" (so a client mid-update
 // keeps reading the versions its snapshot names), else "metadata/ROLE.json".
