@@ -21,11 +21,13 @@ var errInjected = errors.New("injected storage failure")
 
 // failingStorage wraps a Storage and fails its Nth Put (1-based) without
 // writing anything; N = 0 never fails. It counts Puts either way.
+// It keeps what each successful Put wrote.
 type failingStorage struct {
 	Storage
-	failAt int
-	puts   int
-	names  []string
+	failAt  int
+	puts    int
+	names   []string
+	written map[string][]byte
 }
 
 func (f *failingStorage) Put(ctx context.Context, name string, r io.Reader) error {
@@ -34,7 +36,15 @@ func (f *failingStorage) Put(ctx context.Context, name string, r io.Reader) erro
 	if f.puts == f.failAt {
 		return fmt.Errorf("put %s: %w", name, errInjected)
 	}
-	return f.Storage.Put(ctx, name, r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if f.written == nil {
+		f.written = map[string][]byte{}
+	}
+	f.written[name] = data
+	return f.Storage.Put(ctx, name, bytes.NewReader(data))
 }
 
 // A publish that fails at any single storage write leaves the repository
