@@ -356,7 +356,7 @@ func (r *Repository) writeAll(ctx context.Context, writes []blob, next *publicat
 			r.commit(next)
 		}
 	}
-	r.rootPending = false
+	r.rootPending, r.rootAdopted = false, false
 	return nil
 }
 
@@ -369,6 +369,7 @@ func (r *Repository) commit(next *publication) {
 	r.published = next.published
 	r.snapshot, r.timestamp = next.snapshot, next.timestamp
 	r.dirty = map[string]bool{}
+	r.pinned = time.Time{}
 	r.staged = map[string][]byte{}
 	r.presigned = map[string]*manifest.Metadata[manifest.Targets]{}
 	r.Close()
@@ -416,6 +417,16 @@ func (r *Repository) verifyDelegated(role string, newTargets map[string]*manifes
 	if role == manifest.RoleTargets {
 		return wrapVerify(role, r.root.VerifyDelegate(role, md))
 	}
+	parent, ok := r.delegator(role, newTargets)
+	if !ok {
+		return fmt.Errorf("%w %q: no role delegates to it", ErrUnknownRole, role)
+	}
+	return wrapVerify(role, parent.VerifyDelegate(role, md))
+}
+
+// delegator returns the targets role that delegates to role, preferring
+// its new document in newTargets.
+func (r *Repository) delegator(role string, newTargets map[string]*manifest.Metadata[manifest.Targets]) (*manifest.Metadata[manifest.Targets], bool) {
 	for name, parent := range r.targets {
 		if n, ok := newTargets[name]; ok {
 			parent = n
@@ -425,15 +436,15 @@ func (r *Repository) verifyDelegated(role string, newTargets map[string]*manifes
 			continue
 		}
 		if d.SuccinctRoles != nil && d.SuccinctRoles.IsDelegatedRole(role) {
-			return wrapVerify(role, parent.VerifyDelegate(role, md))
+			return parent, true
 		}
 		for _, dr := range d.Roles {
 			if dr.Name == role {
-				return wrapVerify(role, parent.VerifyDelegate(role, md))
+				return parent, true
 			}
 		}
 	}
-	return fmt.Errorf("%w %q: no role delegates to it", ErrUnknownRole, role)
+	return nil, false
 }
 
 func wrapVerify(role string, err error) error {
