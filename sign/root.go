@@ -206,3 +206,23 @@ func sameRole(a, b *manifest.Role) bool {
 	}
 	return true
 }
+
+// DeviceRoot returns the root document to build into devices as their
+// first trusted root, and the storage name it is published under
+// ("metadata/N.root.json"): the newest published root. Devices then follow
+// later rotations from the repository on their own. A root staged by
+// SetRoot is not returned before it is published.
+func (r *Repository) DeviceRoot() (name string, data []byte, err error) {
+	root := r.root
+	if r.rootPending && !r.rootAdopted {
+		root = r.prevRoot
+	}
+	if root == nil || r.timestamp == nil {
+		return "", nil, fmt.Errorf("%w: nothing published yet", ErrNotInitialized)
+	}
+	data, err = root.ToBytes(false)
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("%s/%d.root.json", MetadataDir, root.Signed.Version), data, nil
+}
