@@ -47,6 +47,18 @@ func (f *failingStorage) Put(ctx context.Context, name string, r io.Reader) erro
 	return f.Storage.Put(ctx, name, bytes.NewReader(data))
 }
 
+// openFailing opens the repository in dir on a failingStorage.
+func openFailing(t *testing.T, dir string, failAt int, now time.Time) (*Repository, *failingStorage) {
+	t.Helper()
+	ds, err := NewDirStorage(dir)
+	require.NoError(t, err)
+	fs := &failingStorage{Storage: ds, failAt: failAt}
+	repo, err := OpenRepository(context.Background(), fs, RepositoryOptions{Now: func() time.Time { return now }, TempDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { repo.Close() })
+	return repo, fs
+}
+
 // A publish that fails at any single storage write leaves the repository
 // clients see exactly as it was, and a retry completes it.
 func TestPublishFailingNthWrite(t *testing.T) {
@@ -75,13 +87,7 @@ func TestPublishFailingNthWrite(t *testing.T) {
 		}))
 	}
 	open := func(t *testing.T, dir string, failAt int) (*Repository, *failingStorage) {
-		ds, err := NewDirStorage(dir)
-		require.NoError(t, err)
-		fs := &failingStorage{Storage: ds, failAt: failAt}
-		repo, err := OpenRepository(ctx, fs, RepositoryOptions{Now: func() time.Time { return base.now.Add(time.Minute) }, TempDir: t.TempDir()})
-		require.NoError(t, err)
-		t.Cleanup(func() { repo.Close() })
-		return repo, fs
+		return openFailing(t, dir, failAt, base.now.Add(time.Minute))
 	}
 	copyRepo := func(t *testing.T) string {
 		dir := t.TempDir()

@@ -135,12 +135,7 @@ func TestPublishStorageAfterFailedWrite(t *testing.T) {
 		stageAndOpen := func(t *testing.T, failAt int) (*Repository, *failingStorage, string) {
 			dir := t.TempDir()
 			require.NoError(t, os.CopyFS(dir, os.DirFS(base.dir)))
-			ds, err := NewDirStorage(dir)
-			require.NoError(t, err)
-			fs := &failingStorage{Storage: ds, failAt: failAt}
-			repo, err := OpenRepository(ctx, fs, RepositoryOptions{Now: func() time.Time { return base.now.Add(time.Minute) }, TempDir: t.TempDir()})
-			require.NoError(t, err)
-			t.Cleanup(func() { repo.Close() })
+			repo, fs := openFailing(t, dir, failAt, base.now.Add(time.Minute))
 			rotate(t, repo, []string{"ed25519-1", "ed25519-2"}, func(spec RootSpec) {
 				spec.Roles[manifest.RoleTimestamp] = RoleKeys{Threshold: 1, Keys: keysOf(t, "p384")}
 			})

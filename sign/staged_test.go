@@ -35,6 +35,14 @@ func assertNothingStaged(t *testing.T, repo *Repository) {
 	assert.True(t, s.PinnedAt.IsZero())
 }
 
+// stagedPlain2 is a test repository with plain2.bin staged, and its
+// saved form.
+func stagedPlain2(t *testing.T) (*testRepo, []byte) {
+	tr := newTestRepo(t, true)
+	tr.add(t, "plain2.bin", image("p2", 50), firmware("0.2.0", 0))
+	return tr, save(t, tr.repo)
+}
+
 func save(t testing.TB, repo *Repository) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -146,9 +154,7 @@ func TestResumeStagedDelegations(t *testing.T) {
 // nor onto a repository with changes of its own.
 func TestResumeStagedConflict(t *testing.T) {
 	ctx := context.Background()
-	tr := newTestRepo(t, true)
-	tr.add(t, "plain2.bin", image("p2", 50), firmware("0.2.0", 0))
-	saved := save(t, tr.repo)
+	tr, saved := stagedPlain2(t)
 
 	busy := reopen(t, tr.dir, tr.now)
 	require.NoError(t, busy.AddFirmware(ctx, "plain3.bin", bytes.NewReader([]byte("3")), firmware("0.3.0", 0)))
@@ -168,9 +174,7 @@ func TestResumeStagedConflict(t *testing.T) {
 // refused, and the repository is left with nothing staged.
 func TestResumeStagedCorrupt(t *testing.T) {
 	ctx := context.Background()
-	tr := newTestRepo(t, true)
-	tr.add(t, "plain2.bin", image("p2", 50), firmware("0.2.0", 0))
-	saved := save(t, tr.repo)
+	tr, saved := stagedPlain2(t)
 	repo := reopen(t, tr.dir, tr.now)
 	content := bytes.LastIndex(saved, image("p2", 50))
 	require.Positive(t, content)
@@ -189,9 +193,8 @@ func TestResumeStagedCorrupt(t *testing.T) {
 
 func TestResumeStagedMalformed(t *testing.T) {
 	ctx := context.Background()
-	tr := newTestRepo(t, true)
-	tr.add(t, "plain2.bin", image("p2", 50), firmware("0.2.0", 0))
-	saved := string(save(t, tr.repo))
+	tr, raw := stagedPlain2(t)
+	saved := string(raw)
 	lines := strings.SplitN(saved, "\n", 3)
 	header, files := lines[2][:len(lines[2])-50], lines[2][len(lines[2])-50:]
 	frame := func(h, files string) string { return fmt.Sprintf("%s\n%d\n%s%s", StagedFormat, len(h), h, files) }
