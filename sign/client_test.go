@@ -97,7 +97,7 @@ func (c *goTUFClient) download(up *updater.Updater, targetPath string) ([]byte, 
 	return data, tf, nil
 }
 
-func signedRoot(t *testing.T, consistent bool, now time.Time) *manifest.Metadata[manifest.Root] {
+func signedRoot(t testing.TB, consistent bool, now time.Time) *manifest.Metadata[manifest.Root] {
 	t.Helper()
 	root := testRoot(t)
 	root.Signed.ConsistentSnapshot = consistent

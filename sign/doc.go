@@ -11,26 +11,17 @@
 // are needed only when what they vouch for changes, and an update server
 // that holds just the snapshot and timestamp keys cannot forge firmware.
 //
-// Entry points:
+// Five calls to start from; their docs lead to the rest:
 //
-//   - Keys: [LoadPEMSignerFile] (ed25519, ECDSA P-256/P-384, RSA-PSS,
-//     encrypted PEM with [PassphraseFromEnv] or [PassphraseFromTerminal]),
-//     [OpenPKCS11] for HSMs, [LoadKMSSigner] for cloud KMS, and
-//     [NewSigner] for any sigstore signature.Signer. A [Signer] knows its
-//     TUF keyid and scheme and verifies each signature it makes, so a
-//     misconfigured signer (P-384 hashed with SHA-256, RSA PKCS#1 v1.5,
-//     the mistakes go-tuf's Metadata.Sign makes) is refused up front.
-//   - Publishing: [CreateRepository] or [OpenRepository] a [Repository] on a [Storage]
-//     ([NewDirStorage] for a web server's document root), then
-//     [Repository.AddFirmware], [Repository.AddDelta],
-//     [Repository.AddDelegation], [Repository.AddHashBins] and
-//     [Repository.Publish]. The update server calls Publish with only its
-//     online keys to keep snapshot and timestamp fresh.
-//   - Ceremonies: [NewRoot] / [Repository.StageRoot] give an unsigned
-//     document; key holders call [SignDetached] on their own machines;
-//     [Merge] checks and combines the detached signatures and reports who
-//     signed; [Repository.SetRoot] installs a rotated root after
-//     [VerifyRootRotation].
+//   - [NewRoot]: the root document naming each role's keys and threshold.
+//   - [LoadPEMSignerFile]: a signing key (HSM, KMS and any sigstore signer
+//     fit too).
+//   - [CreateRepository]: a repository on a Storage, to stage firmware,
+//     deltas and delegations on (or open a published one).
+//   - [Repository.Publish]: sign and write what is staged; an update server
+//     calls it with only its online keys to keep snapshot and timestamp
+//     fresh.
+//   - [Merge]: collect k-of-n detached signatures made on other machines.
 //
 // Large catalogues: hash bins are the default. A repository that lists
 // more than a few thousand images should put them in succinct hash bins

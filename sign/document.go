@@ -217,3 +217,11 @@ func clipText(s string) string {
 	}
 	return s
 }
+
+func clone[T metadata.Roles](md *manifest.Metadata[T]) (*manifest.Metadata[T], error) {
+	b, err := md.ToBytes(false)
+	if err != nil {
+		return nil, err
+	}
+	return (&manifest.Metadata[T]{}).FromBytes(b)
+}

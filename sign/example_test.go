@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature/kms/fake"
@@ -23,21 +24,20 @@ func load(name string) *sign.Signer {
 	return s
 }
 
-// A release: create a repository with separate root, targets, snapshot and
-// timestamp keys, add a firmware image and publish it.
-func ExampleRepository_Publish() {
+// The server side of a release, step by step: a root naming one key per
+// role, signed by the root key; a repository in a directory a web server
+// serves; a firmware image; a publish. The README's server-side quick
+// start mirrors this example: change one, change the other.
+func Example() {
 	ctx := context.Background()
 	rootKey, targetsKey, snapshotKey, timestampKey := load("ed25519-1"), load("p256"), load("ed25519-4"), load("ed25519-5")
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	one := func(s *sign.Signer) sign.RoleKeys { return sign.RoleKeys{Threshold: 1, Keys: []*manifest.Key{s.Key()}} }
+	roles := map[string]sign.RoleKeys{
+		manifest.RoleRoot: one(rootKey), manifest.RoleTargets: one(targetsKey),
+		manifest.RoleSnapshot: one(snapshotKey), manifest.RoleTimestamp: one(timestampKey),
+	}
 
-	root, err := sign.NewRoot(sign.RootSpec{
-		Roles: map[string]sign.RoleKeys{
-			manifest.RoleRoot:      {Threshold: 1, Keys: []*manifest.Key{rootKey.Key()}},
-			manifest.RoleTargets:   {Threshold: 1, Keys: []*manifest.Key{targetsKey.Key()}},
-			manifest.RoleSnapshot:  {Threshold: 1, Keys: []*manifest.Key{snapshotKey.Key()}},
-			manifest.RoleTimestamp: {Threshold: 1, Keys: []*manifest.Key{timestampKey.Key()}},
-		},
-	}, now.Add(sign.DefaultRootExpiry))
+	root, err := sign.NewRoot(sign.RootSpec{Roles: roles}, time.Now().Add(sign.DefaultRootExpiry))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -45,27 +45,33 @@ func ExampleRepository_Publish() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// Offline, k-of-n if you like (SignDetached and Merge).
 	if _, err := sign.SignRole(ctx, policy, manifest.RoleRoot, root, []*sign.Signer{rootKey}); err != nil {
 		log.Fatal(err)
 	}
-
-	dir, _ := os.MkdirTemp("", "otaseal-example-")
-	defer os.RemoveAll(dir)
-	store, err := sign.NewDirStorage(dir)
+	dir, err := os.MkdirTemp("", "otaseal-quickstart-")
 	if err != nil {
 		log.Fatal(err)
 	}
-	repo, err := sign.CreateRepository(ctx, store, root, sign.RepositoryOptions{Now: func() time.Time { return now }})
+	defer os.RemoveAll(dir)
+	storage, err := sign.NewDirStorage(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	repo, err := sign.CreateRepository(ctx, storage, root, sign.RepositoryOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer repo.Close()
-	fw := manifest.Firmware{Version: manifest.MustParseVersion("2.4.1"), SecurityVersion: 7, HardwareIDs: []string{"acme-gw-r2"}}
-	if err := repo.AddFirmware(ctx, "acme-gw-r2/2.4.1/firmware.bin", bytes.NewReader([]byte("image bytes")), fw); err != nil {
+	image := bytes.NewReader([]byte("firmware 1.1.0"))
+	err = repo.AddFirmware(ctx, "acme-gw-r2/1.1.0/firmware.bin", image, manifest.Firmware{
+		Version: manifest.MustParseVersion("1.1.0"), SecurityVersion: 2, HardwareIDs: []string{"acme-gw-r2"}})
+	if err != nil {
 		log.Fatal(err)
 	}
+	// repo.AddDelta adds a delta from an earlier release the same way.
 
-	// The online keys alone cannot publish firmware.
+	// (Not in the quick start: the online keys alone cannot publish firmware.)
 	err = repo.Publish(ctx, []*sign.Signer{snapshotKey, timestampKey})
 	var te *manifest.ThresholdError
 	fmt.Println(errors.As(err, &te), te.Role)
@@ -73,11 +79,19 @@ func ExampleRepository_Publish() {
 	if err := repo.Publish(ctx, []*sign.Signer{targetsKey, snapshotKey, timestampKey}); err != nil {
 		log.Fatal(err)
 	}
-	signedAt, _, _ := manifest.SignedAt(&repo.Timestamp().Signed)
-	fmt.Println("timestamp version", repo.Timestamp().Signed.Version, "signed at", signedAt.Format(time.RFC3339))
+
+	// The root to build into devices, as published.
+	name, data, err := repo.DeviceRoot()
+	if err != nil {
+		log.Fatal(err)
+	}
+	published, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+	fmt.Println(name, bytes.Equal(data, published), err)
+	fmt.Println("timestamp version", repo.Timestamp().Signed.Version)
 	// Output:
 	// true targets
-	// timestamp version 1 signed at 2026-11-26T12:00:00Z
+	// metadata/1.root.json true <nil>
+	// timestamp version 1
 }
 
 // An offline 2-of-3 ceremony: each holder signs the exported document on

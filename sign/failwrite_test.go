@@ -21,11 +21,13 @@ var errInjected = errors.New("injected storage failure")
 
 // failingStorage wraps a Storage and fails its Nth Put (1-based) without
 // writing anything; N = 0 never fails. It counts Puts either way.
+// It keeps what each successful Put wrote.
 type failingStorage struct {
 	Storage
-	failAt int
-	puts   int
-	names  []string
+	failAt  int
+	puts    int
+	names   []string
+	written map[string][]byte
 }
 
 func (f *failingStorage) Put(ctx context.Context, name string, r io.Reader) error {
@@ -34,7 +36,27 @@ func (f *failingStorage) Put(ctx context.Context, name string, r io.Reader) erro
 	if f.puts == f.failAt {
 		return fmt.Errorf("put %s: %w", name, errInjected)
 	}
-	return f.Storage.Put(ctx, name, r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if f.written == nil {
+		f.written = map[string][]byte{}
+	}
+	f.written[name] = data
+	return f.Storage.Put(ctx, name, bytes.NewReader(data))
+}
+
+// openFailing opens the repository in dir on a failingStorage.
+func openFailing(t *testing.T, dir string, failAt int, now time.Time) (*Repository, *failingStorage) {
+	t.Helper()
+	ds, err := NewDirStorage(dir)
+	require.NoError(t, err)
+	fs := &failingStorage{Storage: ds, failAt: failAt}
+	repo, err := OpenRepository(context.Background(), fs, RepositoryOptions{Now: func() time.Time { return now }, TempDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { repo.Close() })
+	return repo, fs
 }
 
 // A publish that fails at any single storage write leaves the repository
@@ -65,13 +87,7 @@ func TestPublishFailingNthWrite(t *testing.T) {
 		}))
 	}
 	open := func(t *testing.T, dir string, failAt int) (*Repository, *failingStorage) {
-		ds, err := NewDirStorage(dir)
-		require.NoError(t, err)
-		fs := &failingStorage{Storage: ds, failAt: failAt}
-		repo, err := OpenRepository(ctx, fs, RepositoryOptions{Now: func() time.Time { return base.now.Add(time.Minute) }, TempDir: t.TempDir()})
-		require.NoError(t, err)
-		t.Cleanup(func() { repo.Close() })
-		return repo, fs
+		return openFailing(t, dir, failAt, base.now.Add(time.Minute))
 	}
 	copyRepo := func(t *testing.T) string {
 		dir := t.TempDir()

@@ -26,14 +26,16 @@ func (r *Repository) markDirty(role string) {
 }
 
 // ExportRole returns the next version of the changed targets role, as it
-// will be published but unsigned, for an offline ceremony. A change to the
-// role after the export discards the ceremony: signatures always cover
-// exactly what gets published.
+// will be published but unsigned, for an offline ceremony. Its expiry
+// counts from the pinned staging clock (pinned now if it was not; see
+// SaveStaged), so exporting again, here or after ResumeStaged elsewhere,
+// gives the same bytes. A change to the role after the export discards
+// the ceremony: signatures always cover exactly what gets published.
 func (r *Repository) ExportRole(role string) ([]byte, error) {
 	if !r.dirty[role] {
 		return nil, fmt.Errorf("%w %q: no staged changes to sign", ErrUnknownRole, role)
 	}
-	md, err := r.nextTargets(role, r.opts.now())
+	md, err := r.nextTargets(role, r.pinClock())
 	if err != nil {
 		return nil, err
 	}

@@ -6,10 +6,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -48,288 +49,349 @@ import (
 // last saw (ErrConflict otherwise): two publishers never interleave
 // silently.
 func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
-	now := r.opts.now()
-	p, err := r.policy()
+	pub, err := r.newPublisher(ctx, signers)
 	if err != nil {
 		return err
 	}
-	allowed := func(role string) []*Signer {
-		var out []*Signer
-		for _, s := range signers {
-			if p.Authorize(role, s.KeyID()) == nil {
-				out = append(out, s)
-			}
-		}
-		return out
+	if err := pub.planTargets(); err != nil {
+		return err
 	}
-	sign := func(role string, md any) error {
-		var rep Report
-		var err error
-		switch m := md.(type) {
-		case *manifest.Metadata[manifest.Targets]:
-			rep, err = SignRole(ctx, p, role, m, allowed(role))
-		case *manifest.Metadata[manifest.Snapshot]:
-			rep, err = SignRole(ctx, p, role, m, allowed(role))
-		case *manifest.Metadata[manifest.Timestamp]:
-			rep, err = SignRole(ctx, p, role, m, allowed(role))
-		}
-		if err != nil {
-			return err
-		}
-		if !rep.Met {
-			return &manifest.ThresholdError{Role: role, Threshold: rep.Threshold, SignedBy: rep.SignedBy, Missing: rep.Missing}
-		}
-		return nil
+	if err := pub.nextSnapshot(); err != nil {
+		return err
 	}
+	if err := pub.nextTimestamp(); err != nil {
+		return err
+	}
+	// Everything is signed and checked: from here on only storage can fail.
+	writes := r.writeOrder(pub.next)
+	if err := r.checkUnchanged(ctx); err != nil {
+		return err
+	}
+	return r.writeAll(ctx, writes, pub.next)
+}
 
-	// During a root rotation that changes the targets, snapshot or
-	// timestamp keys, documents are also signed by those of signers the
-	// previous root allows for the role ("bridged"), so that they verify
-	// under the old root and the new one alike. Then the new root can be
-	// written last and a publish that fails at any write still leaves
-	// clients a repository they can verify. Without the old keys the root
-	// goes before the timestamp and a client refreshing in between fails
-	// until the timestamp lands.
-	bridged := true
-	var prevRoot *manifest.Metadata[manifest.Root]
-	if r.rootPending && r.prevRoot != nil {
-		prevRoot = r.prevRoot
+// timestampName is the one metadata file without a version in its name:
+// writing it is the commit point for clients.
+const timestampName = MetadataDir + "/timestamp.json"
+
+// publisher carries one Publish through its steps: who signs, under which
+// policy, at what time, and the publication it builds.
+type publisher struct {
+	r       *Repository
+	ctx     context.Context
+	now     time.Time
+	policy  *Policy
+	signers []*Signer
+	// prevRoot is the root being replaced during a root rotation, nil
+	// otherwise: documents whose role keys change are signed for it too.
+	prevRoot *manifest.Metadata[manifest.Root]
+	next     *publication
+}
+
+// publication is what one Publish writes and, once the timestamp lands,
+// makes the Repository's state.
+type publication struct {
+	// order lists the changed targets roles, delegated ones before the
+	// top-level role; targets and targetsBytes hold their new documents.
+	order        []string
+	targets      map[string]*manifest.Metadata[manifest.Targets]
+	targetsBytes map[string][]byte
+	// published is every targets role's version once this is published.
+	published map[string]int64
+	// snapshot is r.snapshot when it needs no new version.
+	snapshot       *manifest.Metadata[manifest.Snapshot]
+	snapshotBytes  []byte
+	timestamp      *manifest.Metadata[manifest.Timestamp]
+	timestampBytes []byte
+	root           []byte // the staged root, or nil
+	// bridged: every document a rotation re-keys verifies under the
+	// previous root as well, so the root can be written last.
+	bridged bool
+}
+
+func (r *Repository) newPublisher(ctx context.Context, signers []*Signer) (*publisher, error) {
+	p, err := r.policy()
+	if err != nil {
+		return nil, err
 	}
-	bridge := func(role string, md any) error {
-		if prevRoot == nil || sameRole(prevRoot.Signed.Roles[role], r.root.Signed.Roles[role]) {
-			return nil
+	pub := &publisher{r: r, ctx: ctx, now: r.opts.now(), policy: p, signers: signers, next: &publication{
+		targets:      map[string]*manifest.Metadata[manifest.Targets]{},
+		targetsBytes: map[string][]byte{},
+		published:    maps.Clone(r.published),
+		bridged:      true,
+	}}
+	if r.rootPending {
+		pub.prevRoot = r.prevRoot
+		if pub.next.root, err = r.root.ToBytes(false); err != nil {
+			return nil, err
 		}
-		var (
-			sigs    *[]manifest.Signature
-			payload []byte
-			err     error
-			verify  func() error
-		)
-		switch m := md.(type) {
-		case *manifest.Metadata[manifest.Targets]:
-			sigs, verify = &m.Signatures, func() error { return prevRoot.VerifyDelegate(role, m) }
-			payload, err = Payload(m)
-		case *manifest.Metadata[manifest.Snapshot]:
-			sigs, verify = &m.Signatures, func() error { return prevRoot.VerifyDelegate(role, m) }
-			payload, err = Payload(m)
-		case *manifest.Metadata[manifest.Timestamp]:
-			sigs, verify = &m.Signatures, func() error { return prevRoot.VerifyDelegate(role, m) }
-			payload, err = Payload(m)
+	}
+	return pub, nil
+}
+
+// planTargets signs the next version of every changed targets role (or
+// takes the document ImportSigned accepted) and checks each against its
+// delegator as go-tuf clients will.
+func (p *publisher) planTargets() error {
+	r, next := p.r, p.next
+	for role := range r.dirty {
+		next.order = append(next.order, role)
+	}
+	sort.Slice(next.order, func(i, j int) bool {
+		a, b := next.order[i], next.order[j]
+		if (a == manifest.RoleTargets) != (b == manifest.RoleTargets) {
+			return b == manifest.RoleTargets
 		}
-		if err != nil {
-			return err
-		}
-		for _, s := range signers {
-			id := s.KeyID()
-			if !slices.Contains(prevRoot.Signed.Roles[role].KeyIDs, id) ||
-				slices.ContainsFunc(*sigs, func(x manifest.Signature) bool { return x.KeyID == id }) {
-				continue
-			}
-			sig, err := s.SignPayload(ctx, payload)
-			if err != nil {
+		return a < b
+	})
+	for _, role := range next.order {
+		md, ok := r.presigned[role]
+		if !ok {
+			var err error
+			if md, err = r.nextTargets(role, p.now); err != nil {
 				return err
 			}
-			*sigs = append(*sigs, sig)
+			if err := signAs(p, role, md); err != nil {
+				return err
+			}
 		}
-		if verify() != nil {
-			bridged = false
-		}
-		return nil
+		// A presigned document was checked by ImportSigned; it is
+		// checked again below with go-tuf like every other role.
+		next.targets[role] = md
+		next.published[role] = md.Signed.Version
 	}
-
-	type blob struct {
-		name string
-		data []byte // or
-		file string
-	}
-	var writes []blob
-
-	// Target files first: nothing refers to them yet.
-	paths := make([]string, 0, len(r.pending))
-	for tp := range r.pending {
-		paths = append(paths, tp)
-	}
-	sort.Strings(paths)
-	for _, tp := range paths {
-		s := r.pending[tp]
-		for _, name := range r.targetBlobNames(tp, s) {
-			writes = append(writes, blob{name: name, file: s.file})
+	if md, ok := next.targets[manifest.RoleTargets]; ok {
+		if err := bridge(p, manifest.RoleTargets, md); err != nil {
+			return err
 		}
 	}
-
-	// Targets roles, delegated ones before the top-level role.
-	dirty := make([]string, 0, len(r.dirty))
-	for role := range r.dirty {
-		dirty = append(dirty, role)
-	}
-	sort.Slice(dirty, func(i, j int) bool {
-		if (dirty[i] == manifest.RoleTargets) != (dirty[j] == manifest.RoleTargets) {
-			return dirty[j] == manifest.RoleTargets
+	for _, role := range next.order {
+		if err := r.verifyDelegated(role, next.targets); err != nil {
+			return err
 		}
-		return dirty[i] < dirty[j]
-	})
-	newTargets := map[string]*manifest.Metadata[manifest.Targets]{}
-	newPublished := map[string]int64{}
-	for role, v := range r.published {
-		newPublished[role] = v
-	}
-	for _, role := range dirty {
-		if md, ok := r.presigned[role]; ok {
-			// Signed offline (ImportSigned checked it); checked again
-			// below with go-tuf like every other role.
-			newTargets[role] = md
-			newPublished[role] = md.Signed.Version
-			continue
-		}
-		md, err := r.nextTargets(role, now)
+		data, err := next.targets[role].ToBytes(false)
 		if err != nil {
 			return err
 		}
-		if err := sign(role, md); err != nil {
-			return err
-		}
-		newTargets[role] = md
-		newPublished[role] = md.Signed.Version
+		next.targetsBytes[role] = data
 	}
-	if md, ok := newTargets[manifest.RoleTargets]; ok {
-		if err := bridge(manifest.RoleTargets, md); err != nil {
-			return err
-		}
-	}
-	for _, role := range dirty {
-		if err := r.verifyDelegated(role, newTargets); err != nil {
-			return err
-		}
-		data, err := newTargets[role].ToBytes(false)
-		if err != nil {
-			return err
-		}
-		writes = append(writes, blob{name: r.metaName(role, newTargets[role].Signed.Version), data: data})
-	}
+	return nil
+}
 
-	// Snapshot.
+// nextSnapshot signs a new snapshot when any targets role or the root
+// changed or the current one is about to expire; otherwise the current
+// one stays.
+func (p *publisher) nextSnapshot() error {
+	r, next := p.r, p.next
 	snap := r.snapshot
-	snapExpiry := orDefault(r.opts.SnapshotExpiry, DefaultSnapshotExpiry)
-	if snap == nil || len(dirty) > 0 || r.rootPending || snap.Signed.Expires.Before(now.Add(snapExpiry/2)) {
-		snap = metadata.Snapshot(now.Add(snapExpiry).Truncate(1e9))
+	expiry := orDefault(r.opts.SnapshotExpiry, DefaultSnapshotExpiry)
+	if snap == nil || len(next.order) > 0 || r.rootPending || snap.Signed.Expires.Before(p.now.Add(expiry/2)) {
+		snap = metadata.Snapshot(p.now.Add(expiry).Truncate(1e9))
 		if r.snapshot != nil {
 			snap.Signed.Version = r.snapshot.Signed.Version + 1
 		}
 		snap.Signed.Meta = map[string]*manifest.MetaFile{}
 		for role := range r.targets {
-			snap.Signed.Meta[role+".json"] = metadata.MetaFile(newPublished[role])
+			snap.Signed.Meta[role+".json"] = metadata.MetaFile(next.published[role])
 		}
-		if err := sign(manifest.RoleSnapshot, snap); err != nil {
+		if err := signAs(p, manifest.RoleSnapshot, snap); err != nil {
 			return err
 		}
-		if err := bridge(manifest.RoleSnapshot, snap); err != nil {
+		if err := bridge(p, manifest.RoleSnapshot, snap); err != nil {
 			return err
 		}
 		if err := manifest.TranslateError(r.root.VerifyDelegate(manifest.RoleSnapshot, snap)); err != nil {
 			return fmt.Errorf("sign: snapshot would not verify: %w", err)
 		}
 	}
-	snapBytes, err := snap.ToBytes(false)
+	data, err := snap.ToBytes(false)
 	if err != nil {
 		return err
 	}
-	if snap != r.snapshot {
-		writes = append(writes, blob{name: r.metaName(manifest.RoleSnapshot, snap.Signed.Version), data: snapBytes})
-	}
+	next.snapshot, next.snapshotBytes = snap, data
+	return nil
+}
 
-	// Root, after everything it could make clients look for.
-	var rootWrites []blob
-	if r.rootPending {
-		data, err := r.root.ToBytes(false)
-		if err != nil {
-			return err
-		}
-		rootWrites = []blob{
-			{name: fmt.Sprintf("%s/%d.root.json", MetadataDir, r.root.Signed.Version), data: data},
-			{name: MetadataDir + "/root.json", data: data},
-		}
-	}
-
-	// Timestamp, the commit point for clients.
-	ts := metadata.Timestamp(now.Add(orDefault(r.opts.TimestampExpiry, DefaultTimestampExpiry)).Truncate(1e9))
+// nextTimestamp signs a new timestamp naming the next snapshot and
+// carrying its signing time. It always gets a new version.
+func (p *publisher) nextTimestamp() error {
+	r, next := p.r, p.next
+	ts := metadata.Timestamp(p.now.Add(orDefault(r.opts.TimestampExpiry, DefaultTimestampExpiry)).Truncate(1e9))
 	if r.timestamp != nil {
 		ts.Signed.Version = r.timestamp.Signed.Version + 1
 	}
-	sum := sha256.Sum256(snapBytes)
+	sum := sha256.Sum256(next.snapshotBytes)
 	ts.Signed.Meta["snapshot.json"] = &manifest.MetaFile{
-		Version: snap.Signed.Version,
-		Length:  int64(len(snapBytes)),
+		Version: next.snapshot.Signed.Version,
+		Length:  int64(len(next.snapshotBytes)),
 		Hashes:  manifest.Hashes{"sha256": sum[:]},
 	}
-	manifest.SetSignedAt(&ts.Signed, now)
-	if err := sign(manifest.RoleTimestamp, ts); err != nil {
+	manifest.SetSignedAt(&ts.Signed, p.now)
+	if err := signAs(p, manifest.RoleTimestamp, ts); err != nil {
 		return err
 	}
-	if err := bridge(manifest.RoleTimestamp, ts); err != nil {
+	if err := bridge(p, manifest.RoleTimestamp, ts); err != nil {
 		return err
 	}
 	if err := manifest.TranslateError(r.root.VerifyDelegate(manifest.RoleTimestamp, ts)); err != nil {
 		return fmt.Errorf("sign: timestamp would not verify: %w", err)
 	}
-	tsBytes, err := ts.ToBytes(false)
+	data, err := ts.ToBytes(false)
 	if err != nil {
 		return err
 	}
-	if bridged {
-		writes = append(writes, blob{name: MetadataDir + "/timestamp.json", data: tsBytes})
-		writes = append(writes, rootWrites...)
-	} else {
-		writes = append(writes, rootWrites...)
-		writes = append(writes, blob{name: MetadataDir + "/timestamp.json", data: tsBytes})
-	}
-
-	if err := r.checkUnchanged(ctx); err != nil {
-		return err
-	}
-	// The in-memory state follows what clients can see: it commits when
-	// the timestamp lands, so a Publish that failed before can simply be
-	// retried, and one that failed after (writing a bridged root) only
-	// has the root left to write.
-	commit := func() {
-		for role, md := range newTargets {
-			r.targets[role] = md
-		}
-		r.published = newPublished
-		r.snapshot, r.timestamp = snap, ts
-		r.dirty = map[string]bool{}
-		r.staged = map[string][]byte{}
-		r.presigned = map[string]*manifest.Metadata[manifest.Targets]{}
-		r.Close()
-	}
-	for _, w := range writes {
-		if err := r.put(ctx, w.name, w.data, w.file); err != nil {
-			return err
-		}
-		if w.name == MetadataDir+"/timestamp.json" {
-			commit()
-		}
-	}
-	r.rootPending = false
+	next.timestamp, next.timestampBytes = ts, data
 	return nil
 }
 
-func (r *Repository) put(ctx context.Context, name string, data []byte, file string) error {
-	if file == "" {
-		return r.store.Put(ctx, name, bytes.NewReader(data))
+// signAs signs md as role with those of the publisher's signers that the
+// policy allows for it, and requires the role's threshold.
+func signAs[T metadata.Roles](p *publisher, role string, md *manifest.Metadata[T]) error {
+	var allowed []*Signer
+	for _, s := range p.signers {
+		if p.policy.Authorize(role, s.KeyID()) == nil {
+			allowed = append(allowed, s)
+		}
 	}
-	f, err := os.Open(file)
+	rep, err := SignRole(p.ctx, p.policy, role, md, allowed)
+	if err != nil {
+		return err
+	}
+	if !rep.Met {
+		return &manifest.ThresholdError{Role: role, Threshold: rep.Threshold, SignedBy: rep.SignedBy, Missing: rep.Missing}
+	}
+	return nil
+}
+
+// bridge adds, during a root rotation that changes role's keys, the
+// signatures of those of the publisher's signers that the previous root
+// allows for role, so that md verifies under the old root and the new one
+// alike. Then the new root can be written last and a publish that fails at
+// any write still leaves clients a repository they can verify. Without
+// the old keys the publication is not bridged: the root goes before the
+// timestamp, and a client refreshing in between fails until the timestamp
+// lands.
+func bridge[T metadata.Roles](p *publisher, role string, md *manifest.Metadata[T]) error {
+	prev := p.prevRoot
+	if prev == nil || sameRole(prev.Signed.Roles[role], p.r.root.Signed.Roles[role]) {
+		return nil
+	}
+	payload, err := Payload(md)
+	if err != nil {
+		return err
+	}
+	for _, s := range p.signers {
+		id := s.KeyID()
+		if !slices.Contains(prev.Signed.Roles[role].KeyIDs, id) ||
+			slices.ContainsFunc(md.Signatures, func(x manifest.Signature) bool { return x.KeyID == id }) {
+			continue
+		}
+		sig, err := s.SignPayload(p.ctx, payload)
+		if err != nil {
+			return err
+		}
+		md.Signatures = append(md.Signatures, sig)
+	}
+	if prev.VerifyDelegate(role, md) != nil {
+		p.next.bridged = false
+	}
+	return nil
+}
+
+// blob is one storage write: data, or the content of a local file.
+type blob struct {
+	name string
+	data []byte
+	file string
+}
+
+// writeOrder lists next's writes in the order that keeps every
+// intermediate state safe for clients: target files first, as nothing
+// refers to them yet; then targets metadata, delegated roles before the
+// top-level role that delegates to them; then the snapshot naming them;
+// then timestamp.json, the commit point. A staged root goes last when the
+// publication is bridged (every document verifies under either root), and
+// just before the timestamp otherwise, after everything it could make
+// clients look for.
+func (r *Repository) writeOrder(next *publication) []blob {
+	var writes []blob
+	paths := slices.Sorted(maps.Keys(r.pending))
+	for _, tp := range paths {
+		s := r.pending[tp]
+		for _, name := range r.targetBlobNames(tp, s) {
+			writes = append(writes, blob{name: name, file: s.file})
+		}
+	}
+	for _, role := range next.order {
+		writes = append(writes, blob{name: r.metaName(role, next.targets[role].Signed.Version), data: next.targetsBytes[role]})
+	}
+	if next.snapshot != r.snapshot {
+		writes = append(writes, blob{name: r.metaName(manifest.RoleSnapshot, next.snapshot.Signed.Version), data: next.snapshotBytes})
+	}
+	var root []blob
+	if next.root != nil {
+		root = []blob{
+			{name: fmt.Sprintf("%s/%d.root.json", MetadataDir, r.root.Signed.Version), data: next.root},
+			{name: MetadataDir + "/root.json", data: next.root},
+		}
+	}
+	ts := blob{name: timestampName, data: next.timestampBytes}
+	if next.bridged {
+		return append(append(writes, ts), root...)
+	}
+	return append(append(writes, root...), ts)
+}
+
+// writeAll makes the writes in order and commits next when the timestamp
+// lands. The in-memory state follows what clients can see, so a Publish
+// that failed before the timestamp can simply be retried, and one that
+// failed after it (writing a bridged root) only has the root left to
+// write.
+func (r *Repository) writeAll(ctx context.Context, writes []blob, next *publication) error {
+	for _, w := range writes {
+		if err := r.put(ctx, w); err != nil {
+			return err
+		}
+		if w.name == timestampName {
+			r.commit(next)
+		}
+	}
+	r.rootPending, r.rootAdopted = false, false
+	return nil
+}
+
+// commit makes next the Repository's published state and forgets the
+// staged changes it carried.
+func (r *Repository) commit(next *publication) {
+	for role, md := range next.targets {
+		r.targets[role] = md
+	}
+	r.published = next.published
+	r.snapshot, r.timestamp = next.snapshot, next.timestamp
+	r.dirty = map[string]bool{}
+	r.pinned = time.Time{}
+	r.staged = map[string][]byte{}
+	r.presigned = map[string]*manifest.Metadata[manifest.Targets]{}
+	r.Close()
+}
+
+func (r *Repository) put(ctx context.Context, w blob) error {
+	if w.file == "" {
+		return r.store.Put(ctx, w.name, bytes.NewReader(w.data))
+	}
+	f, err := os.Open(w.file)
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
 	defer f.Close()
-	return r.store.Put(ctx, name, f)
+	return r.store.Put(ctx, w.name, f)
 }
 
 // checkUnchanged is the compare half of Publish's compare-and-swap: the
 // timestamp in storage must be the one this Repository published or
 // loaded.
 func (r *Repository) checkUnchanged(ctx context.Context) error {
-	b, err := getBlob(ctx, r.store, MetadataDir+"/timestamp.json", MaxDocumentSize)
+	b, err := getBlob(ctx, r.store, timestampName, MaxDocumentSize)
 	switch {
 	case errors.Is(err, ErrBlobNotFound) && r.timestamp == nil:
 		return nil
@@ -355,6 +417,16 @@ func (r *Repository) verifyDelegated(role string, newTargets map[string]*manifes
 	if role == manifest.RoleTargets {
 		return wrapVerify(role, r.root.VerifyDelegate(role, md))
 	}
+	parent, ok := r.delegator(role, newTargets)
+	if !ok {
+		return fmt.Errorf("%w %q: no role delegates to it", ErrUnknownRole, role)
+	}
+	return wrapVerify(role, parent.VerifyDelegate(role, md))
+}
+
+// delegator returns the targets role that delegates to role, preferring
+// its new document in newTargets.
+func (r *Repository) delegator(role string, newTargets map[string]*manifest.Metadata[manifest.Targets]) (*manifest.Metadata[manifest.Targets], bool) {
 	for name, parent := range r.targets {
 		if n, ok := newTargets[name]; ok {
 			parent = n
@@ -364,15 +436,15 @@ func (r *Repository) verifyDelegated(role string, newTargets map[string]*manifes
 			continue
 		}
 		if d.SuccinctRoles != nil && d.SuccinctRoles.IsDelegatedRole(role) {
-			return wrapVerify(role, parent.VerifyDelegate(role, md))
+			return parent, true
 		}
 		for _, dr := range d.Roles {
 			if dr.Name == role {
-				return wrapVerify(role, parent.VerifyDelegate(role, md))
+				return parent, true
 			}
 		}
 	}
-	return fmt.Errorf("%w %q: no role delegates to it", ErrUnknownRole, role)
+	return nil, false
 }
 
 func wrapVerify(role string, err error) error {
@@ -380,79 +452,4 @@ func wrapVerify(role string, err error) error {
 		return fmt.Errorf("sign: %s would not verify: %w", role, manifest.TranslateError(err))
 	}
 	return nil
-}
-
-func clone[T metadata.Roles](md *manifest.Metadata[T]) (*manifest.Metadata[T], error) {
-	b, err := md.ToBytes(false)
-	if err != nil {
-		return nil, err
-	}
-	return (&manifest.Metadata[T]{}).FromBytes(b)
-}
-
-// StageRoot returns an unsigned successor of the current root with the
-// role keys of spec and a fresh expiry, for a signing ceremony. Sign it with
-// RotationPolicy(current, next) and give it to SetRoot.
-func (r *Repository) StageRoot(spec RootSpec) (*manifest.Metadata[manifest.Root], error) {
-	return NextRoot(r.root, spec, r.opts.now().Add(orDefault(r.opts.RootExpiry, DefaultRootExpiry)))
-}
-
-// SetRoot stages next, a signed successor of the current root, for the next
-// Publish. If the rotation replaces the targets, snapshot or timestamp
-// keys, pass the old keys to Publish as well as the new: the documents
-// then carry both and verify under either root, and the root is written
-// after the timestamp. Without the old keys the root is written just
-// before the timestamp, and a client refreshing between the two writes
-// fails until the timestamp lands, moments later. It must follow the current root by exactly one version and meet
-// both the old and the new root thresholds (VerifyRootRotation). If the
-// targets keys changed, the targets role is re-signed at Publish; snapshot
-// and timestamp always are, with the new keys.
-func (r *Repository) SetRoot(next *manifest.Metadata[manifest.Root]) error {
-	// One root per Publish: every version must be written as
-	// VERSION.root.json, since clients walk the chain one by one.
-	if r.rootPending {
-		return fmt.Errorf("%w: publish the staged root first", ErrRootRotation)
-	}
-	if _, err := VerifyRootRotation(r.root, next); err != nil {
-		return err
-	}
-	if next.Signed.ConsistentSnapshot != r.root.Signed.ConsistentSnapshot {
-		return fmt.Errorf("%w: switching consistent snapshots on a live repository renames every file", ErrRootRotation)
-	}
-	if !sameRole(r.root.Signed.Roles[manifest.RoleTargets], next.Signed.Roles[manifest.RoleTargets]) {
-		r.markDirty(manifest.RoleTargets)
-	}
-	r.prevRoot, r.root = r.root, next
-	r.rootPending = true
-	return nil
-}
-
-func sameRole(a, b *manifest.Role) bool {
-	if a == nil || b == nil || a.Threshold != b.Threshold || len(a.KeyIDs) != len(b.KeyIDs) {
-		return false
-	}
-	ids := map[string]bool{}
-	for _, id := range a.KeyIDs {
-		ids[id] = true
-	}
-	for _, id := range b.KeyIDs {
-		if !ids[id] {
-			return false
-		}
-	}
-	return true
-}
-
-// ReadTarget opens a published or staged target file's content by target
-// path (the first stored copy), for servers and tests.
-func (r *Repository) ReadTarget(ctx context.Context, targetPath string) (io.ReadCloser, error) {
-	if s, ok := r.pending[targetPath]; ok {
-		return os.Open(s.file)
-	}
-	tf, _, ok := r.findTarget(targetPath)
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNoTarget, targetPath)
-	}
-	s := &spooled{sha256: fmt.Sprintf("%x", []byte(tf.Hashes["sha256"])), sha512: fmt.Sprintf("%x", []byte(tf.Hashes["sha512"]))}
-	return r.store.Get(ctx, r.targetBlobNames(targetPath, s)[0])
 }

@@ -94,6 +94,12 @@ type Repository struct {
 	revokedDelegated map[string]map[string]bool
 	pending          map[string]*spooled
 	rootPending      bool
+	// rootAdopted: the pending root was found in storage (a crashed
+	// publish wrote it), not staged by SetRoot.
+	rootAdopted bool
+	// pinned, when set, is the time the next targets documents are made
+	// at (see SaveStaged).
+	pinned time.Time
 }
 
 // spooled is a target file read by Add, waiting in a local temp file.
@@ -201,7 +207,7 @@ func OpenRepository(ctx context.Context, store Storage, opts RepositoryOptions) 
 			return nil, err
 		}
 		r.root = next
-		r.rootPending = true
+		r.rootPending, r.rootAdopted = true, true
 	}
 	if v := r.root.Signed.Version; v > 1 {
 		b, err := getBlob(ctx, store, fmt.Sprintf("%s/%d.root.json", MetadataDir, v-1), MaxDocumentSize)
@@ -296,15 +302,6 @@ func (r *Repository) verifyStored() error {
 		}
 	}
 	return nil
-}
-
-func getBlob(ctx context.Context, store Storage, name string, limit int64) ([]byte, error) {
-	rc, err := store.Get(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return readLimited(rc, limit)
 }
 
 // metaName is the storage name of a role's metadata at version: with

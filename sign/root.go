@@ -153,3 +153,76 @@ func VerifyRootRotation(prev, next *manifest.Metadata[manifest.Root]) (Report, e
 	}
 	return rep, nil
 }
+
+// StageRoot returns an unsigned successor of the current root with the
+// role keys of spec and a fresh expiry, for a signing ceremony. Sign it with
+// RotationPolicy(current, next) and give it to SetRoot.
+func (r *Repository) StageRoot(spec RootSpec) (*manifest.Metadata[manifest.Root], error) {
+	return NextRoot(r.root, spec, r.opts.now().Add(orDefault(r.opts.RootExpiry, DefaultRootExpiry)))
+}
+
+// SetRoot stages next, a signed successor of the current root, for the next
+// Publish. If the rotation replaces the targets, snapshot or timestamp
+// keys, pass the old keys to Publish as well as the new: the documents
+// then carry both and verify under either root, and the root is written
+// after the timestamp. Without the old keys the root is written just
+// before the timestamp, and a client refreshing between the two writes
+// fails until the timestamp lands, moments later. It must follow the current root by exactly one version and meet
+// both the old and the new root thresholds (VerifyRootRotation). If the
+// targets keys changed, the targets role is re-signed at Publish; snapshot
+// and timestamp always are, with the new keys.
+func (r *Repository) SetRoot(next *manifest.Metadata[manifest.Root]) error {
+	// One root per Publish: every version must be written as
+	// VERSION.root.json, since clients walk the chain one by one.
+	if r.rootPending {
+		return fmt.Errorf("%w: publish the staged root first", ErrRootRotation)
+	}
+	if _, err := VerifyRootRotation(r.root, next); err != nil {
+		return err
+	}
+	if next.Signed.ConsistentSnapshot != r.root.Signed.ConsistentSnapshot {
+		return fmt.Errorf("%w: switching consistent snapshots on a live repository renames every file", ErrRootRotation)
+	}
+	if !sameRole(r.root.Signed.Roles[manifest.RoleTargets], next.Signed.Roles[manifest.RoleTargets]) {
+		r.markDirty(manifest.RoleTargets)
+	}
+	r.prevRoot, r.root = r.root, next
+	r.rootPending = true
+	return nil
+}
+
+func sameRole(a, b *manifest.Role) bool {
+	if a == nil || b == nil || a.Threshold != b.Threshold || len(a.KeyIDs) != len(b.KeyIDs) {
+		return false
+	}
+	ids := map[string]bool{}
+	for _, id := range a.KeyIDs {
+		ids[id] = true
+	}
+	for _, id := range b.KeyIDs {
+		if !ids[id] {
+			return false
+		}
+	}
+	return true
+}
+
+// DeviceRoot returns the root document to build into devices as their
+// first trusted root, and the storage name it is published under
+// ("metadata/N.root.json"): the newest published root. Devices then follow
+// later rotations from the repository on their own. A root staged by
+// SetRoot is not returned before it is published.
+func (r *Repository) DeviceRoot() (name string, data []byte, err error) {
+	root := r.root
+	if r.rootPending && !r.rootAdopted {
+		root = r.prevRoot
+	}
+	if root == nil || r.timestamp == nil {
+		return "", nil, fmt.Errorf("%w: nothing published yet", ErrNotInitialized)
+	}
+	data, err = root.ToBytes(false)
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("%s/%d.root.json", MetadataDir, root.Signed.Version), data, nil
+}

@@ -191,3 +191,17 @@ func (r *Repository) targetBlobNames(targetPath string, s *spooled) []string {
 		TargetsDir + "/" + dir + s.sha512 + "." + base,
 	}
 }
+
+// ReadTarget opens a published or staged target file's content by target
+// path (the first stored copy), for servers and tests.
+func (r *Repository) ReadTarget(ctx context.Context, targetPath string) (io.ReadCloser, error) {
+	if s, ok := r.pending[targetPath]; ok {
+		return os.Open(s.file)
+	}
+	tf, _, ok := r.findTarget(targetPath)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNoTarget, targetPath)
+	}
+	s := &spooled{sha256: fmt.Sprintf("%x", []byte(tf.Hashes["sha256"])), sha512: fmt.Sprintf("%x", []byte(tf.Hashes["sha512"]))}
+	return r.store.Get(ctx, r.targetBlobNames(targetPath, s)[0])
+}

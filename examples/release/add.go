@@ -114,7 +114,6 @@ kept together with this one.`)
 		return err
 	}
 	defer s.close()
-	s.record = *stage
 	if err := checkSecurityVersion(s.repo, fw); err != nil {
 		return err
 	}
@@ -129,9 +128,6 @@ kept together with this one.`)
 	if err != nil {
 		return err
 	}
-	if err := s.stage(ctx, stagedItem{Path: target, Firmware: &fw}, func(dst string) error { return copyFile(dst, image) }); err != nil {
-		return err
-	}
 	e.printf("added %s (security version %d)\n", target, fw.SecurityVersion)
 	if *deltas > 0 {
 		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts); err != nil {
@@ -139,14 +135,11 @@ kept together with this one.`)
 		}
 	}
 	if *stage {
-		if err := s.savePlan(); err != nil {
+		if err := s.save(); err != nil {
 			return err
 		}
-		e.printf("staged in %s; next: release export --repo %s --role targets --out FILE\n", stagingDir(s.dir), s.dir)
+		e.printf("staged in %s; next: release export --repo %s --role targets --out FILE\n", stagingFile(s.dir), s.dir)
 		return nil
-	}
-	if err := s.importSigned(); err != nil {
-		return err
 	}
 	return s.publish(ctx, e, signers)
 }
@@ -253,11 +246,6 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 			if err := s.repo.AddDelta(ctx, path, bytes.NewReader(patch.Bytes()), dm); err != nil {
 				return err
 			}
-			if err := s.stage(ctx, stagedItem{Path: path, Delta: &dm}, func(dst string) error {
-				return os.WriteFile(dst, patch.Bytes(), 0o600)
-			}); err != nil {
-				return err
-			}
 			fmt.Fprintf(e.stderr, "      %-12s %s: %s (%.1f%% of the image) in %s\n", f.manifest, path, size(int64(patch.Len())),
 				100*float64(patch.Len())/float64(len(newImage)), time.Since(start).Round(time.Millisecond))
 			e.printf("added %s (%s, saves %s)\n", path, f.manifest, size(int64(len(newImage)-patch.Len())))
@@ -308,23 +296,6 @@ func readTarget(ctx context.Context, repo *sign.Repository, path string) ([]byte
 		err = fmt.Errorf("%s is larger than the delta limit of %s", path, size(delta.MaxInputSize))
 	}
 	return data, err
-}
-
-func copyFile(dst, src string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // size formats a byte count for people.

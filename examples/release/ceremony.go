@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
-	"time"
 
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/sign"
@@ -65,12 +62,11 @@ To sign a root rotation k-of-n, use "release rotate --export" instead.`)
 		return err
 	}
 	defer s.close()
-	if len(s.plan.Items) == 0 && s.plan.Root == "" {
+	if !s.staged() {
 		return fmt.Errorf("nothing staged: run release add --stage (or merge a root rotation) first")
 	}
-	// Pin the clock: merge replays the staged changes at this instant, so
-	// that the document it publishes is exactly the one signed.
-	s.pinned = time.Now().UTC().Truncate(time.Second)
+	// The staged changes keep the clock the export pinned, so that the
+	// document merge publishes is exactly the one signed.
 	doc, err := s.repo.ExportRole(*role)
 	if err != nil {
 		return err
@@ -78,9 +74,7 @@ To sign a root rotation k-of-n, use "release rotate --export" instead.`)
 	if err := writeFile(*out, doc); err != nil {
 		return err
 	}
-	s.plan.ExportedAt = s.pinned
-	s.plan.Signed = nil
-	if err := s.savePlan(); err != nil {
+	if err := s.save(); err != nil {
 		return err
 	}
 	if err := describe(e, doc); err != nil {
@@ -222,22 +216,9 @@ Falling short of the threshold is not a failure: exit status 0.`)
 	if err := checkRoleType(*role, d.Type); err != nil {
 		return err
 	}
-	var sigs []*sign.DetachedSignature
-	for _, path := range fs.Args() {
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		data, err := manifest.ReadLimited(f, sign.MaxDetachedSignatureSize)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		sig, err := sign.ParseDetachedSignature(data)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		sigs = append(sigs, sig)
+	sigs, err := readSignatures(fs.Args())
+	if err != nil {
+		return err
 	}
 	kr := &keyring{passEnv: *passEnv}
 	defer kr.close()
@@ -252,11 +233,10 @@ Falling short of the threshold is not a failure: exit status 0.`)
 	defer s.close()
 
 	var policy *sign.Policy
-	if *role == manifest.RoleRoot {
-		if s.plan.Root != "" {
+	if next, ok := d.Root(); ok {
+		if s.repo.StagedChanges().Root {
 			return fmt.Errorf("a signed root rotation is already staged: publish it first")
 		}
-		next, _ := d.Root()
 		if policy, err = sign.RotationPolicy(&s.repo.Root().Signed, &next.Signed); err != nil {
 			return err
 		}
@@ -282,36 +262,10 @@ Falling short of the threshold is not a failure: exit status 0.`)
 		e.printf("threshold not met: collect more signatures and merge them into %s\n", *in)
 		return nil
 	}
-
-	if *role == manifest.RoleRoot {
-		if err := os.MkdirAll(stagingDir(s.dir), 0o700); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(stagingDir(s.dir), "root.json"), merged, 0o600); err != nil {
-			return err
-		}
-		s.plan.Root = "root.json"
-		if err := s.setStagedRoot(); err != nil {
-			return err
-		}
-	} else {
-		if s.plan.ExportedAt.IsZero() {
-			return fmt.Errorf("the staged changes were not exported, or changed since: run release export again")
-		}
-		name := "signed-" + strings.ReplaceAll(*role, "/", "_") + ".json"
-		if err := os.WriteFile(filepath.Join(stagingDir(s.dir), name), merged, 0o600); err != nil {
-			return err
-		}
-		if s.plan.Signed == nil {
-			s.plan.Signed = map[string]string{}
-		}
-		s.plan.Signed[*role] = name
-		// Fail now, not at publish, if the document is not the staged one.
-		if err := s.importSigned(); err != nil {
-			return err
-		}
+	if err := stageMerged(s.repo, *role, merged); err != nil {
+		return err
 	}
-	if err := s.savePlan(); err != nil {
+	if err := s.save(); err != nil {
 		return err
 	}
 	if len(signers) == 0 {
@@ -322,6 +276,42 @@ Falling short of the threshold is not a failure: exit status 0.`)
 		return nil
 	}
 	return s.publish(ctx, e, signers)
+}
+
+// readSignatures reads detached signature files.
+func readSignatures(paths []string) ([]*sign.DetachedSignature, error) {
+	var sigs []*sign.DetachedSignature
+	for _, path := range paths {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		data, err := manifest.ReadLimited(f, sign.MaxDetachedSignatureSize)
+		f.Close()
+		if err == nil {
+			var sig *sign.DetachedSignature
+			sig, err = sign.ParseDetachedSignature(data)
+			sigs = append(sigs, sig)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return sigs, nil
+}
+
+// stageMerged stages a document whose threshold is met: a root for the
+// next publish, or a targets role's signed document, which must be the one
+// exported (checked now, not at publish).
+func stageMerged(repo *sign.Repository, role string, merged []byte) error {
+	d, err := sign.ParseDocument(merged)
+	if err != nil {
+		return err
+	}
+	if next, ok := d.Root(); ok {
+		return repo.SetRoot(next)
+	}
+	return repo.ImportSigned(role, merged)
 }
 
 // printReport prints who signed; label names the key set, rep.Role if "".

@@ -92,7 +92,7 @@ Clients bootstrap from DIR/metadata/1.root.json.`)
 		return err
 	}
 	s := &session{dir: *repoDir, store: store}
-	if s.repo, err = sign.CreateRepository(ctx, store, root, sign.RepositoryOptions{Now: s.now}); err != nil {
+	if s.repo, err = sign.CreateRepository(ctx, store, root, sign.RepositoryOptions{}); err != nil {
 		return err
 	}
 	defer s.close()

@@ -88,13 +88,13 @@ func printRoles(ctx context.Context, w io.Writer, s *session) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if s.staged() {
-		fmt.Fprintf(w, "\nstaged, not published: %d target(s)", len(s.plan.Items))
-		if s.plan.Root != "" {
+	if c := s.repo.StagedChanges(); s.staged() {
+		fmt.Fprintf(w, "\nstaged, not published: %d target(s)", len(c.Targets))
+		if c.Root {
 			fmt.Fprint(w, ", a new root")
 		}
-		if !s.plan.ExportedAt.IsZero() {
-			fmt.Fprintf(w, "; exported for signing at %s", formatTime(s.plan.ExportedAt))
+		if !c.PinnedAt.IsZero() {
+			fmt.Fprintf(w, "; documents to sign dated %s", formatTime(c.PinnedAt))
 		}
 		fmt.Fprintln(w)
 	}
@@ -135,8 +135,8 @@ func allTargets(s *session) map[string]*manifest.TargetFile {
 
 func printTargets(w io.Writer, s *session) error {
 	staged := map[string]bool{}
-	for _, it := range s.plan.Items {
-		staged[it.Path] = true
+	for _, p := range s.repo.StagedChanges().Targets {
+		staged[p] = true
 	}
 	state := func(path string) string {
 		if staged[path] {

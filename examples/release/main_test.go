@@ -461,3 +461,42 @@ func TestEncryptedKey(t *testing.T) {
 	vs, _ := newClient(t, repo).releases("hw")
 	assert.Equal(t, []string{"1.0.0"}, vs)
 }
+
+// Staged changes travel: the repository and its .staged file copied to
+// another machine export the same document there, and a merge there
+// publishes the release.
+func TestStagedChangesCarried(t *testing.T) {
+	repo := initRepo(t)
+	dir := t.TempDir()
+	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--version", "1.0.0", "--security-version", "1", "--stage", writeImage(t, dir, "fw", []byte("fw 1.0.0")))
+	here := filepath.Join(dir, "here.json")
+	ok(t, "export", "--repo", repo, "--out", here)
+
+	elsewhere := filepath.Join(t.TempDir(), "repo")
+	require.NoError(t, os.CopyFS(elsewhere, os.DirFS(repo)))
+	staged, err := os.ReadFile(repo + ".staged")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(elsewhere+".staged", staged, 0o600))
+	there := filepath.Join(dir, "there.json")
+	ok(t, "export", "--repo", elsewhere, "--out", there)
+	a, err := os.ReadFile(here)
+	require.NoError(t, err)
+	b, err := os.ReadFile(there)
+	require.NoError(t, err)
+	assert.Equal(t, a, b, "both machines export the same document")
+
+	for _, k := range []string{"ed25519-2", "ed25519-6"} {
+		ok(t, "sign", "--in", here, "--role", "targets", "--key", key(k), "--out", filepath.Join(dir, k+".sig"))
+	}
+	ok(t, "merge", "--repo", elsewhere, "--in", there, "--key", onlineKeys, filepath.Join(dir, "ed25519-2.sig"), filepath.Join(dir, "ed25519-6.sig"))
+	vs, _ := newClient(t, elsewhere).releases("hw")
+	assert.Equal(t, []string{"1.0.0"}, vs)
+
+	// Carried back after that publish, the same staged changes are stale.
+	_, err = os.Stat(elsewhere + ".staged")
+	require.ErrorIs(t, err, os.ErrNotExist, "published changes are no longer staged")
+	require.NoError(t, os.WriteFile(elsewhere+".staged", staged, 0o600))
+	r := cli(t, "inspect", "--repo", elsewhere)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "staged against")
+}

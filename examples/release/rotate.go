@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/sign"
@@ -197,14 +196,13 @@ fast-forward attack made with it (TUF 5.3.11).`)
 // rotateRoot stages the successor root for spec and either signs and
 // publishes it with the keys at hand or exports it for a ceremony.
 func rotateRoot(ctx context.Context, e *env, s *session, kr *keyring, spec sign.RootSpec, keys []string, export string) error {
-	if s.plan.Root != "" {
+	if s.repo.StagedChanges().Root {
 		return fmt.Errorf("a signed root rotation is already staged: publish it first")
 	}
 	signers, err := kr.signers(ctx, keys)
 	if err != nil {
 		return err
 	}
-	s.pinned = time.Time{} // a fresh expiry, even if targets were exported earlier
 	cur := s.repo.Root()
 	next, err := s.repo.StageRoot(spec)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,11 +101,68 @@ func TestMutualTLS(t *testing.T) {
 	})
 }
 
+// watchedStore is the repository's DirStorage reporting what the re-sign
+// loop does: every check opens the repository afresh, reading root.json
+// first, and every re-sign writes timestamp.json.
+type watchedStore struct {
+	sign.Storage
+	mu     sync.Mutex
+	checks int            // root.json reads
+	puts   map[string]int // Puts per name
+	read   chan struct{}  // signalled (without blocking) on each root.json read
+}
+
+func (w *watchedStore) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+	if name == sign.MetadataDir+"/root.json" {
+		w.mu.Lock()
+		w.checks++
+		w.mu.Unlock()
+		select {
+		case w.read <- struct{}{}:
+		default:
+		}
+	}
+	return w.Storage.Get(ctx, name)
+}
+
+func (w *watchedStore) Put(ctx context.Context, name string, r io.Reader) error {
+	w.mu.Lock()
+	w.puts[name]++
+	w.mu.Unlock()
+	return w.Storage.Put(ctx, name, r)
+}
+
+func (w *watchedStore) counts() (checks, timestampPuts int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.checks, w.puts[sign.MetadataDir+"/timestamp.json"]
+}
+
+// waitChecks waits until at least n checks have started.
+func (w *watchedStore) waitChecks(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		if got, _ := w.counts(); got >= n {
+			return
+		}
+		select {
+		case <-w.read:
+		case <-timeout:
+			t.Fatalf("the re-sign loop stopped checking")
+		}
+	}
+}
+
 func TestResign(t *testing.T) {
 	repo := newRepo(t, 1<<10, time.Hour)
 	c := newClock(t0.Add(time.Minute))
 	cfg := testConfig(t, repo, c)
 	cfg.CheckEvery = 10 * time.Millisecond
+	dirStore, err := sign.NewDirStorage(repo.dir)
+	require.NoError(t, err)
+	store := &watchedStore{Storage: dirStore, puts: map[string]int{}, read: make(chan struct{}, 1)}
+	cfg.Store = store
 	r := start(t, cfg, nil)
 	ctx := context.Background()
 
@@ -129,8 +187,14 @@ func TestResign(t *testing.T) {
 	assert.Equal(t, t0.Add(40*time.Minute+time.Hour), h.TimestampExpires.UTC())
 	assert.Equal(t, t0.Add(40*time.Minute), h.LastResign.UTC())
 
-	// Only once: the new timestamp is fresh for another half hour.
-	time.Sleep(50 * time.Millisecond)
+	// Only once: the new timestamp is fresh for another half hour. Checks
+	// run one at a time and the one that re-signed had started by now, so
+	// once two more have started, a whole check ran after the re-sign; it
+	// must not have written a timestamp.
+	started, _ := store.counts()
+	store.waitChecks(t, started+2)
+	_, puts := store.counts()
+	assert.Equal(t, 1, puts, "re-signed more than once")
 	_, h = getHealth(t, r.healthURL)
 	assert.EqualValues(t, 2, h.TimestampVersion, "re-signed more than once")
 
