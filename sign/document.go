@@ -1,6 +1,7 @@
 package sign
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -103,7 +104,7 @@ func ParseDocument(data []byte) (*Document, error) {
 	case manifest.RoleRoot:
 		err = parseAs[manifest.Root](d, data)
 	case manifest.RoleTargets:
-		err = parseAs[manifest.Targets](d, data)
+		err = parseTargets(d, data)
 	case manifest.RoleSnapshot:
 		err = parseAs[manifest.Snapshot](d, data)
 	case manifest.RoleTimestamp:
@@ -134,6 +135,19 @@ func parseAs[T metadata.Roles](d *Document, data []byte) (err error) {
 		return err
 	}
 	d.md, d.payload, d.Version = md, payload, versionOf(md)
+	return nil
+}
+
+// parseTargets reads a targets document with the one-pass decoder, the one
+// every targets document in production goes through; the canonical bytes it
+// computes are the payload signatures cover. It works on a copy, since the
+// decoded document shares memory with its input.
+func parseTargets(d *Document, data []byte) error {
+	p, err := manifest.ParseTargetsUnverified(d.Type, bytes.Clone(data), documentLimits)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformedDocument, err)
+	}
+	d.md, d.payload, d.Version = p.Metadata, p.Canonical, p.Metadata.Signed.Version
 	return nil
 }
 
