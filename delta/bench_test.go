@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/otaseal/otaseal/internal/sais"
 	"github.com/stretchr/testify/require"
 )
 
@@ -21,7 +22,7 @@ func BenchmarkSuffixArray(b *testing.B) {
 		b.Run(fmt.Sprintf("%dMiB", n>>20), func(b *testing.B) {
 			b.SetBytes(int64(n))
 			for b.Loop() {
-				suffixArray(old)
+				sais.Sort(old, make([]int32, len(old)))
 			}
 		})
 	}

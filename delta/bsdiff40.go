@@ -3,11 +3,13 @@ package delta
 import (
 	"bufio"
 	"bytes"
-	"compress/bzip2"
+	stdbzip2 "compress/bzip2"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/otaseal/otaseal/internal/bzip2"
 )
 
 // bsdiff40Magic opens a BSDIFF40 patch.
@@ -40,7 +42,7 @@ func getOff(b []byte) (int64, error) {
 }
 
 // writeBSDIFF40 compresses the three blocks concurrently with our bzip2
-// writer (bzip2.go) into memory (a patch is small next to the images), then
+// writer (internal/bzip2) into memory (a patch is small next to the images), then
 // writes header and blocks.
 func (d *Delta) writeBSDIFF40(w io.Writer) error {
 	var blocks [3]bytes.Buffer
@@ -49,7 +51,7 @@ func (d *Delta) writeBSDIFF40(w io.Writer) error {
 	var wg sync.WaitGroup
 	for i := range blocks {
 		wg.Go(func() {
-			zw := newBZ2Writer(&blocks[i])
+			zw := bzip2.NewWriter(&blocks[i])
 			err := fill[i](zw)
 			if err == nil {
 				err = zw.Close()
@@ -168,9 +170,9 @@ func ApplyBSDIFF40(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reade
 	if err := a.setNewSize(newSize, opts); err != nil {
 		return 0, err
 	}
-	ctrlR := bzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize, ctrlLen))
-	diffR := bzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize+ctrlLen, diffLen))
-	extraR := bzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize+ctrlLen+diffLen, body-ctrlLen-diffLen))
+	ctrlR := stdbzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize, ctrlLen))
+	diffR := stdbzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize+ctrlLen, diffLen))
+	extraR := stdbzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize+ctrlLen+diffLen, body-ctrlLen-diffLen))
 	ctrl := bufio.NewReaderSize(ctrlR, 4096)
 	diff := readerDiff{diffR}
 

@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"runtime"
 	"sync"
+
+	"github.com/otaseal/otaseal/internal/sais"
 )
 
 // MaxInputSize is the largest old or new image Diff accepts: suffix array
@@ -130,7 +132,8 @@ type matcher struct {
 }
 
 func newMatcher(old []byte) *matcher {
-	m := &matcher{old: old, sa: suffixArray(old), prefix: make([]int32, 1<<16+1)}
+	m := &matcher{old: old, sa: make([]int32, len(old)), prefix: make([]int32, 1<<16+1)}
+	sais.Sort(old, m.sa)
 	for _, p := range m.sa {
 		m.prefix[prefixKey(old[p:])+1]++
 	}
