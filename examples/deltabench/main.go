@@ -99,8 +99,8 @@ func main() {
 	tools := []tool{
 		{"ours bsdiff40", []string{*oursDiff, "-format", "bsdiff40", "{old}", "{new}", "{patch}"},
 			[]string{*oursPatch, "-format", "bsdiff40", "-fsync=false", "{old}", "{out}", "{patch}"}},
-		{"ours stream", []string{*oursDiff, "-format", "stream", "{old}", "{new}", "{patch}"},
-			[]string{*oursPatch, "-format", "stream", "-fsync=false", "{old}", "{out}", "{patch}"}},
+		{"ours otaseal-zstd", []string{*oursDiff, "-format", "otaseal-zstd", "{old}", "{new}", "{patch}"},
+			[]string{*oursPatch, "-format", "otaseal-zstd", "-fsync=false", "{old}", "{out}", "{patch}"}},
 	}
 	skipped := func(name string) bool { return strings.Contains(","+*skip+",", ","+name+",") }
 	if !skipped("c") && onPath("bsdiff") && onPath("bspatch") {
