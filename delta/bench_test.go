@@ -103,7 +103,7 @@ func applyBenchPatch(b *testing.B, n int, f Format) (old, new, patch []byte) {
 		new[i] ^= byte(rng.Uint32())
 	}
 	new = append(new, randomBytes(rng, 64<<10)...)
-	d := &Delta{old: old, new: new, ops: []op{{oldPos: 0, newPos: 0, add: int64(n), copy: 64 << 10}}}
+	d := &Script{old: old, new: new, ops: []op{{oldPos: 0, newPos: 0, add: int64(n), copy: 64 << 10}}}
 	var buf bytes.Buffer
 	require.NoError(b, d.Encode(&buf, f))
 	return old, new, buf.Bytes()

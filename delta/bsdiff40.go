@@ -44,7 +44,7 @@ func getOff(b []byte) (int64, error) {
 // writeBSDIFF40 compresses the three blocks concurrently with our bzip2
 // writer (internal/bzip2) into memory (a patch is small next to the images), then
 // writes header and blocks.
-func (d *Delta) writeBSDIFF40(w io.Writer) error {
+func (d *Script) writeBSDIFF40(w io.Writer) error {
 	var blocks [3]bytes.Buffer
 	var errs [3]error
 	fill := [3]func(io.Writer) error{d.writeControls, d.writeDiffData, d.writeExtraData}
@@ -82,7 +82,7 @@ func (d *Delta) writeBSDIFF40(w io.Writer) error {
 }
 
 // writeControls writes the (add, copy, seek) triples.
-func (d *Delta) writeControls(w io.Writer) error {
+func (d *Script) writeControls(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, chunkSize)
 	var b [24]byte
 	for i, o := range d.ops {
@@ -98,7 +98,7 @@ func (d *Delta) writeControls(w io.Writer) error {
 
 // writeDiffData writes new-old over every add run, regenerated from the
 // images a chunk at a time.
-func (d *Delta) writeDiffData(w io.Writer) error {
+func (d *Script) writeDiffData(w io.Writer) error {
 	buf := make([]byte, chunkSize)
 	for _, o := range d.ops {
 		nw := d.new[o.newPos : o.newPos+o.add]
@@ -119,7 +119,7 @@ func (d *Delta) writeDiffData(w io.Writer) error {
 }
 
 // writeExtraData writes the bytes of new that no add run covers.
-func (d *Delta) writeExtraData(w io.Writer) error {
+func (d *Script) writeExtraData(w io.Writer) error {
 	for _, o := range d.ops {
 		start := o.newPos + o.add
 		if _, err := w.Write(d.new[start : start+o.copy]); err != nil {

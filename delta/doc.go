@@ -5,7 +5,7 @@
 //
 // Entry points:
 //
-//   - Diff(old, new) computes the edit script; (*Delta).Encode writes it in
+//   - Diff(old, new) computes the edit script; (*Script).Encode writes it in
 //     either format.
 //   - ApplyStream applies our streaming format read front to back from an
 //     io.Reader, so a device can apply a patch while it downloads.

@@ -225,7 +225,7 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 		}
 		fmt.Fprintf(e.stderr, "[%d/%d] diffing %s (%s) -> %s (%s) ...\n", i+1, len(prev), r.Firmware.Version, size(int64(len(old))), fw.Version, size(int64(len(newImage))))
 		start := time.Now()
-		var d *delta.Delta
+		var d *delta.Script
 		err = withProgress(e, "diffing", func() (err error) {
 			d, err = delta.Diff(old, newImage)
 			return err
