@@ -13,7 +13,7 @@ import (
 )
 
 // Benchmarks on real pairs read OTASEAL_BENCH_DIR (the directory
-// shared/bench/fetch-pairs.sh fills); they are skipped without it. The
+// examples/deltabench/fetch-pairs.sh fills); they are skipped without it. The
 // synthetic ones always run.
 
 func BenchmarkSuffixArray(b *testing.B) {
