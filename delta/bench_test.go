@@ -8,11 +8,12 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/otaseal/otaseal/internal/sais"
 	"github.com/stretchr/testify/require"
 )
 
 // Benchmarks on real pairs read OTASEAL_BENCH_DIR (the directory
-// shared/bench/fetch-pairs.sh fills); they are skipped without it. The
+// examples/deltabench/fetch-pairs.sh fills); they are skipped without it. The
 // synthetic ones always run.
 
 func BenchmarkSuffixArray(b *testing.B) {
@@ -21,7 +22,7 @@ func BenchmarkSuffixArray(b *testing.B) {
 		b.Run(fmt.Sprintf("%dMiB", n>>20), func(b *testing.B) {
 			b.SetBytes(int64(n))
 			for b.Loop() {
-				suffixArray(old)
+				sais.Sort(old, make([]int32, len(old)))
 			}
 		})
 	}
@@ -102,7 +103,7 @@ func applyBenchPatch(b *testing.B, n int, f Format) (old, new, patch []byte) {
 		new[i] ^= byte(rng.Uint32())
 	}
 	new = append(new, randomBytes(rng, 64<<10)...)
-	d := &Delta{old: old, new: new, ops: []op{{oldPos: 0, newPos: 0, add: int64(n), copy: 64 << 10}}}
+	d := &Script{old: old, new: new, ops: []op{{oldPos: 0, newPos: 0, add: int64(n), copy: 64 << 10}}}
 	var buf bytes.Buffer
 	require.NoError(b, d.Encode(&buf, f))
 	return old, new, buf.Bytes()

@@ -3,11 +3,13 @@ package delta
 import (
 	"bufio"
 	"bytes"
-	"compress/bzip2"
+	stdbzip2 "compress/bzip2"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/otaseal/otaseal/internal/bzip2"
 )
 
 // bsdiff40Magic opens a BSDIFF40 patch.
@@ -40,16 +42,16 @@ func getOff(b []byte) (int64, error) {
 }
 
 // writeBSDIFF40 compresses the three blocks concurrently with our bzip2
-// writer (bzip2.go) into memory (a patch is small next to the images), then
+// writer (internal/bzip2) into memory (a patch is small next to the images), then
 // writes header and blocks.
-func (d *Delta) writeBSDIFF40(w io.Writer) error {
+func (d *Script) writeBSDIFF40(w io.Writer) error {
 	var blocks [3]bytes.Buffer
 	var errs [3]error
 	fill := [3]func(io.Writer) error{d.writeControls, d.writeDiffData, d.writeExtraData}
 	var wg sync.WaitGroup
 	for i := range blocks {
 		wg.Go(func() {
-			zw := newBZ2Writer(&blocks[i])
+			zw := bzip2.NewWriter(&blocks[i])
 			err := fill[i](zw)
 			if err == nil {
 				err = zw.Close()
@@ -80,7 +82,7 @@ func (d *Delta) writeBSDIFF40(w io.Writer) error {
 }
 
 // writeControls writes the (add, copy, seek) triples.
-func (d *Delta) writeControls(w io.Writer) error {
+func (d *Script) writeControls(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, chunkSize)
 	var b [24]byte
 	for i, o := range d.ops {
@@ -96,7 +98,7 @@ func (d *Delta) writeControls(w io.Writer) error {
 
 // writeDiffData writes new-old over every add run, regenerated from the
 // images a chunk at a time.
-func (d *Delta) writeDiffData(w io.Writer) error {
+func (d *Script) writeDiffData(w io.Writer) error {
 	buf := make([]byte, chunkSize)
 	for _, o := range d.ops {
 		nw := d.new[o.newPos : o.newPos+o.add]
@@ -117,7 +119,7 @@ func (d *Delta) writeDiffData(w io.Writer) error {
 }
 
 // writeExtraData writes the bytes of new that no add run covers.
-func (d *Delta) writeExtraData(w io.Writer) error {
+func (d *Script) writeExtraData(w io.Writer) error {
 	for _, o := range d.ops {
 		start := o.newPos + o.add
 		if _, err := w.Write(d.new[start : start+o.copy]); err != nil {
@@ -168,9 +170,9 @@ func ApplyBSDIFF40(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reade
 	if err := a.setNewSize(newSize, opts); err != nil {
 		return 0, err
 	}
-	ctrlR := bzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize, ctrlLen))
-	diffR := bzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize+ctrlLen, diffLen))
-	extraR := bzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize+ctrlLen+diffLen, body-ctrlLen-diffLen))
+	ctrlR := stdbzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize, ctrlLen))
+	diffR := stdbzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize+ctrlLen, diffLen))
+	extraR := stdbzip2.NewReader(io.NewSectionReader(patch, bsdiff40HeaderSize+ctrlLen+diffLen, body-ctrlLen-diffLen))
 	ctrl := bufio.NewReaderSize(ctrlR, 4096)
 	diff := readerDiff{diffR}
 

@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"runtime"
 	"sync"
+
+	"github.com/otaseal/otaseal/internal/sais"
 )
 
 // MaxInputSize is the largest old or new image Diff accepts: suffix array
@@ -26,7 +28,7 @@ type op struct {
 // seek returns the old-position change after entry i: to where the next
 // entry reads, and zero after the last one (its value is never used, and a
 // fixed value keeps the encoding of an edit script unique).
-func (d *Delta) seek(i int) int64 {
+func (d *Script) seek(i int) int64 {
 	if i+1 == len(d.ops) {
 		return 0
 	}
@@ -34,24 +36,27 @@ func (d *Delta) seek(i int) int64 {
 	return d.ops[i+1].oldPos - (o.oldPos + o.add)
 }
 
-// Delta is the edit script that turns old into new, as computed by Diff. It
-// refers to old and new, which must not change until it has been encoded.
-type Delta struct {
+// Script is the edit script that turns old into new, as computed by Diff:
+// the list of control entries both patch formats encode (see the package
+// doc). It is not a manifest.Delta, which describes a signed delta target.
+// It refers to old and new, which must not change until it has been
+// encoded.
+type Script struct {
 	old, new []byte
 	ops      []op
 }
 
-// OldSize returns the length of the image the delta starts from.
-func (d *Delta) OldSize() int64 { return int64(len(d.old)) }
+// OldSize returns the length of the image the script starts from.
+func (d *Script) OldSize() int64 { return int64(len(d.old)) }
 
-// NewSize returns the length of the image the delta produces.
-func (d *Delta) NewSize() int64 { return int64(len(d.new)) }
+// NewSize returns the length of the image the script produces.
+func (d *Script) NewSize() int64 { return int64(len(d.new)) }
 
 // Controls returns the number of control entries in the edit script.
-func (d *Delta) Controls() int { return len(d.ops) }
+func (d *Script) Controls() int { return len(d.ops) }
 
-// Encode writes the delta to w in format f.
-func (d *Delta) Encode(w io.Writer, f Format) error {
+// Encode writes the script to w as a patch in format f.
+func (d *Script) Encode(w io.Writer, f Format) error {
 	switch f {
 	case FormatBSDIFF40:
 		return d.writeBSDIFF40(w)
@@ -71,7 +76,7 @@ func (d *Delta) Encode(w io.Writer, f Format) error {
 //
 // Memory is len(old)+len(new) plus 4 bytes and one bit per byte of old.
 // Inputs above MaxInputSize are rejected with ErrInputTooLarge.
-func Diff(old, new []byte) (*Delta, error) {
+func Diff(old, new []byte) (*Script, error) {
 	if len(old) > MaxInputSize || len(new) > MaxInputSize {
 		return nil, fmt.Errorf("delta: diff: %w: old %d, new %d bytes, limit %d",
 			ErrInputTooLarge, len(old), len(new), MaxInputSize)
@@ -101,7 +106,7 @@ func Diff(old, new []byte) (*Delta, error) {
 		})
 	}
 	wg.Wait()
-	d := &Delta{old: old, new: new}
+	d := &Script{old: old, new: new}
 	for _, p := range parts {
 		d.ops = append(d.ops, p...)
 	}
@@ -130,7 +135,8 @@ type matcher struct {
 }
 
 func newMatcher(old []byte) *matcher {
-	m := &matcher{old: old, sa: suffixArray(old), prefix: make([]int32, 1<<16+1)}
+	m := &matcher{old: old, sa: make([]int32, len(old)), prefix: make([]int32, 1<<16+1)}
+	sais.Sort(old, m.sa)
 	for _, p := range m.sa {
 		m.prefix[prefixKey(old[p:])+1]++
 	}

@@ -1,10 +1,11 @@
 // Package delta makes and applies bsdiff-style binary deltas: fast
 // generation on the server, streaming bounded-memory application on the
-// device. It imports nothing else of otaseal and knows nothing about TUF.
+// device. It imports nothing of otaseal outside internal/ (its bzip2 writer
+// and suffix sorter) and knows nothing about TUF.
 //
 // Entry points:
 //
-//   - Diff(old, new) computes the edit script; (*Delta).Encode writes it in
+//   - Diff(old, new) computes the edit script; (*Script).Encode writes it in
 //     either format.
 //   - ApplyStream applies our streaming format read front to back from an
 //     io.Reader, so a device can apply a patch while it downloads.
@@ -28,16 +29,16 @@
 //
 // # The bsdiff algorithm
 //
-// Diff builds the suffix array of old (SA-IS, linear time, one int32 per
-// byte) and scans new. At each position it looks up the longest exact match
-// in old; when that match beats the current alignment by more than 8 bytes,
-// the region since the last control entry is closed: the previous alignment
-// is extended forwards, the new one backwards, each as long as at least
-// half of the bytes agree, and the bytes in between become extra data. The
-// diff data (new minus old, bytewise) is mostly zeros where code merely
-// moved, which is why it compresses well. The scan runs on chunks of new in
-// parallel; the chunking depends only on len(new), so output is
-// deterministic.
+// Diff builds the suffix array of old (SA-IS in internal/sais, linear
+// time, one int32 per byte) and scans new. At each position it looks up the
+// longest exact match in old; when that match beats the current alignment
+// by more than 8 bytes, the region since the last control entry is closed:
+// the previous alignment is extended forwards, the new one backwards, each
+// as long as at least half of the bytes agree, and the bytes in between
+// become extra data. The diff data (new minus old, bytewise) is mostly
+// zeros where code merely moved, which is why it compresses well. The scan
+// runs on chunks of new in parallel; the chunking depends only on len(new),
+// so output is deterministic.
 //
 // # Control entries
 //
@@ -78,8 +79,8 @@
 // Each bzip2 stream is a complete stream ("BZh9", blocks of at most 900k
 // bytes, end-of-stream marker and combined CRC). Because the three streams
 // are consumed side by side, applying needs random access to the patch. We
-// write the streams with our own bzip2 writer (bzip2.go: libbz2's Huffman
-// table selection, so sizes match bzip2 -9) and read them with
+// write the streams with our own bzip2 writer (internal/bzip2: libbz2's
+// Huffman table selection, so sizes match bzip2 -9's) and read them with
 // compress/bzip2.
 //
 // # Streaming format

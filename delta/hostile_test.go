@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/otaseal/otaseal/internal/bzip2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -14,9 +15,15 @@ import (
 // ctl is a hand-written control entry for building hostile patches.
 type ctl struct{ add, copy, seek int64 }
 
+// bz2 compresses b as one bzip2 stream.
 func bz2(t testing.TB, b []byte) []byte {
 	t.Helper()
-	return bz2Compress(t, b, 1)
+	var out bytes.Buffer
+	z := bzip2.NewWriter(&out)
+	_, err := z.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, z.Close())
+	return out.Bytes()
 }
 
 // buildBSDIFF40 assembles a BSDIFF40 patch from raw parts, trusting nothing.

@@ -48,7 +48,7 @@ func getStreamEncoder(w io.Writer) (*zstd.Encoder, error) {
 }
 
 // writeStream writes the header and one zstd frame of segments.
-func (d *Delta) writeStream(w io.Writer) error {
+func (d *Script) writeStream(w io.Writer) error {
 	var payload bytes.Buffer
 	zw, err := getStreamEncoder(&payload)
 	if err != nil {
@@ -84,7 +84,7 @@ func (d *Delta) writeStream(w io.Writer) error {
 // writeSegments feeds the edit script to seg. An add run longer than a
 // segment allows is split into entries that continue in old where the
 // previous one stopped (seek 0).
-func (d *Delta) writeSegments(seg *segmentWriter) error {
+func (d *Script) writeSegments(seg *segmentWriter) error {
 	for i, o := range d.ops {
 		oldPos, newPos, add := o.oldPos, o.newPos, o.add
 		for add > maxSegmentAdd {

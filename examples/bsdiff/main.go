@@ -1,11 +1,12 @@
 // Command bsdiff writes a patch that turns OLD into NEW, with the argument
 // order of bsdiff 4.3:
 //
-//	bsdiff [-format bsdiff40|stream] OLD NEW PATCH
+//	bsdiff [-format bsdiff40|otaseal-zstd] OLD NEW PATCH
 //
 // The default format, bsdiff40, is what bsdiff 4.3 writes and bspatch
-// reads; stream is otaseal's format, which a device can apply while the
-// patch downloads. It is a reference integration of package delta.
+// reads; otaseal-zstd is otaseal's streaming format, which a device can
+// apply while the patch downloads. The names are the ones a delta target's
+// "format" field carries. It is a reference integration of package delta.
 //
 // Exit status: 0 on success, 1 when the patch could not be made, 2 on bad
 // usage.
@@ -27,7 +28,7 @@ import (
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	fs := flag.NewFlagSet("bsdiff", flag.ContinueOnError)
-	format := fs.String("format", "bsdiff40", "patch format: bsdiff40 (bsdiff 4.3 compatible) or stream")
+	format := fs.String("format", "bsdiff40", "patch format: bsdiff40 (bsdiff 4.3 compatible) or otaseal-zstd (streaming)")
 	verbose := fs.Bool("v", false, "log progress and sizes")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `usage: bsdiff [flags] OLD NEW PATCH

@@ -1,7 +1,7 @@
 // Command bspatch applies a patch to OLD and writes NEW, with the argument
 // order of bspatch 4.3:
 //
-//	bspatch [-format bsdiff40|stream] [-max BYTES] [-sha256 HEX] [-fsync=false] OLD NEW PATCH
+//	bspatch [-format bsdiff40|otaseal-zstd] [-max BYTES] [-sha256 HEX] [-fsync=false] OLD NEW PATCH
 //
 // It is a reference integration of package delta: the output is streamed to
 // a temporary file next to NEW and renamed into place only when the patch
@@ -32,7 +32,7 @@ import (
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	fs := flag.NewFlagSet("bspatch", flag.ContinueOnError)
-	format := fs.String("format", "bsdiff40", "patch format: bsdiff40 (bsdiff 4.3 compatible) or stream")
+	format := fs.String("format", "bsdiff40", "patch format: bsdiff40 (bsdiff 4.3 compatible) or otaseal-zstd (streaming)")
 	max := fs.Int64("max", delta.MaxInputSize, "largest NEW to accept, in bytes; pass the signed image length")
 	sum := fs.String("sha256", "", "expected SHA-256 of NEW, in hex; a mismatch removes the output")
 	sync := fs.Bool("fsync", true, "sync NEW to disk before renaming it into place (bspatch 4.3 never syncs)")
@@ -41,7 +41,7 @@ func main() {
 		fmt.Fprintf(fs.Output(), `usage: bspatch [flags] OLD NEW PATCH
 
 Apply PATCH to file OLD and write the result to NEW. The new image is
-streamed to disk and never held in memory; the stream format is also read
+streamed to disk and never held in memory; otaseal-zstd patches are read
 front to back, so PATCH may be a pipe (use /dev/stdin).
 The patch is untrusted: lengths, old-file offsets and the output size are
 checked before use, and NEW is only created if everything checks out.

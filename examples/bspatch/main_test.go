@@ -40,7 +40,7 @@ func TestDropInPrograms(t *testing.T) {
 	require.NoError(t, os.WriteFile(newF, new, 0o644))
 	sum := sha256.Sum256(new)
 
-	for _, format := range []string{"bsdiff40", "stream"} {
+	for _, format := range []string{"bsdiff40", "otaseal-zstd"} {
 		t.Run(format, func(t *testing.T) {
 			patch, out := filepath.Join(dir, format+".patch"), filepath.Join(dir, format+".out")
 			runBin(t, 0, bsdiff, "-format", format, oldF, newF, patch)

@@ -3,8 +3,10 @@
 //	deltabench [flags] PAIRDIR
 //
 // PAIRDIR holds pairs of files named NAME-old.EXT and NAME-new.EXT, as
-// written by shared/bench/fetch-pairs.sh. For each pair it runs our bsdiff
-// and bspatch (examples/bsdiff and examples/bspatch, built into a temporary
+// written by fetch-pairs.sh next to this file (it fetches the benchmark
+// pairs from the npm registry and checks their pinned hashes; by default
+// into ~/.cache/otaseal-bench). For each pair it runs our bsdiff and
+// bspatch (examples/bsdiff and examples/bspatch, built into a temporary
 // directory, in both formats) and, when found on PATH, C bsdiff/bspatch,
 // zstd --patch-from and xdelta3. Every tool runs as a child process, so
 // wall time and peak RSS (the child's rusage) compare like for like. Each
@@ -61,7 +63,7 @@ func main() {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: deltabench [flags] PAIRDIR\n\n"+
 			"Benchmark our bsdiff/bspatch against C bsdiff, zstd --patch-from and xdelta3\n"+
-			"on PAIRDIR's NAME-old.EXT/NAME-new.EXT pairs (see shared/bench/fetch-pairs.sh).\n"+
+			"on PAIRDIR's NAME-old.EXT/NAME-new.EXT pairs (examples/deltabench/fetch-pairs.sh fetches them).\n"+
 			"Run it from the module root so it can build our programs, or pass -bsdiff/-bspatch.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
@@ -99,8 +101,8 @@ func main() {
 	tools := []tool{
 		{"ours bsdiff40", []string{*oursDiff, "-format", "bsdiff40", "{old}", "{new}", "{patch}"},
 			[]string{*oursPatch, "-format", "bsdiff40", "-fsync=false", "{old}", "{out}", "{patch}"}},
-		{"ours stream", []string{*oursDiff, "-format", "stream", "{old}", "{new}", "{patch}"},
-			[]string{*oursPatch, "-format", "stream", "-fsync=false", "{old}", "{out}", "{patch}"}},
+		{"ours otaseal-zstd", []string{*oursDiff, "-format", "otaseal-zstd", "{old}", "{new}", "{patch}"},
+			[]string{*oursPatch, "-format", "otaseal-zstd", "-fsync=false", "{old}", "{out}", "{patch}"}},
 	}
 	skipped := func(name string) bool { return strings.Contains(","+*skip+",", ","+name+",") }
 	if !skipped("c") && onPath("bsdiff") && onPath("bspatch") {

@@ -43,7 +43,7 @@ func TestDeltabenchSmoke(t *testing.T) {
 	table := stdout.String()
 	assert.Contains(t, table, "tiny")
 	assert.Contains(t, table, "ours bsdiff40")
-	assert.Contains(t, table, "ours stream")
+	assert.Contains(t, table, "ours otaseal-zstd")
 	if _, err := exec.LookPath("bsdiff"); err == nil {
 		assert.Contains(t, table, "C bsdiff")
 	}

@@ -22,22 +22,19 @@ type deltaFormat struct {
 	ext      string
 }
 
-var deltaFormats = []deltaFormat{
-	{manifest.FormatBSDIFF40, delta.FormatBSDIFF40, "bsdiff"},
-	{manifest.FormatZstdStream, delta.FormatStream, "otz"},
-}
+// deltaExt is the file name extension of each format's patches.
+var deltaExt = map[delta.Format]string{delta.FormatBSDIFF40: "bsdiff", delta.FormatStream: "otz"}
 
+// parseDeltaFormats reads wire names, which manifest and delta share.
 func parseDeltaFormats(names []string) ([]deltaFormat, error) {
 	var out []deltaFormat
 	for _, n := range names {
-		i := slices.IndexFunc(deltaFormats, func(f deltaFormat) bool {
-			return string(f.manifest) == n || f.codec.String() == n
-		})
-		if i < 0 {
+		codec, err := delta.ParseFormat(n)
+		if err != nil {
 			return nil, usageErr("unknown delta format %q (want bsdiff40 or otaseal-zstd)", n)
 		}
-		if !slices.ContainsFunc(out, func(f deltaFormat) bool { return f.codec == deltaFormats[i].codec }) {
-			out = append(out, deltaFormats[i])
+		if !slices.ContainsFunc(out, func(f deltaFormat) bool { return f.codec == codec }) {
+			out = append(out, deltaFormat{manifest.DeltaFormat(n), codec, deltaExt[codec]})
 		}
 	}
 	return out, nil
@@ -221,7 +218,7 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 		}
 		fmt.Fprintf(e.stderr, "[%d/%d] diffing %s (%s) -> %s (%s) ...\n", i+1, len(prev), r.Firmware.Version, size(int64(len(old))), fw.Version, size(int64(len(newImage))))
 		start := time.Now()
-		var d *delta.Delta
+		var d *delta.Script
 		err = withProgress(e, "diffing", func() (err error) {
 			d, err = delta.Diff(old, newImage)
 			return err

@@ -1,28 +1,38 @@
-package delta
-
-// Suffix array construction by induced sorting (SA-IS, Nong, Zhang and Chan
-// 2009), written for this package with 32-bit indices. bsdiff 4.3 uses
-// Larsson-Sadakane qsufsort, which is O(n log n) and needs two arrays of
-// off_t per input byte; SA-IS is linear and needs one int32 per byte plus a
-// bit per byte for the suffix types, which is what lets Diff stay lean.
+// Package sais builds suffix arrays by induced sorting (SA-IS, Nong, Zhang
+// and Chan 2009) with 32-bit indices. Two otaseal codecs need one: delta's
+// Diff finds its matches in the suffix array of the old image, and the
+// bzip2 writer gets its Burrows-Wheeler transform from the suffix array of
+// a block written twice.
 //
-// The standard library's index/suffixarray builds the same array but does not
-// expose it, and getting it out through its serialised form doubles the
-// memory, so we build our own.
+// Entry point: Sort fills a caller's array, so a caller that sorts many
+// texts (one per bzip2 block) reuses one allocation.
+//
+// SA-IS runs in linear time and needs one int32 per byte plus a bit per
+// byte for the suffix types; bsdiff 4.3's Larsson-Sadakane qsufsort is
+// O(n log n) and needs two arrays of off_t per byte. The standard library's
+// index/suffixarray builds the same array but does not expose it, and
+// getting it out through its serialised form doubles the memory.
+//
+// It does not search: callers binary-search the array themselves. It does
+// not handle texts of 2^31-1 bytes or more; callers reject those first
+// (Diff refuses larger images).
 //
 // Conventions: the text is followed by a virtual sentinel smaller than every
 // symbol, so the last suffix is always L-type. Empty slots in sa hold -1.
+package sais
 
 // symbol is the alphabet of a text level: bytes at the top, int32 names in
 // the reduced problems.
 type symbol interface{ ~uint8 | ~int32 }
 
-// suffixArray returns the suffix array of text. len(text) must be below
-// 2^31-1 (checked by the caller: Diff rejects larger inputs).
-func suffixArray(text []byte) []int32 {
-	sa := make([]int32, len(text))
+// Sort writes the suffix array of text into sa: sa[r] is the start of the
+// suffix of rank r. It panics unless len(sa) == len(text) and len(text) <
+// 2^31-1, both checks the caller can make before calling.
+func Sort(text []byte, sa []int32) {
+	if len(sa) != len(text) || int64(len(text)) >= 1<<31-1 {
+		panic("sais: Sort needs len(sa) == len(text) < 2^31-1")
+	}
 	sais(text, sa, 256, nil)
-	return sa
 }
 
 // typeBits records, for each position, whether its suffix is S-type (smaller

@@ -1,4 +1,4 @@
-package delta
+package bzip2
 
 import (
 	"container/heap"
@@ -48,18 +48,18 @@ func chooseTables(syms []uint16, alpha int) (lens [][]uint8, sels []uint8) {
 		start = end + 1
 		rem -= acc
 	}
-	nGroups := (n + bz2GroupSize - 1) / bz2GroupSize
+	nGroups := (n + groupSize - 1) / groupSize
 	sels = make([]uint8, nGroups)
 	counts := make([][]int, nTables)
 	for t := range counts {
 		counts[t] = make([]int, alpha)
 	}
-	for range bz2Rounds {
+	for range rounds {
 		for t := range counts {
 			clear(counts[t])
 		}
 		for g := range nGroups {
-			group := syms[g*bz2GroupSize : min((g+1)*bz2GroupSize, n)]
+			group := syms[g*groupSize : min((g+1)*groupSize, n)]
 			best, bestCost := 0, int(^uint(0)>>1)
 			for t, l := range lens {
 				cost := 0
@@ -76,7 +76,7 @@ func chooseTables(syms []uint16, alpha int) (lens [][]uint8, sels []uint8) {
 			}
 		}
 		for t := range lens {
-			lens[t] = huffmanLengths(counts[t], bz2MaxCodeLen)
+			lens[t] = huffmanLengths(counts[t], maxCodeLen)
 		}
 	}
 	return lens, sels

@@ -1,4 +1,4 @@
-package delta
+package sais
 
 import (
 	"bytes"
@@ -8,6 +8,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 )
+
+// suffixArray is Sort into a new array.
+func suffixArray(text []byte) []int32 {
+	sa := make([]int32, len(text))
+	Sort(text, sa)
+	return sa
+}
 
 // naiveSuffixArray sorts suffixes by direct comparison: slow, obviously right.
 func naiveSuffixArray(text []byte) []int32 {
@@ -86,6 +93,10 @@ func TestSuffixArrayLargeSorted(t *testing.T) {
 			t.Fatalf("suffixes %d and %d out of order at rank %d", sa[i-1], p, i)
 		}
 	}
+}
+
+func TestSortPanicsOnShortArray(t *testing.T) {
+	assert.Panics(t, func() { Sort([]byte("abc"), make([]int32, 2)) })
 }
 
 func FuzzSuffixArray(f *testing.F) {

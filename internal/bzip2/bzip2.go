@@ -1,18 +1,25 @@
-package delta
-
-import (
-	"io"
-	"slices"
-)
-
-// A bzip2 stream writer, written for BSDIFF40. github.com/dsnet/compress
-// writes valid streams, but assigns its Huffman tables to symbol groups
-// round-robin instead of clustering them, which costs 10-40% on the small,
-// skewed control and extra streams of a patch. This writer does what
-// libbz2 does: initial tables from equal-frequency ranges of the alphabet,
-// then four rounds of choosing the cheapest table per group of 50 symbols
-// and rebuilding the tables from those choices. The Burrows-Wheeler
-// transform reuses our SA-IS on the doubled block.
+// Package bzip2 writes bzip2 streams, the compression inside bsdiff 4.3's
+// BSDIFF40 patch format. Package delta uses it to write the three streams
+// of a BSDIFF40 patch; it is a codec and knows nothing about patches.
+//
+// Entry points: NewWriter returns a Writer; Write the data, then Close to
+// end the stream. Output is deterministic: the same input gives the same
+// bytes however it is split across Write calls.
+//
+// It does not read bzip2 (use compress/bzip2) and offers no levels: it
+// always writes what bzip2 -9 writes in form ("BZh9", blocks of at most
+// 900k bytes), with libbz2's table selection, so sizes come within about
+// a tenth of a percent of bzip2 -9's. It does not randomise blocks, which bzip2 1.0
+// decoders do not need.
+//
+// Why our own: github.com/dsnet/compress writes valid streams, but assigns
+// its Huffman tables to symbol groups round-robin instead of clustering
+// them, which costs 10-40% on the small, skewed control and extra streams
+// of a patch. This writer does what libbz2 does: initial tables from
+// equal-frequency ranges of the alphabet, then four rounds of choosing the
+// cheapest table per group of 50 symbols and rebuilding the tables from
+// those choices. The Burrows-Wheeler transform comes from the suffix array
+// of the doubled block (package sais).
 //
 // Stream layout (the bzip2 1.0 format, bit-packed MSB first): "BZh9"; per
 // block the magic 0x314159265359, the CRC of the block's input, a zero
@@ -21,17 +28,25 @@ import (
 // (move-to-front, unary), each table's code lengths (delta coded), and the
 // Huffman-coded MTF/RLE2 symbols; after the last block the magic
 // 0x177245385090 and the combined CRC, padded to a byte.
+package bzip2
 
-const (
-	bz2MaxBlock   = 100000*9 - 19 // bytes of RLE1 output per block at level 9, as libbz2
-	bz2GroupSize  = 50            // symbols per table selector
-	bz2MaxCodeLen = 17            // libbz2's limit when encoding
-	bz2Rounds     = 4             // table refinement rounds, as libbz2
+import (
+	"io"
+	"slices"
+
+	"github.com/otaseal/otaseal/internal/sais"
 )
 
-// bz2CRCTable is the MSB-first CRC-32 table of polynomial 0x04c11db7 that
+const (
+	maxBlock   = 100000*9 - 19 // bytes of RLE1 output per block at level 9, as libbz2
+	groupSize  = 50            // symbols per table selector
+	maxCodeLen = 17            // libbz2's limit when encoding
+	rounds     = 4             // table refinement rounds, as libbz2
+)
+
+// crcTable is the MSB-first CRC-32 table of polynomial 0x04c11db7 that
 // bzip2 uses (hash/crc32 only offers the bit-reflected form).
-var bz2CRCTable = func() (t [256]uint32) {
+var crcTable = func() (t [256]uint32) {
 	for i := range t {
 		c := uint32(i) << 24
 		for range 8 {
@@ -46,10 +61,13 @@ var bz2CRCTable = func() (t [256]uint32) {
 	return t
 }()
 
-// bz2Writer compresses one bzip2 stream to w. Close must be called.
+// Writer compresses one bzip2 stream to the io.Writer given to NewWriter.
+// Close must be called; the stream is not valid before. A Writer is not
+// safe for concurrent use.
+//
 // Blocks are independent apart from their order in the bit stream, so they
-// are encoded on up to bz2Parallel goroutines and spliced in order.
-type bz2Writer struct {
+// are encoded on up to parallel goroutines and spliced in order.
+type Writer struct {
 	bits     bitWriter
 	block    []byte // RLE1 output of the current block
 	runByte  byte
@@ -58,22 +76,22 @@ type bz2Writer struct {
 	combined uint32
 	started  bool
 
-	encoders chan *bz2Encoder // idle encoders; at most bz2Parallel exist
-	pending  []*bz2Block      // encoding or encoded, in stream order
+	encoders chan *encoder   // idle encoders; at most parallel exist
+	pending  []*pendingBlock // encoding or encoded, in stream order
 }
 
-// bz2Parallel bounds the blocks of one stream encoded at once, and so the
+// parallel bounds the blocks of one stream encoded at once, and so the
 // memory: each encoder holds about 12 bytes per block byte.
-const bz2Parallel = 2
+const parallel = 2
 
-// bz2Block is one block on its way through an encoder.
-type bz2Block struct {
+// pendingBlock is one block on its way through an encoder.
+type pendingBlock struct {
 	bits bitWriter // the block's bits, not yet byte-aligned
 	done chan struct{}
 }
 
-// bz2Encoder holds the buffers of one block encoding, reused across blocks.
-type bz2Encoder struct {
+// encoder holds the buffers of one block encoding, reused across blocks.
+type encoder struct {
 	block   []byte
 	doubled []byte
 	sa      []int32
@@ -82,20 +100,25 @@ type bz2Encoder struct {
 	bits    *bitWriter
 }
 
-func newBZ2Writer(w io.Writer) *bz2Writer {
-	z := &bz2Writer{
+// NewWriter returns a Writer that writes one stream to w. Output reaches w
+// in pieces of about 64 KiB as blocks finish; the first error from w is
+// sticky and returned by Write and Close.
+func NewWriter(w io.Writer) *Writer {
+	z := &Writer{
 		bits:     bitWriter{w: w},
-		block:    make([]byte, 0, bz2MaxBlock),
+		block:    make([]byte, 0, maxBlock),
 		blockCRC: ^uint32(0),
-		encoders: make(chan *bz2Encoder, bz2Parallel),
+		encoders: make(chan *encoder, parallel),
 	}
-	for range bz2Parallel {
-		z.encoders <- &bz2Encoder{}
+	for range parallel {
+		z.encoders <- &encoder{}
 	}
 	return z
 }
 
-func (z *bz2Writer) Write(p []byte) (int, error) {
+// Write compresses p. It buffers up to a block and may return before the
+// data is written to the underlying io.Writer.
+func (z *Writer) Write(p []byte) (int, error) {
 	if z.bits.err != nil {
 		return 0, z.bits.err
 	}
@@ -112,13 +135,13 @@ func (z *bz2Writer) Write(p []byte) (int, error) {
 // flushRun appends the pending run to the block in RLE1 form: up to three
 // bytes literally, longer runs as four bytes and a count. Runs never span
 // blocks.
-func (z *bz2Writer) flushRun() {
-	if len(z.block)+5 > bz2MaxBlock {
+func (z *Writer) flushRun() {
+	if len(z.block)+5 > maxBlock {
 		z.endBlock()
 	}
 	b, n := z.runByte, z.runLen
 	for range n {
-		z.blockCRC = z.blockCRC<<8 ^ bz2CRCTable[byte(z.blockCRC>>24)^b]
+		z.blockCRC = z.blockCRC<<8 ^ crcTable[byte(z.blockCRC>>24)^b]
 	}
 	if n < 4 {
 		for range n {
@@ -130,7 +153,7 @@ func (z *bz2Writer) flushRun() {
 	z.runLen = 0
 }
 
-func (z *bz2Writer) header() {
+func (z *Writer) header() {
 	if !z.started {
 		z.started = true
 		z.bits.write(uint64('B')<<24|uint64('Z')<<16|uint64('h')<<8|uint64('9'), 32)
@@ -138,7 +161,7 @@ func (z *bz2Writer) header() {
 }
 
 // Close ends the last block and the stream.
-func (z *bz2Writer) Close() error {
+func (z *Writer) Close() error {
 	if z.runLen > 0 {
 		z.flushRun()
 	}
@@ -153,7 +176,7 @@ func (z *bz2Writer) Close() error {
 
 // endBlock hands the current block to an idle encoder (waiting for one if
 // both are busy) and writes out the blocks that are finished, in order.
-func (z *bz2Writer) endBlock() {
+func (z *Writer) endBlock() {
 	if len(z.block) == 0 {
 		return
 	}
@@ -162,7 +185,7 @@ func (z *bz2Writer) endBlock() {
 	z.combined = (z.combined<<1 | z.combined>>31) ^ crc
 	e := <-z.encoders
 	e.block = append(e.block[:0], z.block...)
-	blk := &bz2Block{done: make(chan struct{})}
+	blk := &pendingBlock{done: make(chan struct{})}
 	z.pending = append(z.pending, blk)
 	go func() {
 		e.bits = &blk.bits
@@ -183,7 +206,7 @@ func (z *bz2Writer) endBlock() {
 
 // emit splices finished blocks into the stream in order; with wait, it
 // waits for all of them.
-func (z *bz2Writer) emit(wait bool) {
+func (z *Writer) emit(wait bool) {
 	for len(z.pending) > 0 {
 		blk := z.pending[0]
 		if wait {
@@ -207,11 +230,11 @@ func (z *bz2Writer) emit(wait bool) {
 // z.bwt and returns the rank of the unrotated block. Rotations of the block
 // sort like the suffixes of the block written twice, restricted to the
 // first copy; rotations that are equal give equal output in either order.
-func (z *bz2Encoder) transform() int {
+func (z *encoder) transform() int {
 	n := len(z.block)
 	z.doubled = append(append(z.doubled[:0], z.block...), z.block...)
 	z.sa = slices.Grow(z.sa[:0], 2*n)[:2*n]
-	sais(z.doubled, z.sa, 256, nil)
+	sais.Sort(z.doubled, z.sa)
 	z.bwt = z.bwt[:0]
 	origin := 0
 	for _, p := range z.sa {
@@ -230,7 +253,7 @@ func (z *bz2Encoder) transform() int {
 
 // encodeSymbols writes the byte map, then move-to-front with zero runs
 // coded as RUNA/RUNB digits, Huffman coded with up to six tables.
-func (z *bz2Encoder) encodeSymbols() {
+func (z *encoder) encodeSymbols() {
 	var used [256]bool
 	for _, b := range z.bwt {
 		used[b] = true
@@ -321,8 +344,8 @@ func (z *bz2Encoder) encodeSymbols() {
 	}
 	for g, s := range sels {
 		l, c := lens[s], codes[s]
-		end := min((g+1)*bz2GroupSize, len(syms))
-		for _, sym := range syms[g*bz2GroupSize : end] {
+		end := min((g+1)*groupSize, len(syms))
+		for _, sym := range syms[g*groupSize : end] {
 			z.bits.write(uint64(c[sym]), uint(l[sym]))
 		}
 	}
