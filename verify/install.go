@@ -54,13 +54,15 @@ func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts Ins
 		return &TargetError{Path: u.Release.Path, Err: err}
 	}
 	applyOpts := &delta.ApplyOptions{MaxOutput: u.Release.File.Length}
-	switch p.Delta.Format {
-	case manifest.FormatZstdStream:
-		err = c.applyStream(ctx, p, out, opts, applyOpts)
-	case manifest.FormatBSDIFF40:
-		err = c.applyBSDIFF40(ctx, p, out, opts, applyOpts)
-	default:
+	// manifest and delta use the same wire names for formats.
+	format, err := delta.ParseFormat(string(p.Delta.Format))
+	switch {
+	case err != nil:
 		err = fmt.Errorf("%w %q", manifest.ErrUnknownFormat, p.Delta.Format)
+	case format == delta.FormatStream:
+		err = c.applyStream(ctx, p, out, opts, applyOpts)
+	case format == delta.FormatBSDIFF40:
+		err = c.applyBSDIFF40(ctx, p, out, opts, applyOpts)
 	}
 	if err != nil {
 		return &TargetError{Path: p.Path, Err: err}
