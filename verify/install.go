@@ -60,7 +60,7 @@ func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts Ins
 	case manifest.FormatBSDIFF40:
 		err = c.applyBSDIFF40(ctx, p, out, opts, applyOpts)
 	default:
-		err = fmt.Errorf("%w %q", manifest.ErrUnknownFormat, p.Delta.Format)
+		err = &manifest.FieldError{Field: "format", Rule: manifest.RuleUnknownFormat, Value: string(p.Delta.Format)}
 	}
 	if err != nil {
 		return &TargetError{Path: p.Path, Err: err}
