@@ -102,7 +102,7 @@ type Entry struct {
 	Delta    *Delta
 }
 
-// Validate checks f against the schema rules that ParseEntry enforces, so
+// Validate checks f against the schema rules that ParseCustom enforces, so
 // that nothing is written that a device would refuse to read.
 func (f *Firmware) Validate() error {
 	if f.Version.IsZero() {
@@ -133,7 +133,7 @@ func (f *Firmware) Validate() error {
 	return nil
 }
 
-// Validate checks d against the schema rules that ParseEntry enforces.
+// Validate checks d against the schema rules that ParseCustom enforces.
 func (d *Delta) Validate() error {
 	if d.Format != FormatBSDIFF40 && d.Format != FormatZstdStream {
 		return fieldError("format", RuleUnknownFormat, string(d.Format), "")
