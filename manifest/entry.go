@@ -4,21 +4,18 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
 )
 
-// ErrFieldType reports a JSON value of the wrong type (a number where a
-// string belongs, null for a list, ...).
-var ErrFieldType = errors.New("manifest: field has the wrong JSON type")
-
 // ParseCustom reads the otaseal object from the raw JSON of a target's
 // "custom" field. It is strict, because the object is signed data a device
 // acts on: unknown or duplicate fields, values of the wrong type, numbers
-// with more than one spelling and text over its limit are all errors, each
-// with its own sentinel. It never panics, whatever the input.
+// with more than one spelling and text over its limit are all errors: a
+// *FieldError naming the field and the rule (ErrSchema to errors.Is),
+// ErrNoOtaseal, ErrTooLarge, or ErrMalformed for bytes that are not JSON.
+// It never panics, whatever the input.
 func ParseCustom(custom []byte) (Entry, error) {
 	if len(custom) > MaxOtasealSize {
 		return Entry{}, fmt.Errorf("%w: custom object of %d bytes (limit %d)", ErrTooLarge, len(custom), MaxOtasealSize)
@@ -41,7 +38,7 @@ func parseOtaseal(raw json.RawMessage) (Entry, error) {
 	}
 	kindRaw, ok := m[fieldKind]
 	if !ok {
-		return Entry{}, &FieldError{Field: fieldKind, Err: ErrMissingField}
+		return Entry{}, fieldError(fieldKind, RuleMissingField, "", "")
 	}
 	kind, err := readString(fieldKind, kindRaw)
 	if err != nil {
@@ -62,7 +59,7 @@ func parseOtaseal(raw json.RawMessage) (Entry, error) {
 		}
 		return Entry{Kind: KindDelta, Delta: d}, nil
 	}
-	return Entry{}, &FieldError{Field: fieldKind, Err: fmt.Errorf("%w %q", ErrUnknownKind, clip(kind))}
+	return Entry{}, fieldError(fieldKind, RuleUnknownKind, kind, "")
 }
 
 func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
@@ -77,8 +74,8 @@ func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.Version, err = ParseVersion(s); err != nil {
-		return nil, &FieldError{Field: fieldVersion, Err: err}
+	if f.Version, err = parseVersion(s); err != nil {
+		return nil, fieldError(fieldVersion, RuleMalformedVersion, s, err.Error())
 	}
 	if f.SecurityVersion, err = readUint(fieldSecurityVers, m[fieldSecurityVers]); err != nil {
 		return nil, err
@@ -93,7 +90,7 @@ func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
 		}
 		// Present means meaningful: "" would be a second spelling of absent.
 		if s == "" {
-			return nil, &FieldError{Field: "severity", Err: fmt.Errorf("%w \"\"", ErrUnknownSeverity)}
+			return nil, fieldError("severity", RuleUnknownSeverity, "", "empty (omit the field)")
 		}
 		f.Severity = Severity(s)
 	}
@@ -102,7 +99,7 @@ func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
 			return nil, err
 		}
 		if len(f.Advisories) == 0 {
-			return nil, &FieldError{Field: "advisories", Err: fmt.Errorf("%w: empty list (omit the field)", ErrInvalidText)}
+			return nil, fieldError("advisories", RuleInvalidText, "", "empty list (omit the field)")
 		}
 	}
 	if raw, ok := m["notes"]; ok {
@@ -110,7 +107,7 @@ func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
 			return nil, err
 		}
 		if f.Notes == "" {
-			return nil, &FieldError{Field: "notes", Err: fmt.Errorf("%w: empty (omit the field)", ErrInvalidText)}
+			return nil, fieldError("notes", RuleInvalidText, "", "empty (omit the field)")
 		}
 	}
 	if err := f.Validate(); err != nil {
@@ -123,7 +120,7 @@ func parseDelta(m map[string]json.RawMessage) (*Delta, error) {
 	// The format comes first: a future format may carry other fields, and
 	// "unknown format" is the error that tells an operator what happened.
 	if _, ok := m["format"]; !ok {
-		return nil, &FieldError{Field: "format", Err: ErrMissingField}
+		return nil, fieldError("format", RuleMissingField, "", "")
 	}
 	format, err := readString("format", m["format"])
 	if err != nil {
@@ -131,7 +128,7 @@ func parseDelta(m map[string]json.RawMessage) (*Delta, error) {
 	}
 	d := Delta{Format: DeltaFormat(format)}
 	if d.Format != FormatBSDIFF40 && d.Format != FormatZstdStream {
-		return nil, &FieldError{Field: "format", Err: fmt.Errorf("%w %q", ErrUnknownFormat, clip(format))}
+		return nil, fieldError("format", RuleUnknownFormat, format, "")
 	}
 	if err := onlyFields(m, "", "format", "from", "to"); err != nil {
 		return nil, err
@@ -161,7 +158,7 @@ func parseDeltaEnd(name string, raw json.RawMessage) (DeltaEnd, error) {
 		return DeltaEnd{}, err
 	}
 	if _, ok := m["sha256"]; !ok {
-		return DeltaEnd{}, &FieldError{Field: prefix + "sha256", Err: ErrMissingHash}
+		return DeltaEnd{}, fieldError(prefix+"sha256", RuleMissingHash, "", "")
 	}
 	if err := requireFields(m, prefix, "path", "length"); err != nil {
 		return DeltaEnd{}, err
@@ -180,22 +177,22 @@ func parseDeltaEnd(name string, raw json.RawMessage) (DeltaEnd, error) {
 		return DeltaEnd{}, err
 	}
 	if h == "" {
-		return DeltaEnd{}, &FieldError{Field: prefix + "sha256", Err: ErrMissingHash}
+		return DeltaEnd{}, fieldError(prefix+"sha256", RuleMissingHash, "", "")
 	}
-	if e.SHA256, err = decodeHex(h, sha256HexLen); err != nil {
-		return DeltaEnd{}, &FieldError{Field: prefix + "sha256", Err: err}
+	if e.SHA256, err = decodeHex(prefix+"sha256", h, sha256HexLen); err != nil {
+		return DeltaEnd{}, err
 	}
 	return e, nil
 }
 
 // decodeHex accepts exactly n lowercase hex digits: one spelling per hash.
-func decodeHex(s string, n int) ([]byte, error) {
+func decodeHex(field, s string, n int) ([]byte, error) {
 	if len(s) != n {
-		return nil, fmt.Errorf("%w: %d hex digits, want %d", ErrMalformedHash, len(s), n)
+		return nil, fieldError(field, RuleMalformedHash, s, fmt.Sprintf("%d hex digits, want %d", len(s), n))
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return nil, fmt.Errorf("%w: not lowercase hex", ErrMalformedHash)
+			return nil, fieldError(field, RuleMalformedHash, s, "not lowercase hex")
 		}
 	}
 	return hex.DecodeString(s)
@@ -207,39 +204,51 @@ func decodeHex(s string, n int) ([]byte, error) {
 // thing to every reader.
 func readObject(data []byte, field string, depth int) (map[string]json.RawMessage, error) {
 	if depth > maxSchemaNesting {
-		return nil, &FieldError{Field: field, Err: ErrFieldType}
+		return nil, fieldError(field, RuleWrongJSONType, "", "nested too deep")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: %v", ErrMalformed, err)}
+		return nil, malformedJSON(field, err)
 	}
 	if tok != json.Delim('{') {
-		return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: want an object", ErrFieldType)}
+		return nil, fieldError(field, RuleWrongJSONType, "", "want an object")
 	}
 	m := make(map[string]json.RawMessage)
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: %v", ErrMalformed, err)}
+			return nil, malformedJSON(field, err)
 		}
 		key, _ := tok.(string) // object keys are always strings
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: %v", ErrMalformed, err)}
+			return nil, malformedJSON(field, err)
 		}
 		if _, dup := m[key]; dup {
-			return nil, &FieldError{Field: clip(key), Err: ErrDuplicateField}
+			name := key
+			if depth == maxSchemaNesting { // a delta end: "from.length", as elsewhere
+				name = field + "." + key
+			}
+			return nil, fieldError(name, RuleDuplicateField, "", "")
 		}
 		m[key] = raw
 	}
 	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: %v", ErrMalformed, err)}
+		return nil, malformedJSON(field, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: data after the object", ErrMalformed)}
+		return nil, malformedJSON(field, fmt.Errorf("data after the object"))
 	}
 	return m, nil
+}
+
+// malformedJSON reports bytes that are not JSON at all. That is no rule of
+// the firmware schema but the class every parser here calls ErrMalformed;
+// inside a parsed TUF document it cannot happen, since go-tuf has read the
+// custom object as JSON already.
+func malformedJSON(field string, err error) error {
+	return fmt.Errorf("%w: %s object: %v", ErrMalformed, field, err)
 }
 
 func onlyFields(m map[string]json.RawMessage, prefix string, allowed ...string) error {
@@ -251,7 +260,7 @@ func onlyFields(m map[string]json.RawMessage, prefix string, allowed ...string) 
 		if !known {
 			// Signed data we would silently ignore is data we cannot vouch
 			// for: a newer publisher's "min_bootloader" must not be dropped.
-			return &FieldError{Field: prefix + clip(k), Err: ErrUnknownField}
+			return fieldError(prefix+k, RuleUnknownField, "", "")
 		}
 	}
 	return nil
@@ -260,7 +269,7 @@ func onlyFields(m map[string]json.RawMessage, prefix string, allowed ...string) 
 func requireFields(m map[string]json.RawMessage, prefix string, names ...string) error {
 	for _, n := range names {
 		if _, ok := m[n]; !ok {
-			return &FieldError{Field: prefix + n, Err: ErrMissingField}
+			return fieldError(prefix+n, RuleMissingField, "", "")
 		}
 	}
 	return nil
@@ -268,25 +277,25 @@ func requireFields(m map[string]json.RawMessage, prefix string, names ...string)
 
 func readString(field string, raw json.RawMessage) (string, error) {
 	if len(raw) == 0 || raw[0] != '"' {
-		return "", &FieldError{Field: field, Err: fmt.Errorf("%w: want a string", ErrFieldType)}
+		return "", fieldError(field, RuleWrongJSONType, "", "want a string")
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", &FieldError{Field: field, Err: fmt.Errorf("%w: %v", ErrMalformed, err)}
+		return "", malformedJSON(field, err)
 	}
 	return s, nil
 }
 
 func readStrings(field string, raw json.RawMessage, max int) ([]string, error) {
 	if len(raw) == 0 || raw[0] != '[' {
-		return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: want a list of strings", ErrFieldType)}
+		return nil, fieldError(field, RuleWrongJSONType, "", "want a list of strings")
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: %v", ErrMalformed, err)}
+		return nil, malformedJSON(field, err)
 	}
 	if len(items) > max {
-		return nil, &FieldError{Field: field, Err: fmt.Errorf("%w: %d (limit %d)", ErrTooManyItems, len(items), max)}
+		return nil, fieldError(field, RuleTooManyItems, "", fmt.Sprintf("%d (limit %d)", len(items), max))
 	}
 	out := make([]string, 0, len(items))
 	for _, it := range items {
@@ -305,19 +314,19 @@ func readStrings(field string, raw json.RawMessage, max int) ([]string, error) {
 func readUint(field string, raw json.RawMessage) (uint64, error) {
 	s := string(raw)
 	if len(s) == 0 || !(s[0] == '-' || s[0] >= '0' && s[0] <= '9') {
-		return 0, &FieldError{Field: field, Err: fmt.Errorf("%w: want a number", ErrFieldType)}
+		return 0, fieldError(field, RuleWrongJSONType, "", "want a number")
 	}
 	if s[0] == '-' {
-		return 0, &NumberError{Field: field, Value: s, Reason: ErrNegativeNumber}
+		return 0, fieldError(field, RuleNegativeNumber, s, "")
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, &NumberError{Field: field, Value: s, Reason: ErrFractionalNumber}
+			return 0, fieldError(field, RuleFractionalNumber, s, "")
 		}
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || n > MaxSafeInteger {
-		return 0, &NumberError{Field: field, Value: s, Reason: ErrNumberOverflow}
+		return 0, fieldError(field, RuleNumberOverflow, s, "")
 	}
 	return n, nil
 }

@@ -9,30 +9,18 @@ import (
 )
 
 // Errors of the firmware schema (the "otaseal" object in a target's custom
-// field). Each is distinct so that a caller, a log line or a test can tell
-// exactly which rule a signed document broke.
+// field). Whole classes only: which rule a signed object broke is a
+// FieldError's Rule, found with errors.As.
 var (
-	ErrNoOtaseal           = errors.New("manifest: target has no otaseal object")
-	ErrWrongKind           = errors.New("manifest: otaseal object is of another kind")
-	ErrUnknownKind         = errors.New("manifest: unknown otaseal kind")
-	ErrUnknownFormat       = errors.New("manifest: unknown delta format")
-	ErrUnknownSeverity     = errors.New("manifest: unknown severity")
-	ErrUnknownField        = errors.New("manifest: unknown field in otaseal object")
-	ErrDuplicateField      = errors.New("manifest: duplicate field in otaseal object")
-	ErrMissingField        = errors.New("manifest: missing required field in otaseal object")
-	ErrMalformedVersion    = errors.New("manifest: malformed semantic version")
-	ErrNoHardwareIDs       = errors.New("manifest: empty hardware ID list")
-	ErrEmptyHardwareID     = errors.New("manifest: empty hardware ID")
-	ErrDuplicateHardwareID = errors.New("manifest: duplicate hardware ID")
-	ErrInvalidText         = errors.New("manifest: invalid text value")
-	ErrInvalidNumber       = errors.New("manifest: invalid number")
-	ErrNegativeNumber      = errors.New("manifest: negative number")
-	ErrFractionalNumber    = errors.New("manifest: non-integer number")
-	ErrNumberOverflow      = errors.New("manifest: number out of range")
-	ErrDeltaSameEnds       = errors.New("manifest: delta leads from a target to itself")
-	ErrMissingHash         = errors.New("manifest: missing sha256 hash")
-	ErrMalformedHash       = errors.New("manifest: malformed hash")
-	ErrTooManyItems        = errors.New("manifest: too many items")
+	ErrNoOtaseal = errors.New("manifest: target has no otaseal object")
+	ErrWrongKind = errors.New("manifest: otaseal object is of another kind")
+	// ErrSchema: the otaseal object is JSON but breaks a rule of the
+	// firmware schema. Every *FieldError unwraps to it.
+	ErrSchema = errors.New("manifest: otaseal object breaks the firmware schema")
+	// ErrMalformedVersion: a version string outside any otaseal object
+	// (ParseVersion, Version.MarshalText) is not strict SemVer. Inside an
+	// object the same fault is a FieldError with RuleMalformedVersion.
+	ErrMalformedVersion = errors.New("manifest: malformed semantic version")
 )
 
 // Errors of metadata parsing. Parsing checks shape, not trust: a document
@@ -44,6 +32,7 @@ var (
 	ErrSpecVersion         = errors.New("manifest: unsupported TUF spec_version")
 	ErrUnsupportedHash     = errors.New("manifest: unsupported hash algorithm")
 	ErrEmptyHashes         = errors.New("manifest: empty hash map")
+	ErrMalformedHash       = errors.New("manifest: malformed hash")
 	ErrMissingSnapshotMeta = errors.New("manifest: timestamp does not describe snapshot.json")
 )
 
@@ -77,33 +66,98 @@ func (e *ThresholdError) Error() string {
 
 func (e *ThresholdError) Unwrap() error { return ErrThreshold }
 
-// FieldError says which field of an otaseal object broke which rule. Err is
-// one of the sentinels above; errors.Is sees through it.
+// FieldError says which field of an otaseal object broke which rule of the
+// firmware schema. It unwraps to ErrSchema; callers that need the rule use
+// errors.As and switch on Rule:
+//
+//	var fe *manifest.FieldError
+//	if errors.As(err, &fe) && fe.Rule == manifest.RuleDuplicateHardwareID { ... }
 type FieldError struct {
-	Field string // JSON name, e.g. "security_version" or "from.sha256"
-	Err   error
+	Field  string // JSON name, e.g. "security_version" or "from.sha256"
+	Rule   Rule
+	Value  string // the offending value as written, or "" if there is none (a missing field)
+	Detail string // why, when the rule alone does not say: "longer than 128 bytes"
 }
 
-func (e *FieldError) Error() string { return fmt.Sprintf("%v (field %q)", e.Err, e.Field) }
-func (e *FieldError) Unwrap() error { return e.Err }
-
-// NumberError is a FieldError for a number with the offending spelling. It
-// unwraps to ErrInvalidNumber and to the specific reason (ErrNegativeNumber,
-// ErrFractionalNumber or ErrNumberOverflow).
-type NumberError struct {
-	Field  string
-	Value  string
-	Reason error
-}
-
-func (e *NumberError) Error() string {
-	v := e.Value
-	if len(v) > 40 {
-		v = v[:40] + "..."
+// Error names the field, the rule and the offending value. Values come from
+// signed but attacker-reachable documents: they are clipped and quoted, so
+// a log line stays short and free of control bytes.
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "manifest: otaseal field %q: %v", clip(e.Field), e.Rule)
+	if e.Value != "" {
+		fmt.Fprintf(&b, " %q", clip(e.Value))
 	}
-	return fmt.Sprintf("%v: %s (field %q)", e.Reason, v, e.Field)
+	if e.Detail != "" {
+		b.WriteString(": " + e.Detail)
+	}
+	return b.String()
 }
-func (e *NumberError) Unwrap() []error { return []error{ErrInvalidNumber, e.Reason} }
+
+func (e *FieldError) Unwrap() error { return ErrSchema }
+
+// fieldError builds a FieldError with its value clipped, so that the error
+// never holds more of a hostile document than its message shows.
+func fieldError(field string, rule Rule, value, detail string) *FieldError {
+	return &FieldError{Field: clip(field), Rule: rule, Value: clip(value), Detail: detail}
+}
+
+// Rule names one rule of the firmware schema (see the package doc).
+type Rule int
+
+// The rules of the firmware schema, one per way an otaseal object can be
+// refused. New rules are added at the end; the numbers are not a wire format.
+const (
+	RuleUnknownKind         Rule = iota + 1 // "kind" is neither firmware nor delta
+	RuleUnknownFormat                       // delta "format" is not a known patch encoding
+	RuleUnknownSeverity                     // "severity" is not one of the four
+	RuleUnknownField                        // a member the schema does not define
+	RuleDuplicateField                      // a member spelled twice in one object
+	RuleMissingField                        // a required member is absent
+	RuleWrongJSONType                       // e.g. a number where a string belongs, null for a list
+	RuleMalformedVersion                    // "version" is not strict SemVer
+	RuleNoHardwareIDs                       // "hardware_ids" is empty
+	RuleEmptyHardwareID                     // a hardware ID is ""
+	RuleDuplicateHardwareID                 // a hardware ID is listed twice
+	RuleInvalidText                         // empty, too long, not UTF-8, or control characters
+	RuleNegativeNumber                      // a number below zero, "-0" included
+	RuleFractionalNumber                    // a fraction, an exponent or any non-canonical spelling
+	RuleNumberOverflow                      // a number above MaxSafeInteger
+	RuleDeltaSameEnds                       // a delta whose from and to are the same image
+	RuleMissingHash                         // a delta end without its sha256
+	RuleMalformedHash                       // a sha256 that is not 64 lowercase hex digits
+	RuleTooManyItems                        // a list over its limit
+)
+
+var ruleNames = [...]string{
+	RuleUnknownKind:         "unknown kind",
+	RuleUnknownFormat:       "unknown delta format",
+	RuleUnknownSeverity:     "unknown severity",
+	RuleUnknownField:        "unknown field",
+	RuleDuplicateField:      "duplicate field",
+	RuleMissingField:        "missing required field",
+	RuleWrongJSONType:       "wrong JSON type",
+	RuleMalformedVersion:    "malformed semantic version",
+	RuleNoHardwareIDs:       "empty hardware ID list",
+	RuleEmptyHardwareID:     "empty hardware ID",
+	RuleDuplicateHardwareID: "duplicate hardware ID",
+	RuleInvalidText:         "invalid text",
+	RuleNegativeNumber:      "negative number",
+	RuleFractionalNumber:    "non-integer number",
+	RuleNumberOverflow:      "number out of range",
+	RuleDeltaSameEnds:       "delta leads from a target to itself",
+	RuleMissingHash:         "missing sha256 hash",
+	RuleMalformedHash:       "malformed hash",
+	RuleTooManyItems:        "too many items",
+}
+
+// String names the rule in words, as FieldError's message does.
+func (r Rule) String() string {
+	if r > 0 && int(r) < len(ruleNames) {
+		return ruleNames[r]
+	}
+	return fmt.Sprintf("rule(%d)", int(r))
+}
 
 // EntryError names the target whose entry (its otaseal object) breaks the
 // schema, as FirmwareFor and DeltasTo report it.

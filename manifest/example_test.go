@@ -35,15 +35,21 @@ func ExampleFirmwareOf() {
 	// Output: 2.4.1 7 security [CVE-2026-0001] true
 }
 
-// Signed data that breaks a schema rule is refused with an error to branch on.
+// Signed data that breaks a schema rule is refused with an error that names
+// the field and the rule.
 func ExampleParseCustom() {
 	custom := []byte(`{"otaseal": {"kind": "firmware", "version": "2.4", "security_version": 7, "hardware_ids": ["acme-gw-r2"]}}`)
 	_, err := manifest.ParseCustom(custom)
-	fmt.Println(errors.Is(err, manifest.ErrMalformedVersion))
+	fmt.Println(errors.Is(err, manifest.ErrSchema))
+	var fe *manifest.FieldError
+	if errors.As(err, &fe) {
+		fmt.Println(fe.Field, fe.Rule == manifest.RuleMalformedVersion)
+	}
 	fmt.Println(err)
 	// Output:
 	// true
-	// manifest: malformed semantic version "2.4": want MAJOR.MINOR.PATCH (field "version")
+	// version true
+	// manifest: otaseal field "version": malformed semantic version "2.4": want MAJOR.MINOR.PATCH
 }
 
 // A device lists the releases for its hardware and the patches from its

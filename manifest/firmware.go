@@ -102,67 +102,70 @@ type Entry struct {
 	Delta    *Delta
 }
 
-// Validate checks f against the schema rules that ParseEntry enforces, so
+// Validate checks f against the schema rules that ParseCustom enforces, so
 // that nothing is written that a device would refuse to read.
 func (f *Firmware) Validate() error {
 	if f.Version.IsZero() {
-		return &FieldError{Field: fieldVersion, Err: ErrMalformedVersion}
+		return fieldError(fieldVersion, RuleMalformedVersion, "", "zero Version")
 	}
 	if f.SecurityVersion > MaxSafeInteger {
-		return &NumberError{Field: fieldSecurityVers, Value: fmt.Sprint(f.SecurityVersion), Reason: ErrNumberOverflow}
+		return fieldError(fieldSecurityVers, RuleNumberOverflow, fmt.Sprint(f.SecurityVersion), "")
 	}
 	if err := checkHardwareIDs(f.HardwareIDs); err != nil {
 		return err
 	}
 	if f.Severity != "" && !knownSeverity(f.Severity) {
-		return &FieldError{Field: "severity", Err: fmt.Errorf("%w %q", ErrUnknownSeverity, clip(string(f.Severity)))}
+		return fieldError("severity", RuleUnknownSeverity, string(f.Severity), "")
 	}
 	if len(f.Advisories) > MaxAdvisories {
-		return &FieldError{Field: "advisories", Err: ErrTooManyItems}
+		return fieldError("advisories", RuleTooManyItems, "", fmt.Sprintf("%d (limit %d)", len(f.Advisories), MaxAdvisories))
 	}
 	for _, a := range f.Advisories {
-		if err := checkText(a, MaxAdvisoryLen, false); err != nil {
-			return &FieldError{Field: "advisories", Err: err}
+		if err := checkText("advisories", a, MaxAdvisoryLen, false); err != nil {
+			return err
 		}
 	}
 	if f.Notes != "" {
-		if err := checkText(f.Notes, MaxNotesLen, true); err != nil {
-			return &FieldError{Field: "notes", Err: err}
+		if err := checkText("notes", f.Notes, MaxNotesLen, true); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// Validate checks d against the schema rules that ParseEntry enforces.
+// Validate checks d against the schema rules that ParseCustom enforces.
 func (d *Delta) Validate() error {
 	if d.Format != FormatBSDIFF40 && d.Format != FormatZstdStream {
-		return &FieldError{Field: "format", Err: fmt.Errorf("%w %q", ErrUnknownFormat, clip(string(d.Format)))}
+		return fieldError("format", RuleUnknownFormat, string(d.Format), "")
 	}
 	for _, e := range []struct {
 		name string
 		end  *DeltaEnd
 	}{{"from", &d.From}, {"to", &d.To}} {
-		if err := checkText(e.end.Path, MaxTargetPathLen, false); err != nil {
-			return &FieldError{Field: e.name + ".path", Err: err}
+		if err := checkText(e.name+".path", e.end.Path, MaxTargetPathLen, false); err != nil {
+			return err
 		}
 		if e.end.Length < 0 || e.end.Length > MaxSafeInteger {
-			reason := ErrNegativeNumber
+			rule := RuleNegativeNumber
 			if e.end.Length > 0 {
-				reason = ErrNumberOverflow
+				rule = RuleNumberOverflow
 			}
-			return &NumberError{Field: e.name + ".length", Value: fmt.Sprint(e.end.Length), Reason: reason}
+			return fieldError(e.name+".length", rule, fmt.Sprint(e.end.Length), "")
 		}
 		if len(e.end.SHA256) == 0 {
-			return &FieldError{Field: e.name + ".sha256", Err: ErrMissingHash}
+			return fieldError(e.name+".sha256", RuleMissingHash, "", "")
 		}
 		if len(e.end.SHA256) != sha256HexLen/2 {
-			return &FieldError{Field: e.name + ".sha256", Err: ErrMalformedHash}
+			return fieldError(e.name+".sha256", RuleMalformedHash, "", fmt.Sprintf("%d bytes, want %d", len(e.end.SHA256), sha256HexLen/2))
 		}
 	}
 	// A self-delta is pointless at best; at worst it lets a patch "update"
 	// a device to the image it already runs and burn a boot attempt.
-	if d.From.Path == d.To.Path || bytes.Equal(d.From.SHA256, d.To.SHA256) {
-		return ErrDeltaSameEnds
+	switch {
+	case d.From.Path == d.To.Path:
+		return fieldError("to.path", RuleDeltaSameEnds, d.To.Path, "same as from.path")
+	case bytes.Equal(d.From.SHA256, d.To.SHA256):
+		return fieldError("to.sha256", RuleDeltaSameEnds, "", "same as from.sha256")
 	}
 	return nil
 }
@@ -176,30 +179,31 @@ func knownSeverity(s Severity) bool {
 }
 
 func checkHardwareIDs(ids []string) error {
+	const field = "hardware_ids"
 	if len(ids) == 0 {
-		return &FieldError{Field: "hardware_ids", Err: ErrNoHardwareIDs}
+		return fieldError(field, RuleNoHardwareIDs, "", "")
 	}
 	if len(ids) > MaxHardwareIDs {
-		return &FieldError{Field: "hardware_ids", Err: ErrTooManyItems}
+		return fieldError(field, RuleTooManyItems, "", fmt.Sprintf("%d (limit %d)", len(ids), MaxHardwareIDs))
 	}
 	seen := make(map[string]struct{}, len(ids))
 	for _, id := range ids {
 		if id == "" {
-			return &FieldError{Field: "hardware_ids", Err: ErrEmptyHardwareID}
+			return fieldError(field, RuleEmptyHardwareID, "", "")
 		}
 		// Hardware IDs are matched byte for byte against what the device
 		// reports: visible ASCII only, so look-alike Unicode or stray
 		// whitespace cannot make an ID that never (or wrongly) matches.
 		if len(id) > MaxHardwareIDLen {
-			return &FieldError{Field: "hardware_ids", Err: fmt.Errorf("%w: hardware ID longer than %d bytes", ErrInvalidText, MaxHardwareIDLen)}
+			return fieldError(field, RuleInvalidText, id, fmt.Sprintf("hardware ID longer than %d bytes", MaxHardwareIDLen))
 		}
 		for i := 0; i < len(id); i++ {
 			if id[i] < 0x21 || id[i] > 0x7e {
-				return &FieldError{Field: "hardware_ids", Err: fmt.Errorf("%w: hardware ID %q has a byte outside visible ASCII", ErrInvalidText, clip(id))}
+				return fieldError(field, RuleInvalidText, id, "hardware ID has a byte outside visible ASCII")
 			}
 		}
 		if _, dup := seen[id]; dup {
-			return &FieldError{Field: "hardware_ids", Err: fmt.Errorf("%w %q", ErrDuplicateHardwareID, id)}
+			return fieldError(field, RuleDuplicateHardwareID, id, "")
 		}
 		seen[id] = struct{}{}
 	}
@@ -208,22 +212,23 @@ func checkHardwareIDs(ids []string) error {
 
 // checkText accepts valid UTF-8 without control characters, at most max
 // bytes; multiline text may also hold newlines and tabs. Control bytes in a
-// notice would let a publisher rewrite a device's log or terminal.
-func checkText(s string, max int, multiline bool) error {
+// notice would let a publisher rewrite a device's log or terminal. The
+// error names the fault, not the text: notes run to kilobytes.
+func checkText(field, s string, max int, multiline bool) error {
 	switch {
 	case s == "":
-		return fmt.Errorf("%w: empty", ErrInvalidText)
+		return fieldError(field, RuleInvalidText, "", "empty")
 	case len(s) > max:
-		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidText, max)
+		return fieldError(field, RuleInvalidText, "", fmt.Sprintf("longer than %d bytes", max))
 	case !utf8.ValidString(s):
-		return fmt.Errorf("%w: not UTF-8", ErrInvalidText)
+		return fieldError(field, RuleInvalidText, "", "not UTF-8")
 	}
 	for _, r := range s {
 		if multiline && (r == '\n' || r == '\t') {
 			continue
 		}
 		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: control character %U", ErrInvalidText, r)
+			return fieldError(field, RuleInvalidText, "", fmt.Sprintf("control character %U", r))
 		}
 	}
 	return nil
@@ -278,7 +283,7 @@ func marshalEntry(e Entry) ([]byte, error) {
 		}
 		obj = map[string]any{fieldKind: KindDelta, "format": d.Format, "from": end(d.From), "to": end(d.To)}
 	default:
-		return nil, fmt.Errorf("%w %q", ErrUnknownKind, clip(string(e.Kind)))
+		return nil, fieldError(fieldKind, RuleUnknownKind, string(e.Kind), "")
 	}
 	// encoding/json sorts map keys, which is also the canonical JSON order.
 	var buf bytes.Buffer

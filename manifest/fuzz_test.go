@@ -2,14 +2,16 @@ package manifest
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// FuzzParseCustom: the otaseal parser never panics, and whatever it accepts
-// survives write-then-read unchanged, with one spelling.
+// FuzzParseCustom: the otaseal parser never panics, every refusal is
+// classified (a named rule, or a class that is no schema error), and
+// whatever it accepts survives write-then-read unchanged, with one spelling.
 func FuzzParseCustom(f *testing.F) {
 	f.Add([]byte(firmwareJSON("notes", "")))
 	f.Add([]byte(firmwareJSON("security_version", "9007199254740991")))
@@ -22,6 +24,12 @@ func FuzzParseCustom(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := ParseCustom(data)
 		if err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				assert.NotContains(t, fe.Rule.String(), "rule(", "unnamed rule in %v", err)
+			} else {
+				assert.True(t, errors.Is(err, ErrNoOtaseal) || errors.Is(err, ErrMalformed) || errors.Is(err, ErrTooLarge), "unclassified: %v", err)
+			}
 			return
 		}
 		var tf TargetFile

@@ -47,14 +47,24 @@
 //	 "from": {"path": "...", "length": N, "sha256": "64 lowercase hex digits"},
 //	 "to":   {"path": "...", "length": N, "sha256": "64 lowercase hex digits"}}
 //
-// Rules, each with its own error: an unknown kind (ErrUnknownKind) or format
-// (ErrUnknownFormat); a malformed version (ErrMalformedVersion); an empty
-// (ErrNoHardwareIDs), blank (ErrEmptyHardwareID) or repeated
-// (ErrDuplicateHardwareID) hardware ID; a negative (ErrNegativeNumber),
-// fractional or non-canonical (ErrFractionalNumber) or too large
-// (ErrNumberOverflow) number, all three also ErrInvalidNumber; a delta whose
-// from equals its to (ErrDeltaSameEnds); a missing hash (ErrMissingHash); an
-// unknown field (ErrUnknownField); a repeated field (ErrDuplicateField).
+// An object that breaks the schema is refused with a *FieldError naming the
+// field, the rule and the offending value; it unwraps to ErrSchema, and its
+// Rule tells the rules apart: an unknown kind (RuleUnknownKind), format
+// (RuleUnknownFormat) or severity (RuleUnknownSeverity); a malformed
+// version (RuleMalformedVersion); an empty (RuleNoHardwareIDs), blank
+// (RuleEmptyHardwareID) or repeated (RuleDuplicateHardwareID) hardware ID;
+// text that is empty, too long, not UTF-8 or holds control characters
+// (RuleInvalidText); a negative (RuleNegativeNumber), fractional or
+// non-canonical (RuleFractionalNumber) or too large (RuleNumberOverflow)
+// number; a delta whose from and to are one image (RuleDeltaSameEnds); a
+// missing (RuleMissingHash) or malformed (RuleMalformedHash) hash; a list
+// over its limit (RuleTooManyItems); a value of the wrong JSON type
+// (RuleWrongJSONType); a missing (RuleMissingField), unknown
+// (RuleUnknownField) or repeated (RuleDuplicateField) field. Three
+// refusals are not schema errors: a custom object over MaxOtasealSize
+// (ErrTooLarge), bytes that are not JSON (ErrMalformed), and a target
+// without an otaseal object (ErrNoOtaseal), which is a plain TUF target.
+//
 // Unknown fields are refused rather than ignored because they are signed:
 // a device that skips a constraint it cannot read would act on less than
 // the publisher said. A later schema version will therefore use a new

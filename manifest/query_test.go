@@ -56,7 +56,7 @@ func TestFirmwareFor(t *testing.T) {
 	var te *EntryError
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, "acme-gw-r2/bad/firmware.bin", te.Path)
-	assert.ErrorIs(t, err, ErrMalformedVersion)
+	assertRule(t, err, "version", RuleMalformedVersion)
 }
 
 func TestDeltasTo(t *testing.T) {
@@ -106,5 +106,6 @@ func TestDeltasTo(t *testing.T) {
 	bad := json.RawMessage(`{"otaseal":{"kind":"delta","format":"xdelta"}}`)
 	tg.Targets["w.zst"].Custom = &bad
 	_, err = DeltasTo(tg, to, from[:])
-	assert.ErrorIs(t, err, ErrUnknownFormat)
+	assert.ErrorAs(t, err, new(*EntryError))
+	assertRule(t, err, "format", RuleUnknownFormat)
 }

@@ -26,10 +26,24 @@ type Version struct {
 }
 
 // ParseVersion parses s as a strict semantic version. Errors wrap
-// ErrMalformedVersion.
+// ErrMalformedVersion. (Inside an otaseal object, ParseCustom reports the
+// same fault as a *FieldError with RuleMalformedVersion instead.)
 func ParseVersion(s string) (Version, error) {
+	v, err := parseVersion(s)
+	if err != nil {
+		if len(s) > MaxVersionLength {
+			s = s[:MaxVersionLength] + "..."
+		}
+		return Version{}, fmt.Errorf("%w %q: %v", ErrMalformedVersion, s, err)
+	}
+	return v, nil
+}
+
+// parseVersion is ParseVersion with an error that says only what is wrong,
+// for callers that name the version themselves.
+func parseVersion(s string) (Version, error) {
 	if len(s) == 0 || len(s) > MaxVersionLength {
-		return Version{}, versionError(s, fmt.Sprintf("length %d outside 1..%d", len(s), MaxVersionLength))
+		return Version{}, fmt.Errorf("length %d outside 1..%d", len(s), MaxVersionLength)
 	}
 	v := Version{text: s}
 	rest := s
@@ -37,26 +51,26 @@ func ParseVersion(s string) (Version, error) {
 		v.build = rest[i+1:]
 		rest = rest[:i]
 		if err := checkIdentifiers(v.build, false); err != nil {
-			return Version{}, versionError(s, "build metadata: "+err.Error())
+			return Version{}, fmt.Errorf("build metadata: %v", err)
 		}
 	}
 	if i := strings.IndexByte(rest, '-'); i >= 0 {
 		pre := rest[i+1:]
 		rest = rest[:i]
 		if err := checkIdentifiers(pre, true); err != nil {
-			return Version{}, versionError(s, "pre-release: "+err.Error())
+			return Version{}, fmt.Errorf("pre-release: %v", err)
 		}
 		v.pre = strings.Split(pre, ".")
 	}
 	parts := strings.Split(rest, ".")
 	if len(parts) != 3 {
-		return Version{}, versionError(s, "want MAJOR.MINOR.PATCH")
+		return Version{}, fmt.Errorf("want MAJOR.MINOR.PATCH")
 	}
 	nums := [3]*uint64{&v.major, &v.minor, &v.patch}
 	for i, p := range parts {
 		n, err := parseNumericIdentifier(p)
 		if err != nil {
-			return Version{}, versionError(s, err.Error())
+			return Version{}, err
 		}
 		*nums[i] = n
 	}
@@ -71,13 +85,6 @@ func MustParseVersion(s string) Version {
 		panic(err)
 	}
 	return v
-}
-
-func versionError(s, why string) error {
-	if len(s) > MaxVersionLength {
-		s = s[:MaxVersionLength] + "..."
-	}
-	return fmt.Errorf("%w %q: %s", ErrMalformedVersion, s, why)
 }
 
 func parseNumericIdentifier(p string) (uint64, error) {

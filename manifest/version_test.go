@@ -67,7 +67,11 @@ func TestVersionText(t *testing.T) {
 	assert.Panics(t, func() { MustParseVersion("nope") })
 }
 
+// ParseVersion reads versions outside any otaseal object too (a device's
+// state file, a command line): its error is no schema error.
 func TestVersionErrorIsDistinct(t *testing.T) {
 	_, err := ParseVersion("1.2")
-	assert.False(t, errors.Is(err, ErrInvalidNumber))
+	assert.ErrorIs(t, err, ErrMalformedVersion)
+	assert.False(t, errors.Is(err, ErrSchema))
+	assert.False(t, errors.As(err, new(*FieldError)))
 }

@@ -58,7 +58,7 @@ func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts Ins
 	format, err := delta.ParseFormat(string(p.Delta.Format))
 	switch {
 	case err != nil:
-		err = fmt.Errorf("%w %q", manifest.ErrUnknownFormat, p.Delta.Format)
+		err = &manifest.FieldError{Field: "format", Rule: manifest.RuleUnknownFormat, Value: string(p.Delta.Format)}
 	case format == delta.FormatStream:
 		err = c.applyStream(ctx, p, out, opts, applyOpts)
 	case format == delta.FormatBSDIFF40:
