@@ -27,48 +27,68 @@ func scratchFiles(t *testing.T, dir string) []string {
 	return names
 }
 
+// bsdiffUpdate is an update from old to new through a BSDIFF40 patch, the
+// format that needs scratch space.
+type bsdiffUpdate struct {
+	old, new, patch []byte
+	r               *repo
+	c               *Client
+	u               *Update
+}
+
+func newBSDIFFUpdate(t *testing.T) *bsdiffUpdate {
+	b := &bsdiffUpdate{}
+	b.old, b.new = firmwarePair()
+	b.patch = encodePatch(t, b.old, b.new, delta.FormatBSDIFF40)
+	b.r = patchRepo(t, manifest.FormatBSDIFF40, b.patch, b.old, b.new)
+	b.c = refreshed(t, b.r)
+	var err error
+	b.u, err = b.c.Select(context.Background(), gateway(t, installedImage("1.0.0", 1, b.old)))
+	require.NoError(t, err)
+	require.NotNil(t, b.u.Patch)
+	return b
+}
+
+// install installs into a fresh buffer with dir as scratch space.
+func (b *bsdiffUpdate) install(ctx context.Context, dir string) ([]byte, error) {
+	var slot bytes.Buffer
+	err := b.c.Install(ctx, b.u, &slot, InstallOptions{Installed: bytes.NewReader(b.old), InstalledSize: int64(len(b.old)), ScratchDir: dir})
+	return slot.Bytes(), err
+}
+
 // What killed installs leave (scratch files named as os.CreateTemp names
 // them) is removed by the next BSDIFF40 install; everything else in the
 // directory, however alike its name, stays as it was. While the patch
 // downloads, the directory holds at most this install's own file.
 func TestInstallRemovesStaleScratch(t *testing.T) {
-	ctx := context.Background()
-	old, new := firmwarePair()
-	patch := encodePatch(t, old, new, delta.FormatBSDIFF40)
-	r := patchRepo(t, manifest.FormatBSDIFF40, patch, old, new)
-	c := refreshed(t, r)
-	u, err := c.Select(ctx, gateway(t, installedImage("1.0.0", 1, old)))
-	require.NoError(t, err)
-	require.NotNil(t, u.Patch)
-
+	b := newBSDIFFUpdate(t)
 	dir := t.TempDir()
 	stale := []string{".otaseal-patch-123", ".otaseal-patch-2751830094"}
 	for _, name := range stale {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), patch[:len(patch)/3], 0o600))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b.patch[:len(b.patch)/3], 0o600))
 	}
 	kept := map[string][]byte{
-		"slot-b.img":             old,
+		"slot-b.img":             b.old,
 		".otaseal-patch-notes":   []byte("not ours: letters"),
 		".otaseal-patch-":        []byte("not ours: no digits"),
 		"otaseal-patch-1":        []byte("not ours: no dot"),
 		".otaseal-patch-12.keep": []byte("not ours: suffix"),
 	}
-	for name, b := range kept {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o600))
+	for name, content := range kept {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), content, 0o600))
 	}
 	require.NoError(t, os.Mkdir(filepath.Join(dir, ".otaseal-patch-77"), 0o700))
 
 	var during []string
-	r.SetOverride(func(p string) ([]byte, bool) {
-		if p == "targets/"+u.Patch.Path {
+	b.r.SetOverride(func(p string) ([]byte, bool) {
+		if p == "targets/"+b.u.Patch.Path {
 			during = scratchFiles(t, dir)
 		}
 		return nil, false
 	})
-	var slot bytes.Buffer
-	opts := InstallOptions{Installed: bytes.NewReader(old), InstalledSize: int64(len(old)), ScratchDir: dir}
-	require.NoError(t, c.Install(ctx, u, &slot, opts))
-	assert.Equal(t, new, slot.Bytes())
+	got, err := b.install(context.Background(), dir)
+	require.NoError(t, err)
+	assert.Equal(t, b.new, got)
 
 	assert.LessOrEqual(t, len(during), 1, "at most one scratch file while installing: %v", during)
 	for _, name := range stale {
@@ -86,13 +106,8 @@ func TestInstallRemovesStaleScratch(t *testing.T) {
 // Every way out of a BSDIFF40 install leaves no scratch file: a damaged
 // patch, a cancelled context, a success.
 func TestInstallScratchRemovedOnEveryExit(t *testing.T) {
-	old, new := firmwarePair()
-	patch := encodePatch(t, old, new, delta.FormatBSDIFF40)
-	r := patchRepo(t, manifest.FormatBSDIFF40, patch, old, new)
-	c := refreshed(t, r)
-	u, err := c.Select(context.Background(), gateway(t, installedImage("1.0.0", 1, old)))
-	require.NoError(t, err)
-	damaged := bytes.Clone(patch)
+	b := newBSDIFFUpdate(t)
+	damaged := bytes.Clone(b.patch)
 	damaged[len(damaged)/2] ^= 0x40
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -106,10 +121,9 @@ func TestInstallScratchRemovedOnEveryExit(t *testing.T) {
 		{"cancelled", cancelled, nil, false},
 		{"success", context.Background(), nil, true},
 	} {
-		r.SetOverride(func(p string) ([]byte, bool) { return tc.body, tc.body != nil && p == "targets/"+u.Patch.Path })
+		b.r.SetOverride(func(p string) ([]byte, bool) { return tc.body, tc.body != nil && p == "targets/"+b.u.Patch.Path })
 		dir := t.TempDir()
-		var slot bytes.Buffer
-		err := c.Install(tc.ctx, u, &slot, InstallOptions{Installed: bytes.NewReader(old), InstalledSize: int64(len(old)), ScratchDir: dir})
+		_, err := b.install(tc.ctx, dir)
 		assert.Equal(t, tc.ok, err == nil, "%s: %v", tc.name, err)
 		assert.Empty(t, scratchFiles(t, dir), tc.name)
 	}

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
 	"github.com/otaseal/otaseal/delta"
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/verify"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // useBSDIFF40 replaces the server's streaming delta by a BSDIFF40 one, the
