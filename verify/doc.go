@@ -94,12 +94,12 @@
 //     here, each accepted document is stored before the next step, so a
 //     cut refresh resumes from what was verified. Booting the old image is
 //     the device agent's job.
-//   - Silent or slow server: once the headers are in, HTTPFetcher fails a
-//     transfer slower than MinSpeed over any SpeedWindow, whatever
-//     http.Client it was given (guard.go); its own client also bounds
-//     connect, TLS and header time. Not yet: with a caller's http.Client
-//     that has no header timeout, a server that never answers is bounded
-//     only by the caller's context.
+//   - Silent or slow server: HTTPFetcher bounds every try itself, whatever
+//     http.Client it was given: HeaderTimeout until the response headers
+//     (connect and TLS included), then a transfer slower than MinSpeed over
+//     any SpeedWindow fails (guard.go), and TotalTimeout, by default derived
+//     from the length limit and MinSpeed, caps the whole try. Each ends in
+//     ErrSlowRetrieval (fetch.go).
 //   - Online key stolen (snapshot, timestamp): these keys cannot sign a
 //     release, which needs the offline targets keys (or a delegation
 //     from them), so at worst updates are delayed. Rollout control keys do

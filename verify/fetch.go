@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -45,9 +46,18 @@ func (f FetcherFunc) Fetch(ctx context.Context, url string, maxLength int64) (io
 
 // HTTPFetcher fetches over HTTP(S). Its zero value is ready to use with safe
 // defaults; it never touches http.DefaultClient or other process-wide state.
+//
+// Every try is bounded in time by HTTPFetcher itself, whatever Client's
+// Transport does: HeaderTimeout from sending the request to the response
+// headers (connect and TLS included), then the MinSpeed guard while the
+// body streams, and TotalTimeout over the whole try. A try that runs out of
+// any of these fails with ErrSlowRetrieval (wrapped). Retries happen only
+// before a body is returned, so a Fetch takes at most Retries+1 header
+// waits plus the backoffs, then one TotalTimeout for the body.
 type HTTPFetcher struct {
 	// Client sends the requests; set it for mTLS device identity, proxies
-	// or a pinned CA. Nil means a private client with DefaultTimeouts.
+	// or a pinned CA. Nil means a private client. Its own timeouts, if
+	// any, apply as well; none are needed.
 	Client *http.Client
 	// UserAgent, if set, is sent with every request.
 	UserAgent string
@@ -64,6 +74,18 @@ type HTTPFetcher struct {
 	// negative MinSpeed disables the guard.
 	MinSpeed    int64
 	SpeedWindow time.Duration
+	// HeaderTimeout bounds each try from sending the request until the
+	// response headers arrive: a server that accepts the connection and
+	// never answers (or a dial that hangs) is given up on after it. 0 means
+	// DefaultHeaderTimeout; it cannot be disabled.
+	HeaderTimeout time.Duration
+	// TotalTimeout bounds each try as a whole, headers and body, including
+	// the time the caller spends between reads. 0 means a cap derived from
+	// the length limit: HeaderTimeout + 2*SpeedWindow + maxLength/MinSpeed
+	// seconds (DefaultMinSpeed when the guard is disabled), which a
+	// transfer at the minimum speed always meets. Set it when the guard is
+	// disabled for a link slower than DefaultMinSpeed.
+	TotalTimeout time.Duration
 	// Logger receives retries at debug level; nil means no logging.
 	Logger *slog.Logger
 }
@@ -74,6 +96,10 @@ const (
 	DefaultBackoff     = 500 * time.Millisecond
 	DefaultMinSpeed    = 1024 // bytes per second: a slow cellular link still does far better
 	DefaultSpeedWindow = 30 * time.Second
+	// DefaultHeaderTimeout is generous for a cellular link's connect, TLS
+	// handshake and a busy server, and short enough that a device stuck
+	// on a silent server retries or gives up within minutes.
+	DefaultHeaderTimeout = 30 * time.Second
 )
 
 var (
@@ -81,20 +107,18 @@ var (
 	defaultClient     *http.Client
 )
 
-// privateClient has connection-level timeouts; overall time is bounded by
-// the caller's context and the speed guard, since a firmware image over a
-// slow link may rightly take an hour.
+// privateClient has connection-level timeouts only; the time of a try is
+// bounded by HTTPFetcher's own deadlines, the same for every client.
 func privateClient() *http.Client {
 	defaultClientOnce.Do(func() {
 		dialer := &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}
 		defaultClient = &http.Client{Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           dialer.DialContext,
-			TLSHandshakeTimeout:   15 * time.Second,
-			ResponseHeaderTimeout: 30 * time.Second,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConnsPerHost:   4,
-			ForceAttemptHTTP2:     true,
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         dialer.DialContext,
+			TLSHandshakeTimeout: 15 * time.Second,
+			IdleConnTimeout:     90 * time.Second,
+			MaxIdleConnsPerHost: 4,
+			ForceAttemptHTTP2:   true,
 		}}
 	})
 	return defaultClient
@@ -161,11 +185,23 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, url string, maxLength int64) (i
 	return nil, fmt.Errorf("%w: %s: %w", ErrFetchTransient, url, lastErr)
 }
 
+// try sends one request. Its deadlines are timers that cancel the request's
+// context with an ErrSlowRetrieval cause, because only cancelling unblocks a
+// Read or a Do that waits on a silent server, and the caller's Transport may
+// have no timeouts at all.
 func (f *HTTPFetcher) try(ctx context.Context, url string, maxLength int64) (io.ReadCloser, error, bool) {
 	reqCtx, cancel := context.WithCancelCause(ctx)
+	total := f.totalTimeout(maxLength)
+	deadline := time.AfterFunc(total, func() {
+		cancel(fmt.Errorf("%w: %s: not complete within %v", ErrSlowRetrieval, url, total))
+	})
+	abort := func() {
+		deadline.Stop()
+		cancel(nil)
+	}
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, url, nil)
 	if err != nil {
-		cancel(nil)
+		abort()
 		return nil, fmt.Errorf("verify: %w", err), false
 	}
 	if f.UserAgent != "" {
@@ -175,24 +211,39 @@ func (f *HTTPFetcher) try(ctx context.Context, url string, maxLength int64) (io.
 	if client == nil {
 		client = privateClient()
 	}
+	wait := f.headerTimeout()
+	headers := time.AfterFunc(wait, func() {
+		cancel(fmt.Errorf("%w: %s: no response headers within %v", ErrSlowRetrieval, url, wait))
+	})
 	resp, err := client.Do(req)
+	headers.Stop()
+	// A deadline may fire just after Do returned: the body is then dead.
+	if cause := context.Cause(reqCtx); errors.Is(cause, ErrSlowRetrieval) {
+		if err == nil {
+			resp.Body.Close()
+		}
+		abort()
+		return nil, cause, true
+	}
 	if err != nil {
-		cancel(nil)
+		abort()
 		return nil, fmt.Errorf("verify: GET %s: %w", url, err), true
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		cancel(nil)
+		abort()
 		transient := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
 		return nil, &HTTPError{URL: url, StatusCode: resp.StatusCode}, transient
 	}
 	// Refuse up front what announces itself as too long.
 	if resp.ContentLength > maxLength {
 		resp.Body.Close()
-		cancel(nil)
+		abort()
 		return nil, fmt.Errorf("%w: %s announces %d bytes, limit %d", ErrTooLong, url, resp.ContentLength, maxLength), false
 	}
-	return newGuardedBody(resp.Body, cancel, url, maxLength, f.minSpeed(), f.window()), nil, false
+	g := newGuardedBody(resp.Body, cancel, url, maxLength, f.minSpeed(), f.window())
+	g.ctx, g.deadline = reqCtx, deadline
+	return g, nil, false
 }
 
 func (f *HTTPFetcher) minSpeed() int64 {
@@ -208,3 +259,29 @@ func (f *HTTPFetcher) window() time.Duration {
 	}
 	return f.SpeedWindow
 }
+
+func (f *HTTPFetcher) headerTimeout() time.Duration {
+	if f.HeaderTimeout <= 0 {
+		return DefaultHeaderTimeout
+	}
+	return f.HeaderTimeout
+}
+
+// totalTimeout is TotalTimeout, or the time a transfer of maxLength bytes
+// at the minimum speed needs, with a header wait and two windows to spare.
+func (f *HTTPFetcher) totalTimeout(maxLength int64) time.Duration {
+	if f.TotalTimeout > 0 {
+		return f.TotalTimeout
+	}
+	speed := f.minSpeed()
+	if speed < 0 {
+		speed = DefaultMinSpeed
+	}
+	// Saturate rather than overflow for a limit of petabytes: the cap is
+	// then a century, which is no cap, but neither is it negative.
+	const maxSeconds = int64(math.MaxInt64/time.Second) / 4
+	body := min(maxLength/speed+1, maxSeconds)
+	return min(f.headerTimeout(), maxDuration/4) + 2*min(f.window(), maxDuration/8) + time.Duration(body)*time.Second
+}
+
+const maxDuration = time.Duration(math.MaxInt64)

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -11,10 +12,13 @@ import (
 // guardedBody enforces the length limit and the minimum speed on a response
 // body. The speed check runs on a timer rather than inside Read, because a
 // server that stops sending leaves Read blocked: only cancelling the
-// request's context unblocks it (the slow-retrieval attack).
+// request's context unblocks it (the slow-retrieval attack). The try's
+// overall deadline cancels the same context; its cause is in ctx.
 type guardedBody struct {
 	body      io.ReadCloser
+	ctx       context.Context // the request's; nil in tests of the guard alone
 	cancel    context.CancelCauseFunc
+	deadline  *time.Timer // the try's overall deadline, or nil
 	url       string
 	remaining int64 // bytes still allowed
 	max       int64
@@ -72,11 +76,14 @@ func (g *guardedBody) Read(p []byte) (int, error) {
 	}
 	g.remaining -= int64(n)
 	g.received += int64(n)
-	if err == io.EOF && g.timer != nil {
-		g.timer.Stop() // the transfer is over; a slow consumer is not a slow server
+	if err == io.EOF {
+		g.stopTimers() // the transfer is over; a slow consumer is not a slow server
 	}
 	if err != nil && err != io.EOF {
 		g.err = fmt.Errorf("verify: reading %s: %w", g.url, err)
+		if g.ctx != nil && errors.Is(context.Cause(g.ctx), ErrSlowRetrieval) {
+			g.err = context.Cause(g.ctx) // the overall deadline fired
+		}
 		return n, g.err
 	}
 	return n, err
@@ -84,9 +91,7 @@ func (g *guardedBody) Read(p []byte) (int, error) {
 
 func (g *guardedBody) Close() error {
 	g.mu.Lock()
-	if g.timer != nil {
-		g.timer.Stop()
-	}
+	g.stopTimers()
 	if g.err == nil {
 		g.err = fmt.Errorf("verify: %s: read after close", g.url)
 	}
@@ -94,4 +99,14 @@ func (g *guardedBody) Close() error {
 	err := g.body.Close()
 	g.cancel(nil)
 	return err
+}
+
+// stopTimers stops the speed guard and the deadline; g.mu is held.
+func (g *guardedBody) stopTimers() {
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	if g.deadline != nil {
+		g.deadline.Stop()
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/otaseal/otaseal/delta"
 	"github.com/otaseal/otaseal/manifest"
@@ -24,7 +23,10 @@ type InstallOptions struct {
 	InstalledSize int64
 	// ScratchDir holds a BSDIFF40 patch while it is applied, since that
 	// format needs random access; "" means os.TempDir(). The streaming
-	// format needs no scratch space.
+	// format needs no scratch space. Install first removes the scratch
+	// files an interrupted install left there (see RemoveStaleScratch), so
+	// the directory holds at most one, never longer than the patch's
+	// signed length.
 	ScratchDir string
 }
 
@@ -118,12 +120,15 @@ func (c *Client) applyStream(ctx context.Context, p *manifest.Patch, out io.Writ
 // applyBSDIFF40 downloads the patch to a scratch file, verified, then
 // applies it from there.
 func (c *Client) applyBSDIFF40(ctx context.Context, p *manifest.Patch, out io.Writer, opts InstallOptions, ao *delta.ApplyOptions) error {
-	f, err := os.CreateTemp(opts.ScratchDir, ".otaseal-patch-*")
+	if err := RemoveStaleScratch(opts.ScratchDir); err != nil {
+		// Not fatal: this install needs only its own file.
+		c.log.Warn("stale scratch files left", "err", err)
+	}
+	f, release, err := createScratch(opts.ScratchDir)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
+	defer release()
 	if err := c.Download(ctx, p.Path, p.File, f); err != nil {
 		return err
 	}
