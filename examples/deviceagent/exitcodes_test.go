@@ -1,63 +1,14 @@
 package main
 
 import (
-	"crypto/x509"
-	"errors"
-	"fmt"
-	"net"
 	"net/url"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/otaseal/otaseal/manifest"
-	"github.com/otaseal/otaseal/verify"
 )
-
-func TestExitCode(t *testing.T) {
-	dial := &url.Error{Op: "Get", URL: "http://127.0.0.1:1/metadata/timestamp.json",
-		Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}}
-	badCert := &url.Error{Op: "Get", URL: "https://mirror/metadata/timestamp.json", Err: x509.UnknownAuthorityError{}}
-	certRequired := &url.Error{Op: "Get", URL: "https://mirror/metadata/timestamp.json",
-		Err: &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}}
-	tests := []struct {
-		name string
-		err  error
-		want int
-	}{
-		{"success", nil, exitOK},
-		{"connection refused", fmt.Errorf("fetching metadata: verify: GET: %w", dial), exitNetwork},
-		{"connection refused after retries", fmt.Errorf("%w: %w", verify.ErrFetchTransient, dial), exitNetwork},
-		{"slow retrieval", fmt.Errorf("target: %w", verify.ErrSlowRetrieval), exitNetwork},
-		{"server error", &verify.HTTPError{URL: "u", StatusCode: 503}, exitNetwork},
-		{"not found", &verify.HTTPError{URL: "u", StatusCode: 404}, exitNetwork},
-		{"server certificate refused", badCert, exitRefused},
-		{"server certificate refused after retries", fmt.Errorf("%w: %w", verify.ErrFetchTransient, badCert), exitRefused},
-		{"client certificate refused by the server", certRequired, exitRefused},
-		{"endless document", fmt.Errorf("%w: timestamp.json", verify.ErrTooLong), exitRefused},
-		{"expired metadata", fmt.Errorf("metadata refused: %w", manifest.ErrExpired), exitRefused},
-		{"tampered image", &verify.TargetError{Path: "p", Err: verify.ErrHashMismatch}, exitRefused},
-		{"no releases", fmt.Errorf("%w: %q", verify.ErrNoReleases, "acme-lock"), exitNoReleases},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, exitCode(tc.err), "%v", tc.err)
-		})
-	}
-}
-
-// A closed port on 127.0.0.1.
-func deadServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return "http://" + addr
-}
 
 // What an operator sees, from the built program: each way a cycle can end
 // has its own words and exit status.
@@ -100,7 +51,9 @@ func TestExitStatuses(t *testing.T) {
 // Usage errors are found at start, before the device state is touched.
 func TestStartupChecks(t *testing.T) {
 	s := newServer(t, 1024)
-	port := strings.TrimPrefix(s.url, "http://")
+	u, err := url.Parse(s.url)
+	require.NoError(t, err)
+	port := u.Host
 	for _, tc := range []struct {
 		name   string
 		server string

@@ -9,11 +9,24 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// deadServer returns the URL of a closed port on 127.0.0.1: a server that
+// is down.
+func deadServer(t *testing.T) string {
+	ln := listenLocal(t)
+	require.NoError(t, ln.Close())
+	return "http://" + ln.Addr().String()
+}
+
+func listenLocal(t *testing.T) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	return ln
+}
+
 // silentServer accepts connections on 127.0.0.1 and never sends a byte,
 // as a hostile or wedged server does. It returns the base URL.
 func silentServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	ln := listenLocal(t)
 	var mu sync.Mutex
 	var conns []net.Conn
 	go func() {
