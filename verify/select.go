@@ -13,13 +13,23 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
-// ErrNoUpdate reports that no release for this device is newer than the
-// installed one (or allowed by the rollback policy). It wraps the policy's
-// refusal of the newest release, if there was one, so that a caller can
-// tell "up to date" (rollback.ErrVersionEqual) from "only older or
-// lower-security releases offered" (rollback.ErrVersionLower,
-// rollback.ErrSecurityVersionLower).
-var ErrNoUpdate = errors.New("verify: no update")
+// Select's two answers when there is nothing to install. Neither wraps the
+// other: a device that is up to date is fine, while a device whose hardware
+// ID has no release in the repository is most likely misconfigured (or its
+// releases were never published) and should say so.
+var (
+	// ErrNoUpdate reports that the repository has releases for the
+	// device's hardware ID, but none newer than the installed one (or
+	// allowed by the rollback policy). It wraps the policy's refusal of the
+	// newest release, if there was one, so that a caller can tell "up to
+	// date" (rollback.ErrVersionEqual) from "only older or lower-security
+	// releases offered" (rollback.ErrVersionLower,
+	// rollback.ErrSecurityVersionLower).
+	ErrNoUpdate = errors.New("verify: no update")
+	// ErrNoReleases reports that the trusted targets hold no release at
+	// all for the device's hardware ID.
+	ErrNoReleases = errors.New("verify: no releases for this hardware ID")
+)
 
 // Update is the release chosen for a device and the cheapest verified way
 // to get it.
@@ -55,7 +65,9 @@ type DeviceState interface {
 
 // Select chooses what device should install: the newest release for its
 // hardware that its rollback policy allows, and a delta to it from the
-// installed image if the repository has one.
+// installed image if the repository has one. With nothing to install it
+// returns ErrNoReleases when no release names the device's hardware ID, and
+// ErrNoUpdate when none of them is one the device may take.
 //
 // Releases are found in the top-level targets and in delegated roles whose
 // path patterns can cover "HARDWAREID/...", the layout otaseal publishes
@@ -85,6 +97,9 @@ func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrNoReleases, hardwareID)
 	}
 	candidates := make([]*manifest.Firmware, len(all))
 	for i := range all {

@@ -108,7 +108,8 @@ func TestSelect(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "acme-lock/9.0.0/fw.bin", u.Release.Path)
 	_, err = c.Select(ctx, newDevice(t, "acme-unknown", nil, 0, rollback.InstallPolicy{}))
-	assert.ErrorIs(t, err, ErrNoUpdate)
+	assert.ErrorIs(t, err, ErrNoReleases)
+	assert.NotErrorIs(t, err, ErrNoUpdate, "no releases at all is not \"up to date\"")
 }
 
 // beginImage is the pending record an agent writes for rel before

@@ -79,10 +79,12 @@ func (d *device) systemTime() time.Time {
 	return time.Now().Add(d.skew)
 }
 
-func (d *device) advanceClock(by time.Duration) {
+// advanceClock moves the device's clock forward and returns its new time.
+func (d *device) advanceClock(by time.Duration) time.Time {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.skew += by
+	d.mu.Unlock()
+	return d.systemTime()
 }
 
 // fetch counts the target bytes that come over the wire.
@@ -119,6 +121,8 @@ type result struct {
 	viaPatch  bool
 	saved     int64
 	upToDate  bool
+	notice    string // the security notice of the release offered, if any
+	deltaErr  error  // why the delta was refused before the full image was tried
 	err       error
 }
 
@@ -164,6 +168,7 @@ func (d *device) update(ctx context.Context) result {
 	}
 	fw := u.Release.Firmware
 	d.log.Info("security notice", "version", fw.Version, "severity", fw.Severity, "advisories", fw.Advisories, "notes", fw.Notes)
+	res := result{notice: fmt.Sprintf("security notice for %s: severity %s, advisories %s", fw.Version, fw.Severity, strings.Join(fw.Advisories, ", "))}
 
 	target := "b"
 	if status.Installed.Slot == "b" {
@@ -172,23 +177,25 @@ func (d *device) update(ctx context.Context) result {
 	img := rollback.Image{HardwareID: hardwareID, TargetPath: u.Release.Path, Version: fw.Version, SecurityVersion: fw.SecurityVersion,
 		Length: u.Release.File.Length, SHA256: u.Release.File.Hashes["sha256"], Slot: target}
 	if err := d.state.Begin(ctx, img); err != nil {
-		return result{err: err}
+		res.err = err
+		return res
 	}
 	before := d.downloaded.Load()
-	viaPatch := u.Patch != nil
-	err = d.writeSlot(ctx, u, target, status.Installed)
+	res.viaPatch = u.Patch != nil
+	err = d.writeSlot(ctx, u, &img, status.Installed)
 	if err != nil && u.Patch != nil {
 		d.log.Warn("delta refused; trying the full image", "err", err)
 		full := *u
-		full.Patch, viaPatch = nil, false
-		err = d.writeSlot(ctx, &full, target, status.Installed)
+		full.Patch, res.viaPatch, res.deltaErr = nil, false, err
+		err = d.writeSlot(ctx, &full, &img, status.Installed)
 	}
 	if err != nil {
 		d.log.Error("install refused", "version", fw.Version, "err", err)
 		if _, rerr := d.state.Revert(ctx); rerr != nil {
-			return result{err: errors.Join(err, rerr)}
+			err = errors.Join(err, rerr)
 		}
-		return result{err: err}
+		res.err = err
+		return res
 	}
 	// "Reboot" into the new slot, then the health check: here, that the
 	// slot still holds exactly the signed image.
@@ -196,16 +203,30 @@ func (d *device) update(ctx context.Context) result {
 	if ok, herr := verify.FileMatches(d.slots[target], u.Release.File); herr != nil || !ok {
 		d.active = status.Installed.Slot
 		d.state.Revert(ctx)
-		return result{err: fmt.Errorf("health check failed: %v", herr)}
+		res.err = fmt.Errorf("health check failed: %v", herr)
+		return res
 	}
 	if _, err := d.state.Confirm(ctx); err != nil {
-		return result{err: err}
+		res.err = err
+		return res
 	}
-	return result{installed: fw.Version.String(), viaPatch: viaPatch, saved: u.Release.File.Length - (d.downloaded.Load() - before)}
+	res.installed, res.saved = fw.Version.String(), u.Release.File.Length-(d.downloaded.Load()-before)
+	return res
 }
 
-func (d *device) writeSlot(ctx context.Context, u *verify.Update, slot string, installed *rollback.Image) error {
-	f, err := os.OpenFile(d.slots[slot], os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+// writeSlot writes the update into img's slot, which it opens only after
+// the state, read again now, says img is pending there and the installed
+// image runs from the other slot: the running image is never opened for
+// writing.
+func (d *device) writeSlot(ctx context.Context, u *verify.Update, img, installed *rollback.Image) error {
+	st, err := d.state.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Installed.Slot == img.Slot || st.Pending == nil || !st.Pending.Equal(img) {
+		return fmt.Errorf("slot %s is not the pending, inactive slot: refusing to write it", img.Slot)
+	}
+	f, err := os.OpenFile(d.slots[img.Slot], os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
@@ -215,8 +236,16 @@ func (d *device) writeSlot(ctx context.Context, u *verify.Update, slot string, i
 		return err
 	}
 	defer active.Close()
-	opts := verify.InstallOptions{Installed: active, InstalledSize: installed.Length, ScratchDir: filepath.Dir(d.slots[slot])}
+	opts := verify.InstallOptions{Installed: active, InstalledSize: installed.Length, ScratchDir: filepath.Dir(d.slots[img.Slot])}
 	if err := d.client.Install(ctx, u, f, opts); err != nil {
+		return err
+	}
+	// Cut off what a longer, older image left after the new one.
+	end, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(end); err != nil {
 		return err
 	}
 	return f.Sync()
@@ -236,4 +265,15 @@ func (d *device) floor() uint64 {
 		return 0
 	}
 	return st.Floors[hardwareID]
+}
+
+// tell prints what the device noticed on the way: the release it was
+// offered, and a delta it refused before falling back to the full image.
+func (r result) tell(out io.Writer) {
+	if r.notice != "" {
+		fmt.Fprintf(out, "  device: %s\n", r.notice)
+	}
+	if r.deltaErr != nil {
+		fmt.Fprintf(out, "  device: delta refused (the attacker tampered it too): %v; trying the full image\n", r.deltaErr)
+	}
 }

@@ -2,8 +2,9 @@
 // set-up and no network beyond 127.0.0.1: a release engineer creates keys
 // and a repository, publishes firmware 1.0.0, an update server serves it,
 // a device with A/B slots installs it, then 1.1.0 arrives as a delta, and
-// finally an attacker in the middle tries three classic attacks, each
-// refused with the error the device logged.
+// the release engineer publishes 1.2.0, which an attacker in the middle
+// tries to abuse with three classic attacks, each refused with the error
+// the device logged.
 //
 // Usage:
 //
@@ -25,23 +26,25 @@ import (
 
 func main() {
 	keep := flag.Bool("keep", false, "keep the temporary directory (repository, device state, slots) and print its path")
-	verbose := flag.Bool("v", false, "log the device's debug messages")
+	verbose := flag.Bool("v", false, "also print the device's own log, debug messages included, to stderr")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `usage: demo [-keep] [-v]
 
 Runs a release, an update server on 127.0.0.1, and a device with A/B slots:
-installs 1.0.0, updates to 1.1.0 through a delta, then shows a tampered
-image, replayed old metadata and an expired timestamp refused.
+installs 1.0.0, updates to 1.1.0 through a delta, then, as 1.2.0 is
+published, shows a tampered image, replayed old metadata and a frozen
+repository (an expired timestamp) refused.
 
 `)
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	level := slog.LevelInfo
+	// The story on stdout says what the device did and why; its own log
+	// would repeat it out of order, so it is printed only on request.
+	log := slog.New(slog.DiscardHandler)
 	if *verbose {
-		level = slog.LevelDebug
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if err := run(context.Background(), os.Stdout, log, *keep); err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
@@ -102,6 +105,7 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error 
 	fmt.Fprintf(out, "== device acme-gw-r2 boots factory image 0.9.0 from slot %s\n", dev.active)
 
 	res := dev.update(ctx)
+	res.tell(out)
 	record("install 1.0.0 (full image)", res.describe(), res.err == nil && res.installed == "1.0.0" && !res.viaPatch)
 
 	fmt.Fprintln(out, "== release engineer: 1.1.0 with a delta from 1.0.0")
@@ -111,27 +115,39 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error 
 	}
 	fmt.Fprintf(out, "  published 1.1.0 (%d bytes) and a delta of %d bytes\n", len(images["1.1.0"]), len(images["1.1.0"])-saved)
 	res = dev.update(ctx)
+	res.tell(out)
 	record("update to 1.1.0 (delta)", fmt.Sprintf("%s, %d bytes saved (%.0f%%)", res.describe(), res.saved,
 		100*float64(res.saved)/float64(len(images["1.1.0"]))), res.err == nil && res.installed == "1.1.0" && res.viaPatch)
 
-	fmt.Fprintln(out, "== attacker in the middle")
-	if _, err := rel.publishFirmware(ctx, "1.2.0", 3, images["1.2.0"], images["1.1.0"]); err != nil {
+	fmt.Fprintln(out, "== release engineer: 1.2.0 with a delta from 1.1.0")
+	if saved, err = rel.publishFirmware(ctx, "1.2.0", 3, images["1.2.0"], images["1.1.0"]); err != nil {
 		return err
 	}
+	fmt.Fprintf(out, "  published 1.2.0 (%d bytes), security version 3, and a delta of %d bytes\n", len(images["1.2.0"]), len(images["1.2.0"])-saved)
+
+	fmt.Fprintln(out, "== attacker in the middle, between the update server and the device")
+	fmt.Fprintln(out, "  attack 1: flips a byte in every file the device downloads from targets/: the 1.2.0 image and its delta")
 	srv.attack(tamperImages)
 	res = dev.update(ctx)
+	res.tell(out)
 	record("tampered image", "refused: "+res.errText(), res.err != nil && dev.version() == "1.1.0")
 	srv.attack(nil)
 
+	oldVersion, _ := timestampInfo(firstTimestamp)
+	fmt.Fprintf(out, "  attack 2: answers with the first timestamp.json the server published (version %d), to roll the device back\n", oldVersion)
 	srv.attack(replay(map[string][]byte{"metadata/timestamp.json": firstTimestamp}))
 	res = dev.update(ctx)
 	record("replayed old metadata (rollback)", "refused: "+res.errText(), res.err != nil && dev.version() == "1.1.0")
 	srv.attack(nil)
 
-	// The attacker freezes the device on the timestamp it has and keeps
-	// the new one away; a week later that timestamp has long expired.
+	// A freeze is only visible once the frozen timestamp has expired: the
+	// demo cannot wait a week, so it moves the device's clock instead.
 	frozen := srv.file("metadata/timestamp.json")
-	dev.advanceClock(7 * 24 * time.Hour)
+	_, expires := timestampInfo(frozen)
+	fmt.Fprintf(out, "  attack 3: freezes the repository, serving the current timestamp.json (expires %s UTC) and hiding any newer one\n", expires.UTC().Format(time.DateTime))
+	const week = 7 * 24 * time.Hour
+	deviceNow := dev.advanceClock(week)
+	fmt.Fprintf(out, "  the demo moves the device clock forward %d days, to %s UTC, to simulate a repository frozen that long\n", int(week.Hours()/24), deviceNow.UTC().Format(time.DateTime))
 	srv.attack(replay(map[string][]byte{"metadata/timestamp.json": frozen}))
 	res = dev.update(ctx)
 	record("expired timestamp (freeze)", "refused: "+res.errText(), res.err != nil && dev.version() == "1.1.0")

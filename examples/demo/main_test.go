@@ -5,8 +5,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -30,6 +32,46 @@ func TestDemo(t *testing.T) {
 		assert.Contains(t, text, want)
 	}
 	assert.NotContains(t, text, "FAIL")
+	assertStory(t, text)
+}
+
+// assertStory checks that every line tells the story it is part of (issue
+// 13): the release the attacks name is shown being published, the delta
+// the device refuses is explained as part of the tampering, and the freeze
+// says that the demo moved the device's clock, to a time after the frozen
+// timestamp's expiry.
+func assertStory(t *testing.T, text string) {
+	inOrder := []string{
+		"== release engineer: 1.2.0 with a delta from 1.1.0",
+		"  published 1.2.0 (",
+		"== attacker in the middle, between the update server and the device",
+		"  attack 1: flips a byte in every file the device downloads from targets/: the 1.2.0 image and its delta",
+		"  device: security notice for 1.2.0: severity security, advisories CVE-2026-1003",
+		"  device: delta refused (the attacker tampered it too): verify: target \"acme-gw-r2/deltas/1.1.0-1.2.0.otz\"",
+		"[ok  ] tampered image: refused:",
+		"  attack 2: answers with the first timestamp.json the server published (version 1)",
+		"[ok  ] replayed old metadata (rollback): refused:",
+		"  attack 3: freezes the repository, serving the current timestamp.json (expires ",
+		"  the demo moves the device clock forward 7 days, to ",
+		"[ok  ] expired timestamp (freeze): refused:",
+	}
+	at := 0
+	for _, want := range inOrder {
+		i := strings.Index(text[at:], want)
+		if !assert.GreaterOrEqual(t, i, 0, "%q missing or out of order in:\n%s", want, text) {
+			return
+		}
+		at += i + len(want)
+	}
+	// The clock line's date is after the expiry the freeze line names.
+	m := regexp.MustCompile(`expires (\S+ \S+) UTC\).*\n.*forward 7 days, to (\S+ \S+) UTC`).FindStringSubmatch(text)
+	require.Len(t, m, 3, text)
+	expires, err := time.Parse(time.DateTime, m[1])
+	require.NoError(t, err)
+	deviceNow, err := time.Parse(time.DateTime, m[2])
+	require.NoError(t, err)
+	assert.True(t, deviceNow.After(expires), "device time %s after expiry %s", deviceNow, expires)
+	assert.Contains(t, text, "timestamp expired "+expires.Format("2006-01-02T15:04:05Z"))
 }
 
 func TestFirmwareImagesMakeSmallDeltas(t *testing.T) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -97,4 +98,18 @@ func replay(old map[string][]byte) attackFunc {
 		}
 		return honest
 	}
+}
+
+// timestampInfo reads the version and expiry of a timestamp.json the
+// release engineer published, for the narration only: the device never
+// trusts anything this way, it verifies the document.
+func timestampInfo(b []byte) (version int64, expires time.Time) {
+	var doc struct {
+		Signed struct {
+			Version int64     `json:"version"`
+			Expires time.Time `json:"expires"`
+		} `json:"signed"`
+	}
+	_ = json.Unmarshal(b, &doc)
+	return doc.Signed.Version, doc.Signed.Expires
 }

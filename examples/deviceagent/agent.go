@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -67,7 +69,7 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (*agent, error)
 		}
 		data, err := os.ReadFile(c.rootFile)
 		if err != nil {
-			return nil, err
+			return nil, fileErr("root", c.rootFile, err)
 		}
 		if err := verify.Bootstrap(ctx, trust, data, manifest.Limits{}); err != nil {
 			return nil, err
@@ -110,7 +112,7 @@ func (a *agent) provision(ctx context.Context) error {
 	}
 	length, sum, err := hashFile(a.slots["a"])
 	if err != nil {
-		return fmt.Errorf("reading the factory image: %w", err)
+		return fmt.Errorf("reading the factory image: %w", fileErr("slot-a", a.slots["a"], err))
 	}
 	img := rollback.Image{HardwareID: a.cfg.hardwareID, TargetPath: "factory/" + v.String(), Version: v,
 		SecurityVersion: a.cfg.factorySecurityVersion, Length: length, SHA256: sum, Slot: "a"}
@@ -135,7 +137,7 @@ func httpClientFor(c *config) (*http.Client, error) {
 	if c.serverCA != "" {
 		pem, err := os.ReadFile(c.serverCA)
 		if err != nil {
-			return nil, err
+			return nil, fileErr("server-ca", c.serverCA, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
@@ -150,8 +152,17 @@ func httpClientFor(c *config) (*http.Client, error) {
 		}
 		tlsConf.Certificates = []tls.Certificate{cert}
 	}
+	// Each step before the body is bounded, so a server that accepts the
+	// connection and never answers fails the fetch (as a network failure)
+	// instead of hanging the agent; the fetcher's speed guard bounds the
+	// body. No bound on the whole request: a full image over a slow link
+	// may rightly take an hour.
+	dialer := &net.Dialer{Timeout: c.timeout, KeepAlive: 30 * time.Second}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsConf
+	tr.DialContext = dialer.DialContext
+	tr.TLSHandshakeTimeout = c.timeout
+	tr.ResponseHeaderTimeout = c.timeout
 	return &http.Client{Transport: tr}, nil
 }
 
@@ -164,7 +175,7 @@ func (a *agent) resume(ctx context.Context) error {
 	}
 	if st.Pending != nil {
 		p := st.Pending
-		if a.slotHolds(p) {
+		if a.checkSlot(p) == nil {
 			// Killed after the image was written and checked: this is the
 			// boot into the new slot.
 			a.log.Info("resuming: pending image complete; booting it", "version", p.Version, "slot", p.Slot)
@@ -183,8 +194,8 @@ func (a *agent) resume(ctx context.Context) error {
 			return err
 		}
 	}
-	if !a.slotHolds(st.Installed) {
-		return fmt.Errorf("slot %s does not hold the installed image %s: refusing to run", st.Installed.Slot, st.Installed.Version)
+	if err := a.checkSlot(st.Installed); err != nil {
+		return fmt.Errorf("%w: refusing to run", err)
 	}
 	a.log.Info("running", "version", st.Installed.Version, "slot", st.Installed.Slot, "security_floor", st.Floors[a.cfg.hardwareID])
 	return nil
@@ -193,6 +204,9 @@ func (a *agent) resume(ctx context.Context) error {
 // cycle is one update check.
 func (a *agent) cycle(ctx context.Context) error {
 	if err := a.client.Refresh(ctx); err != nil {
+		if isNetwork(err) {
+			return fmt.Errorf("fetching metadata: %w", err)
+		}
 		return fmt.Errorf("metadata refused: %w", err)
 	}
 	st, err := a.state.Status(ctx)
@@ -222,33 +236,48 @@ func (a *agent) cycle(ctx context.Context) error {
 	if err := a.state.Begin(ctx, img); err != nil {
 		return err
 	}
-	err = a.writeSlot(ctx, u, target, st.Installed)
-	if err != nil && u.Patch != nil {
-		a.log.Warn("delta refused; fetching the full image", "err", err)
-		full := *u
-		full.Patch = nil
-		err = a.writeSlot(ctx, &full, target, st.Installed)
+	err = a.install(ctx, u, &img, st.Installed)
+	if errors.Is(err, errStateChanged) {
+		// The pending record is no longer ours to revert.
+		return err
 	}
 	if err != nil {
 		if _, rerr := a.state.Revert(ctx); rerr != nil {
 			return errors.Join(err, rerr)
+		}
+		if isNetwork(err) {
+			return fmt.Errorf("downloading %s: %w", fw.Version, err)
 		}
 		return fmt.Errorf("install of %s refused: %w", fw.Version, err)
 	}
 	return a.bootAndConfirm(ctx, &img)
 }
 
-// writeSlot streams the update into the slot file; nothing in it counts
+// install writes the update into img's slot: through the delta if there
+// is one, and the full image if there is none or the delta fails.
+func (a *agent) install(ctx context.Context, u *verify.Update, img, installed *rollback.Image) error {
+	err := a.writeSlot(ctx, u, img, installed)
+	if err == nil || u.Patch == nil || errors.Is(err, errStateChanged) {
+		return err
+	}
+	a.log.Warn("delta refused; fetching the full image", "err", err)
+	full := *u
+	full.Patch = nil
+	return a.writeSlot(ctx, &full, img, installed)
+}
+
+// writeSlot streams the update into img's slot file; nothing in it counts
 // until Install returned nil.
-func (a *agent) writeSlot(ctx context.Context, u *verify.Update, slot string, installed *rollback.Image) error {
-	f, err := os.OpenFile(a.slots[slot], os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+func (a *agent) writeSlot(ctx context.Context, u *verify.Update, img, installed *rollback.Image) error {
+	slot := img.Slot
+	f, err := a.openInactiveSlot(ctx, img)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	active, err := os.Open(a.slots[installed.Slot])
 	if err != nil {
-		return err
+		return fileErr("slot-"+installed.Slot, a.slots[installed.Slot], err)
 	}
 	defer active.Close()
 	how := "full image"
@@ -261,7 +290,38 @@ func (a *agent) writeSlot(ctx context.Context, u *verify.Update, slot string, in
 	if err := a.client.Install(ctx, u, pw, opts); err != nil {
 		return err
 	}
+	// The slot was opened without truncation: cut off what an older,
+	// longer image left after the new one.
+	if err := f.Truncate(pw.done); err != nil {
+		return err
+	}
 	return f.Sync()
+}
+
+// errStateChanged reports that the device state no longer says this
+// install may write its slot: another agent on the same state directory,
+// or a revert or confirm since the cycle read the state.
+var errStateChanged = errors.New("device state changed during the install")
+
+// openInactiveSlot opens img's slot for writing, and only after checking,
+// against the state as it is now, that the install of img is still
+// pending and that its slot is not the one the installed image runs from.
+// The state the cycle read earlier is not enough: two agents on one state
+// directory once emptied the active slot when one confirmed slot b and the
+// other's full-image fallback reopened b with truncation. The file is
+// opened without O_TRUNC; writeSlot cuts it to length once written.
+func (a *agent) openInactiveSlot(ctx context.Context, img *rollback.Image) (*os.File, error) {
+	st, err := a.state.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case st.Installed == nil || st.Installed.Slot == img.Slot:
+		return nil, fmt.Errorf("%w: %w: slot %s runs the installed image; refusing to write it", errStateChanged, rollback.ErrActiveSlot, img.Slot)
+	case st.Pending == nil || !st.Pending.Equal(img):
+		return nil, fmt.Errorf("%w: the install of %s into slot %s is no longer pending; refusing to write the slot", errStateChanged, img.Version, img.Slot)
+	}
+	return os.OpenFile(a.slots[img.Slot], os.O_CREATE|os.O_WRONLY, 0o644)
 }
 
 // bootAndConfirm stands in for the reboot into the new slot, runs the
@@ -284,8 +344,8 @@ func (a *agent) bootAndConfirm(ctx context.Context, img *rollback.Image) error {
 }
 
 func (a *agent) healthy(ctx context.Context, img *rollback.Image) error {
-	if !a.slotHolds(img) {
-		return errors.New("slot does not hold the image")
+	if err := a.checkSlot(img); err != nil {
+		return err
 	}
 	if a.cfg.healthCheck == "" {
 		return nil
@@ -299,10 +359,27 @@ func (a *agent) healthy(ctx context.Context, img *rollback.Image) error {
 	return nil
 }
 
-// slotHolds reports whether the image's slot holds exactly the image.
-func (a *agent) slotHolds(img *rollback.Image) bool {
-	length, sum, err := hashFile(a.slots[img.Slot])
-	return err == nil && length == img.Length && bytes.Equal(sum, img.SHA256)
+// checkSlot returns nil if the image's slot holds exactly the image, and
+// says why not otherwise.
+func (a *agent) checkSlot(img *rollback.Image) error {
+	path := a.slots[img.Slot]
+	length, sum, err := hashFile(path)
+	switch {
+	case err != nil:
+		return fmt.Errorf("slot %s: %w", img.Slot, fileErr("slot-"+img.Slot, path, err))
+	case length != img.Length || !bytes.Equal(sum, img.SHA256):
+		return fmt.Errorf("slot %s (%s) does not hold the image %s", img.Slot, path, img.Version)
+	}
+	return nil
+}
+
+// fileErr words a file error the way an operator reads it, naming the
+// flag that gave the path.
+func fileErr(flagName, path string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("-%s %s: file not found", flagName, path)
+	}
+	return fmt.Errorf("-%s %s: %w", flagName, path, err)
 }
 
 func hashFile(path string) (int64, []byte, error) {

@@ -249,7 +249,7 @@ func TestResume(t *testing.T) {
 			d := newDevice(t, s)
 			// Provision, then leave a pending install as a kill would.
 			code, log := agentRun(t, append(d.args(s), "-server", "http://127.0.0.1:1"))
-			require.Equal(t, 1, code, log) // no server: the cycle fails, provisioning stays
+			require.Equal(t, exitNetwork, code, log) // no server: the cycle fails, provisioning stays
 			store, err := rollback.OpenFileStore(d.stateDir, rollback.FileStoreOptions{})
 			require.NoError(t, err)
 			st, err := rollback.OpenState(context.Background(), store, rollback.StateOptions{HardwareID: hw, AllowNoCounter: true})
@@ -265,7 +265,7 @@ func TestResume(t *testing.T) {
 			require.NoError(t, os.WriteFile(d.slotB, written, 0o644))
 
 			code, log = agentRun(t, append(d.args(s), "-server", "http://127.0.0.1:1"))
-			assert.Equal(t, 1, code, log)
+			assert.Equal(t, exitNetwork, code, log)
 			status := d.status(t)
 			assert.Nil(t, status.Pending)
 			if complete {

@@ -91,7 +91,7 @@ func TestAttackTable(t *testing.T) {
 				return b
 			})
 		}, want: "targets", code: 1, version: "1.0.0"},
-		{name: "wrong hardware", hwID: "acme-lock", attack: func(*testing.T, *testServer) {}, want: "up to date", code: 0, version: "1.0.0"},
+		{name: "wrong hardware", hwID: "acme-lock", attack: func(*testing.T, *testServer) {}, want: "the repository has no releases for this hardware ID", code: exitNoReleases, version: "1.0.0"},
 		{name: "malicious delta, honest image", attack: func(t *testing.T, s *testServer) {
 			s.setMITM(tamperTargets("deltas"))
 		}, want: "delta refused; fetching the full image", code: 0, version: "1.1.0"},

@@ -18,9 +18,12 @@
 //	    -state /data/ota -slot-a /dev/mmcblk0p2 -slot-b /dev/mmcblk0p3 \
 //	    -root root.json -factory-version 1.0.0 -factory-security-version 1 -once
 //
-// Exit status: 0 when the cycle (or every cycle) ended well, including "up
-// to date"; 1 when an update was refused or failed (the device keeps
-// running its image); 2 for a usage or configuration error.
+// Exit status with -once: 0 when the device ends on the newest release it
+// may take (updated or up to date); 1 when an update was refused or failed
+// (the device keeps running its image); 2 for a usage or configuration
+// error; 3 for a network failure that a later cycle may not meet (the
+// server unreachable, too slow, or answering with an HTTP error); 4 when the
+// repository has no release for the hardware ID. -help prints the table.
 package main
 
 import (
@@ -30,8 +33,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -46,6 +52,7 @@ type config struct {
 	interval                                             time.Duration
 	allowDowngrade                                       bool
 	retries                                              int
+	timeout                                              time.Duration
 	logLevel                                             string
 }
 
@@ -74,12 +81,14 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.once, "once", false, "run one cycle and exit")
 	fs.DurationVar(&c.interval, "interval", time.Hour, "time between cycles")
 	fs.IntVar(&c.retries, "retries", 3, "retries of a failed download before the cycle gives up (0: none)")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on connecting, the TLS handshake and the wait for response headers, per request")
 	fs.BoolVar(&c.allowDowngrade, "allow-downgrade", false, "accept a lower version with the same security version (rollback.InstallPolicy.AllowDowngrade)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: deviceagent -server URL -hardware-id ID -state DIR -slot-a FILE -slot-b FILE [flags]")
 		fmt.Fprintln(stderr, "\nKeeps the device's firmware up to date with verified A/B installs. Flags:")
 		fs.PrintDefaults()
+		fmt.Fprint(stderr, exitCodes)
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -95,7 +104,41 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	if (c.clientCert == "") != (c.clientKey == "") {
 		return nil, errors.New("-client-cert and -client-key go together")
 	}
+	if sameFile(c.slotA, c.slotB) {
+		return nil, fmt.Errorf("-slot-a %s and -slot-b %s are the same file: writing one would overwrite the running image", c.slotA, c.slotB)
+	}
+	if c.timeout <= 0 {
+		return nil, fmt.Errorf("-timeout %v: want a positive duration", c.timeout)
+	}
+	server, err := serverURL(c.server)
+	if err != nil {
+		return nil, err
+	}
+	c.server = server
 	return &c, nil
+}
+
+func sameFile(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	ia, errA := os.Stat(a)
+	ib, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(ia, ib)
+}
+
+// serverURL checks -server at start, so that a URL the agent cannot use
+// fails as a usage error now rather than as a fetch error mid-cycle. It
+// returns the base without a trailing slash.
+func serverURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("-server %q: want an http:// or https:// URL with a host, such as http://updates.example:8080", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("-server %q: want a base URL without query or fragment", s)
+	}
+	return strings.TrimSuffix(s, "/"), nil
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
@@ -105,29 +148,23 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "deviceagent: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		fmt.Fprintf(stderr, "deviceagent: -log-level: %v\n", err)
-		return 2
+		return exitUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	a, err := openAgent(ctx, c, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
-		return 2
+		return exitUsage
 	}
 	for {
-		err := a.cycle(ctx)
-		if err != nil {
-			log.Error("update cycle failed; the running image stays", "err", err)
-		}
+		code := a.report(a.cycle(ctx))
 		if c.once {
-			if err != nil {
-				return 1
-			}
-			return 0
+			return code
 		}
 		select {
 		case <-ctx.Done():
