@@ -354,11 +354,8 @@ func checkDelegations(d *Delegations) error {
 		if r.Name == "" || names[r.Name] {
 			return fmt.Errorf("%w: delegated role name %q empty or repeated", ErrMalformed, clip(r.Name))
 		}
-		// A delegated role named "root" or "timestamp" would be stored and
-		// fetched under a top-level role's name: a delegated signer could
-		// overwrite the device's trusted root with a targets document.
-		if isTopLevel(r.Name) {
-			return fmt.Errorf("%w: delegated role named %q like a top-level role", ErrMalformed, r.Name)
+		if err := CheckDelegatedRoleName(r.Name); err != nil {
+			return err
 		}
 		names[r.Name] = true
 		if err := checkKeyIDs(r.Name, r.KeyIDs, r.Threshold); err != nil {
@@ -373,6 +370,9 @@ func checkDelegations(d *Delegations) error {
 		if s.BitLength < 1 || s.BitLength > 32 || s.NamePrefix == "" {
 			return fmt.Errorf("%w: succinct_roles bit_length %d, name_prefix %q", ErrMalformed, s.BitLength, clip(s.NamePrefix))
 		}
+		if err := checkRoleNameBytes(s.NamePrefix); err != nil {
+			return err
+		}
 		if err := checkKeyIDs(s.NamePrefix, s.KeyIDs, s.Threshold); err != nil {
 			return err
 		}
@@ -380,12 +380,47 @@ func checkDelegations(d *Delegations) error {
 	return nil
 }
 
-func isTopLevel(name string) bool {
-	switch name {
-	case RoleRoot, RoleTimestamp, RoleSnapshot, RoleTargets:
-		return true
+// CheckDelegatedRoleName refuses a name that a delegated role may not have:
+// one that is empty, holds a byte outside printable ASCII (0x20-0x7e), or
+// equals a top-level role's name ("root", "targets", "snapshot",
+// "timestamp") in any letter case.
+//
+// A role's name is also the name of its file, on the repository's disk and
+// in many clients' metadata directories. On a file system that folds case
+// (macOS, Windows) a delegated role named "Root" is stored as root.json: a
+// delegated signer would overwrite the device's trusted root with a
+// targets document, and one named "Timestamp" or "Snapshot" would erase
+// their rollback protection. Unicode has many more spellings that a file
+// system may merge with "root" (fullwidth "ｒｏｏｔ", combining marks,
+// the Kelvin sign, code points HFS+ ignores), and file systems disagree on
+// which: NFKC and case folding approximate none of them exactly. Within
+// ASCII, case is the only folding any file system does, so the rule is
+// exact. otaseal's sign never creates other names, and the unusual names
+// of the TUF conformance suite ("?", "#", "../delegatedrole") are ASCII.
+func CheckDelegatedRoleName(name string) error {
+	if err := checkRoleNameBytes(name); err != nil {
+		return err
 	}
-	return false
+	for _, top := range []string{RoleRoot, RoleTimestamp, RoleSnapshot, RoleTargets} {
+		if strings.EqualFold(name, top) {
+			return fmt.Errorf("%w: delegated role %q has the name of top-level role %q", ErrMalformed, name, top)
+		}
+	}
+	return nil
+}
+
+// checkRoleNameBytes refuses an empty role name or bin prefix, or one with
+// a byte outside printable ASCII (see CheckDelegatedRoleName).
+func checkRoleNameBytes(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty delegated role name", ErrMalformed)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 0x20 || c > 0x7e {
+			return fmt.Errorf("%w: delegated role name %q: byte %#02x at %d is not printable ASCII", ErrMalformed, clip(name), c, i)
+		}
+	}
+	return nil
 }
 
 // hashSizes are the algorithms otaseal accepts and their digest lengths.

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/otaseal/otaseal/internal/fsname"
 )
 
 // Record is one stored record as loaded. Seq counts the writes of the
@@ -168,30 +170,9 @@ func checkName(name string) error {
 	return nil
 }
 
-// maxPlainFileName keeps escaped names, plus a generation suffix, under the
-// 255-byte file name limit of common file systems.
-const maxPlainFileName = 200
-
-// fileName maps a record name to a file name that cannot leave the state
-// directory: only [a-z0-9_-] pass through, every other byte (".", "/",
-// upper case, so case-insensitive file systems cannot merge two records)
-// becomes "=XX". A name whose escaped form is too long is replaced by
-// "~" and the SHA-256 of the name; the name inside the envelope still says
-// which record it is.
-func fileName(name string) string {
-	const hexDigits = "0123456789abcdef"
-	var b []byte
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
-			b = append(b, c)
-			continue
-		}
-		b = append(b, '=', hexDigits[c>>4], hexDigits[c&15])
-	}
-	if len(b) > maxPlainFileName {
-		sum := sha256.Sum256([]byte(name))
-		return fmt.Sprintf("~%x", sum)
-	}
-	return string(b)
-}
+// fileName maps a record name to the name of its files in the state
+// directory, with the escaping every otaseal store shares (fsname.Escape):
+// the name never leaves the directory, and two records never share a file,
+// not even on a case-insensitive file system. A long name becomes "~" and
+// its SHA-256; the name inside the envelope still says which record it is.
+func fileName(name string) string { return fsname.Escape(name) }

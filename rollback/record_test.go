@@ -4,29 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-func TestFileName(t *testing.T) {
-	tests := []struct{ name, want string }{
-		{"root", "root"},
-		{"metadata/root", "metadata=2froot"},
-		{"..", "=2e=2e"},
-		{"A", "=41"},
-		{"a=b", "a=3db"},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, fileName(tt.name), tt.name)
-	}
-	long := fileName(strings.Repeat("/", 100))
-	assert.True(t, strings.HasPrefix(long, "~"))
-	assert.Len(t, long, 65)
-	assert.NotEqual(t, long, fileName(strings.Repeat("/", 101)))
-}
 
 func TestEnvelopeRoundTrip(t *testing.T) {
 	for _, e := range []envelope{

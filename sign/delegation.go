@@ -136,16 +136,22 @@ func (r *Repository) AddHashBins(parent, prefix string, bits int, keys RoleKeys)
 
 // checkRoleName keeps role names to characters that are safe in a file
 // name and a URL on every system, since a role's metadata is stored and
-// fetched as "ROLE.json".
+// fetched as "ROLE.json", and refuses a top-level role's name in any letter
+// case: a case-insensitive file system (macOS, Windows) would store a role
+// named "Root" as root.json, on the repository's disk and on devices
+// (manifest.CheckDelegatedRoleName, which devices apply too).
 func checkRoleName(name string) error {
-	if name == "" || len(name) > 128 || name[0] == '.' || name[0] == '-' || isTopLevel(name) {
-		return fmt.Errorf("%w: role name %q", ErrBadName, clipText(name))
+	if name == "" || len(name) > 128 || name[0] == '.' || name[0] == '-' {
+		return fmt.Errorf("%w: role name %q: 1 to 128 bytes, not starting with \".\" or \"-\"", ErrBadName, clipText(name))
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("%w: role name %q", ErrBadName, clipText(name))
+			return fmt.Errorf("%w: role name %q: only A-Z, a-z, 0-9, \"-\", \"_\" and \".\" are allowed", ErrBadName, clipText(name))
 		}
+	}
+	if manifest.CheckDelegatedRoleName(name) != nil {
+		return fmt.Errorf("%w: role name %q is reserved: a top-level role's name in any letter case (case-insensitive file systems store \"Root\" as root.json)", ErrBadName, name)
 	}
 	return nil
 }

@@ -119,7 +119,7 @@ func TestDownload(t *testing.T) {
 		require.NoError(t, err, n)
 		assert.Equal(t, content, got)
 	}
-	assert.Contains(t, jsonFiles(t, dir), "team%2Fa.json", "delegated role stored under an escaped name")
+	assert.Contains(t, jsonFiles(t, dir), "team=2fa.json", "delegated role stored under an escaped name (verify.DirTrustStore.FileName)")
 
 	// Verified copies are kept: no target is fetched again.
 	r.Requests()
