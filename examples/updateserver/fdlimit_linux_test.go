@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -38,7 +39,7 @@ func TestStalledDownloadsUnderFDLimit(t *testing.T) {
 	prlimit := needPrlimit(t)
 	const (
 		nofile  = 64 // the server needs about a dozen of its own
-		stalled = 40 // 80 descriptors
+		stalled = 60 // 120 descriptors
 		stall   = 500 * time.Millisecond
 	)
 	repo := newRepoAt(t, time.Now(), 16<<20, time.Hour)
@@ -60,6 +61,9 @@ func TestStalledDownloadsUnderFDLimit(t *testing.T) {
 			statuses[0]++
 			return 0
 		}
+		// Read to the end, or the transport would not keep the
+		// connection alive.
+		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		statuses[resp.StatusCode]++
 		return resp.StatusCode
