@@ -200,13 +200,17 @@ func TestProgressWriterChunks(t *testing.T) {
 	}
 	want := []int64{progressChunk, progressChunk, progressChunk, progressChunk, progressChunk, 123}
 
-	t.Run("file", func(t *testing.T) {
+	// sendFile sends the file as http.ServeContent does.
+	sendFile := func(t *testing.T, pw *progressWriter) (int64, error) {
 		f, err := os.Open(file)
 		require.NoError(t, err)
 		defer f.Close()
+		return io.CopyN(pw, f, size)
+	}
+
+	t.Run("file", func(t *testing.T) {
 		pw, rec := newWriter(0)
-		// As http.ServeContent sends a file.
-		n, err := io.CopyN(pw, f, size)
+		n, err := sendFile(t, pw)
 		require.NoError(t, err)
 		assert.EqualValues(t, size, n)
 		assert.Equal(t, data, rec.body.Bytes())
@@ -226,11 +230,8 @@ func TestProgressWriterChunks(t *testing.T) {
 		assert.Equal(t, len(want), rec.deadlines)
 	})
 	t.Run("stall", func(t *testing.T) {
-		f, err := os.Open(file)
-		require.NoError(t, err)
-		defer f.Close()
 		pw, rec := newWriter(3)
-		n, err := io.CopyN(pw, f, size)
+		n, err := sendFile(t, pw)
 		assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 		assert.EqualValues(t, 2*progressChunk, n)
 		assert.True(t, pw.stalled)
