@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -80,25 +81,33 @@ func servable(rel string) bool {
 	return true
 }
 
+// fileRoot is a directory serveFile opens files in; *os.Root is the one
+// outside tests. Open's errors must wrap the system's (fs.ErrNotExist,
+// syscall.EMFILE, ...), which decide the status code.
+type fileRoot interface {
+	Open(name string) (*os.File, error)
+	Close() error
+}
+
 // serveFile sends one regular file below root, with its exact
 // Content-Length (and Range support, so devices can resume an image).
-func (s *server) serveFile(w http.ResponseWriter, r *http.Request, root *os.Root, rel string, metadata bool) {
+func (s *server) serveFile(w http.ResponseWriter, r *http.Request, root fileRoot, rel string, metadata bool) {
 	if !servable(rel) {
 		http.NotFound(w, r)
 		return
 	}
 	f, err := root.Open(rel)
 	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			// os.Root's refusal of an escaping symlink lands here too.
-			s.log.Warn("refused to open", "path", r.URL.Path, "err", err)
-		}
-		http.NotFound(w, r)
+		s.openFailed(w, r, err)
 		return
 	}
 	defer f.Close()
 	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
+	if err != nil {
+		s.openFailed(w, r, err)
+		return
+	}
+	if !st.Mode().IsRegular() {
 		// Directories in particular: no listings.
 		http.NotFound(w, r)
 		return
@@ -120,6 +129,51 @@ func (s *server) serveFile(w http.ResponseWriter, r *http.Request, root *os.Root
 		h.Set("Content-Type", "application/octet-stream")
 	}
 	http.ServeContent(w, r, "", modTime, f)
+}
+
+// retryAfter is the Retry-After of a 503 for exhausted resources: stalled
+// connections hold them at most a stall timeout, and devices retry anyway.
+const retryAfter = "5"
+
+// openFailed answers for a file that could not be opened. Only a name that
+// does not exist is 404: a device reads 404 on N.root.json as "no newer
+// root" and would skip a root rotation (a leaked key's replacement) if the
+// server's own fault answered it. Anything else is the server's fault,
+// said with a 5xx that devices retry, and logged.
+func (s *server) openFailed(w http.ResponseWriter, r *http.Request, err error) {
+	code := openErrorStatus(err)
+	switch code {
+	case http.StatusNotFound:
+		http.NotFound(w, r)
+		return
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", retryAfter)
+		// Out of descriptors, the connection's own is the one to give
+		// back; the device reconnects when it retries.
+		w.Header().Set("Connection", "close")
+		s.log.Error("out of resources: answering 503", "path", r.URL.Path, "err", err)
+	default:
+		// os.Root's refusal of a symbolic link out of the repository
+		// lands here: a broken repository, not a missing file.
+		s.log.Error("cannot open a file to serve: answering 500", "path", r.URL.Path, "err", err)
+	}
+	http.Error(w, http.StatusText(code), code)
+}
+
+// openErrorStatus maps an error from opening (or stat-ing) a file to serve
+// to a status code: 404 when no such file exists (also when a directory on
+// the path is a file, or a name is longer than any file's can be), 503
+// when the process or system ran out of descriptors or memory, 500 for
+// everything else (permissions, I/O errors, a refused symbolic link).
+func openErrorStatus(err error) int {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENAMETOOLONG):
+		return http.StatusNotFound
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE),
+		errors.Is(err, syscall.ENOMEM), errors.Is(err, syscall.ENOBUFS):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }
 
 // unversioned reports whether a metadata name lacks the "N." version prefix

@@ -9,7 +9,8 @@
 //
 //	updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM \
 //	    [--http ADDR] [--https ADDR --tls-cert PEM --tls-key PEM [--client-ca PEM]] \
-//	    [--health ADDR] [--resign-before D] [--check-every D] [--log-level L]
+//	    [--health ADDR] [--resign-before D] [--check-every D] [--log-level L] \
+//	    [--stall-timeout D] [--max-conns-per-addr N] [--header-timeout D] [--idle-timeout D]
 //
 // It serves, read-only:
 //
@@ -45,6 +46,15 @@
 // handshake fails otherwise. Plain --http would let devices around that,
 // so the two cannot be combined; --health serves only /healthz over plain
 // HTTP, for load balancers that hold no device certificate.
+//
+// Faults are loud, and no client can hold the server: a response that
+// makes no write progress for --stall-timeout is dropped with its open
+// file; a client address may hold --max-conns-per-addr connections;
+// --header-timeout and --idle-timeout bound the waits for a request. Only
+// a file that does not exist is answered 404; one that cannot be opened
+// gets 503 with Retry-After when descriptors or memory ran out and 500
+// otherwise, so that a device never mistakes the server's trouble for
+// "no newer root".
 //
 // SIGHUP reloads --tls-cert, --tls-key and --client-ca (a renewed server
 // certificate, a new device CA) for new connections; if the files are
@@ -113,6 +123,7 @@ type flags struct {
 	snapshotExpiry                          time.Duration
 	resignBefore, checkEvery                time.Duration
 	shutdownTimeout                         time.Duration
+	limits                                  ConnLimits
 	logLevel, logFormat                     string
 }
 
@@ -133,6 +144,15 @@ and /healthz (200 while fresh, 503 once expired or the last re-sign failed).
 
 With --client-ca, HTTPS clients must present a certificate chaining to that
 CA (mutual TLS); --http is then refused, use --health for health checks.
+
+Clients that stall: a response that cannot hand 16 KiB to the network
+within --stall-timeout is dropped (a slow device that keeps reading is
+never cut off), and one client address (one /64 for IPv6) may hold at most
+--max-conns-per-addr connections; further ones are closed at once. Raise
+it when many devices reach the server from one address (a NAT, a TCP
+proxy). A file that exists but cannot be opened is answered 500, or 503
+with Retry-After when the server is out of descriptors; only a missing
+file is 404, since 404 on N.root.json means "no newer root" to a device.
 
 Signals: SIGINT or SIGTERM shut down gracefully (--shutdown-timeout);
 SIGHUP reloads --tls-cert, --tls-key and --client-ca.
@@ -175,6 +195,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.DurationVar(&f.resignBefore, "resign-before", 0, "re-sign when the timestamp or snapshot expires within this `duration`; 0 means half of --timestamp-expiry")
 	fs.DurationVar(&f.checkEvery, "check-every", time.Minute, "how often to look at the repository's expiry")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long requests in flight may take to finish at shutdown")
+	fs.DurationVar(&f.limits.StallTimeout, "stall-timeout", defaultStallTimeout, "drop a response that sends no 16 KiB within this `duration` (a client that stopped reading)")
+	fs.DurationVar(&f.limits.ReadHeaderTimeout, "header-timeout", defaultReadHeaderTimeout, "how long a client may take to send a request's headers (and its TLS handshake)")
+	fs.DurationVar(&f.limits.IdleTimeout, "idle-timeout", defaultIdleTimeout, "how long a kept-alive connection may wait for its next request")
+	fs.IntVar(&f.limits.MaxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "open connections allowed from one client address (IPv6: one /64); further ones are closed")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug (one line per request), info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	if err := fs.Parse(args); err != nil {
@@ -204,6 +228,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, errors.New("--pkcs11-module needs --pkcs11-token, --pkcs11-pin-env, --snapshot-key-label and --timestamp-key-label")
 	case f.timestampExpiry <= 0 || f.snapshotExpiry <= 0:
 		return nil, errors.New("expiry durations must be positive")
+	case f.limits.StallTimeout <= 0 || f.limits.ReadHeaderTimeout <= 0 || f.limits.IdleTimeout <= 0:
+		// Zero would mean "forever" to net/http: the fault these bound.
+		return nil, errors.New("--stall-timeout, --header-timeout and --idle-timeout must be positive")
+	case f.limits.MaxConnsPerAddr < 1:
+		return nil, errors.New("--max-conns-per-addr must be at least 1")
 	}
 	if f.resignBefore == 0 {
 		f.resignBefore = f.timestampExpiry / 2
@@ -286,6 +315,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ResignBefore:    f.resignBefore,
 		CheckEvery:      f.checkEvery,
 		Log:             log,
+		ConnLimits:      f.limits,
 	})
 	if err != nil {
 		log.Error("repository refused", "dir", f.repo, "err", err)

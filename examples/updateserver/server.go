@@ -17,8 +17,9 @@ import (
 	"github.com/otaseal/otaseal/sign"
 )
 
-// config is what a server needs; the zero durations are not defaults here
-// (parseFlags fills them), except Now, which defaults to time.Now.
+// config is what a server needs; the zero expiry and check durations are
+// not defaults here (parseFlags fills them), but Now defaults to time.Now
+// and the zero connection limits (ConnLimits) to their safe defaults.
 type config struct {
 	Dir                       string
 	SnapshotKey, TimestampKey *sign.Signer
@@ -31,6 +32,51 @@ type config struct {
 	// means a sign.DirStorage on Dir. Files are always served from Dir.
 	// Tests put a failing or racing one here.
 	Store sign.Storage
+	ConnLimits
+}
+
+// ConnLimits bound what one client can hold of the server: descriptors,
+// goroutines and open files. A zero field means its default.
+type ConnLimits struct {
+	// StallTimeout drops a response that hands no progressChunk bytes to
+	// the network for this long: a device that stops reading keeps a
+	// socket and an open file, and enough of them starve everyone.
+	StallTimeout time.Duration
+	// ReadHeaderTimeout bounds the wait for a request's headers (and the
+	// TLS handshake); IdleTimeout the wait for the next request on a
+	// kept-alive connection.
+	ReadHeaderTimeout, IdleTimeout time.Duration
+	// MaxConnsPerAddr caps the open connections from one client address
+	// (one /64 for IPv6); the connections past it are closed at accept.
+	MaxConnsPerAddr int
+}
+
+// Defaults of ConnLimits. A stall of a minute at 16 KiB chunks still lets
+// a device on a link of about 300 bytes/s finish; 64 connections per
+// address leave room for a few dozen devices behind one NAT while one
+// client can hold at most 128 descriptors (a socket and a file each).
+const (
+	defaultStallTimeout      = time.Minute
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultIdleTimeout       = 2 * time.Minute
+	defaultMaxConnsPerAddr   = 64
+)
+
+// withDefaults fills the zero fields.
+func (l ConnLimits) withDefaults() ConnLimits {
+	if l.StallTimeout <= 0 {
+		l.StallTimeout = defaultStallTimeout
+	}
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = defaultReadHeaderTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = defaultIdleTimeout
+	}
+	if l.MaxConnsPerAddr <= 0 {
+		l.MaxConnsPerAddr = defaultMaxConnsPerAddr
+	}
+	return l
 }
 
 // server serves one repository directory and keeps its freshness metadata
@@ -45,7 +91,7 @@ type server struct {
 	// metaRoot and targetsRoot confine every file served: os.Root refuses
 	// ".." and symbolic links that lead outside, on top of the checks on
 	// the request path.
-	metaRoot, targetsRoot *os.Root
+	metaRoot, targetsRoot fileRoot
 
 	checkMu sync.Mutex
 
@@ -77,6 +123,7 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	if err := checkTiming(cfg.TimestampExpiry, cfg.SnapshotExpiry, cfg.ResignBefore, cfg.CheckEvery); err != nil {
 		return nil, err
 	}
+	cfg.ConnLimits = cfg.ConnLimits.withDefaults()
 	s := &server{cfg: cfg, store: cfg.Store, now: cfg.Now, log: cfg.Log,
 		signers: []*sign.Signer{cfg.SnapshotKey, cfg.TimestampKey}}
 	if s.now == nil {
@@ -106,19 +153,22 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.metaRoot, err = os.OpenRoot(filepath.Join(cfg.Dir, sign.MetadataDir)); err != nil {
+	metaRoot, err := os.OpenRoot(filepath.Join(cfg.Dir, sign.MetadataDir))
+	if err != nil {
 		return nil, err
 	}
 	// A repository without firmware yet has no targets directory; make it,
 	// so that the first release's files are served without a restart.
+	var targetsRoot *os.Root
 	targetsDir := filepath.Join(cfg.Dir, sign.TargetsDir)
 	if err = os.MkdirAll(targetsDir, 0o755); err == nil {
-		s.targetsRoot, err = os.OpenRoot(targetsDir)
+		targetsRoot, err = os.OpenRoot(targetsDir)
 	}
 	if err != nil {
-		s.metaRoot.Close()
+		metaRoot.Close()
 		return nil, err
 	}
+	s.metaRoot, s.targetsRoot = metaRoot, targetsRoot
 	// A failure here is reported by /healthz and retried by the loop.
 	s.check(ctx)
 	return s, nil
@@ -206,6 +256,10 @@ type endpoint struct {
 // requests in flight up to timeout. It closes the listeners.
 func (s *server) serve(ctx context.Context, eps []endpoint, timeout time.Duration) error {
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	lim := s.cfg.ConnLimits
+	// One count for all listeners: a client's descriptors are the same
+	// whichever port it comes in by.
+	perAddr := newAddrLimiter(lim.MaxConnsPerAddr, s.log)
 	var servers []*http.Server
 	errc := make(chan error, len(eps))
 	for _, ep := range eps {
@@ -214,14 +268,15 @@ func (s *server) serve(ctx context.Context, eps []endpoint, timeout time.Duratio
 			h = http.HandlerFunc(s.healthOnly)
 		}
 		hs := &http.Server{
-			Handler:           h,
+			Handler:           s.dropStalled(h),
 			TLSConfig:         ep.tls,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			ReadHeaderTimeout: lim.ReadHeaderTimeout,
+			IdleTimeout:       lim.IdleTimeout,
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          errLog,
 			// No WriteTimeout: a firmware image over a slow cellular
-			// link may rightly take an hour; devices bound it themselves.
+			// link may rightly take an hour. dropStalled drops only the
+			// responses that stop moving.
 		}
 		servers = append(servers, hs)
 		scheme := "http"
@@ -241,7 +296,7 @@ func (s *server) serve(ctx context.Context, eps []endpoint, timeout time.Duratio
 				err = nil
 			}
 			errc <- err
-		}(ep.ln)
+		}(perAddr.listener(ep.ln))
 	}
 
 	loopCtx, stopLoop := context.WithCancel(ctx)

@@ -313,7 +313,6 @@ func TestServing(t *testing.T) {
 		"/metadata//etc/passwd",
 		"/metadata/./timestamp.json",
 		"/metadata/.tmp-123",
-		"/metadata/link.json",
 		"/metadata/",
 		"/metadata",
 		"/targets/",
@@ -332,10 +331,17 @@ func TestServing(t *testing.T) {
 		assert.NotContains(t, string(body), "root:", target)
 	}
 
+	// A symbolic link out of the repository exists but is refused: the
+	// server's fault, not a missing file, so not a 404 (see openFailed).
+	code, h, body := rawGet(t, addr, "GET", "/metadata/link.json")
+	assert.Equal(t, http.StatusInternalServerError, code)
+	assert.NotContains(t, string(body), string(secret))
+	assert.Empty(t, h.Get("Retry-After"), "a broken repository is not fixed by waiting")
+
 	// What is served: exact bytes and length; no-store for timestamp.json.
 	ts, err := os.ReadFile(filepath.Join(repo.dir, "metadata", "timestamp.json"))
 	require.NoError(t, err)
-	code, h, body := rawGet(t, addr, "GET", "/metadata/timestamp.json")
+	code, h, body = rawGet(t, addr, "GET", "/metadata/timestamp.json")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, ts, body)
 	assert.Equal(t, strconv.Itoa(len(ts)), h.Get("Content-Length"))
