@@ -108,7 +108,7 @@ func TestSelect(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "acme-lock/9.0.0/fw.bin", u.Release.Path)
 	_, err = c.Select(ctx, newDevice(t, "acme-unknown", nil, 0, rollback.InstallPolicy{}))
-	assert.ErrorIs(t, err, ErrNoUpdate)
+	assert.ErrorIs(t, err, ErrNoReleases)
 }
 
 // beginImage is the pending record an agent writes for rel before
