@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/rollback"
 )
 
@@ -40,6 +41,7 @@ var (
 // new Cycle on the same state after a power cut carries on where the old
 // one stopped. The steps, in the order an agent calls them:
 //
+//	Provision       once, at the factory: the image in the first slot
 //	Resume(booted)  at every start: what the last run left pending
 //	Check           refresh and select; a sentinel when nothing is to do
 //	Begin           record the update as pending in the inactive slot
@@ -84,6 +86,42 @@ func (a ResumeAction) String() string {
 		return "reverted"
 	}
 	return fmt.Sprintf("ResumeAction(%d)", int(a))
+}
+
+// Provision records, on a device never provisioned, that slot holds the
+// signed release at targetPath: the factory image, taken from the
+// repository rather than described by hand. It refreshes, looks the
+// release up, checks that it is firmware for the state's hardware ID and
+// that slot holds exactly its bytes (ErrSlotContent otherwise), then calls
+// rollback.State.Provision, which sets the floor to its security version.
+// A device already provisioned gets rollback.ErrAlreadyProvisioned.
+// rollback.State.Provision stays for a factory without the repository.
+func (c *Cycle) Provision(ctx context.Context, targetPath, slot string) (rollback.Image, error) {
+	if err := c.Client.Refresh(ctx); err != nil {
+		return rollback.Image{}, err
+	}
+	tf, role, err := c.Client.FindTarget(ctx, targetPath)
+	if err != nil {
+		return rollback.Image{}, err
+	}
+	fw, err := manifest.FirmwareOf(tf)
+	if err != nil {
+		return rollback.Image{}, &TargetError{Path: targetPath, Err: err}
+	}
+	hw := c.State.HardwareID()
+	if !fw.Supports(hw) {
+		return rollback.Image{}, &TargetError{Path: targetPath, Err: fmt.Errorf("%w: not for %q", rollback.ErrWrongHardware, hw)}
+	}
+	u := &Update{Release: manifest.Release{Path: targetPath, File: tf, Firmware: fw}, Role: role, HardwareID: hw}
+	img := u.Image(slot)
+	ok, err := c.SlotHolds(img)
+	if err != nil {
+		return rollback.Image{}, err
+	}
+	if !ok {
+		return rollback.Image{}, fmt.Errorf("%w: slot %q, %s", ErrSlotContent, slot, targetPath)
+	}
+	return img, c.State.Provision(ctx, img)
 }
 
 // Resume reads the state after a start in which the device booted the

@@ -38,15 +38,45 @@ func newTestDevice(t *testing.T, f *fleet, hardwareID string) *testDevice {
 	d := &testDevice{t: t, f: f, hardwareID: hardwareID, store: rollback.NewMemStore(),
 		counter: rollback.NewStoreCounter(rollback.NewMemStore(), "counter"), slots: verify.DirSlots(t.TempDir()), booted: "a"}
 	ctx := context.Background()
-	state := d.state()
-	sum := sha256.Sum256(f.images["1.0.0"])
-	require.NoError(t, state.Provision(ctx, rollback.Image{HardwareID: hardwareID, TargetPath: f.imagePath("1.0.0"),
-		Version: manifest.MustParseVersion("1.0.0"), SecurityVersion: 1, Length: int64(len(f.images["1.0.0"])), SHA256: sum[:], Slot: "a"}))
-	d.writeSlot("a", f.images["1.0.0"])
 	_, root, err := f.repo.DeviceRoot()
 	require.NoError(t, err)
-	require.NoError(t, verify.Bootstrap(ctx, verify.StateTrustStore{State: state}, root, manifest.Limits{}))
+	require.NoError(t, verify.Bootstrap(ctx, verify.StateTrustStore{State: d.state()}, root, manifest.Limits{}))
+	d.writeSlot("a", f.images["1.0.0"])
+	if hardwareID == f.hardwareID {
+		_, err = d.cycle().Provision(ctx, f.imagePath("1.0.0"), "a")
+		require.NoError(t, err)
+	} else { // a device the repository has nothing for
+		sum := sha256.Sum256(f.images["1.0.0"])
+		require.NoError(t, d.state().Provision(ctx, rollback.Image{HardwareID: hardwareID, TargetPath: "factory.bin",
+			Version: manifest.MustParseVersion("1.0.0"), SecurityVersion: 1, Length: int64(len(f.images["1.0.0"])), SHA256: sum[:], Slot: "a"}))
+	}
 	return d
+}
+
+// Provision takes the factory image's record from the signed release and
+// checks the slot holds it.
+func TestCycleProvision(t *testing.T) {
+	ctx := context.Background()
+	f := newTestFleet(t, "acme-gw-r2")
+	d := newTestDevice(t, f, "acme-gw-r2")
+	st := d.status()
+	got := st.Installed
+	assert.Equal(t, f.imagePath("1.0.0"), got.TargetPath)
+	assert.Equal(t, uint64(1), st.Floors["acme-gw-r2"])
+	_, err := d.cycle().Provision(ctx, f.imagePath("1.0.0"), "a")
+	assert.ErrorIs(t, err, rollback.ErrAlreadyProvisioned)
+
+	fresh := &testDevice{t: t, f: f, hardwareID: "acme-gw-r2", store: rollback.NewMemStore(),
+		counter: rollback.NewStoreCounter(rollback.NewMemStore(), "counter"), slots: verify.DirSlots(t.TempDir()), booted: "a"}
+	_, root, err := f.repo.DeviceRoot()
+	require.NoError(t, err)
+	require.NoError(t, verify.Bootstrap(ctx, verify.StateTrustStore{State: fresh.state()}, root, manifest.Limits{}))
+	fresh.writeSlot("a", f.images["1.1.0"])
+	_, err = fresh.cycle().Provision(ctx, f.imagePath("1.0.0"), "a")
+	assert.ErrorIs(t, err, verify.ErrSlotContent)
+	_, err = fresh.cycle().Provision(ctx, "acme-gw-r2/deltas/1.0.0-1.1.0.otz", "a")
+	assert.ErrorIs(t, err, manifest.ErrWrongKind)
+	assert.Nil(t, fresh.status().Installed)
 }
 
 func (d *testDevice) writeSlot(slot string, data []byte) {
