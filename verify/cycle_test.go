@@ -32,18 +32,24 @@ type testDevice struct {
 	booted     string // the slot the bootloader starts
 }
 
-// newTestDevice provisions a device running release 1.0.0 in slot a, with
-// the root the repository hands out.
-func newTestDevice(t *testing.T, f *fleet, hardwareID string) *testDevice {
+// factoryDevice is a device fresh from the factory: slotA in slot a, the
+// root the repository hands out, not yet provisioned.
+func factoryDevice(t *testing.T, f *fleet, hardwareID string, slotA []byte) *testDevice {
 	d := &testDevice{t: t, f: f, hardwareID: hardwareID, store: rollback.NewMemStore(),
 		counter: rollback.NewStoreCounter(rollback.NewMemStore(), "counter"), slots: verify.DirSlots(t.TempDir()), booted: "a"}
-	ctx := context.Background()
 	_, root, err := f.repo.DeviceRoot()
 	require.NoError(t, err)
-	require.NoError(t, verify.Bootstrap(ctx, verify.StateTrustStore{State: d.state()}, root, manifest.Limits{}))
-	d.writeSlot("a", f.images["1.0.0"])
+	require.NoError(t, verify.Bootstrap(context.Background(), verify.StateTrustStore{State: d.state()}, root, manifest.Limits{}))
+	d.writeSlot("a", slotA)
+	return d
+}
+
+// newTestDevice provisions a device running release 1.0.0 in slot a.
+func newTestDevice(t *testing.T, f *fleet, hardwareID string) *testDevice {
+	ctx := context.Background()
+	d := factoryDevice(t, f, hardwareID, f.images["1.0.0"])
 	if hardwareID == f.hardwareID {
-		_, err = d.cycle().Provision(ctx, f.imagePath("1.0.0"), "a")
+		_, err := d.cycle().Provision(ctx, f.imagePath("1.0.0"), "a")
 		require.NoError(t, err)
 	} else { // a device the repository has nothing for
 		sum := sha256.Sum256(f.images["1.0.0"])
@@ -57,8 +63,7 @@ func newTestDevice(t *testing.T, f *fleet, hardwareID string) *testDevice {
 // checks the slot holds it.
 func TestCycleProvision(t *testing.T) {
 	ctx := context.Background()
-	f := newTestFleet(t, "acme-gw-r2")
-	d := newTestDevice(t, f, "acme-gw-r2")
+	f, d := fleetAndDevice(t)
 	st := d.status()
 	got := st.Installed
 	assert.Equal(t, f.imagePath("1.0.0"), got.TargetPath)
@@ -66,12 +71,7 @@ func TestCycleProvision(t *testing.T) {
 	_, err := d.cycle().Provision(ctx, f.imagePath("1.0.0"), "a")
 	assert.ErrorIs(t, err, rollback.ErrAlreadyProvisioned)
 
-	fresh := &testDevice{t: t, f: f, hardwareID: "acme-gw-r2", store: rollback.NewMemStore(),
-		counter: rollback.NewStoreCounter(rollback.NewMemStore(), "counter"), slots: verify.DirSlots(t.TempDir()), booted: "a"}
-	_, root, err := f.repo.DeviceRoot()
-	require.NoError(t, err)
-	require.NoError(t, verify.Bootstrap(ctx, verify.StateTrustStore{State: fresh.state()}, root, manifest.Limits{}))
-	fresh.writeSlot("a", f.images["1.1.0"])
+	fresh := factoryDevice(t, f, "acme-gw-r2", f.images["1.1.0"])
 	_, err = fresh.cycle().Provision(ctx, f.imagePath("1.0.0"), "a")
 	assert.ErrorIs(t, err, verify.ErrSlotContent)
 	_, err = fresh.cycle().Provision(ctx, "acme-gw-r2/deltas/1.0.0-1.1.0.otz", "a")
@@ -120,13 +120,19 @@ func newTestFleet(t *testing.T, hardwareID string) *fleet {
 	return f
 }
 
+// fleetAndDevice is the usual start: releases 1.0.0 and 1.1.0 published,
+// a device running 1.0.0.
+func fleetAndDevice(t *testing.T) (*fleet, *testDevice) {
+	f := newTestFleet(t, "acme-gw-r2")
+	return f, newTestDevice(t, f, "acme-gw-r2")
+}
+
 // Finding 1 of issue 22: Client.Install without State.Begin wrote the slot
 // and returned nil. The cycle refuses to write a slot the state has no
 // pending record for, or a record of another update.
 func TestCycleInstallNeedsBegin(t *testing.T) {
 	ctx := context.Background()
-	f := newTestFleet(t, "acme-gw-r2")
-	d := newTestDevice(t, f, "acme-gw-r2")
+	_, d := fleetAndDevice(t)
 	c := d.cycle()
 	u, err := c.Check(ctx)
 	require.NoError(t, err)
@@ -146,8 +152,7 @@ func TestCycleInstallNeedsBegin(t *testing.T) {
 // Finding 2: the pending record comes from the update, field for field.
 func TestUpdateImage(t *testing.T) {
 	ctx := context.Background()
-	f := newTestFleet(t, "acme-gw-r2")
-	d := newTestDevice(t, f, "acme-gw-r2")
+	f, d := fleetAndDevice(t)
 	u, err := d.cycle().Check(ctx)
 	require.NoError(t, err)
 	sum := sha256.Sum256(f.images["1.1.0"])
@@ -374,8 +379,7 @@ func assertConsistent(t *testing.T, d *testDevice) {
 // on 1.0.0 with the floor where it was, and the next Check offers 1.1.0.
 func TestCycleRevert(t *testing.T) {
 	ctx := context.Background()
-	f := newTestFleet(t, "acme-gw-r2")
-	d := newTestDevice(t, f, "acme-gw-r2")
+	_, d := fleetAndDevice(t)
 	drive(t, d, "")
 	c := d.cycle()
 	act, img, err := c.Resume(ctx, "b")
@@ -403,8 +407,7 @@ func TestCycleRevert(t *testing.T) {
 // Confirm refuses an image whose slot changed since it was written.
 func TestCycleConfirmChecksSlot(t *testing.T) {
 	ctx := context.Background()
-	f := newTestFleet(t, "acme-gw-r2")
-	d := newTestDevice(t, f, "acme-gw-r2")
+	_, d := fleetAndDevice(t)
 	drive(t, d, "")
 	d.writeSlot("b", []byte("garbage"))
 	_, err := d.cycle().Confirm(ctx)
