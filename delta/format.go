@@ -45,3 +45,25 @@ func ParseFormat(s string) (Format, error) {
 	}
 	return 0, fmt.Errorf("%w: unknown format %q (want bsdiff40 or otaseal-zstd)", ErrFormat, s)
 }
+
+// MagicSize is how many bytes of a patch DetectFormat needs.
+const MagicSize = 8
+
+// DetectFormat returns the format of a patch from its first bytes, by the
+// magic each format opens with ("BSDIFF40", "OTADLT02"). It does not check
+// anything past the magic: only applying a patch shows it is whole. A
+// header that opens with neither magic, or is shorter than MagicSize, is
+// ErrFormat. A publisher uses it to label a patch by what it is rather
+// than by what its file is called.
+func DetectFormat(header []byte) (Format, error) {
+	if len(header) < MagicSize {
+		return 0, fmt.Errorf("%w: %d bytes, too short for a magic", ErrFormat, len(header))
+	}
+	switch string(header[:MagicSize]) {
+	case bsdiff40Magic:
+		return FormatBSDIFF40, nil
+	case streamMagic:
+		return FormatStream, nil
+	}
+	return 0, fmt.Errorf("%w: unknown magic %q", ErrFormat, header[:MagicSize])
+}

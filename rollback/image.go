@@ -2,9 +2,11 @@ package rollback
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/otaseal/otaseal/manifest"
 )
@@ -63,6 +65,21 @@ func (img *Image) Equal(o *Image) bool {
 	return img.HardwareID == o.HardwareID && img.TargetPath == o.TargetPath &&
 		img.Version.String() == o.Version.String() && img.SecurityVersion == o.SecurityVersion &&
 		img.Length == o.Length && bytes.Equal(img.SHA256, o.SHA256) && img.Slot == o.Slot
+}
+
+// Matches reports whether r yields exactly the image: Length bytes whose
+// SHA-256 is the image's, then EOF. It is the health check's question
+// "does this slot hold the image the state says it does?". It reads at
+// most Length+1 bytes as a stream. A slot longer than its image (a
+// partition) is passed as io.NewSectionReader(slot, 0, img.Length). An
+// error is a failure to read, never a mismatch.
+func (img *Image) Matches(r io.Reader) (bool, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(r, img.Length+1))
+	if err != nil {
+		return false, fmt.Errorf("rollback: reading slot %q: %w", img.Slot, err)
+	}
+	return n == img.Length && bytes.Equal(h.Sum(nil), img.SHA256), nil
 }
 
 // firmware is the policy's view of the image.

@@ -49,6 +49,12 @@
 // ecdsa-sha2-nistp384 signatures. Use ed25519, ECDSA P-256 or RSA-PSS for
 // roles that tuf-js (or sigstore-js) clients must read.
 //
+// Deltas: [Repository.AddDelta] applies a patch once, with package delta,
+// to check that it rebuilds the signed image before staging it, so a
+// broken or mislabelled patch never reaches a device. That is sign's one
+// import beside manifest; delta imports nothing of otaseal's, so the
+// layers still point down.
+//
 // What it does not do: it does not verify updates on devices (package
 // verify), keep a device's trusted state (package rollback), compute
 // deltas (package delta), serve HTTP, or garbage-collect target files

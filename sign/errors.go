@@ -40,6 +40,7 @@ var (
 	ErrRootRotation   = errors.New("sign: invalid root rotation")
 	ErrTooLarge       = errors.New("sign: input larger than its limit")
 	ErrNotInitialized = errors.New("sign: repository has no root")
+	ErrBadDelta       = errors.New("sign: patch does not rebuild its target")
 )
 
 // KeyError names the role and key a refusal is about. Err is one of the

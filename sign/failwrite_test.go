@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/otaseal/otaseal/delta"
 	"github.com/otaseal/otaseal/manifest"
 )
 
@@ -80,11 +81,8 @@ func TestPublishFailingNthWrite(t *testing.T) {
 		}
 		require.NoError(t, repo.AddFirmware(ctx, "acme/1.2.0/firmware.bin", bytes.NewReader(image("new", 777)), firmware("1.2.0", 3)))
 		require.NoError(t, repo.AddFirmware(ctx, "catalog/gw/2.1.0/firmware.bin", bytes.NewReader(image("new2", 55)), firmware("2.1.0", 1)))
-		require.NoError(t, repo.AddDelta(ctx, "acme/deltas/1.1.0-1.2.0.bsdiff", bytes.NewReader(image("patch", 40)), manifest.Delta{
-			Format: manifest.FormatBSDIFF40,
-			From:   end("acme/1.1.0/firmware.bin", oldImages["acme/1.1.0/firmware.bin"]),
-			To:     end("acme/1.2.0/firmware.bin", image("new", 777)),
-		}))
+		patch := makePatch(t, oldImages["acme/1.1.0/firmware.bin"], image("new", 777), delta.FormatBSDIFF40)
+		require.NoError(t, repo.AddDelta(ctx, "acme/deltas/1.1.0-1.2.0.bsdiff", "acme/1.1.0/firmware.bin", "acme/1.2.0/firmware.bin", bytes.NewReader(patch)))
 	}
 	open := func(t *testing.T, dir string, failAt int) (*Repository, *failingStorage) {
 		return openFailing(t, dir, failAt, base.now.Add(time.Minute))

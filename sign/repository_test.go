@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/otaseal/otaseal/delta"
 	"github.com/otaseal/otaseal/manifest"
 )
 
@@ -71,13 +72,8 @@ func newTestRepo(t *testing.T, consistent bool) *testRepo {
 	tr.add(t, "acme/1.1.0/firmware.bin", image("a2", 3100), firmware("1.1.0", 2))
 	tr.add(t, "catalog/gw/2.0.0/firmware.bin", image("c1", 2000), firmware("2.0.0", 1))
 	tr.add(t, "plain.bin", image("p", 100), firmware("0.1.0", 0))
-	patch := image("delta", 500)
-	d := manifest.Delta{
-		Format: manifest.FormatBSDIFF40,
-		From:   end("acme/1.0.0/firmware.bin", tr.images["acme/1.0.0/firmware.bin"]),
-		To:     end("acme/1.1.0/firmware.bin", tr.images["acme/1.1.0/firmware.bin"]),
-	}
-	require.NoError(t, tr.repo.AddDelta(ctx, "acme/deltas/1.0.0-1.1.0.bsdiff", bytes.NewReader(patch), d))
+	patch := makePatch(t, tr.images["acme/1.0.0/firmware.bin"], tr.images["acme/1.1.0/firmware.bin"], delta.FormatBSDIFF40)
+	require.NoError(t, tr.repo.AddDelta(ctx, "acme/deltas/1.0.0-1.1.0.bsdiff", "acme/1.0.0/firmware.bin", "acme/1.1.0/firmware.bin", bytes.NewReader(patch)))
 	tr.images["acme/deltas/1.0.0-1.1.0.bsdiff"] = patch
 	require.NoError(t, tr.repo.Publish(ctx, allSigners(t)))
 	return tr

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/otaseal/otaseal/delta"
 	"github.com/otaseal/otaseal/manifest"
 )
 
@@ -57,12 +58,9 @@ func stageCeremony(t *testing.T, tr *testRepo) (targetsDoc []byte) {
 	ctx := context.Background()
 	repo := tr.repo
 	tr.add(t, "acme/1.2.0/firmware.bin", image("a3", 3200), firmware("1.2.0", 3))
-	require.NoError(t, repo.AddDelta(ctx, "acme/deltas/1.1.0-1.2.0.bsdiff", bytes.NewReader(image("d2", 300)), manifest.Delta{
-		Format: manifest.FormatBSDIFF40,
-		From:   end("acme/1.1.0/firmware.bin", tr.images["acme/1.1.0/firmware.bin"]),
-		To:     end("acme/1.2.0/firmware.bin", tr.images["acme/1.2.0/firmware.bin"]),
-	}))
-	tr.images["acme/deltas/1.1.0-1.2.0.bsdiff"] = image("d2", 300)
+	patch := makePatch(t, tr.images["acme/1.1.0/firmware.bin"], tr.images["acme/1.2.0/firmware.bin"], delta.FormatStream)
+	require.NoError(t, repo.AddDelta(ctx, "acme/deltas/1.1.0-1.2.0.bsdiff", "acme/1.1.0/firmware.bin", "acme/1.2.0/firmware.bin", bytes.NewReader(patch)))
+	tr.images["acme/deltas/1.1.0-1.2.0.bsdiff"] = patch
 	tr.add(t, "plain2.bin", image("p2", 50), firmware("0.2.0", 0))
 	require.NoError(t, repo.RemoveTarget("plain.bin"))
 	acme, err := repo.ExportRole("acme")

@@ -1,7 +1,6 @@
 package sign
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -63,27 +62,12 @@ func mustHex(s string) manifest.HexBytes {
 // published images are immutable, so a device never gets two different
 // images under one name (RemoveTarget first to replace one).
 func (r *Repository) AddFirmware(ctx context.Context, targetPath string, rd io.Reader, fw manifest.Firmware) error {
-	return r.addTarget(ctx, targetPath, rd, func(tf *manifest.TargetFile) error { return manifest.SetFirmware(tf, fw) })
+	return r.addTarget(ctx, targetPath, rd, func(s *spooled) error { return manifest.SetFirmware(s.tf, fw) })
 }
 
-// AddDelta stages a delta patch as target path, like AddFirmware. Both ends
-// of d must be firmware targets of this repository whose length and SHA-256
-// match d: a delta to an image nobody can verify is refused here rather
-// than on every device.
-func (r *Repository) AddDelta(ctx context.Context, targetPath string, rd io.Reader, d manifest.Delta) error {
-	for _, end := range []manifest.DeltaEnd{d.From, d.To} {
-		tf, _, ok := r.findTarget(end.Path)
-		if !ok {
-			return fmt.Errorf("%w: delta end %q", ErrNoTarget, end.Path)
-		}
-		if tf.Length != end.Length || !bytes.Equal(tf.Hashes["sha256"], end.SHA256) {
-			return fmt.Errorf("%w: delta end %q does not match the target's length and sha256", ErrTargetExists, end.Path)
-		}
-	}
-	return r.addTarget(ctx, targetPath, rd, func(tf *manifest.TargetFile) error { return manifest.SetDelta(tf, d) })
-}
-
-func (r *Repository) addTarget(ctx context.Context, targetPath string, rd io.Reader, setCustom func(*manifest.TargetFile) error) error {
+// addTarget spools rd and stages it as targetPath once setCustom, given
+// the spooled file, has checked it and set its otaseal object.
+func (r *Repository) addTarget(ctx context.Context, targetPath string, rd io.Reader, setCustom func(*spooled) error) error {
 	if err := CheckName(targetPath); err != nil {
 		return err
 	}
@@ -96,7 +80,7 @@ func (r *Repository) addTarget(ctx context.Context, targetPath string, rd io.Rea
 		return err
 	}
 	s.tf.Path = targetPath
-	if err := setCustom(s.tf); err != nil {
+	if err := setCustom(s); err != nil {
 		os.Remove(s.file)
 		return err
 	}

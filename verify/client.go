@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -49,10 +50,14 @@ func (SystemClock) Now() time.Time { return time.Now() }
 type Config struct {
 	// MetadataURL is the base URL of the metadata, ending in "/".
 	MetadataURL string
-	// TargetsURL is the base URL of targets, ending in "/"; empty means
-	// MetadataURL's "targets/" sibling is not assumed: fetching targets
-	// fails until it is set.
+	// TargetsURL is the base URL of targets, ending in "/". Required
+	// unless MetadataOnly is set: a device that can verify an update but
+	// not download it should fail at New, not after Begin.
 	TargetsURL string
+	// MetadataOnly allows an empty TargetsURL for a client that only
+	// refreshes and looks up metadata (a TUF conformance client, an
+	// inventory tool); Download and Install then fail with ErrConfig.
+	MetadataOnly bool
 	// Fetcher retrieves documents and targets; nil means an HTTPFetcher
 	// with its safe defaults.
 	Fetcher Fetcher
@@ -87,6 +92,10 @@ var (
 	ErrTargetNotFound     = errors.New("verify: target not found")
 	ErrTooManyDelegations = errors.New("verify: too many delegations visited")
 	ErrConfig             = errors.New("verify: invalid configuration")
+	// ErrAlreadyBootstrapped: Bootstrap was given a root other than the
+	// one the store holds (which may be a later, rotated root). An agent
+	// that bootstraps at every start with its shipped root may ignore it.
+	ErrAlreadyBootstrapped = errors.New("verify: the store already holds another trusted root")
 )
 
 // RoleError names the role whose document was refused, and why.
@@ -116,7 +125,10 @@ type Client struct {
 
 // Bootstrap stores rootJSON as the first trusted root of an empty store,
 // after checking that it parses and is signed by its own threshold. It
-// refuses to replace a root that is already there.
+// never replaces a root that is already there: given the same bytes again
+// it returns nil, so an agent may call it at every start; given other
+// bytes, ErrAlreadyBootstrapped. Ship the bytes package sign's
+// Repository.DeviceRoot returns.
 func Bootstrap(ctx context.Context, store TrustStore, rootJSON []byte, lim manifest.Limits) error {
 	if _, err := manifest.ParseUnverified[manifest.Root](manifest.RoleRoot, rootJSON, lim); err != nil {
 		return &RoleError{Role: manifest.RoleRoot, Err: err}
@@ -128,8 +140,11 @@ func Bootstrap(ctx context.Context, store TrustStore, rootJSON []byte, lim manif
 	if err != nil {
 		return err
 	}
+	if bytes.Equal(old, rootJSON) {
+		return nil
+	}
 	if old != nil {
-		return fmt.Errorf("%w: the store already holds a trusted root", ErrConfig)
+		return ErrAlreadyBootstrapped
 	}
 	return store.StoreMetadata(ctx, manifest.RoleRoot, rootJSON)
 }
@@ -143,6 +158,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if !strings.HasSuffix(cfg.MetadataURL, "/") {
 		return nil, fmt.Errorf("%w: MetadataURL %q must end in /", ErrConfig, cfg.MetadataURL)
+	}
+	if cfg.TargetsURL == "" && !cfg.MetadataOnly {
+		return nil, fmt.Errorf("%w: TargetsURL is required (or set MetadataOnly)", ErrConfig)
 	}
 	if cfg.TargetsURL != "" && !strings.HasSuffix(cfg.TargetsURL, "/") {
 		return nil, fmt.Errorf("%w: TargetsURL %q must end in /", ErrConfig, cfg.TargetsURL)

@@ -20,7 +20,14 @@
 //   - Client.Install streams the release, or builds it from the delta,
 //     into the inactive slot, checking length and every hash on the way.
 //
-// The package example is this sequence end to end.
+// The package example is this sequence end to end. Most agents need not
+// write it: Cycle binds these calls to the device's rollback.State and its
+// A/B Slots, in the steps an agent takes at each start (Resume, Check,
+// Begin, Install, then Confirm or Revert after the reboot), each safe to
+// repeat after a power cut. It refuses to write a slot the state has no
+// pending record for, falls back from a failed delta to the full image by
+// itself, and tells "up to date" (ErrNoUpdate) from "nothing published for
+// this hardware" (ErrNoReleases). Its example is a whole agent.
 //
 // Transport is the Fetcher interface; HTTPFetcher bounds every download by
 // its signed or configured length, retries transient failures with backoff,
@@ -120,5 +127,7 @@
 //     rotation to the next Refresh; it cannot lower trust.
 //
 // It does not reboot, switch slots or run health checks: the device agent
-// does, around rollback.State's Begin, Confirm and Revert.
+// does, around Cycle's steps (or rollback.State's Begin, Confirm and
+// Revert). rollback.Image.Matches answers the health check's first
+// question, whether a slot holds the image its record describes.
 package verify

@@ -3,18 +3,13 @@ package verify_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
 	"log"
-	"net/http"
-	"net/http/httptest"
-	"os"
 	"time"
 
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/rollback"
-	"github.com/otaseal/otaseal/sign"
 	"github.com/otaseal/otaseal/verify"
 )
 
@@ -88,46 +83,23 @@ func Example() {
 	// installed: 1.1.0 in slot b floor: 2
 }
 
-// exampleRepository publishes firmware 1.0.0 and 1.1.0 with package sign
-// and serves them on 127.0.0.1.
+// exampleRepository publishes firmware 1.0.0 and 1.1.0 (and a delta
+// between them) with package sign and serves them on 127.0.0.1.
 func exampleRepository() (url string, shippedRoot, factory []byte, stop func()) {
-	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "otaseal-example-")
+	f, err := newFleet("acme-gw-r2")
 	if err != nil {
 		log.Fatal(err)
 	}
-	keys := map[string]*sign.Signer{}
-	roles := map[string]sign.RoleKeys{}
-	for _, role := range []string{"root", "targets", "snapshot", "timestamp"} {
-		seed := sha256.Sum256([]byte("example " + role))
-		keys[role], _ = sign.SignerFromPrivateKey(ctx, ed25519.NewKeyFromSeed(seed[:]))
-		roles[role] = sign.RoleKeys{Threshold: 1, Keys: []*manifest.Key{keys[role].Key()}}
-	}
-	root, _ := sign.NewRoot(sign.RootSpec{Roles: roles}, time.Now().Add(sign.DefaultRootExpiry))
-	policy, _ := sign.PolicyFromRoot(&root.Signed)
-	if _, err := sign.SignRole(ctx, policy, "root", root, []*sign.Signer{keys["root"]}); err != nil {
+	if err := f.release("1.0.0", 1, ""); err != nil {
 		log.Fatal(err)
 	}
-	storage, _ := sign.NewDirStorage(dir)
-	repo, err := sign.CreateRepository(ctx, storage, root, sign.RepositoryOptions{TempDir: dir})
+	if err := f.release("1.1.0", 2, "1.0.0"); err != nil {
+		log.Fatal(err)
+	}
+	// The root to build into devices: the repository hands it out.
+	_, shippedRoot, err = f.repo.DeviceRoot()
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer repo.Close()
-	factory = bytes.Repeat([]byte("firmware 1.0.0 "), 1000)
-	for v, image := range map[string][]byte{"1.0.0": factory, "1.1.0": bytes.Repeat([]byte("firmware 1.1.0 "), 1000)} {
-		fw := manifest.Firmware{Version: manifest.MustParseVersion(v), SecurityVersion: 1, HardwareIDs: []string{"acme-gw-r2"}}
-		if v == "1.1.0" {
-			fw.SecurityVersion, fw.Severity, fw.Advisories = 2, manifest.SeveritySecurity, []string{"CVE-2026-0001"}
-		}
-		if err := repo.AddFirmware(ctx, "acme-gw-r2/"+v+"/firmware.bin", bytes.NewReader(image), fw); err != nil {
-			log.Fatal(err)
-		}
-	}
-	if err := repo.Publish(ctx, []*sign.Signer{keys["targets"], keys["snapshot"], keys["timestamp"]}); err != nil {
-		log.Fatal(err)
-	}
-	shippedRoot, _ = root.ToBytes(false)
-	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
-	return srv.URL, shippedRoot, factory, func() { srv.Close(); os.RemoveAll(dir) }
+	return f.srv.URL, shippedRoot, f.images["1.0.0"], f.close
 }

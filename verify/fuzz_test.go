@@ -48,7 +48,7 @@ func FuzzRefresh(f *testing.F) {
 		})
 		store := newMemStore()
 		require.NoError(t, Bootstrap(context.Background(), store, root, manifest.Limits{}))
-		c, err := New(context.Background(), Config{MetadataURL: "mem://repo/", Fetcher: fetch, Store: store, Clock: &fixedClock{testNow}})
+		c, err := New(context.Background(), Config{MetadataURL: "mem://repo/", MetadataOnly: true, Fetcher: fetch, Store: store, Clock: &fixedClock{testNow}})
 		require.NoError(t, err)
 		if err := c.Refresh(context.Background()); err != nil {
 			return

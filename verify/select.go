@@ -42,6 +42,25 @@ type Update struct {
 	// Patch, if not nil, is a delta target from the installed image
 	// (matched by its sha256) to Release: download it instead of the image.
 	Patch *manifest.Patch
+	// HardwareID is the device hardware ID the release was selected for
+	// (DeviceState.HardwareID); Image records it.
+	HardwareID string
+}
+
+// Image returns the record of the update as the image of slot: what
+// rollback.State.Begin takes before a byte is written to slot, so that the
+// state's pending record describes exactly the signed release (its path,
+// versions, length and sha256).
+func (u *Update) Image(slot string) rollback.Image {
+	fw := u.Release.Firmware
+	img := rollback.Image{HardwareID: u.HardwareID, TargetPath: u.Release.Path, Slot: slot}
+	if fw != nil {
+		img.Version, img.SecurityVersion = fw.Version, fw.SecurityVersion
+	}
+	if u.Release.File != nil {
+		img.Length, img.SHA256 = u.Release.File.Length, bytes.Clone(u.Release.File.Hashes["sha256"])
+	}
+	return img
 }
 
 // DeviceState is what Select asks of a device's trusted state: its
@@ -135,7 +154,7 @@ func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error
 	if err != nil {
 		return nil, &RoleError{Role: role, Err: err}
 	}
-	return &Update{Release: chosen.rel, Role: role, Patch: patch}, nil
+	return &Update{Release: chosen.rel, Role: role, Patch: patch, HardwareID: hardwareID}, nil
 }
 
 // patchFrom returns the delta in doc from the installed image to the

@@ -33,7 +33,7 @@ func TestClientOnRollbackState(t *testing.T) {
 		if b, _ := store.LoadMetadata(ctx, "root"); b == nil {
 			require.NoError(t, Bootstrap(ctx, store, r.RootJSON(1), manifest.Limits{}))
 		}
-		c, err := New(ctx, Config{MetadataURL: r.MetadataURL(), Fetcher: &HTTPFetcher{Retries: -1}, Store: store, Clock: clock})
+		c, err := New(ctx, Config{MetadataURL: r.MetadataURL(), MetadataOnly: true, Fetcher: &HTTPFetcher{Retries: -1}, Store: store, Clock: clock})
 		require.NoError(t, err)
 		return c, clock
 	}

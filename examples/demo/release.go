@@ -100,12 +100,7 @@ func (r *release) publishFirmware(ctx context.Context, version string, securityV
 			return 0, err
 		}
 		prevVersion := previousVersion(version)
-		from, to := sha256.Sum256(previous), sha256.Sum256(image)
-		err = r.repo.AddDelta(ctx, fmt.Sprintf("%s/deltas/%s-%s.otz", hardwareID, prevVersion, version), bytes.NewReader(patch.Bytes()), manifest.Delta{
-			Format: manifest.FormatZstdStream,
-			From:   manifest.DeltaEnd{Path: imagePath(prevVersion), Length: int64(len(previous)), SHA256: from[:]},
-			To:     manifest.DeltaEnd{Path: imagePath(version), Length: int64(len(image)), SHA256: to[:]},
-		})
+		err = r.repo.AddDelta(ctx, fmt.Sprintf("%s/deltas/%s-%s.otz", hardwareID, prevVersion, version), imagePath(prevVersion), imagePath(version), bytes.NewReader(patch.Bytes()))
 		if err != nil {
 			return 0, err
 		}

@@ -117,10 +117,7 @@ func newServerAt(t testing.TB, imageSize int, now func() time.Time) *testServer 
 	require.NoError(t, err)
 	var patch bytes.Buffer
 	require.NoError(t, d.Encode(&patch, delta.FormatStream))
-	from, to := sha256.Sum256(s.images["1.0.0"]), sha256.Sum256(s.images["1.1.0"])
-	require.NoError(t, repo.AddDelta(ctx, hw+"/deltas/1.0.0-1.1.0.otz", &patch, manifest.Delta{Format: manifest.FormatZstdStream,
-		From: manifest.DeltaEnd{Path: hw + "/1.0.0/firmware.bin", Length: int64(len(s.images["1.0.0"])), SHA256: from[:]},
-		To:   manifest.DeltaEnd{Path: hw + "/1.1.0/firmware.bin", Length: int64(len(s.images["1.1.0"])), SHA256: to[:]}}))
+	require.NoError(t, repo.AddDelta(ctx, hw+"/deltas/1.0.0-1.1.0.otz", hw+"/1.0.0/firmware.bin", hw+"/1.1.0/firmware.bin", &patch))
 	require.NoError(t, repo.Publish(ctx, []*sign.Signer{keys["targets"], keys["snapshot"], keys["timestamp"]}))
 
 	rootJSON, err := root.ToBytes(false)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/otaseal/otaseal/delta"
-	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/verify"
 
 	"github.com/stretchr/testify/assert"
@@ -27,12 +25,8 @@ func (s *testServer) useBSDIFF40(t *testing.T) {
 	var patch bytes.Buffer
 	require.NoError(t, d.Encode(&patch, delta.FormatBSDIFF40))
 	require.NoError(t, s.repo.RemoveTarget(hw+"/deltas/1.0.0-1.1.0.otz"))
-	end := func(v string) manifest.DeltaEnd {
-		sum := sha256.Sum256(s.images[v])
-		return manifest.DeltaEnd{Path: hw + "/" + v + "/firmware.bin", Length: int64(len(s.images[v])), SHA256: sum[:]}
-	}
-	require.NoError(t, s.repo.AddDelta(context.Background(), hw+"/deltas/1.0.0-1.1.0.bsdiff", &patch,
-		manifest.Delta{Format: manifest.FormatBSDIFF40, From: end("1.0.0"), To: end("1.1.0")}))
+	require.NoError(t, s.repo.AddDelta(context.Background(), hw+"/deltas/1.0.0-1.1.0.bsdiff",
+		hw+"/1.0.0/firmware.bin", hw+"/1.1.0/firmware.bin", &patch))
 	s.publish(t, "targets", "snapshot", "timestamp")
 }
 

@@ -238,9 +238,7 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 				fmt.Fprintf(e.stderr, "      %-12s %s: skipped, %s is not smaller than the image\n", f.manifest, path, size(int64(patch.Len())))
 				continue
 			}
-			dm := manifest.Delta{Format: f.manifest, To: to,
-				From: manifest.DeltaEnd{Path: r.Path, Length: r.File.Length, SHA256: fromSum[:]}}
-			if err := s.repo.AddDelta(ctx, path, bytes.NewReader(patch.Bytes()), dm); err != nil {
+			if err := s.repo.AddDelta(ctx, path, r.Path, to.Path, bytes.NewReader(patch.Bytes())); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stderr, "      %-12s %s: %s (%.1f%% of the image) in %s\n", f.manifest, path, size(int64(patch.Len())),

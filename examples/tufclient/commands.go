@@ -62,6 +62,8 @@ func refreshCmd(ctx context.Context, o options) (*verify.Client, error) {
 	c, err := verify.New(ctx, verify.Config{
 		MetadataURL: o.metadataURL,
 		TargetsURL:  o.targetBaseURL,
+		// refresh alone needs no targets URL.
+		MetadataOnly: o.targetBaseURL == "",
 		// No retries: the conformance protocol counts every request.
 		Fetcher: &verify.HTTPFetcher{UserAgent: "otaseal-tufclient", Retries: -1},
 		Store:   verify.DirTrustStore{Dir: o.metadataDir},

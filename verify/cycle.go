@@ -1,0 +1,333 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/otaseal/otaseal/manifest"
+	"github.com/otaseal/otaseal/rollback"
+)
+
+// Reasons Check gives for having nothing to install, beside ErrNoUpdate
+// (up to date, or only older releases offered) and ErrNoReleases (nothing
+// published for this hardware ID). An agent logs each as its own line.
+var (
+	// ErrNotEligible: a newer release exists but its rollout has not yet
+	// reached this device. Reserved for staged rollouts: nothing returns
+	// it yet.
+	ErrNotEligible = errors.New("verify: release not yet eligible for this device")
+	// ErrWithdrawn: the newest release was withdrawn by its publisher.
+	// Reserved for rollout control: nothing returns it yet.
+	ErrWithdrawn = errors.New("verify: release withdrawn")
+)
+
+// Errors of the update cycle.
+var (
+	// ErrNotBegun: Install was called for an update the state has no
+	// pending record of. Writing a slot the state does not know about is
+	// how a device ends up offering the same update for ever.
+	ErrNotBegun = errors.New("verify: no pending record for this update (call Begin first)")
+	// ErrBootedSlot: the slot the device booted holds neither the
+	// installed nor the pending image by the state's records.
+	ErrBootedSlot = errors.New("verify: booted slot is neither the installed nor the pending one")
+	// ErrSlotContent: a slot does not hold the image its record describes.
+	ErrSlotContent = errors.New("verify: slot does not hold the image recorded for it")
+)
+
+// Cycle is a device's update cycle bound to its trusted state: each step
+// reads the state it needs and changes it with one compare-and-swap, so a
+// new Cycle on the same state after a power cut carries on where the old
+// one stopped. The steps, in the order an agent calls them:
+//
+//	Provision       once, at the factory: the image in the first slot
+//	Resume(booted)  at every start: what the last run left pending
+//	Check           refresh and select; a sentinel when nothing is to do
+//	Begin           record the update as pending in the inactive slot
+//	Install         write the slot: the delta first, then the full image
+//	(reboot into the new slot, Resume says ResumeTrial, health check)
+//	Confirm/Revert  commit (the floor rises) or drop the pending image
+//
+// The Client, State and Slots calls underneath stay available for agents
+// that need another order. A Cycle is not safe for concurrent use.
+type Cycle struct {
+	Client *Client
+	State  *rollback.State
+	Slots  Slots
+	// ScratchDir is InstallOptions.ScratchDir for bsdiff40 patches.
+	ScratchDir string
+}
+
+// ResumeAction is what Resume found and did.
+type ResumeAction int
+
+const (
+	// ResumeRunning: nothing is pending and the installed image booted;
+	// call Check.
+	ResumeRunning ResumeAction = iota + 1
+	// ResumeTrial: the pending image booted. Run the health check, then
+	// Confirm, or Revert and reboot into the installed slot.
+	ResumeTrial
+	// ResumeReverted: an install was pending but the installed image
+	// booted: the install was cut short, or the new image failed to boot
+	// and the bootloader fell back. Resume dropped the pending record with
+	// the floors untouched; the next Check offers the update again.
+	ResumeReverted
+)
+
+func (a ResumeAction) String() string {
+	switch a {
+	case ResumeRunning:
+		return "running"
+	case ResumeTrial:
+		return "trial"
+	case ResumeReverted:
+		return "reverted"
+	}
+	return fmt.Sprintf("ResumeAction(%d)", int(a))
+}
+
+// Provision records, on a device never provisioned, that slot holds the
+// signed release at targetPath: the factory image, taken from the
+// repository rather than described by hand. It refreshes, looks the
+// release up, checks that it is firmware for the state's hardware ID and
+// that slot holds exactly its bytes (ErrSlotContent otherwise), then calls
+// rollback.State.Provision, which sets the floor to its security version.
+// A device already provisioned gets rollback.ErrAlreadyProvisioned.
+// rollback.State.Provision stays for a factory without the repository.
+func (c *Cycle) Provision(ctx context.Context, targetPath, slot string) (rollback.Image, error) {
+	if err := c.Client.Refresh(ctx); err != nil {
+		return rollback.Image{}, err
+	}
+	tf, role, err := c.Client.FindTarget(ctx, targetPath)
+	if err != nil {
+		return rollback.Image{}, err
+	}
+	fw, err := manifest.FirmwareOf(tf)
+	if err != nil {
+		return rollback.Image{}, &TargetError{Path: targetPath, Err: err}
+	}
+	hw := c.State.HardwareID()
+	if !fw.Supports(hw) {
+		return rollback.Image{}, &TargetError{Path: targetPath, Err: fmt.Errorf("%w: not for %q", rollback.ErrWrongHardware, hw)}
+	}
+	u := &Update{Release: manifest.Release{Path: targetPath, File: tf, Firmware: fw}, Role: role, HardwareID: hw}
+	img := u.Image(slot)
+	ok, err := c.SlotHolds(img)
+	if err != nil {
+		return rollback.Image{}, err
+	}
+	if !ok {
+		return rollback.Image{}, fmt.Errorf("%w: slot %q, %s", ErrSlotContent, slot, targetPath)
+	}
+	return img, c.State.Provision(ctx, img)
+}
+
+// Resume reads the state after a start in which the device booted the
+// slot named booted, and returns what to do with the image it concerns:
+// the installed image (ResumeRunning), or the pending one (ResumeTrial,
+// ResumeReverted). Calling it again gives the same answer.
+func (c *Cycle) Resume(ctx context.Context, booted string) (ResumeAction, rollback.Image, error) {
+	st, err := c.State.Status(ctx)
+	if err != nil {
+		return 0, rollback.Image{}, err
+	}
+	if st.Installed == nil {
+		return 0, rollback.Image{}, rollback.ErrNotProvisioned
+	}
+	switch {
+	case st.Pending != nil && booted == st.Pending.Slot:
+		return ResumeTrial, *st.Pending, nil
+	case booted != st.Installed.Slot:
+		return 0, rollback.Image{}, fmt.Errorf("%w: booted %q, installed %q", ErrBootedSlot, booted, st.Installed.Slot)
+	case st.Pending == nil:
+		return ResumeRunning, *st.Installed, nil
+	}
+	img, err := c.State.Revert(ctx)
+	if err != nil {
+		return 0, rollback.Image{}, err
+	}
+	return ResumeReverted, img, nil
+}
+
+// Check refreshes the trusted metadata and selects the update the state
+// allows (Client.Refresh, then Client.Select with the state). When there
+// is nothing to install, the error says why: ErrNoUpdate, ErrNoReleases,
+// and, once rollouts exist, ErrNotEligible or ErrWithdrawn. Any other
+// error is a failure to check. With an install pending it refuses with
+// rollback.ErrPendingExists: Resume decides about that one first.
+func (c *Cycle) Check(ctx context.Context) (*Update, error) {
+	st, err := c.State.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p := st.Pending; p != nil {
+		return nil, fmt.Errorf("%w: %s in slot %q: Resume first", rollback.ErrPendingExists, p.Version, p.Slot)
+	}
+	if err := c.Client.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return c.Client.Select(ctx, c.State)
+}
+
+// Begin records u as the pending install into slot, before a byte is
+// written there (rollback.State.Begin with u.Image(slot)), and returns the
+// record. Beginning the same update in the same slot again is a no-op.
+func (c *Cycle) Begin(ctx context.Context, u *Update, slot string) (rollback.Image, error) {
+	img := u.Image(slot)
+	if err := c.State.Begin(ctx, img); err != nil {
+		return rollback.Image{}, err
+	}
+	return img, nil
+}
+
+// InstallReport says how Install got the image.
+type InstallReport struct {
+	Slot string // the slot written, the pending record's
+	// Patch is the delta target the image was built from, or "" when the
+	// full image was downloaded.
+	Patch string
+	// PatchErr is why the delta was given up for the full image; nil when
+	// none was tried or it worked.
+	PatchErr error
+	// Downloaded counts the bytes received, patch and image together.
+	Downloaded int64
+}
+
+// Install writes u into the slot of the state's pending record, which must
+// be u's (ErrNotBegun otherwise). It builds the image from u.Patch when
+// there is one, reading the installed image's slot; if that fails for any
+// reason but ctx's, it rewrites the slot with the full image. Every byte
+// is checked as Client.Install checks it; on error the slot must not be
+// booted, and Install may simply be called again.
+func (c *Cycle) Install(ctx context.Context, u *Update) (InstallReport, error) {
+	st, err := c.State.Status(ctx)
+	if err != nil {
+		return InstallReport{}, err
+	}
+	if st.Pending == nil {
+		return InstallReport{}, ErrNotBegun
+	}
+	if want := u.Image(st.Pending.Slot); !st.Pending.Equal(&want) {
+		return InstallReport{}, fmt.Errorf("%w: pending is %s (%s), update is %s (%s)", ErrNotBegun,
+			st.Pending.TargetPath, st.Pending.Version, want.TargetPath, want.Version)
+	}
+	rep := InstallReport{Slot: st.Pending.Slot}
+	// The Client has one Fetcher; count through it for this call only.
+	count := &countingFetcher{f: c.Client.fetcher}
+	c.Client.fetcher = count
+	defer func() { c.Client.fetcher = count.f }()
+
+	if u.Patch != nil && st.Installed != nil {
+		err := c.installPatch(ctx, u, rep.Slot, st.Installed)
+		if err == nil {
+			rep.Patch, rep.Downloaded = u.Patch.Path, count.n
+			return rep, nil
+		}
+		if ctx.Err() != nil {
+			rep.Downloaded = count.n
+			return rep, err
+		}
+		rep.PatchErr = err
+	}
+	full := *u
+	full.Patch = nil
+	err = c.writeSlot(rep.Slot, func(w io.Writer) error { return c.Client.Install(ctx, &full, w, InstallOptions{}) })
+	rep.Downloaded = count.n
+	return rep, err
+}
+
+func (c *Cycle) installPatch(ctx context.Context, u *Update, slot string, installed *rollback.Image) error {
+	r, err := c.Slots.Open(installed.Slot)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	opts := InstallOptions{Installed: r, InstalledSize: installed.Length, ScratchDir: c.ScratchDir}
+	return c.writeSlot(slot, func(w io.Writer) error { return c.Client.Install(ctx, u, w, opts) })
+}
+
+// writeSlot opens slot from its start, fills it with write, and makes it
+// durable.
+func (c *Cycle) writeSlot(slot string, write func(io.Writer) error) error {
+	w, err := c.Slots.Create(slot)
+	if err != nil {
+		return err
+	}
+	err = write(w)
+	if s, ok := w.(interface{ Sync() error }); ok && err == nil {
+		err = s.Sync()
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Confirm commits the pending install once its image has booted and passed
+// the agent's health check: it checks that the pending slot holds the
+// image (ErrSlotContent, state unchanged, if not), then calls
+// rollback.State.Confirm, which raises the floor. After a crash that
+// followed a successful Confirm, it returns rollback.ErrNoPending and
+// Resume reports ResumeRunning.
+func (c *Cycle) Confirm(ctx context.Context) (rollback.Image, error) {
+	st, err := c.State.Status(ctx)
+	if err != nil {
+		return rollback.Image{}, err
+	}
+	if st.Pending == nil {
+		return rollback.Image{}, rollback.ErrNoPending
+	}
+	ok, err := c.SlotHolds(*st.Pending)
+	if err != nil {
+		return rollback.Image{}, err
+	}
+	if !ok {
+		return rollback.Image{}, fmt.Errorf("%w: slot %q, %s", ErrSlotContent, st.Pending.Slot, st.Pending.Version)
+	}
+	return c.State.Confirm(ctx)
+}
+
+// Revert drops the pending install (rollback.State.Revert): after a failed
+// health check, or to abandon an update. The floors do not change.
+func (c *Cycle) Revert(ctx context.Context) (rollback.Image, error) {
+	return c.State.Revert(ctx)
+}
+
+// SlotHolds reports whether img's slot starts with exactly img's bytes
+// (rollback.Image.Matches over the first img.Length bytes): the check an
+// agent runs on the installed slot at start.
+func (c *Cycle) SlotHolds(img rollback.Image) (bool, error) {
+	r, err := c.Slots.Open(img.Slot)
+	if err != nil {
+		return false, err
+	}
+	defer r.Close()
+	return img.Matches(io.NewSectionReader(r, 0, img.Length))
+}
+
+// countingFetcher counts the bytes read from every stream it fetches.
+type countingFetcher struct {
+	f Fetcher
+	n int64
+}
+
+func (c *countingFetcher) Fetch(ctx context.Context, url string, maxLength int64) (io.ReadCloser, error) {
+	rc, err := c.f.Fetch(ctx, url, maxLength)
+	if err != nil {
+		return nil, err
+	}
+	return &countingBody{rc, &c.n}, nil
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	*b.n += int64(n)
+	return n, err
+}
