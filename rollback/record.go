@@ -35,8 +35,8 @@ func (r Record) Exists() bool { return r.Data != nil }
 //	checksum  32 bytes  SHA-256 of everything above
 //
 // The name is inside the envelope so a copy renamed over another record's
-// file (floors over a clock file, an old generation over a new one) is
-// refused rather than read as that record. The checksum is not a MAC: it
+// file (floors over a clock file) is refused rather than read as that
+// record. The checksum is not a MAC: it
 // stops accidents, not an attacker who can write the state directory (the
 // hardware Counter is the defence there).
 const (
@@ -64,6 +64,11 @@ type envelope struct {
 	seq     uint64
 	present bool
 	data    []byte
+}
+
+// equal reports whether two envelopes hold the same record.
+func (e *envelope) equal(o *envelope) bool {
+	return e.name == o.name && e.seq == o.seq && e.present == o.present && bytes.Equal(e.data, o.data)
 }
 
 func envelopeSize(name string, dataLen int) int {
