@@ -102,10 +102,13 @@ func (e *CorruptError) Error() string {
 func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
 // LockedError names the state directory another FileStore holds, and the
-// process holding it when the lock file says so.
+// process holding it as the lock file says.
 type LockedError struct {
 	Dir string
-	PID int // 0 when unknown
+	// PID is the holder's process ID; 0 when the lock file names none yet
+	// (the holder took the lock a moment ago, or runs where it is not
+	// written). It is for people to read, not to signal.
+	PID int
 }
 
 func (e *LockedError) Error() string {

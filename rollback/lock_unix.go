@@ -45,7 +45,9 @@ func openDirLock(dir string) (*dirLock, error) {
 		return nil, fmt.Errorf("rollback: lock state directory: %w", err)
 	}
 	// The process ID is for the error message of the next opener only;
-	// the lock itself is the flock, so a stale number is harmless.
+	// the lock itself is the flock. An opener that comes between the flock
+	// and this write reads no number (or, after a crash, the dead
+	// holder's): the message may be vague for a moment, the lock never.
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
@@ -70,5 +72,9 @@ func trimNewline(b []byte) []byte {
 	return b
 }
 
-// release drops the lock; closing the descriptor releases the flock.
-func (l *dirLock) release() error { return l.f.Close() }
+// release drops the lock; closing the descriptor releases the flock. The
+// process ID goes first, so that no later opener reads it.
+func (l *dirLock) release() error {
+	_ = l.f.Truncate(0)
+	return l.f.Close()
+}
