@@ -7,16 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/otaseal/otaseal/manifest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-
-	"github.com/otaseal/otaseal/manifest"
 )
 
 // recoveryFloor is the clock floor of the device recoveryState builds:
@@ -91,14 +89,7 @@ func start(t *testing.T, dir string) (startResult, error) {
 
 func copyDir(t *testing.T, from, to string) {
 	t.Helper()
-	entries, err := os.ReadDir(from)
-	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(to, 0o700))
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(from, e.Name()))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(to, e.Name()), b, 0o600))
-	}
+	require.NoError(t, os.CopyFS(to, os.DirFS(from)))
 }
 
 // TestStateFilesDamagedInTurn flips a byte in and truncates each file the
@@ -263,5 +254,4 @@ func TestClockCatchesUpWithStoredTimestamp(t *testing.T) {
 	r, err := store.Load(ctx, clockRecordName)
 	require.NoError(t, err)
 	assert.Equal(t, recoveryFloor.Format(time.RFC3339Nano), string(r.Data), "persisted")
-	assert.True(t, slices.Equal(r.Data, []byte(recoveryFloor.Format(time.RFC3339Nano))))
 }
