@@ -20,7 +20,7 @@ type Record struct {
 // Exists reports whether the record holds data.
 func (r Record) Exists() bool { return r.Data != nil }
 
-// The on-disk envelope of one record generation. Every stored byte is
+// The on-disk envelope of one stored copy of a record. Every stored byte is
 // covered by the trailing SHA-256, so a torn write, a truncation or a flipped
 // bit is detected on load and the copy is never trusted.
 //
@@ -58,7 +58,7 @@ const (
 	MaxRecordSizeLimit = 1 << 30
 )
 
-// envelope is one decoded record generation.
+// envelope is one decoded copy of a record.
 type envelope struct {
 	name    string
 	seq     uint64
@@ -95,7 +95,7 @@ func encodeEnvelope(e envelope) []byte {
 	return append(b, sum[:]...)
 }
 
-// decodeEnvelope parses one stored generation. It checks the checksum
+// decodeEnvelope parses one stored copy. It checks the checksum
 // before it believes any length, so a corrupted length field cannot make it
 // allocate or slice out of range; maxData bounds the data all the same.
 // The returned data is a copy, never aliasing b.
@@ -173,7 +173,7 @@ func checkName(name string) error {
 	return nil
 }
 
-// maxPlainFileName keeps escaped names, plus a generation suffix, under the
+// maxPlainFileName keeps escaped names, plus a copy suffix, under the
 // 255-byte file name limit of common file systems.
 const maxPlainFileName = 200
 
