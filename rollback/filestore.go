@@ -125,6 +125,10 @@ func (s *FileStore) Close() error {
 	return nil
 }
 
+// lockFileName is the lock file in a state directory; escaped record names
+// never start with ".".
+const lockFileName = ".lock"
+
 func (s *FileStore) path(name string, copyNum int) string {
 	return filepath.Join(s.dir, fmt.Sprintf("%s.%d", fileName(name), copyNum))
 }

@@ -19,8 +19,6 @@ import (
 // leaves the directory locked.
 type dirLock struct{ f *os.File }
 
-const lockFileName = ".lock" // escaped record names never start with "."
-
 // openDirLock locks dir without waiting: a held lock is a *LockedError
 // naming the holder's process ID when the lock file says it.
 func openDirLock(dir string) (*dirLock, error) {
