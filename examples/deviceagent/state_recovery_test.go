@@ -18,10 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otaseal/otaseal/rollback"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/otaseal/otaseal/rollback"
 )
 
 // stateTestBinary builds the agent for the tests of this file: each run is
