@@ -36,6 +36,7 @@ type Counter interface {
 type StoreCounter struct {
 	store Store
 	name  string
+	owned *FileStore // the store OpenFileCounter opened, closed by Close
 }
 
 // NewStoreCounter returns a counter kept in store under the record name.
@@ -44,13 +45,23 @@ func NewStoreCounter(store Store, name string) *StoreCounter {
 }
 
 // OpenFileCounter returns a counter kept in its own state directory dir,
-// ideally on another partition than the main state.
+// ideally on another partition than the main state. Like OpenFileStore it
+// holds dir locked until Close.
 func OpenFileCounter(dir string) (*StoreCounter, error) {
 	s, err := OpenFileStore(dir, FileStoreOptions{MaxRecordSize: 64})
 	if err != nil {
 		return nil, err
 	}
-	return NewStoreCounter(s, "counter"), nil
+	return &StoreCounter{store: s, name: "counter", owned: s}, nil
+}
+
+// Close closes the store OpenFileCounter opened; on a counter from
+// NewStoreCounter it does nothing (its caller owns the store).
+func (c *StoreCounter) Close() error {
+	if c.owned == nil {
+		return nil
+	}
+	return c.owned.Close()
 }
 
 // Value implements Counter.

@@ -20,8 +20,12 @@ func TestStoreCounter(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tt.want, got)
 	}
+	_, err = OpenFileCounter(dir)
+	assert.ErrorIs(t, err, ErrLocked, "one counter per directory")
+	require.NoError(t, c.Close())
 	c2, err := OpenFileCounter(dir)
 	require.NoError(t, err)
+	defer c2.Close()
 	got, err := c2.Value(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1<<60), got)

@@ -62,7 +62,10 @@ func crashImage(sv uint64, slot string) Image {
 	}
 }
 
-func crashOpen(t testing.TB, dir string) (*FileStore, *State) {
+// crashOpen opens the state and counter directories; the caller closes
+// both (through the returned counter and store) before the next child
+// starts, since each directory admits one FileStore at a time.
+func crashOpen(t testing.TB, dir string) (*FileStore, *StoreCounter, *State) {
 	ctx := context.Background()
 	store, err := OpenFileStore(filepath.Join(dir, "state"), FileStoreOptions{})
 	require.NoError(t, err)
@@ -70,7 +73,7 @@ func crashOpen(t testing.TB, dir string) (*FileStore, *State) {
 	require.NoError(t, err)
 	st, err := OpenState(ctx, store, StateOptions{HardwareID: crashHW, Counter: counter})
 	require.NoError(t, err)
-	return store, st
+	return store, counter, st
 }
 
 // TestHelperCrashChild is the child of TestCrashSafety; it does nothing in
@@ -81,7 +84,7 @@ func TestHelperCrashChild(t *testing.T) {
 		t.Skip("child of TestCrashSafety only")
 	}
 	ctx := context.Background()
-	store, st := crashOpen(t, dir)
+	store, _, st := crashOpen(t, dir)
 	clock, err := OpenTrustedClock(ctx, store, TrustedClockOptions{Now: time.Now})
 	require.NoError(t, err)
 	status, err := st.Status(ctx)
@@ -197,7 +200,7 @@ func TestCrashSafety(t *testing.T) {
 			t.Fatalf("iteration %d: child exited on its own (%v):\n%s", i, err, stderr.String())
 		}
 
-		store, st := crashOpen(t, dir)
+		store, counter, st := crashOpen(t, dir)
 		r, err := store.Load(ctx, "plain")
 		require.NoError(t, err, "iteration %d", i)
 		if r.Seq > 0 {
@@ -233,11 +236,11 @@ func TestCrashSafety(t *testing.T) {
 			assert.Greater(t, p.SecurityVersion, floor, "iteration %d: pending raised nothing", i)
 			assert.NotEqual(t, status.Installed.Slot, p.Slot)
 		}
-		counter, err := OpenFileCounter(filepath.Join(dir, "counter"))
-		require.NoError(t, err)
 		cv, err := counter.Value(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, floor, cv, "iteration %d: Open reconciled the counter", i)
+		require.NoError(t, counter.Close())
+		require.NoError(t, store.Close())
 		lastFloor, lastInstalledSV = floor, status.Installed.SecurityVersion
 		if t.Failed() {
 			return

@@ -4,12 +4,17 @@
 // attacks. It survives power loss at any instruction: every change is one
 // compare-and-swap of one record, written to a temporary file, fsynced,
 // renamed and the directory fsynced, and every stored copy carries a
-// checksum so a torn or damaged copy is never trusted.
+// checksum so a torn or damaged copy is never trusted. Each record has two
+// copies from its first write, so one damaged file is recovered from the
+// other (and logged as "state recovered").
 //
 // Entry points:
 //
 //   - OpenFileStore gives the Store on flash (NewMemStore in tests), and
-//     OpenFileCounter a Counter where the board has no hardware one.
+//     OpenFileCounter a Counter where the board has no hardware one. Each
+//     holds its directory locked until Close: a second agent on the same
+//     state fails at start with ErrLocked instead of undoing the first
+//     one's installs.
 //   - OpenState gives the State on a Store. It owns the anti-rollback
 //     policy: Check and Choose answer "may this release be installed?",
 //     Begin, Confirm and Revert move the install state machine below, and
@@ -64,8 +69,10 @@
 // proven by a verified timestamp's signing time (manifest.SignedAt, handed
 // over with TrustedClock.Observe) or by a secure TimeSource. A device clock
 // reset to 1970 therefore cannot make metadata that expired before the
-// floor valid again. The TrustedClock type's documentation says what the
-// floor cannot defend against.
+// floor valid again. A clock record lost to damage is re-derived from the
+// stored timestamp's signing time, never restarted from zero. The
+// TrustedClock type's documentation says what the floor cannot defend
+// against.
 //
 // # What it does not do
 //

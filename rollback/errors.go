@@ -22,6 +22,11 @@ var (
 	ErrRecordTooLarge = errors.New("rollback: record larger than its limit")
 	// ErrInvalidName reports a record or role name the store refuses.
 	ErrInvalidName = errors.New("rollback: invalid record name")
+	// ErrLocked reports a state directory that another FileStore holds:
+	// another agent is running on it. Errors are *LockedError.
+	ErrLocked = errors.New("rollback: state directory in use by another process")
+	// ErrClosed reports a call on a FileStore after Close.
+	ErrClosed = errors.New("rollback: store closed")
 )
 
 // Errors of the anti-rollback policy. Each refusal is a *RefusedError that
@@ -95,6 +100,24 @@ func (e *CorruptError) Error() string {
 	return fmt.Sprintf("%v: record %q: %s", ErrCorrupt, e.Name, e.Reason)
 }
 func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+// LockedError names the state directory another FileStore holds, and the
+// process holding it as the lock file says.
+type LockedError struct {
+	Dir string
+	// PID is the holder's process ID; 0 when the lock file names none yet
+	// (the holder took the lock a moment ago, or runs where it is not
+	// written). It is for people to read, not to signal.
+	PID int
+}
+
+func (e *LockedError) Error() string {
+	if e.PID == 0 {
+		return fmt.Sprintf("%v: %s", ErrLocked, e.Dir)
+	}
+	return fmt.Sprintf("%v: %s (held by process %d)", ErrLocked, e.Dir, e.PID)
+}
+func (e *LockedError) Unwrap() error { return ErrLocked }
 
 // RefusedError is a policy refusal with the facts it was based on.
 type RefusedError struct {

@@ -35,14 +35,17 @@ func Example() {
 	}
 	defer os.RemoveAll(dir)
 
+	// Each directory is locked until Close: a second agent cannot start.
 	store, err := rollback.OpenFileStore(filepath.Join(dir, "state"), rollback.FileStoreOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer store.Close()
 	counter, err := rollback.OpenFileCounter(filepath.Join(dir, "counter"))
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer counter.Close()
 	st, err := rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: "acme-gw-r2", Counter: counter})
 	if err != nil {
 		log.Fatal(err)

@@ -22,7 +22,7 @@ type Record struct {
 // Exists reports whether the record holds data.
 func (r Record) Exists() bool { return r.Data != nil }
 
-// The on-disk envelope of one record generation. Every stored byte is
+// The on-disk envelope of one stored copy of a record. Every stored byte is
 // covered by the trailing SHA-256, so a torn write, a truncation or a flipped
 // bit is detected on load and the copy is never trusted.
 //
@@ -37,8 +37,8 @@ func (r Record) Exists() bool { return r.Data != nil }
 //	checksum  32 bytes  SHA-256 of everything above
 //
 // The name is inside the envelope so a copy renamed over another record's
-// file (floors over a clock file, an old generation over a new one) is
-// refused rather than read as that record. The checksum is not a MAC: it
+// file (floors over a clock file) is refused rather than read as that
+// record. The checksum is not a MAC: it
 // stops accidents, not an attacker who can write the state directory (the
 // hardware Counter is the defence there).
 const (
@@ -60,12 +60,17 @@ const (
 	MaxRecordSizeLimit = 1 << 30
 )
 
-// envelope is one decoded record generation.
+// envelope is one decoded copy of a record.
 type envelope struct {
 	name    string
 	seq     uint64
 	present bool
 	data    []byte
+}
+
+// equal reports whether two envelopes hold the same record.
+func (e *envelope) equal(o *envelope) bool {
+	return e.name == o.name && e.seq == o.seq && e.present == o.present && bytes.Equal(e.data, o.data)
 }
 
 func envelopeSize(name string, dataLen int) int {
@@ -92,7 +97,7 @@ func encodeEnvelope(e envelope) []byte {
 	return append(b, sum[:]...)
 }
 
-// decodeEnvelope parses one stored generation. It checks the checksum
+// decodeEnvelope parses one stored copy. It checks the checksum
 // before it believes any length, so a corrupted length field cannot make it
 // allocate or slice out of range; maxData bounds the data all the same.
 // The returned data is a copy, never aliasing b.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -103,7 +104,7 @@ func TestFileStorePersistsAndEscapes(t *testing.T) {
 	// Everything stayed inside dir, as regular files, one per record.
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
-	assert.Len(t, entries, len(names)+1, "records and the lock file")
+	assert.Len(t, entries, 2*len(names)+1, "two copies of each record and the lock file")
 	for _, e := range entries {
 		assert.True(t, e.Type().IsRegular(), e.Name())
 		assert.NotContains(t, e.Name(), "/")
@@ -111,8 +112,9 @@ func TestFileStorePersistsAndEscapes(t *testing.T) {
 	}
 	assert.NoFileExists(t, filepath.Join(filepath.Dir(dir), "abs.1"))
 
-	// A second store on the directory sees the same records, and removes
+	// The next store on the directory sees the same records, and removes
 	// leftovers of interrupted writes.
+	require.NoError(t, s.Close())
 	leftover := filepath.Join(dir, ".atomicfile-a.1-123")
 	require.NoError(t, os.WriteFile(leftover, []byte("torn"), 0o600))
 	s2, err := OpenFileStore(dir, FileStoreOptions{})
@@ -141,29 +143,38 @@ func TestFileStoreOptions(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.CompareAndSwap(ctx, "r", 0, make([]byte, 17))
 	assert.ErrorIs(t, err, ErrRecordTooLarge)
+	require.NoError(t, s.Close())
 	// A record written under a larger limit is refused on read, before it
 	// is read into memory, as corrupt (never trusted).
 	big, err := OpenFileStore(dir, FileStoreOptions{MaxRecordSize: 1 << 20})
 	require.NoError(t, err)
 	_, err = big.CompareAndSwap(ctx, "r", 0, make([]byte, 1000))
 	require.NoError(t, err)
+	_, err = big.CompareAndSwap(ctx, "q", 0, make([]byte, 10))
+	require.NoError(t, err)
+	require.NoError(t, big.Close())
+	for _, f := range []string{"q.0", "q.1"} {
+		require.NoError(t, os.Truncate(filepath.Join(dir, f), 200)) // in limit, bad size field
+	}
+	s, err = OpenFileStore(dir, FileStoreOptions{MaxRecordSize: 16})
+	require.NoError(t, err)
+	defer s.Close()
 	_, err = s.Load(ctx, "r")
 	assert.ErrorIs(t, err, ErrCorrupt)
 	assert.ErrorContains(t, err, "larger than its limit")
-	_, err = big.CompareAndSwap(ctx, "q", 0, make([]byte, 10))
-	require.NoError(t, err)
-	require.NoError(t, os.Truncate(filepath.Join(dir, "q.1"), 200)) // in limit, bad size field
 	_, err = s.Load(ctx, "q")
 	assert.ErrorIs(t, err, ErrCorrupt)
 }
 
-// writeTwo leaves record "r" with generations 1 ("old") and 2 ("new").
+// writeTwo leaves record "r" written twice: "old" at sequence 1, then
+// "new" at sequence 2, in both copies.
 func writeTwo(t *testing.T) (*FileStore, string) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	s, err := OpenFileStore(dir, FileStoreOptions{})
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
 	_, err = s.CompareAndSwap(ctx, "r", 0, []byte("old"))
 	require.NoError(t, err)
 	_, err = s.CompareAndSwap(ctx, "r", 1, []byte("new"))
@@ -172,11 +183,12 @@ func writeTwo(t *testing.T) (*FileStore, string) {
 }
 
 // TestFileStoreCorruption damages the stored files in every way we can
-// think of and checks the result is the last good copy or ErrCorrupt,
-// never a damaged value.
+// think of and checks the result is an intact copy or ErrCorrupt, never a
+// damaged value, and that a record read from one copy is rewritten to the
+// other.
 func TestFileStoreCorruption(t *testing.T) {
 	ctx := context.Background()
-	newer, older := "r.0", "r.1" // seq 2 lives in generation 0
+	const c0, c1 = "r.0", "r.1"
 
 	type probe struct {
 		name   string
@@ -204,48 +216,37 @@ func TestFileStoreCorruption(t *testing.T) {
 			}
 		}
 	}
-	probes := []probe{
-		{"truncate newer to 0", truncate(newer, 0), "old"},
-		{"truncate newer by one", truncate(newer, int64(envelopeMin+1+3-1)), "old"},
-		{"truncate older", truncate(older, 10), "new"},
-		{"truncate both", func(t *testing.T, d string) { truncate(newer, 5)(t, d); truncate(older, 5)(t, d) }, ""},
-		{"delete newer", remove(newer), "old"},
-		{"delete older", remove(older), "new"},
-		{"flip both", func(t *testing.T, d string) { flip(newer, 20)(t, d); flip(older, 20)(t, d) }, ""},
-		{"swap generations", func(t *testing.T, d string) {
-			require.NoError(t, os.Rename(filepath.Join(d, newer), filepath.Join(d, "tmp")))
-			require.NoError(t, os.Rename(filepath.Join(d, older), filepath.Join(d, newer)))
-			require.NoError(t, os.Rename(filepath.Join(d, "tmp"), filepath.Join(d, older)))
-		}, ""},
-		{"other record's file", func(t *testing.T, d string) {
-			s, err := OpenFileStore(d, FileStoreOptions{})
-			require.NoError(t, err)
-			_, err = s.CompareAndSwap(ctx, "s", 0, []byte("foreign"))
-			require.NoError(t, err)
-			_, err = s.CompareAndSwap(ctx, "s", 1, []byte("foreign"))
-			require.NoError(t, err)
-			require.NoError(t, os.Rename(filepath.Join(d, "s.0"), filepath.Join(d, newer)))
-			require.NoError(t, os.Rename(filepath.Join(d, "s.1"), filepath.Join(d, older)))
-		}, ""},
-		{"old copy put back", func(t *testing.T, d string) {
-			b, err := os.ReadFile(filepath.Join(d, older))
-			require.NoError(t, err)
-			s, err := OpenFileStore(d, FileStoreOptions{})
-			require.NoError(t, err)
-			_, err = s.CompareAndSwap(ctx, "r", 2, []byte("third"))
-			require.NoError(t, err)
-			_, err = s.CompareAndSwap(ctx, "r", 3, []byte("newest"))
-			require.NoError(t, err)
-			require.NoError(t, os.WriteFile(filepath.Join(d, older), b, 0o600)) // seq 1 over seq 3
-		}, "newest"},
-		{"garbage file", func(t *testing.T, d string) {
-			require.NoError(t, os.WriteFile(filepath.Join(d, newer), []byte("{\"floors\":{}}"), 0o600))
-		}, "old"},
+	put := func(file, name string, seq uint64, data string) func(*testing.T, string) {
+		return func(t *testing.T, dir string) {
+			b := encodeEnvelope(envelope{name: name, seq: seq, present: true, data: []byte(data)})
+			require.NoError(t, os.WriteFile(filepath.Join(dir, file), b, 0o600))
+		}
 	}
-	// Every single byte of the newer copy flipped.
+	both := func(a, b func(*testing.T, string)) func(*testing.T, string) {
+		return func(t *testing.T, d string) { a(t, d); b(t, d) }
+	}
+	probes := []probe{
+		{"truncate copy 0 to 0", truncate(c0, 0), "new"},
+		{"truncate copy 0 by one", truncate(c0, int64(envelopeMin+1+3-1)), "new"},
+		{"truncate copy 1", truncate(c1, 10), "new"},
+		{"truncate both", both(truncate(c0, 5), truncate(c1, 5)), ""},
+		{"delete copy 0", remove(c0), "new"},
+		{"delete copy 1", remove(c1), "new"},
+		{"flip both", both(flip(c0, 20), flip(c1, 20)), ""},
+		{"write cut between copies", put(c0, "r", 1, "old"), "new"},
+		{"cut write, then newer copy damaged", both(put(c0, "r", 1, "old"), flip(c1, 3)), "old"},
+		{"other record's files", both(put(c0, "s", 2, "foreign"), put(c1, "s", 2, "foreign")), ""},
+		{"old copy put back", put(c1, "r", 1, "old"), "new"},
+		{"copies differ at one sequence", put(c0, "r", 2, "evil"), ""},
+		{"garbage file", func(t *testing.T, d string) {
+			require.NoError(t, os.WriteFile(filepath.Join(d, c0), []byte("{\"floors\":{}}"), 0o600))
+		}, "new"},
+	}
+	// Every single byte of either copy flipped.
 	size := envelopeSize("r", 3)
 	for i := 0; i < size; i++ {
-		probes = append(probes, probe{fmt.Sprintf("flip newer byte %d", i), flip(newer, i), "old"})
+		probes = append(probes, probe{fmt.Sprintf("flip copy 0 byte %d", i), flip(c0, i), "new"})
+		probes = append(probes, probe{fmt.Sprintf("flip copy 1 byte %d", i), flip(c1, i), "new"})
 	}
 	for _, p := range probes {
 		t.Run(p.name, func(t *testing.T) {
@@ -253,6 +254,8 @@ func TestFileStoreCorruption(t *testing.T) {
 			p.damage(t, dir)
 			var damaged []string
 			s.onDamage = func(name, detail string) { damaged = append(damaged, name+": "+detail) }
+			var logged strings.Builder
+			s.log = slog.New(slog.NewTextHandler(&logged, nil))
 			got, err := s.Load(ctx, "r")
 			if p.want == "" {
 				assert.ErrorIs(t, err, ErrCorrupt)
@@ -273,11 +276,19 @@ func TestFileStoreCorruption(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Equal(t, p.want, string(got.Data))
-			if !strings.HasPrefix(p.name, "delete") {
+			if !strings.HasPrefix(p.name, "delete") && !strings.Contains(p.name, "cut") && !strings.Contains(p.name, "put back") {
 				assert.NotEmpty(t, damaged, "damage reported")
 			}
-			// The next write replaces the damaged generation and is read
-			// back.
+			assert.Contains(t, logged.String(), "level=WARN msg=\"state recovered\" record=r from=r.")
+			// Load rewrote the bad copy: both are intact copies again.
+			for _, f := range []string{c0, c1} {
+				b, err := os.ReadFile(filepath.Join(dir, f))
+				require.NoError(t, err, f)
+				e, err := decodeEnvelope(b, DefaultMaxRecordSize)
+				require.NoError(t, err, f)
+				assert.Equal(t, Record{Seq: got.Seq, Data: got.Data}, Record{Seq: e.seq, Data: e.data}, f)
+			}
+			// The next write goes to both copies and is read back.
 			_, err = s.CompareAndSwap(ctx, "r", got.Seq, []byte("next"))
 			require.NoError(t, err)
 			got, err = s.Load(ctx, "r")
@@ -298,17 +309,19 @@ func TestFileStoreIOError(t *testing.T) {
 	assert.False(t, errors.Is(err, ErrCorrupt))
 }
 
-// TestFileStoreConcurrentCAS: many writers, each with its own FileStore on
-// one directory, increment a counter record; every increment survives.
+// TestFileStoreConcurrentCAS: many goroutines share one FileStore (a
+// directory admits only one) and increment a counter record; every
+// increment survives.
 func TestFileStoreConcurrentCAS(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	const writers, increments = 4, 25
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
+	shared, err := OpenFileStore(dir, FileStoreOptions{})
+	require.NoError(t, err)
 	for w := 0; w < writers; w++ {
-		s, err := OpenFileStore(dir, FileStoreOptions{})
-		require.NoError(t, err)
+		s := shared
 		wg.Go(func() {
 			for done := 0; done < increments; {
 				r, err := s.Load(ctx, "n")
@@ -337,6 +350,7 @@ func TestFileStoreConcurrentCAS(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
+	require.NoError(t, shared.Close())
 	s, err := OpenFileStore(dir, FileStoreOptions{})
 	require.NoError(t, err)
 	r, err := s.Load(ctx, "n")

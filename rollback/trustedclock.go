@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/otaseal/otaseal/manifest"
 )
 
 // DefaultMaxStaleness is the maximum staleness of a Clock whose options
@@ -43,6 +46,9 @@ type TrustedClockOptions struct {
 	AllowStale bool
 	// Source is an optional secure time source that Sync consults.
 	Source TimeSource
+	// Logger hears, at level WARN with the message "state recovered", when
+	// OpenTrustedClock re-derives a lost or damaged floor. nil means none.
+	Logger *slog.Logger
 }
 
 // TrustedClock is the trusted clock against freeze attacks. Its Now is the latest
@@ -77,6 +83,13 @@ type TrustedClock struct {
 }
 
 // OpenTrustedClock loads the persisted floor from store.
+//
+// A clock record that is missing or has no intact copy while the store
+// holds a timestamp document is a lost floor, not a new device: the floor
+// is re-derived from that document's signing time (manifest.SignedAt; the
+// document was verified when stored), persisted, and logged. Without such
+// a document a damaged clock record fails with ErrCorrupt: the clock never
+// silently starts again from zero.
 func OpenTrustedClock(ctx context.Context, store Store, opts TrustedClockOptions) (*TrustedClock, error) {
 	if opts.Now == nil {
 		return nil, fmt.Errorf("rollback: TrustedClockOptions.Now is required")
@@ -88,25 +101,97 @@ func OpenTrustedClock(ctx context.Context, store Store, opts TrustedClockOptions
 		opts.MaxStaleness = DefaultMaxStaleness
 	}
 	c := &TrustedClock{store: store, opts: opts}
-	if err := c.reload(ctx); err != nil {
+	err := c.reload(ctx)
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		return nil, err
+	}
+	if err := c.catchUp(ctx, err); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
 func (c *TrustedClock) reload(ctx context.Context) error {
-	r, err := c.store.Load(ctx, clockRecordName)
+	floor, seq, err := c.loadFloor(ctx)
 	if err != nil {
 		return err
 	}
-	var floor time.Time
-	if r.Exists() {
-		if floor, err = parseFloor(r.Data); err != nil {
-			return &CorruptError{Name: clockRecordName, Reason: err.Error()}
-		}
-	}
-	c.floor, c.seq, c.floorAt = floor, r.Seq, c.opts.Now()
+	c.floor, c.seq, c.floorAt = floor, seq, c.opts.Now()
 	return nil
+}
+
+func (c *TrustedClock) loadFloor(ctx context.Context) (time.Time, uint64, error) {
+	r, err := c.store.Load(ctx, clockRecordName)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	if !r.Exists() {
+		return time.Time{}, r.Seq, nil
+	}
+	floor, err := parseFloor(r.Data)
+	if err != nil {
+		return time.Time{}, 0, &CorruptError{Name: clockRecordName, Reason: err.Error()}
+	}
+	return floor, r.Seq, nil
+}
+
+// catchUp raises the floor to the signing time of the stored timestamp
+// document when the floor is behind it: the record was lost (lost is the
+// error of loading it; a missing record has a zero floor), or a crash
+// came between storing the timestamp and Observe. A lost floor that
+// cannot be re-derived is an error.
+func (c *TrustedClock) catchUp(ctx context.Context, lost error) error {
+	at, err := storedSigningTime(ctx, c.store)
+	if err != nil {
+		if lost != nil {
+			return &CorruptError{Name: clockRecordName, Reason: fmt.Sprintf("%v; cannot re-derive the floor: %v", lost, err)}
+		}
+		return nil // nothing proven yet (a device before its first refresh) or nothing to add
+	}
+	if lost == nil && !at.After(c.floor) {
+		return nil
+	}
+	// A missing record next to a stored timestamp is a lost floor (or a
+	// crash right before the first Observe: the two look alike).
+	missing := lost == nil && c.floor.IsZero()
+	seq, err := c.store.CompareAndSwap(ctx, clockRecordName, c.seq, []byte(at.Format(time.RFC3339Nano)))
+	if err != nil {
+		return fmt.Errorf("rollback: persist clock floor: %w", err)
+	}
+	c.floor, c.seq, c.floorAt = at, seq, c.opts.Now()
+	if (lost != nil || missing) && c.opts.Logger != nil {
+		why := "clock record missing"
+		if lost != nil {
+			why = lost.Error()
+		}
+		c.opts.Logger.Warn("state recovered", "record", clockRecordName, "from", "signing time of the stored timestamp",
+			"floor", at.Format(time.RFC3339), "lost", why)
+	}
+	return nil
+}
+
+// storedSigningTime returns the signing time of the timestamp document in
+// store, the newest time the device has proven.
+func storedSigningTime(ctx context.Context, store Store) (time.Time, error) {
+	r, err := store.Load(ctx, metadataPrefix+manifest.RoleTimestamp)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !r.Exists() {
+		return time.Time{}, errors.New("no stored timestamp")
+	}
+	md, err := manifest.ParseUnverified[manifest.Timestamp](manifest.RoleTimestamp, r.Data, manifest.Limits{})
+	if err != nil {
+		return time.Time{}, err
+	}
+	at, ok, err := manifest.SignedAt(&md.Signed)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !ok {
+		return time.Time{}, errors.New("stored timestamp carries no signing time")
+	}
+	return at.UTC(), nil
 }
 
 func parseFloor(b []byte) (time.Time, error) {

@@ -62,8 +62,17 @@ type Config struct {
 	// with its safe defaults.
 	Fetcher Fetcher
 	// Store holds the trusted documents; it must already hold a root
-	// (see Bootstrap).
+	// (see Bootstrap) unless ShippedRoot is set.
 	Store TrustStore
+	// ShippedRoot is the root document shipped with the device, its
+	// factory trust anchor. When set, New installs it into a Store that
+	// holds no root, and re-installs it when the stored root is lost: no
+	// intact copy (rollback.ErrCorrupt), or bytes that no longer parse or
+	// verify against themselves. Refresh then walks the root chain forward
+	// from it, each new root signed by the threshold of the one before, as
+	// on a device's first start. A re-install is logged at WARN level as
+	// "state recovered". nil means a lost root is an error.
+	ShippedRoot []byte
 	// Clock gives the time for expiry checks.
 	Clock Clock
 	// Limits bounds each document's size before it is parsed.
@@ -130,11 +139,8 @@ type Client struct {
 // bytes, ErrAlreadyBootstrapped. Ship the bytes package sign's
 // Repository.DeviceRoot returns.
 func Bootstrap(ctx context.Context, store TrustStore, rootJSON []byte, lim manifest.Limits) error {
-	if _, err := manifest.ParseUnverified[manifest.Root](manifest.RoleRoot, rootJSON, lim); err != nil {
-		return &RoleError{Role: manifest.RoleRoot, Err: err}
-	}
-	if _, err := trustedmetadata.New(rootJSON); err != nil {
-		return &RoleError{Role: manifest.RoleRoot, Err: manifest.TranslateError(err)}
+	if _, err := checkRoot(rootJSON, lim); err != nil {
+		return err
 	}
 	old, err := store.LoadMetadata(ctx, manifest.RoleRoot)
 	if err != nil {
@@ -173,7 +179,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if _, err := c.loadRoot(ctx); err != nil {
-		return nil, err
+		if cfg.ShippedRoot == nil || !rootLost(err) {
+			return nil, err
+		}
+		if err := c.installShippedRoot(ctx, err); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -186,7 +197,13 @@ func (c *Client) loadRoot(ctx context.Context) (*trustedmetadata.TrustedMetadata
 	if data == nil {
 		return nil, ErrNoTrustedRoot
 	}
-	if _, err := manifest.ParseUnverified[manifest.Root](manifest.RoleRoot, data, c.cfg.Limits); err != nil {
+	return checkRoot(data, c.cfg.Limits)
+}
+
+// checkRoot parses a root document and checks it is signed by its own
+// threshold.
+func checkRoot(data []byte, lim manifest.Limits) (*trustedmetadata.TrustedMetadata, error) {
+	if _, err := manifest.ParseUnverified[manifest.Root](manifest.RoleRoot, data, lim); err != nil {
 		return nil, &RoleError{Role: manifest.RoleRoot, Err: err}
 	}
 	tm, err := trustedmetadata.New(data)

@@ -20,7 +20,8 @@ type StateTrustStore struct {
 // LoadMetadata implements TrustStore. A damaged copy of any document but
 // the root reads as absent: the client then fetches a fresh one, which must
 // still pass every signature, version and expiry check. A damaged root is
-// an error, because nothing else can restore trust.
+// an error wrapping rollback.ErrCorrupt, because only the root shipped with
+// the device can restore trust (Config.ShippedRoot).
 func (s StateTrustStore) LoadMetadata(ctx context.Context, role string) ([]byte, error) {
 	rec, err := s.State.Metadata(ctx, role)
 	if errors.Is(err, rollback.ErrCorrupt) && role != manifest.RoleRoot {

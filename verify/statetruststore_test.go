@@ -22,8 +22,13 @@ func TestClientOnRollbackState(t *testing.T) {
 	r.Publish()
 	dir := t.TempDir()
 
+	var fs *rollback.FileStore
 	open := func(sys time.Time) (*Client, *rollback.TrustedClock) {
-		fs, err := rollback.OpenFileStore(dir, rollback.FileStoreOptions{})
+		if fs != nil {
+			require.NoError(t, fs.Close()) // the "reboot": one store per directory
+		}
+		var err error
+		fs, err = rollback.OpenFileStore(dir, rollback.FileStoreOptions{})
 		require.NoError(t, err)
 		st, err := rollback.OpenState(ctx, fs, rollback.StateOptions{HardwareID: "a", AllowNoCounter: true})
 		require.NoError(t, err)

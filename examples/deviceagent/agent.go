@@ -29,23 +29,28 @@ type agent struct {
 	cfg    *config
 	state  *rollback.State
 	client *verify.Client
-	slots  map[string]string // slot name -> file
+	store  *rollback.FileStore // locked until close
+	slots  map[string]string   // slot name -> file
 	log    *slog.Logger
 }
 
-func openAgent(ctx context.Context, c *config, log *slog.Logger) (*agent, error) {
+// close releases the state directory for the next agent.
+func (a *agent) close() error { return a.store.Close() }
+
+func openAgent(ctx context.Context, c *config, log *slog.Logger) (a *agent, err error) {
 	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
 		return nil, err
 	}
-	store, err := rollback.OpenFileStore(c.stateDir, rollback.FileStoreOptions{
-		OnDamage: func(name, detail string) {
-			log.Warn("damaged state record; using the other copy", "record", name, "detail", detail)
-		},
-	})
+	store, err := rollback.OpenFileStore(c.stateDir, rollback.FileStoreOptions{Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	a := &agent{cfg: c, log: log, slots: map[string]string{"a": c.slotA, "b": c.slotB}}
+	defer func() {
+		if err != nil {
+			_ = store.Close()
+		}
+	}()
+	a = &agent{cfg: c, log: log, store: store, slots: map[string]string{"a": c.slotA, "b": c.slotB}}
 	// A board without a hardware counter; a real one passes a TPM NV or
 	// eFuse counter as rollback.StateOptions.Counter.
 	a.state, err = rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: c.hardwareID, AllowNoCounter: true,
@@ -53,7 +58,7 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (*agent, error)
 	if err != nil {
 		return nil, err
 	}
-	clock, err := rollback.OpenTrustedClock(ctx, store, rollback.TrustedClockOptions{Now: time.Now})
+	clock, err := rollback.OpenTrustedClock(ctx, store, rollback.TrustedClockOptions{Now: time.Now, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -61,20 +66,13 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (*agent, error)
 		return nil, err
 	}
 	trust := verify.StateTrustStore{State: a.state, Logger: log}
-	if root, err := trust.LoadMetadata(ctx, manifest.RoleRoot); err != nil {
-		return nil, err
-	} else if root == nil {
-		if c.rootFile == "" {
-			return nil, errors.New("no trusted root yet: pass -root on first start")
-		}
-		data, err := os.ReadFile(c.rootFile)
-		if err != nil {
+	// The -root file is the root shipped with the device: installed on the
+	// first start, and again if the stored root is ever lost.
+	var shipped []byte
+	if c.rootFile != "" {
+		if shipped, err = os.ReadFile(c.rootFile); err != nil {
 			return nil, fileErr("root", c.rootFile, err)
 		}
-		if err := verify.Bootstrap(ctx, trust, data, manifest.Limits{}); err != nil {
-			return nil, err
-		}
-		log.Info("trusted root installed", "file", c.rootFile)
 	}
 	httpClient, err := httpClientFor(c)
 	if err != nil {
@@ -86,8 +84,12 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (*agent, error)
 		Fetcher:     &verify.HTTPFetcher{Client: httpClient, UserAgent: "otaseal-deviceagent", Retries: retries(c.retries), Logger: log},
 		Store:       trust,
 		Clock:       clock,
+		ShippedRoot: shipped,
 		Logger:      log,
 	})
+	if errors.Is(err, verify.ErrNoTrustedRoot) {
+		return nil, errors.New("no trusted root yet: pass -root on first start")
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -169,6 +169,7 @@ func (d *device) args(s *testServer, extra ...string) []string {
 func (d *device) status(t testing.TB) rollback.Status {
 	store, err := rollback.OpenFileStore(d.stateDir, rollback.FileStoreOptions{})
 	require.NoError(t, err)
+	defer store.Close() // the next agent run needs the state directory's lock
 	st, err := rollback.OpenState(context.Background(), store, rollback.StateOptions{HardwareID: hw, AllowNoCounter: true})
 	require.NoError(t, err)
 	status, err := st.Status(context.Background())
@@ -255,6 +256,7 @@ func TestResume(t *testing.T) {
 			sum := sha256.Sum256(img)
 			require.NoError(t, st.Begin(context.Background(), rollback.Image{HardwareID: hw, TargetPath: hw + "/1.1.0/firmware.bin",
 				Version: manifest.MustParseVersion("1.1.0"), SecurityVersion: 2, Length: int64(len(img)), SHA256: sum[:], Slot: "b"}))
+			require.NoError(t, store.Close())
 			written := img
 			if !complete {
 				written = img[:len(img)/3]

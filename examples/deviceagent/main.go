@@ -161,6 +161,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return exitUsage
 	}
+	defer a.close()
 	for {
 		code := a.report(a.cycle(ctx))
 		if c.once {
