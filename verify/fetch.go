@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"sync"
 	"time"
 )
@@ -182,7 +183,8 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, url string, maxLength int64) (i
 		}
 		lastErr = err
 	}
-	return nil, fmt.Errorf("%w: %s: %w", ErrFetchTransient, url, lastErr)
+	// lastErr names the URL; one mention is enough for a log line.
+	return nil, fmt.Errorf("%w (%d tries): %w", ErrFetchTransient, retries+1, lastErr)
 }
 
 // try sends one request. Its deadlines are timers that cancel the request's
@@ -227,7 +229,7 @@ func (f *HTTPFetcher) try(ctx context.Context, url string, maxLength int64) (io.
 	}
 	if err != nil {
 		abort()
-		return nil, fmt.Errorf("verify: GET %s: %w", url, err), true
+		return nil, &getError{url: url, err: err}, true
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
@@ -285,3 +287,22 @@ func (f *HTTPFetcher) totalTimeout(maxLength int64) time.Duration {
 }
 
 const maxDuration = time.Duration(math.MaxInt64)
+
+// getError is a request that got no response. It keeps net/http's error in
+// the chain for errors.As (net.Error, TLS certificate errors) but prints its
+// cause alone: the *url.Error would name the method and URL a second time.
+type getError struct {
+	url string
+	err error
+}
+
+func (e *getError) Error() string {
+	cause := e.err
+	var ue *neturl.Error
+	if errors.As(cause, &ue) {
+		cause = ue.Err
+	}
+	return fmt.Sprintf("verify: GET %s: %v", e.url, cause)
+}
+
+func (e *getError) Unwrap() error { return e.err }
