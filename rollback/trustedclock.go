@@ -33,7 +33,7 @@ type TimeSourceFunc func(ctx context.Context) (time.Time, error)
 // Now implements TimeSource.
 func (f TimeSourceFunc) Now(ctx context.Context) (time.Time, error) { return f(ctx) }
 
-// TrustedClockOptions configures a Clock.
+// TrustedClockOptions configures a TrustedClock.
 type TrustedClockOptions struct {
 	// Now reads the device clock; time.Now in production. Required:
 	// time is injected so tests (and devices with odd clocks) control it.
@@ -268,6 +268,13 @@ func (c *TrustedClock) Observe(ctx context.Context, t time.Time) error {
 // the maximum staleness, or when there is none: the device cannot tell a
 // frozen repository from a quiet one and should Sync with a time source or
 // fetch a timestamp before trusting its clock.
+//
+// An update agent need not call it for its updates to be safe: package
+// verify checks every expiry against Now, which never falls below the floor,
+// and each verified timestamp raises the floor. Call it where the device
+// acts on the time in other ways (its own certificates, schedules), or to
+// warn that a device offline for longer than MaxStaleness may be looking at
+// a frozen repository.
 func (c *TrustedClock) Fresh() error {
 	if c.opts.AllowStale {
 		return nil
