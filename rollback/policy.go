@@ -14,6 +14,9 @@ type InstallPolicy struct {
 	// installed one through when its security version equals the installed
 	// image's (and so is at or above the floor): rolling back a feature
 	// release that misbehaves, with no known vulnerability reintroduced.
+	// State.Choose offers such a downgrade only when no release at or above
+	// the installed version is listed any more (the operator withdrew it),
+	// so that a device does not flip between two listed releases.
 	// Setting it means trusting every release at that security version;
 	// a lower security version stays refused whatever this says.
 	AllowDowngrade bool
@@ -99,6 +102,13 @@ func check(hardwareID string, installed *Image, floors Floors, candidate *manife
 // allows, or -1 and the refusal of the highest-version candidate when none
 // is allowed (nil error for an empty list). It does no I/O.
 func choose(hardwareID string, installed *Image, floors Floors, candidates []*manifest.Firmware, p InstallPolicy) (int, error) {
+	// A downgrade is the way back from a release that was withdrawn. While
+	// the repository still lists the installed version, or a newer one, an
+	// allowed downgrade would be offered now and the newer release again
+	// on the next check: the device would flip between them for ever.
+	if p.AllowDowngrade && installed != nil && listsAtLeast(hardwareID, installed.Version, candidates) {
+		p.AllowDowngrade = false
+	}
 	best, bestRefused := -1, -1
 	var refusal error
 	for i, c := range candidates {
@@ -116,4 +126,15 @@ func choose(hardwareID string, installed *Image, floors Floors, candidates []*ma
 		return -1, refusal
 	}
 	return best, nil
+}
+
+// listsAtLeast reports whether candidates hold a release for hardwareID of
+// version v or newer.
+func listsAtLeast(hardwareID string, v manifest.Version, candidates []*manifest.Firmware) bool {
+	for _, c := range candidates {
+		if c.Supports(hardwareID) && c.Version.Compare(v) >= 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -113,6 +113,43 @@ func TestChoose(t *testing.T) {
 	}
 }
 
+// TestChooseDowngradeOnlyWhenWithdrawn: with downgrades allowed, a device
+// on the newest listed release stays there (it used to be offered the
+// release below, then the newest again on the next check, for ever); once
+// its release is no longer listed, the newest listed below it is the way
+// back.
+func TestChooseDowngradeOnlyWhenWithdrawn(t *testing.T) {
+	installed := img("2.0.0", 5)
+	floors := Floors{hw: 5}
+	allow := InstallPolicy{AllowDowngrade: true}
+	tests := []struct {
+		name       string
+		candidates []*manifest.Firmware
+		want       int
+		wantErr    error
+	}{
+		{"installed still listed", []*manifest.Firmware{fw("1.9.0", 5), fw("2.0.0", 5)}, -1, ErrVersionEqual},
+		{"newer listed", []*manifest.Firmware{fw("1.9.0", 5), fw("2.1.0", 5)}, 1, nil},
+		{"newer refused, still no downgrade", []*manifest.Firmware{fw("1.9.0", 5), fw("2.1.0", 4)}, -1, ErrSecurityVersionLower},
+		{"withdrawn: newest listed below", []*manifest.Firmware{fw("1.8.0", 5), fw("1.9.0", 5)}, 1, nil},
+		{"withdrawn, newer only for other hardware", []*manifest.Firmware{fw("1.9.0", 5), fw("3.0.0", 5, "other")}, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := choose(hw, installed, floors, tt.candidates, allow)
+			assert.Equal(t, tt.want, got)
+			if tt.wantErr == nil {
+				assert.NoError(t, err)
+			} else {
+				assert.ErrorIs(t, err, tt.wantErr)
+			}
+			// Each check alone still allows the downgrade: only the
+			// choice among listed releases avoids it.
+			assert.NoError(t, check(hw, installed, floors, fw("1.9.0", 5), allow))
+		})
+	}
+}
+
 // TestFloorsNeverFall: Raised never lowers any floor, and never changes its
 // receiver.
 func TestFloorsNeverFall(t *testing.T) {
