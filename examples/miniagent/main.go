@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/rollback"
 	"github.com/otaseal/otaseal/verify"
 )
@@ -42,14 +41,16 @@ func main() {
 }
 
 func run(ctx context.Context, log *slog.Logger, server, dir, hardwareID, rootFile, factory string) error {
-	store, err := rollback.OpenFileStore(filepath.Join(dir, "state"), rollback.FileStoreOptions{})
+	store, err := rollback.OpenFileStore(filepath.Join(dir, "state"), rollback.FileStoreOptions{Logger: log})
 	if err != nil {
-		return err
+		return err // another agent holds the state: rollback.ErrLocked
 	}
+	defer store.Close()
 	counter, err := rollback.OpenFileCounter(filepath.Join(dir, "counter")) // a TPM or eFuses on real hardware
 	if err != nil {
 		return err
 	}
+	defer counter.Close()
 	state, err := rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: hardwareID, Counter: counter})
 	if err != nil {
 		return err
@@ -58,15 +59,12 @@ func run(ctx context.Context, log *slog.Logger, server, dir, hardwareID, rootFil
 	if err != nil {
 		return err
 	}
-	trust := verify.StateTrustStore{State: state} // bootstrapping it again is a no-op
-	rootJSON, err := os.ReadFile(rootFile)
+	shipped, err := os.ReadFile(rootFile) // trusted on the first run, and again if the stored root is lost
 	if err != nil {
 		return err
 	}
-	if err := verify.Bootstrap(ctx, trust, rootJSON, manifest.Limits{}); err != nil && !errors.Is(err, verify.ErrAlreadyBootstrapped) {
-		return err
-	}
-	client, err := verify.New(ctx, verify.Config{MetadataURL: server + "/metadata/", TargetsURL: server + "/targets/", Store: trust, Clock: clock})
+	client, err := verify.New(ctx, verify.Config{MetadataURL: server + "/metadata/", TargetsURL: server + "/targets/",
+		Store: verify.StateTrustStore{State: state}, Clock: clock, ShippedRoot: shipped, Logger: log})
 	if err != nil {
 		return err
 	}

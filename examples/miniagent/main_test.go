@@ -87,6 +87,7 @@ func TestMiniAgent(t *testing.T) {
 	floor, err := counter.Value(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(2), floor)
+	require.NoError(t, counter.Close()) // the next boot takes it
 
 	out = boot()
 	assert.Contains(t, out, "action=running version=1.1.0")
