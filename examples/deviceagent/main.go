@@ -162,7 +162,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	for {
-		code := a.report(a.cycle(ctx))
+		code := a.report(a.update(ctx))
 		if c.once {
 			return code
 		}
