@@ -93,21 +93,12 @@ func TestCycleInstallNeverWritesInstalledSlot(t *testing.T) {
 		return b
 	})
 	defer f.setTamper(nil)
-	d.fetcher = hookFetcher(func(url string) error {
-		if !strings.Contains(url, "/deltas/") {
-			return nil
-		}
+	failFetches(d, "/deltas/", func() error {
 		d.writeSlot("b", f.images["1.1.0"]) // the other agent's install
 		_, err := d.state().Confirm(ctx)
-		require.NoError(t, err)
-		return errors.New("connection reset")
+		return err
 	})
-	c := d.cycle()
-	u, err := c.Check(ctx)
-	require.NoError(t, err)
-	_, err = c.Begin(ctx, u, "b")
-	require.NoError(t, err)
-
+	c, u := begun(t, d)
 	rep, err := c.Install(ctx, u)
 	assert.ErrorIs(t, err, verify.ErrStateChanged)
 	assert.ErrorIs(t, err, rollback.ErrActiveSlot)
@@ -124,27 +115,41 @@ func TestCycleInstallStopsWhenNoLongerPending(t *testing.T) {
 	ctx := context.Background()
 	f := newTestFleet(t, "acme-gw-r2")
 	d := newTestDevice(t, f, "acme-gw-r2")
-	var fetched []string
-	d.fetcher = hookFetcher(func(url string) error {
-		if !strings.Contains(url, "/targets/") {
-			return nil
-		}
-		fetched = append(fetched, url)
+	fetched := 0
+	failFetches(d, "/targets/", func() error {
+		fetched++
 		_, err := d.state().Revert(ctx)
-		require.NoError(t, err)
-		return errors.New("connection reset")
+		return err
 	})
+	c, u := begun(t, d)
+	_, err := c.Install(ctx, u)
+	assert.ErrorIs(t, err, verify.ErrStateChanged)
+	assert.Contains(t, err.Error(), "no longer pending")
+	assert.Equal(t, 1, fetched, "no full image fetched for a slot no longer ours")
+	st := d.status()
+	assert.Nil(t, st.Pending)
+	assert.Equal(t, "a", st.Installed.Slot)
+}
+
+// begun opens a Cycle on d and begins the update Check offers into slot b.
+func begun(t *testing.T, d *testDevice) (*verify.Cycle, *verify.Update) {
+	ctx := context.Background()
 	c := d.cycle()
 	u, err := c.Check(ctx)
 	require.NoError(t, err)
 	_, err = c.Begin(ctx, u, "b")
 	require.NoError(t, err)
+	return c, u
+}
 
-	_, err = c.Install(ctx, u)
-	assert.ErrorIs(t, err, verify.ErrStateChanged)
-	assert.Contains(t, err.Error(), "no longer pending")
-	assert.Len(t, fetched, 1, "no full image fetched for a slot no longer ours")
-	st := d.status()
-	assert.Nil(t, st.Pending)
-	assert.Equal(t, "a", st.Installed.Slot)
+// failFetches makes d's fetches of URLs containing match run change (what
+// another agent on the same state does meanwhile), then fail.
+func failFetches(d *testDevice, match string, change func() error) {
+	d.fetcher = hookFetcher(func(url string) error {
+		if !strings.Contains(url, match) {
+			return nil
+		}
+		require.NoError(d.t, change())
+		return errors.New("connection reset")
+	})
 }
