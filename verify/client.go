@@ -120,7 +120,8 @@ func (e *RoleError) Unwrap() error { return e.Err }
 
 // Client runs the TUF client workflow (specification sections 5.3 to 5.6)
 // for one repository. It is not safe for concurrent use; one device agent
-// drives one client, refreshing as often as it likes.
+// drives one client, refreshing as often as it likes. Download and Install
+// only read it, so several may run at once between Refreshes.
 type Client struct {
 	cfg     Config
 	fetcher Fetcher

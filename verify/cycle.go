@@ -34,6 +34,12 @@ var (
 	ErrBootedSlot = errors.New("verify: booted slot is neither the installed nor the pending one")
 	// ErrSlotContent: a slot does not hold the image its record describes.
 	ErrSlotContent = errors.New("verify: slot does not hold the image recorded for it")
+	// ErrStateChanged: the state changed while Install ran, so that the
+	// install is no longer pending or its slot now runs the installed
+	// image (then the error also wraps rollback.ErrActiveSlot). Install
+	// wrote nothing; the record belongs to whoever changed it, so the
+	// agent must not Revert it.
+	ErrStateChanged = errors.New("verify: device state changed during the install")
 )
 
 // Cycle is a device's update cycle bound to its trusted state: each step
@@ -198,9 +204,13 @@ type InstallReport struct {
 // Install writes u into the slot of the state's pending record, which must
 // be u's (ErrNotBegun otherwise). It builds the image from u.Patch when
 // there is one, reading the installed image's slot; if that fails for any
-// reason but ctx's, it rewrites the slot with the full image. Every byte
-// is checked as Client.Install checks it; on error the slot must not be
-// booted, and Install may simply be called again.
+// reason but ctx's, it rewrites the slot with the full image, logging the
+// patch's failure to the Client's Logger. Before it opens the slot for
+// writing, each time, it reads the state again and refuses with
+// ErrStateChanged if the install is no longer pending there, or if that
+// slot now holds the installed image: the running image is never opened
+// for writing. Every byte is checked as Client.Install checks it; on error
+// the slot must not be booted, and Install may simply be called again.
 func (c *Cycle) Install(ctx context.Context, u *Update) (InstallReport, error) {
 	st, err := c.State.Status(ctx)
 	if err != nil {
@@ -214,44 +224,43 @@ func (c *Cycle) Install(ctx context.Context, u *Update) (InstallReport, error) {
 			st.Pending.TargetPath, st.Pending.Version, want.TargetPath, want.Version)
 	}
 	rep := InstallReport{Slot: st.Pending.Slot}
-	// The Client has one Fetcher; count through it for this call only.
-	count := &countingFetcher{f: c.Client.fetcher}
-	c.Client.fetcher = count
-	defer func() { c.Client.fetcher = count.f }()
-
+	want := *st.Pending
 	if u.Patch != nil && st.Installed != nil {
-		err := c.installPatch(ctx, u, rep.Slot, st.Installed)
+		err := c.installPatch(ctx, u, want, st.Installed, &rep.Downloaded)
 		if err == nil {
-			rep.Patch, rep.Downloaded = u.Patch.Path, count.n
+			rep.Patch = u.Patch.Path
 			return rep, nil
 		}
-		if ctx.Err() != nil {
-			rep.Downloaded = count.n
+		if ctx.Err() != nil || errors.Is(err, ErrStateChanged) {
 			return rep, err
 		}
 		rep.PatchErr = err
+		c.Client.log.Warn("delta refused; fetching the full image", "patch", u.Patch.Path, "err", err)
 	}
 	full := *u
 	full.Patch = nil
-	err = c.writeSlot(rep.Slot, func(w io.Writer) error { return c.Client.Install(ctx, &full, w, InstallOptions{}) })
-	rep.Downloaded = count.n
+	opts := InstallOptions{Downloaded: &rep.Downloaded}
+	err = c.writeSlot(ctx, want, func(w io.Writer) error { return c.Client.Install(ctx, &full, w, opts) })
 	return rep, err
 }
 
-func (c *Cycle) installPatch(ctx context.Context, u *Update, slot string, installed *rollback.Image) error {
+func (c *Cycle) installPatch(ctx context.Context, u *Update, want rollback.Image, installed *rollback.Image, downloaded *int64) error {
 	r, err := c.Slots.Open(installed.Slot)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	opts := InstallOptions{Installed: r, InstalledSize: installed.Length, ScratchDir: c.ScratchDir}
-	return c.writeSlot(slot, func(w io.Writer) error { return c.Client.Install(ctx, u, w, opts) })
+	opts := InstallOptions{Installed: r, InstalledSize: installed.Length, ScratchDir: c.ScratchDir, Downloaded: downloaded}
+	return c.writeSlot(ctx, want, func(w io.Writer) error { return c.Client.Install(ctx, u, w, opts) })
 }
 
-// writeSlot opens slot from its start, fills it with write, and makes it
-// durable.
-func (c *Cycle) writeSlot(slot string, write func(io.Writer) error) error {
-	w, err := c.Slots.Create(slot)
+// writeSlot opens want's slot from its start, fills it with write, and
+// makes it durable; but first it checks the state again (mayWrite).
+func (c *Cycle) writeSlot(ctx context.Context, want rollback.Image, write func(io.Writer) error) error {
+	if err := c.mayWrite(ctx, want); err != nil {
+		return err
+	}
+	w, err := c.Slots.Create(want.Slot)
 	if err != nil {
 		return err
 	}
@@ -263,6 +272,26 @@ func (c *Cycle) writeSlot(slot string, write func(io.Writer) error) error {
 		err = cerr
 	}
 	return err
+}
+
+// mayWrite checks, against the state as it is now, that the install of
+// want is still pending and that its slot is not the installed image's.
+// The state Install read when it began is not enough: a patch takes
+// minutes to download, and meanwhile another agent on the same state may
+// finish this install and confirm the slot. Two agents on one state
+// directory once emptied the running slot that way, when the full-image
+// fallback of one truncated the slot the other had just confirmed.
+func (c *Cycle) mayWrite(ctx context.Context, want rollback.Image) error {
+	st, err := c.State.Status(ctx)
+	switch {
+	case err != nil:
+		return err
+	case st.Installed != nil && st.Installed.Slot == want.Slot:
+		return fmt.Errorf("%w: %w: slot %q runs the installed image; refusing to write it", ErrStateChanged, rollback.ErrActiveSlot, want.Slot)
+	case st.Pending == nil || !st.Pending.Equal(&want):
+		return fmt.Errorf("%w: the install of %s into slot %q is no longer pending; refusing to write the slot", ErrStateChanged, want.Version, want.Slot)
+	}
+	return nil
 }
 
 // Confirm commits the pending install once its image has booted and passed
@@ -305,29 +334,4 @@ func (c *Cycle) SlotHolds(img rollback.Image) (bool, error) {
 	}
 	defer r.Close()
 	return img.Matches(io.NewSectionReader(r, 0, img.Length))
-}
-
-// countingFetcher counts the bytes read from every stream it fetches.
-type countingFetcher struct {
-	f Fetcher
-	n int64
-}
-
-func (c *countingFetcher) Fetch(ctx context.Context, url string, maxLength int64) (io.ReadCloser, error) {
-	rc, err := c.f.Fetch(ctx, url, maxLength)
-	if err != nil {
-		return nil, err
-	}
-	return &countingBody{rc, &c.n}, nil
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *int64
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	*b.n += int64(n)
-	return n, err
 }

@@ -29,7 +29,8 @@ type testDevice struct {
 	store      *rollback.MemStore
 	counter    *rollback.StoreCounter
 	slots      verify.Slots
-	booted     string // the slot the bootloader starts
+	booted     string         // the slot the bootloader starts
+	fetcher    verify.Fetcher // nil: an HTTPFetcher without retries
 }
 
 // factoryDevice is a device fresh from the factory: slotA in slot a, the
@@ -99,8 +100,12 @@ func (d *testDevice) cycle() *verify.Cycle {
 	state := d.state()
 	clock, err := rollback.OpenTrustedClock(ctx, d.store, rollback.TrustedClockOptions{Now: time.Now})
 	require.NoError(d.t, err)
+	fetcher := d.fetcher
+	if fetcher == nil {
+		fetcher = &verify.HTTPFetcher{Retries: -1}
+	}
 	client, err := verify.New(ctx, verify.Config{MetadataURL: d.f.srv.URL + "/metadata/", TargetsURL: d.f.srv.URL + "/targets/",
-		Fetcher: &verify.HTTPFetcher{Retries: -1}, Store: verify.StateTrustStore{State: state}, Clock: clock})
+		Fetcher: fetcher, Store: verify.StateTrustStore{State: state}, Clock: clock})
 	require.NoError(d.t, err)
 	return &verify.Cycle{Client: client, State: state, Slots: d.slots, ScratchDir: d.t.TempDir()}
 }

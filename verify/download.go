@@ -57,6 +57,12 @@ func (c *Client) targetURL(path string, tf *manifest.TargetFile) (string, error)
 // when all of them matched; otherwise the bytes written to dst must not be
 // used. It never writes more than the signed length to dst.
 func (c *Client) Download(ctx context.Context, path string, tf *manifest.TargetFile, dst io.Writer) error {
+	return c.download(ctx, path, tf, dst, nil)
+}
+
+// download is Download, adding the bytes received to *count when count is
+// not nil.
+func (c *Client) download(ctx context.Context, path string, tf *manifest.TargetFile, dst io.Writer, count *int64) error {
 	if c.trusted == nil {
 		return ErrNotRefreshed
 	}
@@ -68,7 +74,7 @@ func (c *Client) Download(ctx context.Context, path string, tf *manifest.TargetF
 	if err != nil {
 		return &TargetError{Path: path, Err: err}
 	}
-	rc, err := c.fetcher.Fetch(ctx, u, tf.Length)
+	rc, err := c.fetch(ctx, u, tf.Length, count)
 	if err != nil {
 		return &TargetError{Path: path, Err: err}
 	}
@@ -80,4 +86,27 @@ func (c *Client) Download(ctx context.Context, path string, tf *manifest.TargetF
 		return &TargetError{Path: path, Err: err}
 	}
 	return nil
+}
+
+// fetch opens url with the Client's Fetcher and, when count is not nil,
+// adds to *count every byte read from it. The count belongs to the caller's
+// call alone: the Fetcher is shared by every call of the Client.
+func (c *Client) fetch(ctx context.Context, url string, maxLength int64, count *int64) (io.ReadCloser, error) {
+	rc, err := c.fetcher.Fetch(ctx, url, maxLength)
+	if err != nil || count == nil {
+		return rc, err
+	}
+	return &countingBody{rc, count}, nil
+}
+
+// countingBody counts the bytes read through it.
+type countingBody struct {
+	io.ReadCloser
+	n *int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	*b.n += int64(n)
+	return n, err
 }

@@ -28,6 +28,11 @@ type InstallOptions struct {
 	// the directory holds at most one, never longer than the patch's
 	// signed length.
 	ScratchDir string
+	// Downloaded, if not nil, has every byte this call receives added to
+	// it, patch and image together, whether they pass their checks or not:
+	// what the update cost the link. The count is this call's own, so
+	// other calls of the Client running meanwhile do not change it.
+	Downloaded *int64
 }
 
 // Install writes the update into dst (the inactive slot): through its patch
@@ -40,7 +45,7 @@ type InstallOptions struct {
 // back to the full image.
 func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts InstallOptions) error {
 	if u.Patch == nil || opts.Installed == nil {
-		return c.Download(ctx, u.Release.Path, u.Release.File, dst)
+		return c.download(ctx, u.Release.Path, u.Release.File, dst, opts.Downloaded)
 	}
 	if c.trusted == nil {
 		return ErrNotRefreshed
@@ -101,7 +106,7 @@ func (c *Client) applyStream(ctx context.Context, p *manifest.Patch, out io.Writ
 	if err != nil {
 		return err
 	}
-	rc, err := c.fetcher.Fetch(ctx, u, p.File.Length)
+	rc, err := c.fetch(ctx, u, p.File.Length, opts.Downloaded)
 	if err != nil {
 		return err
 	}
@@ -129,7 +134,7 @@ func (c *Client) applyBSDIFF40(ctx context.Context, p *manifest.Patch, out io.Wr
 		return err
 	}
 	defer release()
-	if err := c.Download(ctx, p.Path, p.File, f); err != nil {
+	if err := c.download(ctx, p.Path, p.File, f, opts.Downloaded); err != nil {
 		return err
 	}
 	_, err = delta.ApplyBSDIFF40(out, opts.Installed, opts.InstalledSize, f, p.File.Length, ao)

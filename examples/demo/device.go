@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/otaseal/otaseal/manifest"
@@ -19,40 +18,42 @@ import (
 )
 
 // device is a gateway with two slot files standing in for its A/B
-// partitions, its trusted state in a directory standing in for flash, and
-// no battery-backed clock: its time comes from rollback's trusted clock.
+// partitions, its trusted state in a directory standing in for flash, a
+// file standing in for its hardware counter, and no battery-backed clock:
+// its time comes from rollback's trusted clock.
 type device struct {
 	state  *rollback.State
-	clock  *rollback.TrustedClock
-	client *verify.Client
-	slots  map[string]string // slot name -> file
-	active string
+	cycle  *verify.Cycle
+	active string // the slot the device runs from
 	log    *slog.Logger
 
-	mu         sync.Mutex
-	skew       time.Duration // how far the device clock has run ahead (the freeze demo)
-	downloaded atomic.Int64  // target bytes fetched, to show what a delta saves
+	mu   sync.Mutex
+	skew time.Duration // how far the device clock has run ahead (the freeze demo)
 }
 
 func newDevice(ctx context.Context, dir, serverURL string, rootJSON, factory []byte, log *slog.Logger) (*device, error) {
-	d := &device{log: log, active: "a", slots: map[string]string{
-		"a": filepath.Join(dir, "device", "slot-a.img"),
-		"b": filepath.Join(dir, "device", "slot-b.img"),
-	}}
-	store, err := rollback.OpenFileStore(filepath.Join(dir, "device", "state"), rollback.FileStoreOptions{})
+	d := &device{log: log, active: "a"}
+	dir = filepath.Join(dir, "device")
+	store, err := rollback.OpenFileStore(filepath.Join(dir, "state"), rollback.FileStoreOptions{})
 	if err != nil {
 		return nil, err
 	}
-	// A board without a monotonic counter; see rollback.Counter for eFuse
-	// and TPM counters.
-	if d.state, err = rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: hardwareID, AllowNoCounter: true}); err != nil {
+	// Confirm mirrors the floor in the counter, so that rewriting the
+	// state alone cannot lower it; a board passes eFuses or a TPM NV index.
+	counter, err := rollback.OpenFileCounter(filepath.Join(dir, "counter"))
+	if err != nil {
 		return nil, err
 	}
-	if d.clock, err = rollback.OpenTrustedClock(ctx, store, rollback.TrustedClockOptions{Now: d.systemTime}); err != nil {
+	if d.state, err = rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: hardwareID, Counter: counter}); err != nil {
 		return nil, err
 	}
-	// Factory provisioning: the image in slot A and the first trusted root.
-	if err := os.WriteFile(d.slots["a"], factory, 0o644); err != nil {
+	clock, err := rollback.OpenTrustedClock(ctx, store, rollback.TrustedClockOptions{Now: d.systemTime})
+	if err != nil {
+		return nil, err
+	}
+	// Factory provisioning: the image in slot a and the first trusted root.
+	slots := verify.DirSlots(dir) // the files a and b
+	if err := os.WriteFile(filepath.Join(dir, "a"), factory, 0o644); err != nil {
 		return nil, err
 	}
 	if err := d.state.Provision(ctx, imageRecord("factory/0.9.0/firmware.bin", "0.9.0", 0, factory, "a")); err != nil {
@@ -62,14 +63,15 @@ func newDevice(ctx context.Context, dir, serverURL string, rootJSON, factory []b
 	if err := verify.Bootstrap(ctx, trust, rootJSON, manifest.Limits{}); err != nil {
 		return nil, err
 	}
-	d.client, err = verify.New(ctx, verify.Config{
+	client, err := verify.New(ctx, verify.Config{
 		MetadataURL: serverURL + "/metadata/",
 		TargetsURL:  serverURL + "/targets/",
-		Fetcher:     verify.FetcherFunc(d.fetch(&verify.HTTPFetcher{Logger: log})),
+		Fetcher:     &verify.HTTPFetcher{Logger: log},
 		Store:       trust,
-		Clock:       d.clock,
+		Clock:       clock,
 		Logger:      log,
 	})
+	d.cycle = &verify.Cycle{Client: client, State: d.state, Slots: slots, ScratchDir: dir}
 	return d, err
 }
 
@@ -87,28 +89,6 @@ func (d *device) advanceClock(by time.Duration) time.Time {
 	return d.systemTime()
 }
 
-// fetch counts the target bytes that come over the wire.
-func (d *device) fetch(f verify.Fetcher) func(context.Context, string, int64) (io.ReadCloser, error) {
-	return func(ctx context.Context, url string, max int64) (io.ReadCloser, error) {
-		rc, err := f.Fetch(ctx, url, max)
-		if err != nil || !strings.Contains(url, "/targets/") {
-			return rc, err
-		}
-		return countingReader{rc, &d.downloaded}, nil
-	}
-}
-
-type countingReader struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (c countingReader) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 func imageRecord(path, version string, sv uint64, image []byte, slot string) rollback.Image {
 	sum := sha256Sum(image)
 	return rollback.Image{HardwareID: hardwareID, TargetPath: path, Version: manifest.MustParseVersion(version),
@@ -120,7 +100,7 @@ type result struct {
 	installed string
 	viaPatch  bool
 	saved     int64
-	upToDate  bool
+	nothing   string // why there was nothing to install, if so
 	notice    string // the security notice of the release offered, if any
 	deltaErr  error  // why the delta was refused before the full image was tried
 	err       error
@@ -130,8 +110,8 @@ func (r result) describe() string {
 	switch {
 	case r.err != nil:
 		return "error: " + r.err.Error()
-	case r.upToDate:
-		return "up to date"
+	case r.nothing != "":
+		return r.nothing
 	case r.viaPatch:
 		return "installed " + r.installed + " through a delta"
 	}
@@ -145,110 +125,61 @@ func (r result) errText() string {
 	return r.err.Error()
 }
 
-// update is one cycle of a device agent: refresh, select, write the
-// inactive slot, mark it pending, "reboot" into it, health check, confirm;
-// any failure reverts and leaves the running image and the floors as they
-// were.
+// nothingToDo words each reason Check gives for having nothing to install.
+var nothingToDo = []struct {
+	err  error
+	text string
+}{
+	{verify.ErrNoUpdate, "up to date"},
+	{verify.ErrNoReleases, "no releases for this hardware ID"},
+	{verify.ErrNotEligible, "a newer release is not yet rolled out to this device"},
+	{verify.ErrWithdrawn, "the newest release was withdrawn"},
+}
+
+// update is one cycle of a device agent: check, begin, install into the
+// other slot, "reboot" into it, health check, confirm; any failure
+// reverts and leaves the running image and the floors as they were.
 func (d *device) update(ctx context.Context) result {
-	if err := d.client.Refresh(ctx); err != nil {
-		d.log.Error("refresh refused", "err", err)
-		return result{err: err}
-	}
-	status, err := d.state.Status(ctx)
-	if err != nil {
-		return result{err: err}
-	}
-	u, err := d.client.Select(ctx, d.state)
-	if errors.Is(err, verify.ErrNoUpdate) {
-		return result{upToDate: true}
+	u, err := d.cycle.Check(ctx)
+	for _, n := range nothingToDo {
+		if errors.Is(err, n.err) {
+			return result{nothing: n.text}
+		}
 	}
 	if err != nil {
-		d.log.Error("selection refused", "err", err)
+		d.log.Error("check refused", "err", err)
 		return result{err: err}
 	}
 	fw := u.Release.Firmware
 	d.log.Info("security notice", "version", fw.Version, "severity", fw.Severity, "advisories", fw.Advisories, "notes", fw.Notes)
 	res := result{notice: fmt.Sprintf("security notice for %s: severity %s, advisories %s", fw.Version, fw.Severity, strings.Join(fw.Advisories, ", "))}
-
-	target := "b"
-	if status.Installed.Slot == "b" {
-		target = "a"
-	}
-	img := rollback.Image{HardwareID: hardwareID, TargetPath: u.Release.Path, Version: fw.Version, SecurityVersion: fw.SecurityVersion,
-		Length: u.Release.File.Length, SHA256: u.Release.File.Hashes["sha256"], Slot: target}
-	if err := d.state.Begin(ctx, img); err != nil {
+	running := d.active
+	next := map[string]string{"a": "b", "b": "a"}[running]
+	if _, err := d.cycle.Begin(ctx, u, next); err != nil {
 		res.err = err
 		return res
 	}
-	before := d.downloaded.Load()
-	res.viaPatch = u.Patch != nil
-	err = d.writeSlot(ctx, u, &img, status.Installed)
-	if err != nil && u.Patch != nil {
-		d.log.Warn("delta refused; trying the full image", "err", err)
-		full := *u
-		full.Patch, res.viaPatch, res.deltaErr = nil, false, err
-		err = d.writeSlot(ctx, &full, &img, status.Installed)
+	rep, err := d.cycle.Install(ctx, u)
+	res.viaPatch, res.deltaErr = rep.Patch != "", rep.PatchErr
+	if err == nil {
+		// "Reboot" into the new slot, which Resume finds on trial; the
+		// health check is Confirm's own: the slot holds the signed image.
+		d.active = next
+		if _, _, err = d.cycle.Resume(ctx, next); err == nil {
+			_, err = d.cycle.Confirm(ctx)
+		}
 	}
 	if err != nil {
 		d.log.Error("install refused", "version", fw.Version, "err", err)
-		if _, rerr := d.state.Revert(ctx); rerr != nil {
+		d.active = running
+		if _, rerr := d.cycle.Revert(ctx); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 		res.err = err
 		return res
 	}
-	// "Reboot" into the new slot, then the health check: here, that the
-	// slot still holds exactly the signed image.
-	d.active = target
-	if ok, herr := verify.FileMatches(d.slots[target], u.Release.File); herr != nil || !ok {
-		d.active = status.Installed.Slot
-		d.state.Revert(ctx)
-		res.err = fmt.Errorf("health check failed: %v", herr)
-		return res
-	}
-	if _, err := d.state.Confirm(ctx); err != nil {
-		res.err = err
-		return res
-	}
-	res.installed, res.saved = fw.Version.String(), u.Release.File.Length-(d.downloaded.Load()-before)
+	res.installed, res.saved = fw.Version.String(), u.Release.File.Length-rep.Downloaded
 	return res
-}
-
-// writeSlot writes the update into img's slot, which it opens only after
-// the state, read again now, says img is pending there and the installed
-// image runs from the other slot: the running image is never opened for
-// writing.
-func (d *device) writeSlot(ctx context.Context, u *verify.Update, img, installed *rollback.Image) error {
-	st, err := d.state.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if st.Installed.Slot == img.Slot || st.Pending == nil || !st.Pending.Equal(img) {
-		return fmt.Errorf("slot %s is not the pending, inactive slot: refusing to write it", img.Slot)
-	}
-	f, err := os.OpenFile(d.slots[img.Slot], os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	active, err := os.Open(d.slots[installed.Slot])
-	if err != nil {
-		return err
-	}
-	defer active.Close()
-	opts := verify.InstallOptions{Installed: active, InstalledSize: installed.Length, ScratchDir: filepath.Dir(d.slots[img.Slot])}
-	if err := d.client.Install(ctx, u, f, opts); err != nil {
-		return err
-	}
-	// Cut off what a longer, older image left after the new one.
-	end, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return err
-	}
-	if err := f.Truncate(end); err != nil {
-		return err
-	}
-	return f.Sync()
 }
 
 func (d *device) version() string {

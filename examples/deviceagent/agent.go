@@ -23,21 +23,28 @@ import (
 	"github.com/otaseal/otaseal/verify"
 )
 
-// agent is one device: its trusted state, its clock, its TUF client and
-// its two slots.
+// agent is one device: its trusted state, the update cycle over it, and
+// its two slot files.
 type agent struct {
-	cfg    *config
-	state  *rollback.State
-	client *verify.Client
-	store  *rollback.FileStore // locked until close
-	slots  map[string]string   // slot name -> file
-	log    *slog.Logger
+	cfg     *config
+	state   *rollback.State
+	cycle   *verify.Cycle
+	store   *rollback.FileStore    // locked until close
+	counter *rollback.StoreCounter // locked until close
+	slots   *slotFiles
+	log     *slog.Logger
 }
 
-// close releases the state directory for the next agent.
-func (a *agent) close() error { return a.store.Close() }
+// close releases the state directory and the counter for the next agent.
+func (a *agent) close() error {
+	var err error
+	if a.counter != nil {
+		err = a.counter.Close()
+	}
+	return errors.Join(err, a.store.Close())
+}
 
-func openAgent(ctx context.Context, c *config, log *slog.Logger) (a *agent, err error) {
+func openAgent(ctx context.Context, c *config, log *slog.Logger) (_ *agent, err error) {
 	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -45,15 +52,19 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (a *agent, err 
 	if err != nil {
 		return nil, err
 	}
+	a := &agent{cfg: c, log: log, store: store, slots: &slotFiles{paths: map[string]string{"a": c.slotA, "b": c.slotB}, log: log}}
 	defer func() {
 		if err != nil {
-			_ = store.Close()
+			_ = a.close()
 		}
 	}()
-	a = &agent{cfg: c, log: log, store: store, slots: map[string]string{"a": c.slotA, "b": c.slotB}}
-	// A board without a hardware counter; a real one passes a TPM NV or
-	// eFuse counter as rollback.StateOptions.Counter.
-	a.state, err = rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: c.hardwareID, AllowNoCounter: true,
+	// The floor is mirrored in a counter apart from the state, so that
+	// whoever rewrites the state alone cannot lower it. A file stands in
+	// here; a real board passes its TPM NV index or eFuses.
+	if a.counter, err = rollback.OpenFileCounter(filepath.Join(c.stateDir, "counter")); err != nil {
+		return nil, err
+	}
+	a.state, err = rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: c.hardwareID, Counter: a.counter,
 		Policy: rollback.InstallPolicy{AllowDowngrade: c.allowDowngrade}})
 	if err != nil {
 		return nil, err
@@ -78,7 +89,7 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (a *agent, err 
 	if err != nil {
 		return nil, err
 	}
-	a.client, err = verify.New(ctx, verify.Config{
+	client, err := verify.New(ctx, verify.Config{
 		MetadataURL: c.server + "/metadata/",
 		TargetsURL:  c.server + "/targets/",
 		Fetcher:     &verify.HTTPFetcher{Client: httpClient, UserAgent: "otaseal-deviceagent", Retries: retries(c.retries), Logger: log},
@@ -89,21 +100,20 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (a *agent, err 
 	})
 	if errors.Is(err, verify.ErrNoTrustedRoot) {
 		return nil, errors.New("no trusted root yet: pass -root on first start")
-	}
-	if err != nil {
+	} else if err != nil {
 		return nil, err
 	}
+	a.cycle = &verify.Cycle{Client: client, State: a.state, Slots: a.slots}
 	return a, a.resume(ctx)
 }
 
 // provision records the factory image in slot A on a device without state.
+// The factory image need not be in the repository, so its record comes
+// from the flags rather than from Cycle.Provision.
 func (a *agent) provision(ctx context.Context) error {
 	st, err := a.state.Status(ctx)
-	if err != nil {
+	if err != nil || st.Installed != nil {
 		return err
-	}
-	if st.Installed != nil {
-		return nil
 	}
 	if a.cfg.factoryVersion == "" {
 		return errors.New("device not provisioned: pass -factory-version and -factory-security-version on first start")
@@ -112,9 +122,9 @@ func (a *agent) provision(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	length, sum, err := hashFile(a.slots["a"])
+	length, sum, err := hashFile(a.cfg.slotA)
 	if err != nil {
-		return fmt.Errorf("reading the factory image: %w", fileErr("slot-a", a.slots["a"], err))
+		return fmt.Errorf("reading the factory image: %w", fileErr("slot-a", a.cfg.slotA, err))
 	}
 	img := rollback.Image{HardwareID: a.cfg.hardwareID, TargetPath: "factory/" + v.String(), Version: v,
 		SecurityVersion: a.cfg.factorySecurityVersion, Length: length, SHA256: sum, Slot: "a"}
@@ -168,83 +178,87 @@ func httpClientFor(c *config) (*http.Client, error) {
 	return &http.Client{Transport: tr}, nil
 }
 
-// resume finishes or rolls back an install a kill interrupted, and checks
-// that the active slot holds the installed image.
+// resume plays the bootloader at start: it boots the pending slot if a
+// kill left its image complete (this start is the reboot into it), else
+// the installed one, and lets Cycle.Resume confirm, revert or carry on.
+// It then refuses to run unless the installed slot holds its image.
 func (a *agent) resume(ctx context.Context) error {
 	st, err := a.state.Status(ctx)
 	if err != nil {
 		return err
 	}
-	if st.Pending != nil {
-		p := st.Pending
-		if a.checkSlot(p) == nil {
-			// Killed after the image was written and checked: this is the
-			// boot into the new slot.
+	booted := st.Installed.Slot
+	if p := st.Pending; p != nil {
+		if ok, _ := a.cycle.SlotHolds(*p); ok {
 			a.log.Info("resuming: pending image complete; booting it", "version", p.Version, "slot", p.Slot)
-			if err := a.bootAndConfirm(ctx, p); err != nil {
-				// Reverted (or the state store failed, which the status
-				// read below reports): keep running the old image.
-				a.log.Warn("resumed install not confirmed", "err", err)
-			}
+			booted = p.Slot
 		} else {
 			a.log.Warn("resuming: pending image incomplete; rolling back", "version", p.Version, "slot", p.Slot)
-			if _, err := a.state.Revert(ctx); err != nil {
-				return err
-			}
-		}
-		if st, err = a.state.Status(ctx); err != nil {
-			return err
 		}
 	}
-	if err := a.checkSlot(st.Installed); err != nil {
-		return fmt.Errorf("%w: refusing to run", err)
+	act, img, err := a.cycle.Resume(ctx, booted)
+	if err != nil {
+		return err
+	}
+	if act == verify.ResumeTrial {
+		if err := a.confirm(ctx, img); err != nil {
+			a.log.Warn("resumed install not confirmed", "err", err)
+		}
+	}
+	if st, err = a.state.Status(ctx); err != nil {
+		return err
+	}
+	if ok, err := a.cycle.SlotHolds(*st.Installed); err != nil || !ok {
+		return fmt.Errorf("slot %s does not hold the installed %s (%v): refusing to run", st.Installed.Slot, st.Installed.Version, err)
 	}
 	a.log.Info("running", "version", st.Installed.Version, "slot", st.Installed.Slot, "security_floor", st.Floors[a.cfg.hardwareID])
 	return nil
 }
 
-// cycle is one update check.
-func (a *agent) cycle(ctx context.Context) error {
-	if err := a.client.Refresh(ctx); err != nil {
-		if isNetwork(err) {
-			return fmt.Errorf("fetching metadata: %w", err)
-		}
-		return fmt.Errorf("metadata refused: %w", err)
-	}
-	st, err := a.state.Status(ctx)
-	if err != nil {
-		return err
-	}
-	u, err := a.client.Select(ctx, a.state)
-	if errors.Is(err, verify.ErrNoUpdate) {
-		a.log.Info("up to date", "version", st.Installed.Version, "reason", err)
+// update is one update check: each reason for nothing to do is its own
+// line; an update is begun, written, and switched to.
+func (a *agent) update(ctx context.Context) error {
+	u, err := a.cycle.Check(ctx)
+	switch {
+	case errors.Is(err, verify.ErrNoUpdate):
+		a.log.Info("up to date", "reason", err)
 		return nil
-	}
-	if err != nil {
+	case errors.Is(err, verify.ErrNotEligible):
+		a.log.Info("a newer release is not yet rolled out to this device", "reason", err)
+		return nil
+	case errors.Is(err, verify.ErrWithdrawn):
+		a.log.Info("the newest release was withdrawn; staying", "reason", err)
+		return nil
+	case errors.Is(err, verify.ErrNoReleases):
 		return err
+	case err != nil && isNetwork(err):
+		return fmt.Errorf("fetching metadata: %w", err)
+	case err != nil:
+		return fmt.Errorf("metadata refused: %w", err)
 	}
 	fw := u.Release.Firmware
 	a.log.Info("security notice", "version", fw.Version, "security_version", fw.SecurityVersion,
 		"severity", fw.Severity, "advisories", fw.Advisories, "notes", fw.Notes)
-
-	target := "b"
-	if st.Installed.Slot == "b" {
-		target = "a"
+	st, err := a.state.Status(ctx)
+	if err != nil {
+		return err
 	}
-	img := rollback.Image{HardwareID: a.cfg.hardwareID, TargetPath: u.Release.Path, Version: fw.Version,
-		SecurityVersion: fw.SecurityVersion, Length: u.Release.File.Length, SHA256: u.Release.File.Hashes["sha256"], Slot: target}
+	target := map[string]string{"a": "b", "b": "a"}[st.Installed.Slot]
 	// Pending before a byte is written: after a power cut the state says
 	// which slot may hold a partial image.
-	if err := a.state.Begin(ctx, img); err != nil {
-		return err
-	}
-	err = a.install(ctx, u, &img, st.Installed)
-	if errors.Is(err, errStateChanged) {
-		// The pending record is no longer ours to revert.
-		return err
-	}
+	img, err := a.cycle.Begin(ctx, u, target)
 	if err != nil {
-		if _, rerr := a.state.Revert(ctx); rerr != nil {
+		return err
+	}
+	a.log.Info("writing slot", "slot", target, "version", fw.Version, "delta_offered", u.Patch != nil, "bytes", u.Release.File.Length)
+	a.slots.total = u.Release.File.Length
+	a.cycle.ScratchDir = filepath.Dir(a.slots.paths[target])
+	rep, err := a.cycle.Install(ctx, u)
+	switch {
+	case errors.Is(err, verify.ErrStateChanged):
+		return err // the pending record is no longer ours to revert
+	case err != nil:
+		if _, rerr := a.cycle.Revert(ctx); rerr != nil {
 			return errors.Join(err, rerr)
 		}
 		if isNetwork(err) {
@@ -252,125 +266,49 @@ func (a *agent) cycle(ctx context.Context) error {
 		}
 		return fmt.Errorf("install of %s refused: %w", fw.Version, err)
 	}
-	return a.bootAndConfirm(ctx, &img)
-}
-
-// install writes the update into img's slot: through the delta if there
-// is one, and the full image if there is none or the delta fails.
-func (a *agent) install(ctx context.Context, u *verify.Update, img, installed *rollback.Image) error {
-	err := a.writeSlot(ctx, u, img, installed)
-	if err == nil || u.Patch == nil || errors.Is(err, errStateChanged) {
-		return err
+	via := "full image"
+	if rep.Patch != "" {
+		via = "delta " + rep.Patch
 	}
-	a.log.Warn("delta refused; fetching the full image", "err", err)
-	full := *u
-	full.Patch = nil
-	return a.writeSlot(ctx, &full, img, installed)
-}
-
-// writeSlot streams the update into img's slot file; nothing in it counts
-// until Install returned nil.
-func (a *agent) writeSlot(ctx context.Context, u *verify.Update, img, installed *rollback.Image) error {
-	slot := img.Slot
-	f, err := a.openInactiveSlot(ctx, img)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	active, err := os.Open(a.slots[installed.Slot])
-	if err != nil {
-		return fileErr("slot-"+installed.Slot, a.slots[installed.Slot], err)
-	}
-	defer active.Close()
-	how := "full image"
-	if u.Patch != nil {
-		how = "delta " + u.Patch.Path
-	}
-	a.log.Info("writing slot", "slot", slot, "version", u.Release.Firmware.Version, "via", how, "bytes", u.Release.File.Length)
-	pw := &progress{w: f, total: u.Release.File.Length, log: a.log}
-	opts := verify.InstallOptions{Installed: active, InstalledSize: installed.Length, ScratchDir: filepath.Dir(a.slots[slot])}
-	if err := a.client.Install(ctx, u, pw, opts); err != nil {
-		return err
-	}
-	// The slot was opened without truncation: cut off what an older,
-	// longer image left after the new one.
-	if err := f.Truncate(pw.done); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
-// errStateChanged reports that the device state no longer says this
-// install may write its slot: another agent on the same state directory,
-// or a revert or confirm since the cycle read the state.
-var errStateChanged = errors.New("device state changed during the install")
-
-// openInactiveSlot opens img's slot for writing, and only after checking,
-// against the state as it is now, that the install of img is still
-// pending and that its slot is not the one the installed image runs from.
-// The state the cycle read earlier is not enough: two agents on one state
-// directory once emptied the active slot when one confirmed slot b and the
-// other's full-image fallback reopened b with truncation. The file is
-// opened without O_TRUNC; writeSlot cuts it to length once written.
-func (a *agent) openInactiveSlot(ctx context.Context, img *rollback.Image) (*os.File, error) {
-	st, err := a.state.Status(ctx)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case st.Installed == nil || st.Installed.Slot == img.Slot:
-		return nil, fmt.Errorf("%w: %w: slot %s runs the installed image; refusing to write it", errStateChanged, rollback.ErrActiveSlot, img.Slot)
-	case st.Pending == nil || !st.Pending.Equal(img):
-		return nil, fmt.Errorf("%w: the install of %s into slot %s is no longer pending; refusing to write the slot", errStateChanged, img.Version, img.Slot)
-	}
-	return os.OpenFile(a.slots[img.Slot], os.O_CREATE|os.O_WRONLY, 0o644)
-}
-
-// bootAndConfirm stands in for the reboot into the new slot, runs the
-// health check there, and confirms (raising the floor) or reverts.
-func (a *agent) bootAndConfirm(ctx context.Context, img *rollback.Image) error {
+	a.log.Info("slot written", "slot", rep.Slot, "via", via, "downloaded", rep.Downloaded)
+	// The reboot into the new slot: the bootloader starts it on trial.
 	a.log.Info("switching to slot", "slot", img.Slot, "version", img.Version)
-	if err := a.healthy(ctx, img); err != nil {
-		a.log.Error("health check failed; reverting to the previous slot", "version", img.Version, "err", err)
-		if _, rerr := a.state.Revert(ctx); rerr != nil {
-			return errors.Join(err, rerr)
-		}
-		return fmt.Errorf("health check of %s: %w", img.Version, err)
-	}
-	done, err := a.state.Confirm(ctx)
-	if err != nil {
+	if _, img, err = a.cycle.Resume(ctx, img.Slot); err != nil {
 		return err
 	}
-	a.log.Info("update confirmed", "version", done.Version, "slot", done.Slot, "security_floor", done.SecurityVersion)
-	return nil
+	return a.confirm(ctx, img)
 }
 
-func (a *agent) healthy(ctx context.Context, img *rollback.Image) error {
-	if err := a.checkSlot(img); err != nil {
-		return err
+// confirm runs the health check on the image on trial, then commits it
+// (Cycle.Confirm checks the slot and raises the floor) or reverts.
+func (a *agent) confirm(ctx context.Context, img rollback.Image) error {
+	err := a.healthHook(ctx, img)
+	if err == nil {
+		done, cerr := a.cycle.Confirm(ctx)
+		if cerr == nil {
+			a.log.Info("update confirmed", "version", done.Version, "slot", done.Slot, "security_floor", done.SecurityVersion)
+			return nil
+		}
+		if err = cerr; !errors.Is(err, verify.ErrSlotContent) {
+			return err
+		}
 	}
+	a.log.Error("health check failed; reverting to the previous slot", "version", img.Version, "err", err)
+	if _, rerr := a.cycle.Revert(ctx); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return fmt.Errorf("health check of %s: %w", img.Version, err)
+}
+
+// healthHook runs -health-check, if set, on the new image.
+func (a *agent) healthHook(ctx context.Context, img rollback.Image) error {
 	if a.cfg.healthCheck == "" {
 		return nil
 	}
 	cmd := exec.CommandContext(ctx, "sh", "-c", a.cfg.healthCheck)
-	cmd.Env = append(os.Environ(), "OTASEAL_SLOT="+img.Slot, "OTASEAL_SLOT_FILE="+a.slots[img.Slot], "OTASEAL_VERSION="+img.Version.String())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
+	cmd.Env = append(os.Environ(), "OTASEAL_SLOT="+img.Slot, "OTASEAL_SLOT_FILE="+a.slots.paths[img.Slot], "OTASEAL_VERSION="+img.Version.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-// checkSlot returns nil if the image's slot holds exactly the image, and
-// says why not otherwise.
-func (a *agent) checkSlot(img *rollback.Image) error {
-	path := a.slots[img.Slot]
-	length, sum, err := hashFile(path)
-	switch {
-	case err != nil:
-		return fmt.Errorf("slot %s: %w", img.Slot, fileErr("slot-"+img.Slot, path, err))
-	case length != img.Length || !bytes.Equal(sum, img.SHA256):
-		return fmt.Errorf("slot %s (%s) does not hold the image %s", img.Slot, path, img.Version)
 	}
 	return nil
 }
@@ -393,24 +331,4 @@ func hashFile(path string) (int64, []byte, error) {
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	return n, h.Sum(nil), err
-}
-
-// progress logs every quarter of a slot write.
-type progress struct {
-	w           io.Writer
-	total, done int64
-	lastQuarter int64
-	log         *slog.Logger
-}
-
-func (p *progress) Write(b []byte) (int, error) {
-	n, err := p.w.Write(b)
-	p.done += int64(n)
-	if p.total > 0 {
-		if q := p.done * 4 / p.total; q > p.lastQuarter {
-			p.lastQuarter = q
-			p.log.Info("progress", "written", p.done, "of", p.total, "percent", q*25)
-		}
-	}
-	return n, err
 }

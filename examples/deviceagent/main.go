@@ -163,7 +163,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	defer a.close()
 	for {
-		code := a.report(a.cycle(ctx))
+		code := a.report(a.update(ctx))
 		if c.once {
 			return code
 		}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otaseal/otaseal/verify"
 )
 
 // Fault 2 of issue 13, the agent's side: no code path opens the installed
@@ -48,13 +50,13 @@ func TestFallbackNeverWritesActiveSlot(t *testing.T) {
 		b[len(b)/2] ^= 1
 		return b
 	})
-	err = a.cycle(ctx)
+	err = a.update(ctx)
 	require.Error(t, err)
 	require.True(t, otherAgentDone, "the delta was fetched")
 	log := logBuf.String()
 	assert.Contains(t, log, "delta refused; fetching the full image", "the fallback path ran")
-	assert.ErrorIs(t, err, errStateChanged)
-	assert.Contains(t, err.Error(), "slot b runs the installed image; refusing to write it")
+	assert.ErrorIs(t, err, verify.ErrStateChanged)
+	assert.Contains(t, err.Error(), `slot "b" runs the installed image; refusing to write it`)
 
 	got, rerr := os.ReadFile(d.slotB)
 	require.NoError(t, rerr)
@@ -88,8 +90,8 @@ func TestInstallStopsWhenNoLongerPending(t *testing.T) {
 		}
 		return b
 	})
-	err = a.cycle(ctx)
-	assert.ErrorIs(t, err, errStateChanged)
+	err = a.update(ctx)
+	assert.ErrorIs(t, err, verify.ErrStateChanged)
 	assert.Contains(t, err.Error(), "no longer pending")
 	got, _ := os.ReadFile(d.slotA)
 	assert.Equal(t, s.images["1.0.0"], got, "the active slot is untouched")

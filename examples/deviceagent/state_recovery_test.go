@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -150,12 +151,14 @@ func TestAgentRecoversDamagedStateFiles(t *testing.T) {
 	bin, s, d, want := updatedDevice(t)
 	require.False(t, want.clockFloor.IsZero())
 
-	entries, err := os.ReadDir(d.stateDir)
-	require.NoError(t, err)
-	var cases [][]string // files damaged together
-	for _, e := range entries {
-		cases = append(cases, []string{e.Name()})
-	}
+	var cases [][]string // files damaged together, the counter's among them
+	require.NoError(t, filepath.WalkDir(d.stateDir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			rel, _ := filepath.Rel(d.stateDir, p)
+			cases = append(cases, []string{rel})
+		}
+		return err
+	}))
 	cases = append(cases, []string{"clock.0", "clock.1"})
 	for i, files := range cases {
 		t.Run(filepath.Join(files...), func(t *testing.T) {
@@ -175,7 +178,7 @@ func TestAgentRecoversDamagedStateFiles(t *testing.T) {
 			}
 			out, err := exec.Command(bin, dev.args(s)...).CombinedOutput()
 			require.NoError(t, err, "the agent starts on the damaged state:\n%s", out)
-			if f := files[0]; f != ".lock" {
+			if f := files[0]; filepath.Base(f) != ".lock" {
 				base := f[:len(f)-len(filepath.Ext(f))]
 				c0, err := os.ReadFile(filepath.Join(dev.stateDir, base+".0"))
 				require.NoError(t, err)
