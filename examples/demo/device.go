@@ -22,10 +22,11 @@ import (
 // file standing in for its hardware counter, and no battery-backed clock:
 // its time comes from rollback's trusted clock.
 type device struct {
-	state  *rollback.State
-	cycle  *verify.Cycle
-	active string // the slot the device runs from
-	log    *slog.Logger
+	state   *rollback.State
+	counter *rollback.StoreCounter // the hardware counter's stand-in
+	cycle   *verify.Cycle
+	active  string // the slot the device runs from
+	log     *slog.Logger
 
 	mu   sync.Mutex
 	skew time.Duration // how far the device clock has run ahead (the freeze demo)
@@ -40,11 +41,10 @@ func newDevice(ctx context.Context, dir, serverURL string, rootJSON, factory []b
 	}
 	// Confirm mirrors the floor in the counter, so that rewriting the
 	// state alone cannot lower it; a board passes eFuses or a TPM NV index.
-	counter, err := rollback.OpenFileCounter(filepath.Join(dir, "counter"))
-	if err != nil {
+	if d.counter, err = rollback.OpenFileCounter(filepath.Join(dir, "counter")); err != nil {
 		return nil, err
 	}
-	if d.state, err = rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: hardwareID, Counter: counter}); err != nil {
+	if d.state, err = rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: hardwareID, Counter: d.counter}); err != nil {
 		return nil, err
 	}
 	clock, err := rollback.OpenTrustedClock(ctx, store, rollback.TrustedClockOptions{Now: d.systemTime})
@@ -190,12 +190,15 @@ func (d *device) version() string {
 	return st.Installed.Version.String()
 }
 
-func (d *device) floor() uint64 {
-	st, err := d.state.Status(context.Background())
-	if err != nil {
-		return 0
+// floors returns the security floor in the state and the value of the
+// hardware counter that mirrors it.
+func (d *device) floors() (state, counter uint64) {
+	ctx := context.Background()
+	if st, err := d.state.Status(ctx); err == nil {
+		state = st.Floors[hardwareID]
 	}
-	return st.Floors[hardwareID]
+	counter, _ = d.counter.Value(ctx)
+	return state, counter
 }
 
 // tell prints what the device noticed on the way: the release it was

@@ -163,7 +163,9 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error 
 		}
 		fmt.Fprintf(out, "  %-34s %-6s %s\n", s.what, result, clip(s.outcome, 90))
 	}
-	fmt.Fprintf(out, "  device runs %s from slot %s; security floor %d; %.1fs\n", dev.version(), dev.active, dev.floor(), time.Since(start).Seconds())
+	floor, counter := dev.floors()
+	fmt.Fprintf(out, "  device runs %s from slot %s; security floor %d, hardware counter %d; %.1fs\n",
+		dev.version(), dev.active, floor, counter, time.Since(start).Seconds())
 	if failed > 0 {
 		return fmt.Errorf("%d of %d steps did not behave as expected", failed, len(steps))
 	}

@@ -27,7 +27,7 @@ func TestDemo(t *testing.T) {
 		"[ok  ] tampered image: refused: verify: target \"acme-gw-r2/1.2.0/firmware.bin\": hash differs",
 		"[ok  ] replayed old metadata (rollback): refused: verify: timestamp: manifest: metadata version lower than trusted",
 		"[ok  ] expired timestamp (freeze): refused: verify: timestamp: manifest: metadata expired",
-		"device runs 1.1.0 from slot a; security floor 2",
+		"device runs 1.1.0 from slot a; security floor 2, hardware counter 2",
 	} {
 		assert.Contains(t, text, want)
 	}
