@@ -112,18 +112,20 @@
 //     from them), so at worst updates are delayed. Rollout control keys do
 //     not exist yet: that row is for a later issue.
 //   - A second agent on the same state, a damaged state file: package
-//     rollback. Its FileStore makes concurrent writers lose with
-//     rollback.ErrConflict rather than tear a record, and reads the intact
-//     copy of a damaged one; StateTrustStore reads a damaged document
-//     other than the root as absent and fetches it again. Not yet: nothing
-//     refuses a second agent outright, and a root with no intact copy stops
-//     New with rollback.ErrCorrupt until the agent restores the shipped
-//     root (rollback.State.SetMetadata with sequence 0). Floors never drop:
+//     rollback. rollback.OpenFileStore locks the state directory until
+//     Close, so a second agent fails at start with rollback.ErrLocked;
+//     Cycle.Install re-reads the state before every slot write and refuses
+//     a slot that became the installed one (ErrStateChanged). Every record
+//     is kept in two checksummed copies and a damaged one is rewritten
+//     from the other; a lost clock floor comes back from the stored
+//     timestamp's signing time, a lost root from Config.ShippedRoot, after
+//     which Refresh walks the root chain forward again. Floors never drop:
 //     the hardware Counter holds them.
 //   - Server under pressure answering 404: a 404 on the next root ends the
 //     rotation walk (ErrNotFound), so the device relies on the server
-//     answering 5xx when it cannot open a file. Not yet: the update server
-//     example answers 404 to every failed open. A lying 404 only delays a
+//     answering 5xx for its own faults. The update server example answers
+//     404 only for a file that does not exist (503 when out of descriptors,
+//     500 otherwise) and drops stalled downloads. A lying 404 only delays a
 //     rotation to the next Refresh; it cannot lower trust.
 //
 // It does not reboot, switch slots or run health checks: the device agent
