@@ -63,7 +63,7 @@ func parseOtaseal(raw json.RawMessage) (Entry, error) {
 }
 
 func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
-	if err := onlyFields(m, "", fieldVersion, fieldSecurityVers, "hardware_ids", "severity", "advisories", "notes"); err != nil {
+	if err := onlyFields(m, "", fieldVersion, fieldSecurityVers, "hardware_ids", "severity", "advisories", "notes", fieldRollout, fieldWithdrawn); err != nil {
 		return nil, err
 	}
 	if err := requireFields(m, "", fieldVersion, fieldSecurityVers, "hardware_ids"); err != nil {
@@ -108,6 +108,16 @@ func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
 		}
 		if f.Notes == "" {
 			return nil, fieldError("notes", RuleInvalidText, "", "empty (omit the field)")
+		}
+	}
+	if raw, ok := m[fieldRollout]; ok {
+		if f.Rollout, err = parseRollout(raw); err != nil {
+			return nil, err
+		}
+	}
+	if raw, ok := m[fieldWithdrawn]; ok {
+		if f.Withdrawn, err = parseWithdrawal(raw); err != nil {
+			return nil, err
 		}
 	}
 	if err := f.Validate(); err != nil {
@@ -227,7 +237,7 @@ func readObject(data []byte, field string, depth int) (map[string]json.RawMessag
 		}
 		if _, dup := m[key]; dup {
 			name := key
-			if depth == maxSchemaNesting { // a delta end: "from.length", as elsewhere
+			if depth >= 2 { // a nested object: "from.length", as elsewhere
 				name = field + "." + key
 			}
 			return nil, fieldError(name, RuleDuplicateField, "", "")

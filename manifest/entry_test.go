@@ -157,19 +157,23 @@ func assertRule(t *testing.T, err error, field string, rule Rule) {
 	assert.ErrorIs(t, err, ErrSchema)
 }
 
+// schemaProbe is one row of TestParseCustomErrors: an otaseal object that
+// breaks one rule.
+type schemaProbe struct {
+	name   string
+	custom string
+	field  string
+	rule   Rule  // a schema rule, or
+	err    error // a sentinel for what is no schema error
+}
+
 // TestParseCustomErrors is the schema's corruption probe: each row breaks
 // one rule and must be refused for that rule, on that field.
 func TestParseCustomErrors(t *testing.T) {
 	endWith := func(path, length, sha string) string {
 		return `{"path":"` + path + `","length":` + length + `,"sha256":"` + sha + `"}`
 	}
-	tests := []struct {
-		name   string
-		custom string
-		field  string
-		rule   Rule  // a schema rule, or
-		err    error // a sentinel for what is no schema error
-	}{
+	tests := []schemaProbe{
 		{"unknown kind", firmwareJSON("kind", `"bundle"`), "kind", RuleUnknownKind, nil},
 		{"kind not string", firmwareJSON("kind", `7`), "kind", RuleWrongJSONType, nil},
 		{"missing kind", firmwareJSON("kind", ""), "kind", RuleMissingField, nil},
@@ -225,6 +229,7 @@ func TestParseCustomErrors(t *testing.T) {
 		{"truncated", firmwareJSON("notes", `"n"`)[:40], "", 0, ErrMalformed},
 		{"too large", `{"pad":"` + strings.Repeat("x", MaxOtasealSize) + `"}`, "", 0, ErrTooLarge},
 	}
+	tests = append(tests, rolloutProbes()...)
 	probed := map[Rule]bool{}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

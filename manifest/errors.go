@@ -127,6 +127,10 @@ const (
 	RuleMissingHash                         // a delta end without its sha256
 	RuleMalformedHash                       // a sha256 that is not 64 lowercase hex digits
 	RuleTooManyItems                        // a list over its limit
+	RuleMalformedTime                       // a rollout start not in RolloutTimeLayout
+	RuleWaveOrder                           // a wave not after the one before, or with a smaller share
+	RuleShareOutOfRange                     // a wave's share above FullShare
+	RuleLastWaveNotFull                     // a rollout that never reaches every device
 )
 
 var ruleNames = [...]string{
@@ -149,6 +153,10 @@ var ruleNames = [...]string{
 	RuleMissingHash:         "missing sha256 hash",
 	RuleMalformedHash:       "malformed hash",
 	RuleTooManyItems:        "too many items",
+	RuleMalformedTime:       "malformed time",
+	RuleWaveOrder:           "rollout waves out of order",
+	RuleShareOutOfRange:     "share out of range",
+	RuleLastWaveNotFull:     "last rollout wave below the full share",
 }
 
 // String names the rule in words, as FieldError's message does.

@@ -25,7 +25,7 @@ const (
 	MaxTargetPathLen  = 4096
 	MaxSafeInteger    = 1<<53 - 1 // the largest integer every JSON reader (JavaScript's too) keeps exactly
 	sha256HexLen      = 64
-	maxSchemaNesting  = 2 // otaseal object -> delta end object
+	maxSchemaNesting  = 3 // otaseal object -> delta end, rollout or withdrawn object -> wave
 	fieldKind         = "kind"
 	fieldVersion      = "version"
 	fieldSecurityVers = "security_version"
@@ -70,6 +70,12 @@ type Firmware struct {
 	Severity        Severity // optional
 	Advisories      []string // optional, e.g. CVE IDs
 	Notes           string   // optional, human readable
+	// Rollout is the staged schedule of the release; nil means every
+	// device may take it at once.
+	Rollout *Rollout
+	// Withdrawn, if not nil, marks the release as one devices must not
+	// install.
+	Withdrawn *Withdrawal
 }
 
 // Supports reports whether the image is built for hardwareID.
@@ -129,6 +135,14 @@ func (f *Firmware) Validate() error {
 		if err := checkText("notes", f.Notes, MaxNotesLen, true); err != nil {
 			return err
 		}
+	}
+	if f.Rollout != nil {
+		if err := f.Rollout.Validate(); err != nil {
+			return err
+		}
+	}
+	if f.Withdrawn != nil {
+		return f.Withdrawn.Validate()
 	}
 	return nil
 }
@@ -269,6 +283,12 @@ func marshalEntry(e Entry) ([]byte, error) {
 		}
 		if f.Notes != "" {
 			obj["notes"] = f.Notes
+		}
+		if f.Rollout != nil {
+			obj[fieldRollout] = rolloutJSON(f.Rollout)
+		}
+		if f.Withdrawn != nil {
+			obj[fieldWithdrawn] = withdrawalJSON(f.Withdrawn)
 		}
 	case KindDelta:
 		if e.Delta == nil || e.Firmware != nil {

@@ -38,7 +38,35 @@
 //	 "hardware_ids": ["acme-gw-r2"],     1..256 unique IDs, visible ASCII, <=128 bytes
 //	 "severity": "security",             optional: feature, bugfix, security, critical
 //	 "advisories": ["CVE-2026-0001"],    optional: 1..64 single-line texts, <=128 bytes
-//	 "notes": "fixes remote unlock"}     optional: text, <=4096 bytes
+//	 "notes": "fixes remote unlock",     optional: text, <=4096 bytes
+//	 "rollout": {...},                   optional: staged schedule, below
+//	 "withdrawn": {...}}                 optional: the release is withdrawn, below
+//
+// A rollout is the release's staged schedule, signed with it by the
+// offline targets role (type Rollout). A release without one is for every
+// device at once, as documents written before rollouts existed are read:
+//
+//	{"start": "2026-03-01T00:00:00Z",    RFC 3339 in UTC, whole seconds, "Z": one spelling
+//	 "waves": [                          1..32 (MaxWaves), in order
+//	   {"offset_seconds": 0,      "basis_points": 100},
+//	   {"offset_seconds": 86400,  "basis_points": 1000},
+//	   {"offset_seconds": 604800, "basis_points": 10000}]}
+//
+// A wave's offset is whole seconds after the start (0..MaxWaveOffset) and
+// its share is in basis points, 1/100 of a percent (0..FullShare, which is
+// 10000): 100 is 1% of the fleet, and a first wave can be as small as 0.01%.
+// Offsets rise strictly, shares never fall (RuleWaveOrder), and the last
+// wave reaches every device (RuleLastWaveNotFull). A device's place in the
+// order of a release is RolloutBucket(path, rolloutID); it may take the
+// release from Rollout.EligibleFrom on, judged by a trusted clock.
+//
+// A withdrawal marks a published release that devices must not install;
+// devices running it log the notice and move to the next newer release
+// they may take. The image stays published. It is set by the offline
+// targets role, like the release (type Withdrawal):
+//
+//	{"reason": "bricks units with flash rev B",   one line, <=1024 bytes
+//	 "advisories": ["OTS-2026-7"]}                optional: 1..64 single-line texts
 //
 // A delta (a patch that is itself a signed TUF target):
 //
@@ -58,7 +86,11 @@
 // non-canonical (RuleFractionalNumber) or too large (RuleNumberOverflow)
 // number; a delta whose from and to are one image (RuleDeltaSameEnds); a
 // missing (RuleMissingHash) or malformed (RuleMalformedHash) hash; a list
-// over its limit (RuleTooManyItems); a value of the wrong JSON type
+// over its limit (RuleTooManyItems); a rollout start that is not one
+// spelled RFC 3339 UTC time (RuleMalformedTime), waves out of order
+// (RuleWaveOrder), a share above FullShare (RuleShareOutOfRange), a
+// schedule that never reaches every device (RuleLastWaveNotFull); a value
+// of the wrong JSON type
 // (RuleWrongJSONType); a missing (RuleMissingField), unknown
 // (RuleUnknownField) or repeated (RuleDuplicateField) field. Three
 // refusals are not schema errors: a custom object over MaxOtasealSize
@@ -69,7 +101,12 @@
 // a device that skips a constraint it cannot read would act on less than
 // the publisher said. A later schema version will therefore use a new
 // member name beside "otaseal", so that version-1 devices keep reading the
-// members they understand.
+// members they understand. "rollout" and "withdrawn" are the exception:
+// they are optional members of version 1, and a device built before they
+// existed refuses a release that carries one. That refusal is the safe
+// failure (such a device would otherwise ignore the schedule and install
+// a withdrawn image), but it stops the device's updates from that role:
+// publish schedules only once the fleet reads them.
 //
 // The security version only ever rises across the releases of a hardware
 // ID; a device refuses an image below its committed floor (package

@@ -3,15 +3,17 @@ package rollback
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/otaseal/otaseal/manifest"
 )
 
 // Record names used in the Store.
 const (
-	installRecordName = "install"
-	clockRecordName   = "clock"
-	metadataPrefix    = "metadata/"
+	installRecordName   = "install"
+	clockRecordName     = "clock"
+	rolloutIDRecordName = "rollout-id"
+	metadataPrefix      = "metadata/"
 )
 
 // StateOptions configures a State.
@@ -27,6 +29,14 @@ type StateOptions struct {
 	AllowNoCounter bool
 	// Policy is the anti-rollback policy Check, Choose and Begin apply.
 	Policy InstallPolicy
+	// RolloutID is the device's stable ID in staged rollouts (see
+	// State.RolloutID): a serial number or a certificate subject, at
+	// most MaxRolloutIDLen bytes of one-line text. "" means a random ID
+	// generated at the first OpenState and kept in the Store.
+	RolloutID string
+	// Rand is the randomness the rollout ID is generated from; nil means
+	// crypto/rand.Reader.
+	Rand io.Reader
 }
 
 // State is a device's trusted state in a Store: the installed image, a
@@ -36,8 +46,9 @@ type StateOptions struct {
 // State holds no cache: each call loads what it needs, so several States
 // on one Store (or a State after a crash) agree.
 type State struct {
-	store Store
-	opts  StateOptions
+	store     Store
+	opts      StateOptions
+	rolloutID string
 }
 
 // Status is a snapshot of the install state.
@@ -51,7 +62,8 @@ type Status struct {
 
 // OpenState returns the State kept in store. If a crash interrupted a Confirm
 // between committing the floor and advancing the hardware counter, OpenState
-// finishes it.
+// finishes it. On a device's first start it also generates the rollout ID
+// (see RolloutID) unless StateOptions.RolloutID configures one.
 func OpenState(ctx context.Context, store Store, opts StateOptions) (*State, error) {
 	if opts.HardwareID == "" {
 		return nil, fmt.Errorf("rollback: StateOptions.HardwareID is required")
@@ -65,6 +77,9 @@ func OpenState(ctx context.Context, store Store, opts StateOptions) (*State, err
 		return nil, err
 	}
 	if err := s.advanceCounter(ctx, rec.Floors); err != nil {
+		return nil, err
+	}
+	if s.rolloutID, err = s.openRolloutID(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -228,6 +228,24 @@ func latest(a, b time.Time) time.Time {
 	return a
 }
 
+// ProvenNow returns the latest time proven to have passed: the floor plus
+// the real time elapsed since it was read or raised, measured on the
+// monotonic clock (when TrustedClockOptions.Now gives readings that carry
+// one, as time.Now does). Unlike Now it never reads the wall clock's time, so a
+// device clock set ahead cannot move it forward: it is the time staged
+// rollouts are judged by (a wave must not start early), as Now is the
+// time expiry is judged by (a document must not expire late). Zero when
+// nothing was ever proven.
+func (c *TrustedClock) ProvenNow() time.Time {
+	sys := c.opts.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.floor.IsZero() {
+		return time.Time{}
+	}
+	return c.floor.Add(max(sys.Sub(c.floorAt), 0))
+}
+
 // Floor returns the newest proven time, zero if none.
 func (c *TrustedClock) Floor() time.Time {
 	c.mu.Lock()

@@ -178,3 +178,19 @@ func TestClockConflict(t *testing.T) {
 	_, err = OpenTrustedClock(cancelled, store, TrustedClockOptions{Now: sys.Now})
 	assert.ErrorIs(t, err, context.Canceled)
 }
+
+// A device clock set ahead moves Now, which only makes documents expire
+// sooner, but not ProvenNow, which rollouts are judged by.
+func TestProvenNowIgnoresClockAhead(t *testing.T) {
+	ctx := context.Background()
+	ahead := 60 * 24 * time.Hour
+	c, err := OpenTrustedClock(ctx, NewMemStore(), TrustedClockOptions{Now: func() time.Time { return time.Now().Add(ahead) }})
+	require.NoError(t, err)
+	assert.True(t, c.ProvenNow().IsZero(), "nothing proven yet")
+	proven := time.Now().Add(-time.Hour).UTC().Round(0).Truncate(time.Second)
+	require.NoError(t, c.Observe(ctx, proven))
+	assert.WithinDuration(t, time.Now().Add(ahead), c.Now(), time.Minute)
+	got := c.ProvenNow()
+	assert.False(t, got.Before(proven))
+	assert.WithinDuration(t, proven, got, time.Minute, "the clock's lead is not proven time")
+}

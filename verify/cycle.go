@@ -14,12 +14,13 @@ import (
 // (up to date, or only older releases offered) and ErrNoReleases (nothing
 // published for this hardware ID). An agent logs each as its own line.
 var (
-	// ErrNotEligible: a newer release exists but its rollout has not yet
-	// reached this device. Reserved for staged rollouts: nothing returns
-	// it yet.
+	// ErrNotEligible: a newer release exists but its staged rollout has
+	// not reached this device yet, by the trusted clock. Select returns
+	// it as a *NotEligibleError saying until when.
 	ErrNotEligible = errors.New("verify: release not yet eligible for this device")
-	// ErrWithdrawn: the newest release was withdrawn by its publisher.
-	// Reserved for rollout control: nothing returns it yet.
+	// ErrWithdrawn: a newer release (or the installed one) was withdrawn
+	// by its publisher. Select returns it as a *WithdrawnError carrying
+	// the reason and advisories.
 	ErrWithdrawn = errors.New("verify: release withdrawn")
 )
 
@@ -160,7 +161,8 @@ func (c *Cycle) Resume(ctx context.Context, booted string) (ResumeAction, rollba
 // Check refreshes the trusted metadata and selects the update the state
 // allows (Client.Refresh, then Client.Select with the state). When there
 // is nothing to install, the error says why: ErrNoUpdate, ErrNoReleases,
-// and, once rollouts exist, ErrNotEligible or ErrWithdrawn. Any other
+// ErrNotEligible (a *NotEligibleError: sleep until its Until) or
+// ErrWithdrawn; see Select for the notices of an update. Any other
 // error is a failure to check. With an install pending it refuses with
 // rollback.ErrPendingExists: Resume decides about that one first.
 func (c *Cycle) Check(ctx context.Context) (*Update, error) {

@@ -45,6 +45,11 @@ type Update struct {
 	// HardwareID is the device hardware ID the release was selected for
 	// (DeviceState.HardwareID); Image records it.
 	HardwareID string
+	// Notices say why newer releases were passed over for this one
+	// (*NotEligibleError, *WithdrawnError), and hold a *WithdrawnError
+	// with Installed set when the device runs a withdrawn release. An
+	// agent logs each.
+	Notices []error
 }
 
 // Image returns the record of the update as the image of slot: what
@@ -80,13 +85,29 @@ type DeviceState interface {
 	// when the policy allows none of them, or -1 with any other error when
 	// the state cannot be read.
 	Choose(ctx context.Context, candidates []*manifest.Firmware) (int, error)
+	// RolloutID is the device's stable place in staged rollouts
+	// (manifest.RolloutBucket).
+	RolloutID() string
 }
 
 // Select chooses what device should install: the newest release for its
-// hardware that its rollback policy allows, and a delta to it from the
-// installed image if the repository has one. With nothing to install it
-// returns ErrNoReleases when no release names the device's hardware ID, and
-// ErrNoUpdate when none of them is one the device may take.
+// hardware that its rollback policy allows and that is neither withdrawn
+// nor, by its staged rollout, still closed to this device; and a delta to
+// it from the installed image if the repository has one. With nothing to
+// install it returns ErrNoReleases when no release names the device's
+// hardware ID, and ErrNoUpdate when none of them is one the policy allows.
+//
+// Rollout and withdrawal come after the policy: when they hold back the
+// newest release the policy allows, Select takes the newest release above
+// the installed version that they let through, and says in
+// Update.Notices why the newer ones were skipped. When they let none
+// through, the error lists the reasons, the release that opens first
+// leading: a *NotEligibleError (ErrNotEligible) whose Until is when to
+// check again, and a *WithdrawnError (ErrWithdrawn) for each withdrawn
+// release. Rollouts are judged by the trusted clock's proven time (see
+// ProvenClock) and the device's RolloutID; the floors never move here.
+// A device running a withdrawn release finds a *WithdrawnError with
+// Installed set in Update.Notices, or joined to the error.
 //
 // Releases are found in the top-level targets and in delegated roles whose
 // path patterns can cover "HARDWAREID/...", the layout otaseal publishes
@@ -98,11 +119,6 @@ func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error
 		return nil, ErrNotRefreshed
 	}
 	hardwareID := device.HardwareID()
-	type found struct {
-		rel  manifest.Release
-		role string
-		doc  *manifest.Targets
-	}
 	var all []found
 	err := c.walkFor(ctx, hardwareID, func(role string, doc *manifest.Targets) error {
 		rels, err := manifest.FirmwareFor(doc, hardwareID)
@@ -110,7 +126,7 @@ func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error
 			return &RoleError{Role: role, Err: err}
 		}
 		for _, r := range rels {
-			all = append(all, found{r, role, doc})
+			all = append(all, found{rel: r, role: role, doc: doc})
 		}
 		return nil
 	})
@@ -120,23 +136,26 @@ func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error
 	if len(all) == 0 {
 		return nil, fmt.Errorf("%w: %q", ErrNoReleases, hardwareID)
 	}
-	candidates := make([]*manifest.Firmware, len(all))
-	for i := range all {
-		candidates[i] = all[i].rel.Firmware
-	}
-	best, err := device.Choose(ctx, candidates)
-	var refused *rollback.RefusedError
-	switch {
-	case err != nil && !errors.As(err, &refused):
+	status, err := device.Status(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("verify: device state: %w", err)
-	case err != nil:
-		return nil, fmt.Errorf("%w: %w", ErrNoUpdate, err)
-	case best < 0:
-		return nil, ErrNoUpdate
-	case best >= len(all):
-		return nil, fmt.Errorf("verify: device state chose candidate %d of %d", best, len(all))
+	}
+	rels := make([]manifest.Release, len(all))
+	for i := range all {
+		rels[i] = all[i].rel
+	}
+	notice := installedNotice(rels, status.Installed)
+	best, err := choose(ctx, device, rels)
+	if err != nil {
+		return nil, withNotice(err, notice)
 	}
 	chosen := all[best]
+	if held := holdBack(chosen.rel, device.RolloutID(), c.rolloutNow()); held != nil {
+		chosen, err = c.chooseOpen(ctx, device, all, status, held, chosen.rel.Firmware.Version)
+		if err != nil {
+			return nil, withNotice(err, notice)
+		}
+	}
 	// The authoritative entry for the path is the one the delegation
 	// order finds; it must be the one we chose.
 	tf, role, err := c.FindTarget(ctx, chosen.rel.Path)
@@ -146,15 +165,90 @@ func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error
 	if role != chosen.role || tf.Length != chosen.rel.File.Length || !tf.Hashes.Equal(chosen.rel.File.Hashes) {
 		return nil, &RoleError{Role: chosen.role, Err: fmt.Errorf("%w: %s is served by %s, not %s", manifest.ErrRepository, chosen.rel.Path, role, chosen.role)}
 	}
-	status, err := device.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("verify: device state: %w", err)
-	}
 	patch, err := patchFrom(chosen.doc, chosen.rel.Path, tf, status.Installed)
 	if err != nil {
 		return nil, &RoleError{Role: role, Err: err}
 	}
-	return &Update{Release: chosen.rel, Role: role, Patch: patch, HardwareID: hardwareID}, nil
+	u := &Update{Release: chosen.rel, Role: role, Patch: patch, HardwareID: hardwareID, Notices: chosen.notices}
+	if notice != nil {
+		u.Notices = append(u.Notices, notice)
+	}
+	return u, nil
+}
+
+// found is a release, the role that signed it and the document it is in.
+type found struct {
+	rel     manifest.Release
+	role    string
+	doc     *manifest.Targets
+	notices []error // why newer releases were passed over for it
+}
+
+// choose asks the device's policy for the newest release it allows and
+// returns its index in rels.
+func choose(ctx context.Context, device DeviceState, rels []manifest.Release) (int, error) {
+	candidates := make([]*manifest.Firmware, len(rels))
+	for i := range rels {
+		candidates[i] = rels[i].Firmware
+	}
+	best, err := device.Choose(ctx, candidates)
+	var refused *rollback.RefusedError
+	switch {
+	case err != nil && !errors.As(err, &refused):
+		return -1, fmt.Errorf("verify: device state: %w", err)
+	case err != nil:
+		return -1, fmt.Errorf("%w: %w", ErrNoUpdate, err)
+	case best < 0:
+		return -1, ErrNoUpdate
+	case best >= len(rels):
+		return -1, fmt.Errorf("verify: device state chose candidate %d of %d", best, len(rels))
+	}
+	return best, nil
+}
+
+// chooseOpen is Select's second choice, once rollout or withdrawal held
+// back newest, the release the policy chose: the newest release the policy
+// allows among those they let through, with why the ones above it were
+// skipped. With none, the error is the skipped ones' reasons.
+func (c *Client) chooseOpen(ctx context.Context, device DeviceState, all []found, status rollback.Status, held error, newest manifest.Version) (found, error) {
+	id, now := device.RolloutID(), c.rolloutNow()
+	var open []found
+	var openRels, allRels []manifest.Release
+	for _, f := range all {
+		allRels = append(allRels, f.rel)
+		if holdBack(f.rel, id, now) == nil {
+			open = append(open, f)
+			openRels = append(openRels, f.rel)
+		}
+	}
+	floor := status.Floors[device.HardwareID()]
+	var above *manifest.Version
+	if status.Installed != nil {
+		above = &status.Installed.Version
+	}
+	best := -1
+	if len(openRels) > 0 {
+		var err error
+		best, err = choose(ctx, device, openRels)
+		if err != nil && !errors.Is(err, ErrNoUpdate) {
+			return found{}, err
+		}
+	}
+	// held leads the reasons if the policy's bounds left it out (a
+	// downgrade the policy allows is below the installed version).
+	reasons := func(above *manifest.Version) []error {
+		r := skipped(allRels, id, now, above, newest, floor)
+		if len(r) == 0 {
+			r = []error{held}
+		}
+		return r
+	}
+	if best < 0 {
+		return found{}, errors.Join(reasons(above)...)
+	}
+	chosen := open[best]
+	chosen.notices = reasons(&chosen.rel.Firmware.Version)
+	return chosen, nil
 }
 
 // patchFrom returns the delta in doc from the installed image to the
