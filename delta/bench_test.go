@@ -135,6 +135,13 @@ func BenchmarkPair(b *testing.B) {
 		})
 		d, err := Diff(old, new)
 		require.NoError(b, err)
+		runs, predicted := d.predictions()
+		b.Run(name+"/predict", func(b *testing.B) {
+			for b.Loop() {
+			}
+			b.ReportMetric(float64(runs), "runs")
+			b.ReportMetric(100*float64(predicted)/float64(max(runs, 1)), "predicted-%")
+		})
 		for _, f := range formats {
 			var patch bytes.Buffer
 			b.Run(name+"/encode-"+f.String(), func(b *testing.B) {
@@ -165,4 +172,14 @@ func BenchmarkPair(b *testing.B) {
 			})
 		}
 	}
+}
+
+// predictions returns how many runs of nonzero diff bytes the streaming
+// encoder writes for d, and how many of them as a prediction.
+func (d *Script) predictions() (runs, predicted int) {
+	seg := newSegmentWriter(io.Discard, d.old, d.new)
+	if err := d.writeSegments(seg); err != nil {
+		panic(err) // io.Discard does not fail
+	}
+	return seg.nruns, seg.npredicted
 }
