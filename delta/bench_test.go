@@ -156,16 +156,9 @@ func BenchmarkPair(b *testing.B) {
 			b.Run(name+"/apply-"+f.String(), func(b *testing.B) {
 				b.SetBytes(int64(len(new)))
 				b.ReportAllocs()
+				opts := &ApplyOptions{MaxOutput: int64(len(new))}
 				for b.Loop() {
-					p := patch.Bytes()
-					opts := &ApplyOptions{MaxOutput: int64(len(new))}
-					var err error
-					if f == FormatBSDIFF40 {
-						_, err = ApplyBSDIFF40(io.Discard, bytes.NewReader(old), int64(len(old)), bytes.NewReader(p), int64(len(p)), opts)
-					} else {
-						_, err = ApplyStream(io.Discard, bytes.NewReader(old), int64(len(old)), bytes.NewReader(p), opts)
-					}
-					if err != nil {
+					if _, err := applyDiscard(old, patch.Bytes(), f, opts); err != nil {
 						b.Fatal(err)
 					}
 				}
