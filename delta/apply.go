@@ -85,8 +85,6 @@ func newApplier(f Format, dst io.Writer, old io.ReaderAt, oldSize int64, opts *A
 		maxCtl:  opts.MaxControls,
 		want:    opts.SHA256,
 		control: -1,
-		diffBuf: make([]byte, chunkSize),
-		oldBuf:  make([]byte, chunkSize+8), // a chunk and addRun's margins
 	}
 	if a.maxCtl <= 0 {
 		a.maxCtl = DefaultMaxControls
@@ -116,8 +114,15 @@ func (a *applier) setNewSize(n int64, opts *ApplyOptions) error {
 		return a.fail(fmt.Errorf("%w: patch declares %d bytes, limit %d", ErrOutputLimit, n, limit))
 	}
 	a.newSize = n
+	// No run is longer than the output: a tiny patch gets tiny buffers.
+	a.diffBuf = make([]byte, a.chunk())
+	a.oldBuf = make([]byte, a.chunk()+8) // a chunk and addRun's margins
 	return nil
 }
+
+// chunk is the size of the applier's buffers: chunkSize, or the declared
+// output size if that is smaller.
+func (a *applier) chunk() int { return int(min(chunkSize, a.newSize)) }
 
 // next validates the lengths of the next control entry before any of its
 // bytes are read: they come from the wire and may be hostile.

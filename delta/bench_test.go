@@ -135,6 +135,13 @@ func BenchmarkPair(b *testing.B) {
 		})
 		d, err := Diff(old, new)
 		require.NoError(b, err)
+		runs, predicted := d.predictions()
+		b.Run(name+"/predict", func(b *testing.B) {
+			for b.Loop() {
+			}
+			b.ReportMetric(float64(runs), "runs")
+			b.ReportMetric(100*float64(predicted)/float64(max(runs, 1)), "predicted-%")
+		})
 		for _, f := range formats {
 			var patch bytes.Buffer
 			b.Run(name+"/encode-"+f.String(), func(b *testing.B) {
@@ -149,20 +156,23 @@ func BenchmarkPair(b *testing.B) {
 			b.Run(name+"/apply-"+f.String(), func(b *testing.B) {
 				b.SetBytes(int64(len(new)))
 				b.ReportAllocs()
+				opts := &ApplyOptions{MaxOutput: int64(len(new))}
 				for b.Loop() {
-					p := patch.Bytes()
-					opts := &ApplyOptions{MaxOutput: int64(len(new))}
-					var err error
-					if f == FormatBSDIFF40 {
-						_, err = ApplyBSDIFF40(io.Discard, bytes.NewReader(old), int64(len(old)), bytes.NewReader(p), int64(len(p)), opts)
-					} else {
-						_, err = ApplyStream(io.Discard, bytes.NewReader(old), int64(len(old)), bytes.NewReader(p), opts)
-					}
-					if err != nil {
+					if _, err := applyDiscard(old, patch.Bytes(), f, opts); err != nil {
 						b.Fatal(err)
 					}
 				}
 			})
 		}
 	}
+}
+
+// predictions returns how many runs of nonzero diff bytes the streaming
+// encoder writes for d, and how many of them as a prediction.
+func (d *Script) predictions() (runs, predicted int) {
+	seg := newSegmentWriter(io.Discard, d.old, d.new)
+	if err := d.writeSegments(seg); err != nil {
+		panic(err) // io.Discard does not fail
+	}
+	return seg.nruns, seg.npredicted
 }

@@ -168,7 +168,8 @@
 // Segments follow one another until the new size is reached; no entry may
 // follow that point, and the decompressed payload must end exactly there.
 // The applier buffers one segment's run records and literals (at most
-// 1.5 MiB) and the two tables (512 KiB); extra data streams through. The
+// 1.5 MiB) and the two tables (at most 512 KiB; a patch with few runs
+// fills only a few slots and pays for those); extra data streams through. The
 // encoder uses a zstd window of StreamWindow bytes and the applier refuses
 // frames that need a larger one, which with a single-threaded low-memory
 // decoder keeps the applier's memory bounded independently of the image
@@ -177,8 +178,11 @@
 //
 // On the benchmark pairs (x86-64 builds of real tools), predictions
 // replace 56-90% of the runs of nonzero diff bytes between close versions
-// and 30% on the pair of distant ones, and call conversion shrinks the
-// compressed extra data by up to a tenth. For code the tables do not fit,
-// they simply predict less: a run they miss is written as literals, as
-// before.
+// and 30% on the pair of distant ones; on the ARM64 build of esbuild
+// (0.24.0 to 0.24.2) they replace 88%, as many as on its x86-64 build:
+// close to half of its runs lie in ADRP, ADD, BL and load/store
+// instructions, whose changed immediates the page-keyed tables catch as
+// well as x86 displacements. Call conversion shrinks the compressed extra
+// data of x86 code by up to a tenth. For code the tables do not fit, they
+// simply predict less: a run they miss is written as literals, as before.
 package delta

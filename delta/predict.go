@@ -45,33 +45,67 @@ const predBits = 15
 // predPageShift makes the table key of a 32-bit value: its 4 KiB page.
 const predPageShift = 12
 
+// predSparseMax is how many slots a table holds in a map before it moves
+// to its full array. A tiny patch learns a few dozen runs: zeroing 512 KiB
+// of tables for them was most of the fixed cost of applying it.
+const predSparseMax = 512
+
 // predTable is a direct-mapped cache from a page to the last change seen
 // there. A slot holds page+1 in its high 32 bits, so zero marks an empty
-// slot, and the change in its low 32 bits.
-type predTable *[1 << predBits]uint64
-
-func newPredTable() predTable { return new([1 << predBits]uint64) }
+// slot, and the change in its low 32 bits. The slots live in a map until
+// more than predSparseMax are used, then in an array; both hold the same
+// slots, so the format does not depend on which.
+type predTable struct {
+	full   *[1 << predBits]uint64
+	sparse map[uint32]uint64
+}
 
 func predSlot(page uint32) uint32 { return (page * 0x9E3779B1) >> (32 - predBits) }
 
-func tableGet(t predTable, x uint32) (uint32, bool) {
+func (t *predTable) slot(i uint32) uint64 {
+	if t.full != nil {
+		return t.full[i]
+	}
+	return t.sparse[i]
+}
+
+func (t *predTable) setSlot(i uint32, v uint64) {
+	if t.full != nil {
+		t.full[i] = v
+		return
+	}
+	if t.sparse == nil {
+		t.sparse = make(map[uint32]uint64)
+	}
+	t.sparse[i] = v
+	if len(t.sparse) > predSparseMax {
+		t.full = new([1 << predBits]uint64)
+		for k, v := range t.sparse {
+			t.full[k] = v
+		}
+		t.sparse = nil
+	}
+}
+
+func (t *predTable) get(x uint32) (uint32, bool) {
 	page := x >> predPageShift
-	s := t[predSlot(page)]
+	s := t.slot(predSlot(page))
 	if uint32(s>>32) != page+1 {
 		return 0, false
 	}
 	return uint32(s), true
 }
 
-func tablePut(t predTable, x, v uint32) {
+func (t *predTable) put(x, v uint32) {
 	page := x >> predPageShift
-	t[predSlot(page)] = uint64(page+1)<<32 | uint64(v)
+	t.setSlot(predSlot(page), uint64(page+1)<<32|uint64(v))
 }
 
-// predictor holds both tables. They are allocated by the first learn, so
-// a patch without runs (or one refused before its first) costs nothing.
+// predictor holds both tables. They fill as runs are learned, so a patch
+// without runs (or one refused before its first) costs nothing.
 type predictor struct {
 	abs, rel predTable
+	learned  bool
 }
 
 func newPredictor() *predictor { return &predictor{} }
@@ -128,7 +162,7 @@ func addBytes32(a, b uint32) uint32 { return uint32(addBytes64(uint64(a), uint64
 // n == 0 if the tables have nothing or the prediction changes nothing
 // there. shift is the entry's new position minus its old position.
 func (p *predictor) predict(code uint64, w *oldWindow, shift uint32) (run [4]byte, n int) {
-	if p.abs == nil {
+	if !p.learned {
 		return run, 0 // nothing learned yet
 	}
 	var c int
@@ -146,13 +180,13 @@ func (p *predictor) predict(code uint64, w *oldWindow, shift uint32) (run [4]byt
 	}
 	var want uint32
 	if code == codeAbs {
-		d, ok := tableGet(p.abs, f)
+		d, ok := p.abs.get(f)
 		if !ok {
 			return run, 0
 		}
 		want = f + d
 	} else {
-		moved, ok := tableGet(p.rel, relTarget(w.pos, c, f))
+		moved, ok := p.rel.get(relTarget(w.pos, c, f))
 		if !ok {
 			return run, 0
 		}
@@ -183,16 +217,14 @@ func (p *predictor) learn(w *oldWindow, run []byte, shift uint32) {
 	if len(run) > 4 {
 		return
 	}
-	if p.abs == nil {
-		p.abs, p.rel = newPredTable(), newPredTable()
-	}
+	p.learned = true
 	var r uint32
 	for j, d := range run {
 		r |= uint32(d) << (8 * j)
 	}
 	if c := int(w.pos & 3); c+len(run) <= 4 {
 		if v, ok := w.field(c); ok {
-			tablePut(p.abs, v, addBytes32(v, r<<(8*c))-v)
+			p.abs.put(v, addBytes32(v, r<<(8*c))-v)
 		}
 	}
 	for c := 0; c+len(run) <= 4; c++ {
@@ -200,7 +232,7 @@ func (p *predictor) learn(w *oldWindow, run []byte, shift uint32) {
 		if !ok {
 			continue
 		}
-		tablePut(p.rel, relTarget(w.pos, c, disp), addBytes32(disp, r<<(8*c))-disp+shift)
+		p.rel.put(relTarget(w.pos, c, disp), addBytes32(disp, r<<(8*c))-disp+shift)
 	}
 }
 

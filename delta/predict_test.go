@@ -279,3 +279,34 @@ func TestStreamChunkEdges(t *testing.T) {
 		})
 	}
 }
+
+// TestPredTableSparseMatchesFull checks that a table answers the same
+// whether its slots are still in the map or already in the array: the
+// move between them must not change a prediction, or encoder and applier
+// of different patch sizes would disagree.
+func TestPredTableSparseMatchesFull(t *testing.T) {
+	rng := newRand(5)
+	var sparse predTable
+	full := predTable{full: new([1 << predBits]uint64)}
+	keys := make([]uint32, 0, 4*predSparseMax)
+	for i := range 4 * predSparseMax {
+		x, v := rng.Uint32(), rng.Uint32()
+		if i%3 == 0 && len(keys) > 0 {
+			x = keys[rng.IntN(len(keys))] // overwrite a page seen before
+		}
+		keys = append(keys, x)
+		sparse.put(x, v)
+		full.put(x, v)
+		for range 4 {
+			k := keys[rng.IntN(len(keys))]
+			if rng.IntN(2) == 0 {
+				k = rng.Uint32() // most likely a page never put
+			}
+			gotV, gotOK := sparse.get(k)
+			wantV, wantOK := full.get(k)
+			require.Equal(t, wantOK, gotOK, "put %d, key %#x", i, k)
+			require.Equal(t, wantV, gotV, "put %d, key %#x", i, k)
+		}
+	}
+	assert.NotNil(t, sparse.full, "the table never moved to its array")
+}

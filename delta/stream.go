@@ -145,7 +145,9 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 		return 0, fmt.Errorf("delta: zstd: %w", err)
 	}
 	defer zr.Close()
-	r := bufio.NewReaderSize(zr, chunkSize)
+	// Reads of literals and extra data at least as long as the buffer
+	// bypass it; it serves the varints, which need no more.
+	r := bufio.NewReaderSize(zr, min(a.chunk(), 8<<10))
 	seg := newSegmentReader(r)
 	for !a.done() {
 		if err := seg.next(a.newPos, a.newSize); err != nil {
