@@ -105,6 +105,19 @@ func (s *session) publish(ctx context.Context, e *env, signers []*sign.Signer) e
 	return nil
 }
 
+// finish keeps a change for a k-of-n ceremony (stage) or publishes it
+// with signers.
+func (s *session) finish(ctx context.Context, e *env, stage bool, signers []*sign.Signer) error {
+	if stage {
+		if err := s.save(); err != nil {
+			return err
+		}
+		e.printf("staged in %s; next: release export --repo %s --role targets --out FILE\n", stagingFile(s.dir), s.dir)
+		return nil
+	}
+	return s.publish(ctx, e, signers)
+}
+
 func shortIDs(ids []string) string {
 	if len(ids) == 0 {
 		return "none"
