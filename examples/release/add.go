@@ -120,13 +120,7 @@ kept together with this one.`)
 	}
 	image := fs.Arg(0)
 
-	kr := &keyring{passEnv: *passEnv}
-	defer kr.close()
-	signers, err := kr.signers(ctx, keys)
-	if err != nil {
-		return err
-	}
-	s, err := openSession(ctx, *repoDir)
+	s, signers, err := openSigning(ctx, *repoDir, *passEnv, keys)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ type session struct {
 	dir   string
 	store *sign.DirStorage
 	repo  *sign.Repository
+	keys  *keyring // closed with the session, if set
 }
 
 // stagingFile is where staged changes wait between commands: beside the
@@ -58,7 +59,32 @@ func openSession(ctx context.Context, dir string) (*session, error) {
 	return s, nil
 }
 
-func (s *session) close() { s.repo.Close() }
+// close closes the repository and, if the session opened them, the
+// signing keys.
+func (s *session) close() {
+	s.repo.Close()
+	if s.keys != nil {
+		s.keys.close()
+	}
+}
+
+// openSigning loads the signing keys, then opens the repository in dir:
+// a key that cannot be loaded fails before the repository is touched.
+func openSigning(ctx context.Context, dir, passEnv string, keys []string) (*session, []*sign.Signer, error) {
+	kr := &keyring{passEnv: passEnv}
+	signers, err := kr.signers(ctx, keys)
+	if err != nil {
+		kr.close()
+		return nil, nil, err
+	}
+	s, err := openSession(ctx, dir)
+	if err != nil {
+		kr.close()
+		return nil, nil, err
+	}
+	s.keys = kr
+	return s, signers, nil
+}
 
 // save keeps the staged changes for later commands.
 func (s *session) save() error {
@@ -145,13 +171,7 @@ which needs just those online keys.`)
 	if len(keys) == 0 {
 		return usageErr("at least one --key is needed")
 	}
-	kr := &keyring{passEnv: *passEnv}
-	defer kr.close()
-	signers, err := kr.signers(ctx, keys)
-	if err != nil {
-		return err
-	}
-	s, err := openSession(ctx, *repoDir)
+	s, signers, err := openSigning(ctx, *repoDir, *passEnv, keys)
 	if err != nil {
 		return err
 	}
