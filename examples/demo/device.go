@@ -143,7 +143,7 @@ func (d *device) update(ctx context.Context) result {
 	u, err := d.cycle.Check(ctx)
 	for _, n := range nothingToDo {
 		if errors.Is(err, n.err) {
-			return result{nothing: n.text}
+			return result{nothing: n.text, notice: d.withdrawalNotice(err)}
 		}
 	}
 	if err != nil {
@@ -210,4 +210,19 @@ func (r result) tell(out io.Writer) {
 	if r.deltaErr != nil {
 		fmt.Fprintf(out, "  device: delta refused (the attacker tampered it too): %v; trying the full image\n", r.deltaErr)
 	}
+}
+
+// withdrawalNotice logs and words a withdrawn release Check skipped, or
+// the running one, "" if none.
+func (d *device) withdrawalNotice(err error) string {
+	var w *verify.WithdrawnError
+	if !errors.As(err, &w) {
+		return ""
+	}
+	d.log.Warn("withdrawn release", "version", w.Version, "running", w.Installed, "reason", w.Withdrawal.Reason, "advisories", w.Withdrawal.Advisories)
+	what := "skips withdrawn release " + w.Version.String()
+	if w.Installed {
+		what = "security notice: the running release " + w.Version.String() + " was withdrawn"
+	}
+	return fmt.Sprintf("%s: %q (advisories %s)", what, w.Withdrawal.Reason, strings.Join(w.Withdrawal.Advisories, ", "))
 }

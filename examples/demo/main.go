@@ -1,7 +1,8 @@
 // Command demo runs a whole otaseal update cycle on one machine, with no
 // set-up and no network beyond 127.0.0.1: a release engineer creates keys
 // and a repository, publishes firmware 1.0.0, an update server serves it,
-// a device with A/B slots installs it, then 1.1.0 arrives as a delta, and
+// a device with A/B slots installs it, then 1.1.0 arrives as a delta, a
+// 1.1.1 is published and withdrawn (the device skips it and logs why), and
 // the release engineer publishes 1.2.0, which an attacker in the middle
 // tries to abuse with three classic attacks, each refused with the error
 // the device logged.
@@ -15,13 +16,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/otaseal/otaseal/manifest"
 )
 
 func main() {
@@ -31,7 +36,8 @@ func main() {
 		fmt.Fprintf(flag.CommandLine.Output(), `usage: demo [-keep] [-v]
 
 Runs a release, an update server on 127.0.0.1, and a device with A/B slots:
-installs 1.0.0, updates to 1.1.0 through a delta, then, as 1.2.0 is
+installs 1.0.0, updates to 1.1.0 through a delta, skips a withdrawn
+1.1.1, then, as 1.2.0 is
 published, shows a tampered image, replayed old metadata and a frozen
 repository (an expired timestamp) refused.
 
@@ -118,6 +124,20 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error 
 	res.tell(out)
 	record("update to 1.1.0 (delta)", fmt.Sprintf("%s, %d bytes saved (%.0f%%)", res.describe(), res.saved,
 		100*float64(res.saved)/float64(len(images["1.1.0"]))), res.err == nil && res.installed == "1.1.0" && res.viaPatch)
+
+	fmt.Fprintln(out, "== release engineer: 1.1.1, then withdrawn before devices take it")
+	images["1.1.1"] = append(bytes.Clone(images["1.1.0"]), "1.1.1"...)
+	if _, err := rel.publishFirmware(ctx, "1.1.1", 2, images["1.1.1"], nil); err != nil {
+		return err
+	}
+	w := manifest.Withdrawal{Reason: "bricks units with the rev-B radio", Advisories: []string{"OTA-2026-0007"}}
+	if err := rel.withdraw(ctx, "1.1.1", images["1.1.1"], w); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  published 1.1.1, then withdrew it, signed by the targets key: %q (image kept on the server)\n", w.Reason)
+	res = dev.update(ctx)
+	res.tell(out)
+	record("withdrawn release 1.1.1", "skipped: "+res.describe()+"; stays on "+dev.version(), res.err == nil && strings.Contains(res.notice, "skips withdrawn release 1.1.1") && dev.version() == "1.1.0")
 
 	fmt.Fprintln(out, "== release engineer: 1.2.0 with a delta from 1.1.0")
 	if saved, err = rel.publishFirmware(ctx, "1.2.0", 3, images["1.2.0"], images["1.1.0"]); err != nil {

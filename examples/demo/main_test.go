@@ -24,6 +24,7 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"[ok  ] install 1.0.0 (full image): installed 1.0.0",
 		"[ok  ] update to 1.1.0 (delta): installed 1.1.0 through a delta",
+		"[ok  ] withdrawn release 1.1.1: skipped: the newest release was withdrawn; stays on 1.1.0",
 		"[ok  ] tampered image: refused: verify: target \"acme-gw-r2/1.2.0/firmware.bin\": hash differs",
 		"[ok  ] replayed old metadata (rollback): refused: verify: timestamp: manifest: metadata version lower than trusted",
 		"[ok  ] expired timestamp (freeze): refused: verify: timestamp: manifest: metadata expired",
@@ -36,12 +37,17 @@ func TestDemo(t *testing.T) {
 }
 
 // assertStory checks that every line tells the story it is part of (issue
-// 13): the release the attacks name is shown being published, the delta
+// 13): the withdrawn release is shown published, withdrawn with its
+// reason, and skipped by the device; the release the attacks name is shown being published, the delta
 // the device refuses is explained as part of the tampering, and the freeze
 // says that the demo moved the device's clock, to a time after the frozen
 // timestamp's expiry.
 func assertStory(t *testing.T, text string) {
 	inOrder := []string{
+		"== release engineer: 1.1.1, then withdrawn before devices take it",
+		"  published 1.1.1, then withdrew it, signed by the targets key: \"bricks units with the rev-B radio\" (image kept on the server)",
+		"  device: skips withdrawn release 1.1.1: \"bricks units with the rev-B radio\" (advisories OTA-2026-0007)",
+		"[ok  ] withdrawn release 1.1.1:",
 		"== release engineer: 1.2.0 with a delta from 1.1.0",
 		"  published 1.2.0 (",
 		"== attacker in the middle, between the update server and the device",

@@ -110,6 +110,26 @@ func (r *release) publishFirmware(ctx context.Context, version string, securityV
 	return saved, r.repo.Publish(ctx, signers)
 }
 
+// withdraw signs the entry of a published release again with a
+// withdrawal, as "release withdraw" does: the image stays, unchanged, so a
+// device already installing it finishes or reverts cleanly.
+func (r *release) withdraw(ctx context.Context, version string, image []byte, w manifest.Withdrawal) error {
+	path := imagePath(version)
+	targets, _ := r.repo.Targets(manifest.RoleTargets)
+	fw, err := manifest.FirmwareOf(targets.Signed.Targets[path])
+	if err != nil {
+		return err
+	}
+	fw.Withdrawn = &w
+	if err := r.repo.RemoveTarget(path); err != nil {
+		return err
+	}
+	if err := r.repo.AddFirmware(ctx, path, bytes.NewReader(image), *fw); err != nil {
+		return err
+	}
+	return r.repo.Publish(ctx, []*sign.Signer{r.keys[manifest.RoleTargets], r.keys[manifest.RoleSnapshot], r.keys[manifest.RoleTimestamp]})
+}
+
 func previousVersion(v string) string {
 	switch v {
 	case "1.1.0":

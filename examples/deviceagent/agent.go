@@ -33,6 +33,10 @@ type agent struct {
 	counter *rollback.StoreCounter // locked until close
 	slots   *slotFiles
 	log     *slog.Logger
+	// nextWave is when a release held back by its staged rollout opens
+	// to this device (zero: none): the loop checks again then rather
+	// than a whole -interval later.
+	nextWave time.Time
 }
 
 // close releases the state directory and the counter for the next agent.
@@ -65,7 +69,7 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (_ *agent, err 
 		return nil, err
 	}
 	a.state, err = rollback.OpenState(ctx, store, rollback.StateOptions{HardwareID: c.hardwareID, Counter: a.counter,
-		Policy: rollback.InstallPolicy{AllowDowngrade: c.allowDowngrade}})
+		Policy: rollback.InstallPolicy{AllowDowngrade: c.allowDowngrade}, RolloutID: c.rolloutID})
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +215,8 @@ func (a *agent) resume(ctx context.Context) error {
 	if ok, err := a.cycle.SlotHolds(*st.Installed); err != nil || !ok {
 		return fmt.Errorf("slot %s does not hold the installed %s (%v): refusing to run", st.Installed.Slot, st.Installed.Version, err)
 	}
-	a.log.Info("running", "version", st.Installed.Version, "slot", st.Installed.Slot, "security_floor", st.Floors[a.cfg.hardwareID])
+	a.log.Info("running", "version", st.Installed.Version, "slot", st.Installed.Slot, "security_floor", st.Floors[a.cfg.hardwareID],
+		"rollout_id", a.state.RolloutID())
 	return nil
 }
 
@@ -220,14 +225,9 @@ func (a *agent) resume(ctx context.Context) error {
 func (a *agent) update(ctx context.Context) error {
 	u, err := a.cycle.Check(ctx)
 	switch {
-	case errors.Is(err, verify.ErrNoUpdate):
-		a.log.Info("up to date", "reason", err)
-		return nil
-	case errors.Is(err, verify.ErrNotEligible):
-		a.log.Info("a newer release is not yet rolled out to this device", "reason", err)
-		return nil
-	case errors.Is(err, verify.ErrWithdrawn):
-		a.log.Info("the newest release was withdrawn; staying", "reason", err)
+	case errors.Is(err, verify.ErrNoUpdate), errors.Is(err, verify.ErrNotEligible), errors.Is(err, verify.ErrWithdrawn):
+		// Nothing to install now: say why, one line per reason.
+		a.logDecision(err)
 		return nil
 	case errors.Is(err, verify.ErrNoReleases):
 		return err
@@ -235,6 +235,9 @@ func (a *agent) update(ctx context.Context) error {
 		return fmt.Errorf("fetching metadata: %w", err)
 	case err != nil:
 		return fmt.Errorf("metadata refused: %w", err)
+	}
+	for _, n := range u.Notices {
+		a.logDecision(n)
 	}
 	fw := u.Release.Firmware
 	a.log.Info("security notice", "version", fw.Version, "security_version", fw.SecurityVersion,

@@ -18,8 +18,15 @@
 //	    -state /data/ota -slot-a /dev/mmcblk0p2 -slot-b /dev/mmcblk0p3 \
 //	    -root root.json -factory-version 1.0.0 -factory-security-version 1 -once
 //
+// Staged rollouts and withdrawals come signed with the releases and are
+// judged by the device's trusted clock: a release not yet rolled out to
+// this device (-rollout-id is its place in the order) is logged with the
+// time it opens, and the next check comes no later; a withdrawn release is
+// skipped, and a withdrawn running release is logged as a security notice.
+//
 // Exit status with -once: 0 when the device ends on the newest release it
-// may take (updated or up to date); 1 when an update was refused or failed
+// may take (updated, up to date, or the newer ones withdrawn or not yet
+// rolled out to it); 1 when an update was refused or failed
 // (the device keeps running its image); 2 for a usage or configuration
 // error; 3 for a network failure that a later cycle may not meet (the
 // server unreachable, too slow, or answering with an HTTP error); 4 when the
@@ -54,6 +61,7 @@ type config struct {
 	retries                                              int
 	timeout                                              time.Duration
 	logLevel                                             string
+	rolloutID                                            string
 }
 
 func main() {
@@ -84,6 +92,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on connecting, the TLS handshake and the wait for response headers, per request")
 	fs.BoolVar(&c.allowDowngrade, "allow-downgrade", false, "accept a lower version with the same security version (rollback.InstallPolicy.AllowDowngrade)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.rolloutID, "rollout-id", "", "this device's place in staged rollouts, e.g. its serial number (default: a random ID kept in the state)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: deviceagent -server URL -hardware-id ID -state DIR -slot-a FILE -slot-b FILE [flags]")
 		fmt.Fprintln(stderr, "\nKeeps the device's firmware up to date with verified A/B installs. Flags:")
@@ -171,7 +180,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		case <-ctx.Done():
 			log.Info("stopping")
 			return 0
-		case <-time.After(c.interval):
+		case <-time.After(a.nextCheck(c.interval)):
 		}
 	}
 }

@@ -48,6 +48,12 @@ releases for the same hardware IDs, a delta in every --delta-formats as
 HWID/deltas/FROM-TO.bsdiff or .otz. A delta that would not be smaller than
 the image is skipped. Progress goes to stderr, one line per delta.
 
+With --rollout, the release is signed with a staged rollout schedule that
+devices enforce by their trusted clock: wave "10%@24h" reaches a tenth of
+the devices 24 hours after --rollout-start. Each device's place in the
+order is a hash of the release and its rollout ID, so every release starts
+on other devices.
+
 With --key, the release is published at once: the keys must meet the
 targets threshold, plus snapshot and timestamp. With --stage nothing is
 published; the release is kept in DIR.staged for a k-of-n ceremony
@@ -67,6 +73,8 @@ kept together with this one.`)
 	fs.Var(&formats, "delta-formats", "delta formats: bsdiff40, otaseal-zstd (default both)")
 	fs.Var(&keys, "key", "signing key: "+keyHelp+" (repeatable)")
 	stage := fs.Bool("stage", false, "stage for an offline ceremony instead of publishing")
+	rolloutSpec := fs.String("rollout", "", rolloutHelp())
+	rolloutStart := fs.String("rollout-start", "", "start of the --rollout schedule, RFC 3339 (default: now, in UTC)")
 	if err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -95,18 +103,24 @@ kept together with this one.`)
 	}
 	fw := manifest.Firmware{Version: v, SecurityVersion: *secVersion, HardwareIDs: hwids,
 		Severity: manifest.Severity(*severity), Advisories: advisories, Notes: *notes}
+	if *rolloutSpec == "" && *rolloutStart != "" {
+		return usageErr("--rollout-start needs --rollout")
+	}
+	if *rolloutSpec != "" {
+		start, err := parseRolloutStart(*rolloutStart)
+		if err != nil {
+			return err
+		}
+		if fw.Rollout, err = parseRollout(*rolloutSpec, start); err != nil {
+			return err
+		}
+	}
 	if err := fw.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
 	image := fs.Arg(0)
 
-	kr := &keyring{passEnv: *passEnv}
-	defer kr.close()
-	signers, err := kr.signers(ctx, keys)
-	if err != nil {
-		return err
-	}
-	s, err := openSession(ctx, *repoDir)
+	s, signers, err := openSigning(ctx, *repoDir, *passEnv, keys)
 	if err != nil {
 		return err
 	}
@@ -126,19 +140,15 @@ kept together with this one.`)
 		return err
 	}
 	e.printf("added %s (security version %d)\n", target, fw.SecurityVersion)
+	if fw.Rollout != nil {
+		e.printf("rollout from %s: %s\n", fw.Rollout.Start.Format(time.RFC3339), formatSchedule(fw.Rollout))
+	}
 	if *deltas > 0 {
 		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts); err != nil {
 			return err
 		}
 	}
-	if *stage {
-		if err := s.save(); err != nil {
-			return err
-		}
-		e.printf("staged in %s; next: release export --repo %s --role targets --out FILE\n", stagingFile(s.dir), s.dir)
-		return nil
-	}
-	return s.publish(ctx, e, signers)
+	return s.finish(ctx, e, *stage, signers)
 }
 
 // checkSecurityVersion refuses a release whose security version is below

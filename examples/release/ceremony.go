@@ -220,13 +220,7 @@ Falling short of the threshold is not a failure: exit status 0.`)
 	if err != nil {
 		return err
 	}
-	kr := &keyring{passEnv: *passEnv}
-	defer kr.close()
-	signers, err := kr.signers(ctx, keys)
-	if err != nil {
-		return err
-	}
-	s, err := openSession(ctx, *repoDir)
+	s, signers, err := openSigning(ctx, *repoDir, *passEnv, keys)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,9 @@ func cmdInspect(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "inspect", "--repo DIR", `
 Prints the repository as tables: each role with its version, expiry,
 threshold and keys; the releases for each hardware ID, oldest first; and
-the deltas with their size and what they save over the full image.
+each release's rollout schedule, how far it has got now, and whether it
+was withdrawn; the deltas with their size and what they save over the
+full image.
 Targets staged for a ceremony but not yet published are marked "staged".`)
 	repoDir := fs.String("repo", "", "repository directory")
 	if err := parse(e, fs, args); err != nil {
@@ -133,6 +135,13 @@ func allTargets(s *session) map[string]*manifest.TargetFile {
 	return out
 }
 
+// release is one firmware target of the repository.
+type release struct {
+	path string
+	tf   *manifest.TargetFile
+	fw   *manifest.Firmware
+}
+
 func printTargets(w io.Writer, s *session) error {
 	staged := map[string]bool{}
 	for _, p := range s.repo.StagedChanges().Targets {
@@ -151,11 +160,6 @@ func printTargets(w io.Writer, s *session) error {
 	}
 	sort.Strings(paths)
 
-	type release struct {
-		path string
-		tf   *manifest.TargetFile
-		fw   *manifest.Firmware
-	}
 	byHW := map[string][]release{}
 	byPath := map[string]release{}
 	type patch struct {
@@ -203,6 +207,11 @@ func printTargets(w io.Writer, s *session) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if len(hws) > 0 {
+		if err := printRollouts(w, hws, byHW, time.Now()); err != nil {
+			return err
+		}
+	}
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -234,4 +243,29 @@ func oneLine(s string) string {
 		s = s[:57] + "..."
 	}
 	return or(s, "-")
+}
+
+// printRollouts prints each release's rollout schedule, how far it has
+// got at now, and its withdrawal.
+func printRollouts(w io.Writer, hws []string, byHW map[string][]release, now time.Time) error {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HARDWARE ID\tVERSION\tROLLOUT START\tSCHEDULE\tNOW\tWITHDRAWN")
+	for _, hw := range hws {
+		for _, r := range byHW[hw] {
+			start, wave, withdrawn := "-", currentWave(r.fw.Rollout, now), "-"
+			if ro := r.fw.Rollout; ro != nil {
+				start = formatTime(ro.Start)
+			}
+			if wd := r.fw.Withdrawn; wd != nil {
+				wave = "withdrawn: no device installs it"
+				withdrawn = oneLine(wd.Reason)
+				if len(wd.Advisories) > 0 {
+					withdrawn += " (" + strings.Join(wd.Advisories, ", ") + ")"
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", hw, r.fw.Version, start, formatSchedule(r.fw.Rollout), wave, withdrawn)
+		}
+	}
+	return tw.Flush()
 }

@@ -8,7 +8,9 @@
 //
 //	release init    --repo DIR --root-key K[,K...] [--root-threshold N] --targets-key K ... --snapshot-key K ... --timestamp-key K ...
 //	release add     --repo DIR --hardware-id ID[,ID] --version V --security-version N [--severity S]
-//	                [--advisory ID]... [--notes TEXT] [--deltas N] [--delta-formats F[,F]] (--key K... | --stage) IMAGE
+//	                [--advisory ID]... [--notes TEXT] [--deltas N] [--delta-formats F[,F]]
+//	                [--rollout WAVES|PRESET [--rollout-start TIME]] (--key K... | --stage) IMAGE
+//	release withdraw --repo DIR --reason TEXT [--advisory ID]... (--key K... | --stage) TARGET
 //	release export  --repo DIR --role ROLE --out FILE
 //	release sign    --in FILE --role ROLE --key K --out SIG
 //	release merge   --repo DIR --role ROLE --in FILE [--key K...] SIG...
@@ -57,15 +59,16 @@ type env struct {
 func (e *env) printf(format string, a ...any) { fmt.Fprintf(e.stdout, format, a...) }
 
 var commands = map[string]command{
-	"init":    {"create a repository with its role keys and thresholds", cmdInit},
-	"add":     {"add a firmware release and deltas from earlier releases", cmdAdd},
-	"export":  {"write the staged, unsigned document of a role for offline signing", cmdExport},
-	"sign":    {"sign an exported document with one key (on the key holder's machine)", cmdSign},
-	"merge":   {"merge detached signatures, report who signed, publish once the threshold is met", cmdMerge},
-	"publish": {"publish staged changes, or re-sign snapshot and timestamp", cmdPublish},
-	"rotate":  {"add or remove keys of a role or change its threshold (new root version)", cmdRotate},
-	"revoke":  {"remove a compromised key from every role that lists it (new root version)", cmdRevoke},
-	"inspect": {"print roles, keys, thresholds, expiries, releases and deltas as tables", cmdInspect},
+	"init":     {"create a repository with its role keys and thresholds", cmdInit},
+	"add":      {"add a firmware release and deltas from earlier releases", cmdAdd},
+	"export":   {"write the staged, unsigned document of a role for offline signing", cmdExport},
+	"sign":     {"sign an exported document with one key (on the key holder's machine)", cmdSign},
+	"merge":    {"merge detached signatures, report who signed, publish once the threshold is met", cmdMerge},
+	"publish":  {"publish staged changes, or re-sign snapshot and timestamp", cmdPublish},
+	"rotate":   {"add or remove keys of a role or change its threshold (new root version)", cmdRotate},
+	"revoke":   {"remove a compromised key from every role that lists it (new root version)", cmdRevoke},
+	"withdraw": {"mark a published release withdrawn, with a reason devices log (image kept)", cmdWithdraw},
+	"inspect":  {"print roles, keys, thresholds, expiries, releases and deltas as tables", cmdInspect},
 }
 
 func main() {
@@ -89,7 +92,7 @@ commands:
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprint(w, `
 Run "release COMMAND --help" for a command's flags.

@@ -19,6 +19,7 @@ type session struct {
 	dir   string
 	store *sign.DirStorage
 	repo  *sign.Repository
+	keys  *keyring // closed with the session, if set
 }
 
 // stagingFile is where staged changes wait between commands: beside the
@@ -58,7 +59,32 @@ func openSession(ctx context.Context, dir string) (*session, error) {
 	return s, nil
 }
 
-func (s *session) close() { s.repo.Close() }
+// close closes the repository and, if the session opened them, the
+// signing keys.
+func (s *session) close() {
+	s.repo.Close()
+	if s.keys != nil {
+		s.keys.close()
+	}
+}
+
+// openSigning loads the signing keys, then opens the repository in dir:
+// a key that cannot be loaded fails before the repository is touched.
+func openSigning(ctx context.Context, dir, passEnv string, keys []string) (*session, []*sign.Signer, error) {
+	kr := &keyring{passEnv: passEnv}
+	signers, err := kr.signers(ctx, keys)
+	if err != nil {
+		kr.close()
+		return nil, nil, err
+	}
+	s, err := openSession(ctx, dir)
+	if err != nil {
+		kr.close()
+		return nil, nil, err
+	}
+	s.keys = kr
+	return s, signers, nil
+}
 
 // save keeps the staged changes for later commands.
 func (s *session) save() error {
@@ -105,6 +131,19 @@ func (s *session) publish(ctx context.Context, e *env, signers []*sign.Signer) e
 	return nil
 }
 
+// finish keeps a change for a k-of-n ceremony (stage) or publishes it
+// with signers.
+func (s *session) finish(ctx context.Context, e *env, stage bool, signers []*sign.Signer) error {
+	if stage {
+		if err := s.save(); err != nil {
+			return err
+		}
+		e.printf("staged in %s; next: release export --repo %s --role targets --out FILE\n", stagingFile(s.dir), s.dir)
+		return nil
+	}
+	return s.publish(ctx, e, signers)
+}
+
 func shortIDs(ids []string) string {
 	if len(ids) == 0 {
 		return "none"
@@ -132,13 +171,7 @@ which needs just those online keys.`)
 	if len(keys) == 0 {
 		return usageErr("at least one --key is needed")
 	}
-	kr := &keyring{passEnv: *passEnv}
-	defer kr.close()
-	signers, err := kr.signers(ctx, keys)
-	if err != nil {
-		return err
-	}
-	s, err := openSession(ctx, *repoDir)
+	s, signers, err := openSigning(ctx, *repoDir, *passEnv, keys)
 	if err != nil {
 		return err
 	}
