@@ -95,3 +95,18 @@ func TestRolloutControlRefusals(t *testing.T) {
 	require.ErrorAs(t, tr.repo.Publish(ctx, append(allSigners(t), controlSigner(t)...)), &fe)
 	assert.Equal(t, manifest.RuleControlWidens, fe.Rule)
 }
+
+// TestRolloutControlReadByGoTUF: go-tuf's updater reads a repository with
+// a rollout release and a control role, and finds every image.
+func TestRolloutControlReadByGoTUF(t *testing.T) {
+	tr := newTestRepo(t, true)
+	withControl(t, tr)
+	require.NoError(t, tr.repo.SetRolloutControl("plain.bin", manifest.ReleaseControl{State: manifest.ControlCapped, CapShare: 100, Reason: "canary"}))
+	require.NoError(t, tr.repo.Publish(context.Background(), append(onlineSigners(t), controlSigner(t)...)))
+	client := newGoTUFClient(t, serveDir(t, tr.dir), rootBytesOf(t, tr.root), tr.now)
+	for p, want := range tr.images {
+		got, _, err := client.fetch(p)
+		require.NoError(t, err, p)
+		assert.Equal(t, want, got, p)
+	}
+}
