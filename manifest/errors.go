@@ -131,6 +131,8 @@ const (
 	RuleWaveOrder                           // a wave not after the one before, or with a smaller share
 	RuleShareOutOfRange                     // a wave's share above FullShare
 	RuleLastWaveNotFull                     // a rollout that never reaches every device
+	RuleUnknownControlState                 // a rollout control "state" other than paused, stopped, capped
+	RuleControlWidens                       // a rollout control document that lists targets or delegates
 )
 
 var ruleNames = [...]string{
@@ -157,6 +159,8 @@ var ruleNames = [...]string{
 	RuleWaveOrder:           "rollout waves out of order",
 	RuleShareOutOfRange:     "share out of range",
 	RuleLastWaveNotFull:     "last rollout wave below the full share",
+	RuleUnknownControlState: "unknown rollout control state",
+	RuleControlWidens:       "rollout control document lists targets or delegates",
 }
 
 // String names the rule in words, as FieldError's message does.

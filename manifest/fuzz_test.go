@@ -98,3 +98,37 @@ func FuzzParseVersion(f *testing.F) {
 		assert.Equal(t, 0, v.Compare(w))
 	})
 }
+
+// FuzzParseControl: the rollout control parser never panics, every refusal
+// is classified, and what it accepts has one spelling.
+func FuzzParseControl(f *testing.F) {
+	f.Add([]byte(controlJSON(`{"state":"paused","reason":"error rate"}`)))
+	f.Add([]byte(controlJSON(`{"state":"stopped"}`)))
+	f.Add([]byte(controlJSON(`{"state":"capped","cap_basis_points":2500}`)))
+	f.Add([]byte(controlJSON(`{"state":"capped","cap_basis_points":10001}`)))
+	f.Add([]byte(controlJSON(`{"state":"paused","start":"2020-01-01T00:00:00Z"}`)))
+	f.Add([]byte(`{"otaseal-control":{"a":{"state":"paused"},"b":{"state":"capped","cap_basis_points":0}}}`))
+	f.Add([]byte(`{"otaseal-control":{}}`))
+	f.Add([]byte(`{"otaseal-control":{"a":{"state":"paused","state":"capped"}}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseControl(data)
+		if err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				assert.NotContains(t, fe.Rule.String(), "rule(", "unnamed rule in %v", err)
+			} else {
+				assert.True(t, errors.Is(err, ErrMalformed) || errors.Is(err, ErrTooLarge), "unclassified: %v", err)
+			}
+			return
+		}
+		out, err := MarshalControl(*c)
+		require.NoError(t, err, "accepted control must be writable")
+		again, err := ParseControl(out)
+		require.NoError(t, err)
+		assert.Equal(t, c, again)
+		out2, err := MarshalControl(*again)
+		require.NoError(t, err)
+		assert.Equal(t, out, out2, "one spelling per control")
+	})
+}

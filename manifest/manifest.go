@@ -68,6 +68,29 @@
 //	{"reason": "bricks units with flash rev B",   one line, <=1024 bytes
 //	 "advisories": ["OTS-2026-7"]}                optional: 1..64 single-line texts
 //
+// # Rollout control
+//
+// An update server may narrow rollouts with an online key, never widen
+// them. The top-level targets role delegates the reserved role
+// RoleRolloutControl with "paths": [] and the control keys; its document
+// lists no targets and no delegations (RuleControlWidens otherwise, the
+// whole document refused) and holds one signed member beside the TUF
+// ones, ControlField, read by ControlOf and ParseControl (type Control):
+//
+//	"custom": {"otaseal-control": {
+//	  "acme-gw-r2/2.4.1/firmware.bin": {
+//	    "state": "capped",                paused, stopped or capped
+//	    "cap_basis_points": 2500,         with capped only: 0..10000
+//	    "reason": "error rate 2%"}}}      optional: one line, <=1024 bytes
+//
+// At most MaxControlEntries releases. paused and stopped hold a release
+// back from every device; capped lowers its share to the cap at most
+// (immediate releases included). A device takes the stricter of the
+// signed schedule and the control (Control.Narrow): a cap above the
+// schedule changes nothing, and no member can name a start, an offset or a
+// share (RuleUnknownField). Snapshot lists the control role, so an older
+// control document cannot be replayed over a newer one.
+//
 // A delta (a patch that is itself a signed TUF target):
 //
 //	{"kind": "delta",

@@ -150,6 +150,9 @@ func checkRoleName(name string) error {
 			return fmt.Errorf("%w: role name %q: only A-Z, a-z, 0-9, \"-\", \"_\" and \".\" are allowed", ErrBadName, clipText(name))
 		}
 	}
+	if name == manifest.RoleRolloutControl {
+		return fmt.Errorf("%w: role name %q is reserved for AddRolloutControl", ErrBadName, name)
+	}
 	if manifest.CheckDelegatedRoleName(name) != nil {
 		return fmt.Errorf("%w: role name %q is reserved: a top-level role's name in any letter case (case-insensitive file systems store \"Root\" as root.json)", ErrBadName, name)
 	}

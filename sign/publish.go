@@ -166,6 +166,9 @@ func (p *publisher) planTargets() error {
 		}
 	}
 	for _, role := range next.order {
+		if err := checkControl(role, next.targets[role]); err != nil {
+			return err
+		}
 		if err := r.verifyDelegated(role, next.targets); err != nil {
 			return err
 		}

@@ -235,7 +235,7 @@ func OpenRepository(ctx context.Context, store Storage, opts RepositoryOptions) 
 	}
 	for file, mf := range r.snapshot.Signed.Meta {
 		role, ok := strings.CutSuffix(file, ".json")
-		if !ok || (role != manifest.RoleTargets && checkRoleName(role) != nil) {
+		if !ok || (role != manifest.RoleTargets && role != manifest.RoleRolloutControl && checkRoleName(role) != nil) {
 			return nil, fmt.Errorf("%w: snapshot lists %q", ErrMalformedDocument, clipText(file))
 		}
 		b, err := getBlob(ctx, store, r.metaName(role, mf.Version), MaxDocumentSize)

@@ -22,6 +22,11 @@ var (
 	// by its publisher. Select returns it as a *WithdrawnError carrying
 	// the reason and advisories.
 	ErrWithdrawn = errors.New("verify: release withdrawn")
+	// ErrPaused: a newer release is held back by the repository's online
+	// rollout control (paused, stopped, or capped below this device's
+	// place). Select returns it as a *PausedError; the release may come
+	// back at a later refresh.
+	ErrPaused = errors.New("verify: release held back by rollout control")
 )
 
 // Errors of the update cycle.

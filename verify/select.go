@@ -149,9 +149,14 @@ func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error
 	if err != nil {
 		return nil, withNotice(err, notice)
 	}
+	ctl, err := c.rolloutControl(ctx)
+	if err != nil {
+		return nil, withNotice(err, notice)
+	}
+	g := gate{id: device.RolloutID(), now: c.rolloutNow(), ctl: ctl}
 	chosen := all[best]
-	if held := holdBack(chosen.rel, device.RolloutID(), c.rolloutNow()); held != nil {
-		chosen, err = c.chooseOpen(ctx, device, all, status, held, chosen.rel.Firmware.Version)
+	if held := holdBack(chosen.rel, g); held != nil {
+		chosen, err = chooseOpen(ctx, device, all, status, g, held, chosen.rel.Firmware.Version)
 		if err != nil {
 			return nil, withNotice(err, notice)
 		}
@@ -210,13 +215,12 @@ func choose(ctx context.Context, device DeviceState, rels []manifest.Release) (i
 // back newest, the release the policy chose: the newest release the policy
 // allows among those they let through, with why the ones above it were
 // skipped. With none, the error is the skipped ones' reasons.
-func (c *Client) chooseOpen(ctx context.Context, device DeviceState, all []found, status rollback.Status, held error, newest manifest.Version) (found, error) {
-	id, now := device.RolloutID(), c.rolloutNow()
+func chooseOpen(ctx context.Context, device DeviceState, all []found, status rollback.Status, g gate, held error, newest manifest.Version) (found, error) {
 	var open []found
 	var openRels, allRels []manifest.Release
 	for _, f := range all {
 		allRels = append(allRels, f.rel)
-		if holdBack(f.rel, id, now) == nil {
+		if holdBack(f.rel, g) == nil {
 			open = append(open, f)
 			openRels = append(openRels, f.rel)
 		}
@@ -237,7 +241,7 @@ func (c *Client) chooseOpen(ctx context.Context, device DeviceState, all []found
 	// held leads the reasons if the policy's bounds left it out (a
 	// downgrade the policy allows is below the installed version).
 	reasons := func(above *manifest.Version) []error {
-		r := skipped(allRels, id, now, above, newest, floor)
+		r := skipped(allRels, g, above, newest, floor)
 		if len(r) == 0 {
 			r = []error{held}
 		}
