@@ -107,10 +107,15 @@
 //     any SpeedWindow fails (guard.go), and TotalTimeout, by default derived
 //     from the length limit and MinSpeed, caps the whole try. Each ends in
 //     ErrSlowRetrieval (fetch.go).
-//   - Online key stolen (snapshot, timestamp): these keys cannot sign a
-//     release, which needs the offline targets keys (or a delegation
-//     from them), so at worst updates are delayed. Rollout control keys do
-//     not exist yet: that row is for a later issue.
+//   - Online key stolen (snapshot, timestamp, rollout control): these keys
+//     cannot sign a release, which needs the offline targets keys (or a
+//     delegation from them), so at worst updates are delayed. The
+//     rollout-control role is delegated with no paths and its document may
+//     list no target; Select takes the stricter of the offline-signed
+//     schedule and the control (manifest.Control.Narrow), so a stolen
+//     control key can pause, cap or stop a release but never widen or
+//     start one early (rollout.go). Waves are judged by the
+//     proven time (ProvenClock), never by a clock set ahead.
 //   - A second agent on the same state, a damaged state file: package
 //     rollback. rollback.OpenFileStore locks the state directory until
 //     Close, so a second agent fails at start with rollback.ErrLocked;
