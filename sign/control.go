@@ -83,6 +83,15 @@ func (r *Repository) ClearRolloutControl(targetPath string) error {
 	return r.editControl(func(c *manifest.Control) { delete(c.Releases, targetPath) })
 }
 
+// RenewRolloutControl stages the control document unchanged, so that the
+// next Publish signs a new version with a new expiry. An update server
+// holding the control keys calls it before the document expires: a
+// delegated control that has expired makes every device refuse to select
+// (fail closed), which halts all updates.
+func (r *Repository) RenewRolloutControl() error {
+	return r.editControl(func(*manifest.Control) {})
+}
+
 // editControl applies edit to the control document and stages it, or
 // changes nothing when the result breaks the schema.
 func (r *Repository) editControl(edit func(*manifest.Control)) error {

@@ -3,6 +3,7 @@ package sign
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -109,4 +110,27 @@ func TestRolloutControlReadByGoTUF(t *testing.T) {
 		require.NoError(t, err, p)
 		assert.Equal(t, want, got, p)
 	}
+}
+
+// TestRenewRolloutControl: renewing signs the unchanged control again with
+// a later expiry, with the online keys alone, and needs the role.
+func TestRenewRolloutControl(t *testing.T) {
+	ctx := context.Background()
+	tr := newTestRepo(t, true)
+	require.ErrorIs(t, tr.repo.RenewRolloutControl(), ErrUnknownRole)
+	withControl(t, tr)
+	require.NoError(t, tr.repo.SetRolloutControl("plain.bin", manifest.ReleaseControl{State: manifest.ControlPaused}))
+	require.NoError(t, tr.repo.Publish(ctx, append(onlineSigners(t), controlSigner(t)...)))
+	before, _ := tr.repo.Targets(manifest.RoleRolloutControl)
+	beforeVersion, beforeExpires := before.Signed.Version, before.Signed.Expires
+
+	tr.now = tr.now.Add(time.Hour)
+	require.NoError(t, tr.repo.RenewRolloutControl())
+	require.NoError(t, tr.repo.Publish(ctx, append(onlineSigners(t), controlSigner(t)...)))
+	after, _ := tr.repo.Targets(manifest.RoleRolloutControl)
+	assert.Equal(t, beforeVersion+1, after.Signed.Version)
+	assert.True(t, after.Signed.Expires.After(beforeExpires), "a renewed control expires later")
+	c, err := tr.repo.RolloutControl()
+	require.NoError(t, err)
+	assert.Equal(t, manifest.ControlPaused, c.Releases["plain.bin"].State, "renewing changes no control")
 }
