@@ -201,8 +201,10 @@ type healthReport struct {
 	SnapshotExpires  time.Time `json:"snapshot_expires"`
 	TargetsExpires   time.Time `json:"targets_expires"`
 	RootExpires      time.Time `json:"root_expires"`
-	LastCheck        time.Time `json:"last_check"`
-	LastResign       time.Time `json:"last_resign,omitzero"`
+	// RolloutControlExpires is absent when rollout control is not delegated.
+	RolloutControlExpires time.Time `json:"rollout_control_expires,omitzero"`
+	LastCheck             time.Time `json:"last_check"`
+	LastResign            time.Time `json:"last_resign,omitzero"`
 }
 
 // health answers 200 while devices can refresh against this repository and
@@ -214,15 +216,16 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	now := s.now()
 	rep := healthReport{
-		Status:           "ok",
-		TimestampVersion: st.timestampVersion,
-		TimestampExpires: st.timestampExpires,
-		SnapshotVersion:  st.snapshotVersion,
-		SnapshotExpires:  st.snapshotExpires,
-		TargetsExpires:   st.targetsExpires,
-		RootExpires:      st.rootExpires,
-		LastCheck:        st.checked,
-		LastResign:       st.lastResign,
+		Status:                "ok",
+		TimestampVersion:      st.timestampVersion,
+		TimestampExpires:      st.timestampExpires,
+		SnapshotVersion:       st.snapshotVersion,
+		SnapshotExpires:       st.snapshotExpires,
+		TargetsExpires:        st.targetsExpires,
+		RootExpires:           st.rootExpires,
+		RolloutControlExpires: st.controlExpires,
+		LastCheck:             st.checked,
+		LastResign:            st.lastResign,
 	}
 	if st.err != nil {
 		rep.Problems = append(rep.Problems, "the last re-sign check failed (see the server log)")
@@ -230,7 +233,7 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	for _, e := range []struct {
 		what    string
 		expires time.Time
-	}{{"timestamp", st.timestampExpires}, {"snapshot", st.snapshotExpires}, {"targets", st.targetsExpires}, {"root", st.rootExpires}} {
+	}{{"timestamp", st.timestampExpires}, {"snapshot", st.snapshotExpires}, {"targets", st.targetsExpires}, {"root", st.rootExpires}, {"rollout control", st.controlExpires}} {
 		if !e.expires.IsZero() && !now.Before(e.expires) {
 			rep.Problems = append(rep.Problems, e.what+" metadata has expired")
 		}

@@ -3,11 +3,13 @@
 // admitting only devices whose client certificate chains to a device CA
 // (mTLS), and keeps the repository's freshness metadata alive: whenever the
 // timestamp (or the snapshot) would expire within --resign-before, it
-// re-signs them with the snapshot and timestamp keys.
+// re-signs them with the snapshot and timestamp keys. Given the rollout
+// control key (--control-key), it re-signs the rollout control document
+// the same way.
 //
 // Usage:
 //
-//	updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM \
+//	updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM [--control-key PEM] \
 //	    [--http ADDR] [--https ADDR --tls-cert PEM --tls-key PEM [--client-ca PEM]] \
 //	    [--health ADDR] [--resign-before D] [--check-every D] [--log-level L] \
 //	    [--stall-timeout D] [--max-conns-per-addr N] [--header-timeout D] [--idle-timeout D]
@@ -27,16 +29,23 @@
 //     (none for three --check-every periods). The reason is given; the
 //     error itself stays in the log.
 //
-// Keys: PEM files (--snapshot-key, --timestamp-key; --passphrase-env for
-// encrypted ones) or key pairs in a PKCS#11 token (--pkcs11-module,
-// --pkcs11-token, --pkcs11-pin-env, --snapshot-key-label,
-// --timestamp-key-label), whose private keys never leave the HSM. The
+// Keys: PEM files (--snapshot-key, --timestamp-key, optionally
+// --control-key; --passphrase-env for encrypted ones) or key pairs in a
+// PKCS#11 token (--pkcs11-module, --pkcs11-token, --pkcs11-pin-env,
+// --snapshot-key-label, --timestamp-key-label, optionally
+// --control-key-label), whose private keys never leave the HSM. The
 // server holds only the online keys. It never needs a root or
 // targets key (package sign's Publish with the snapshot and timestamp keys
 // re-signs freshness and cannot change targets), and it refuses to start
 // when the key given as --snapshot-key or --timestamp-key is also listed
 // for the root or targets role, since a stolen server must not be able to
-// forge firmware. New firmware comes from the release tool, which publishes
+// forge firmware. The rollout control key is online too: its document can
+// only pause, cap or stop a release (package manifest's Control), and a
+// device fails closed when a delegated control document has expired, so a
+// repository that delegates "rollout-control" stops every update once
+// that document expires. Without --control-key the server says so at
+// start and again, at every check, once the document expires within
+// controlWarnBefore. New firmware comes from the release tool, which publishes
 // into the same directory; the server opens the repository afresh at every
 // check and so picks it up, and a publish racing with a re-sign is
 // detected by package sign (the loser retries at the next check).
@@ -115,10 +124,12 @@ type flags struct {
 	healthAddr                string
 	tlsCert, tlsKey, clientCA string
 	snapshotKey, timestampKey string
+	controlKey                string // optional
 	passphraseEnv             string
 	// PKCS#11: keys by label in one token instead of PEM files.
 	pkcs11Module, pkcs11Token, pkcs11PINEnv string
 	snapshotLabel, timestampLabel           string
+	controlLabel                            string // optional
 	timestampExpiry                         time.Duration
 	snapshotExpiry                          time.Duration
 	resignBefore, checkEvery                time.Duration
@@ -135,9 +146,15 @@ Usage:
       --snapshot-key-label LABEL --timestamp-key-label LABEL [options]
 
 At least one of --http and --https is required. The server holds only the
-snapshot and timestamp keys: it re-signs snapshot.json and timestamp.json
-before they expire and can never change which firmware the repository
-offers. It refuses a key that is also a root or targets key.
+snapshot and timestamp keys, and optionally the rollout control key: it
+re-signs snapshot.json and timestamp.json (and rollout-control.json) before
+they expire and can never change which firmware the repository offers. It
+refuses a key that is also a root or targets key.
+
+Rollout control: when the repository delegates the "rollout-control" role,
+devices refuse every update once its document has expired (fail closed).
+Give the control key (--control-key or --control-key-label) so the server
+keeps it fresh; without it the server warns at start and as expiry nears.
 
 Paths served: /metadata/..., /targets/... (the repository's files, read-only)
 and /healthz (200 while fresh, 503 once expired or the last re-sign failed).
@@ -184,12 +201,14 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.clientCA, "client-ca", "", "device CA certificates, PEM `file`: enables mutual TLS, admitting only devices whose certificate chains to one of them")
 	fs.StringVar(&f.snapshotKey, "snapshot-key", "", "snapshot role private key, PEM `file`")
 	fs.StringVar(&f.timestampKey, "timestamp-key", "", "timestamp role private key, PEM `file`")
+	fs.StringVar(&f.controlKey, "control-key", "", "rollout control role private key, PEM `file` (optional): keeps the rollout control document fresh")
 	fs.StringVar(&f.passphraseEnv, "passphrase-env", "", "environment `variable` holding the passphrase of encrypted key files")
 	fs.StringVar(&f.pkcs11Module, "pkcs11-module", "", "PKCS#11 `library` of the HSM holding the keys (instead of PEM files)")
 	fs.StringVar(&f.pkcs11Token, "pkcs11-token", "", "PKCS#11 token `label`")
 	fs.StringVar(&f.pkcs11PINEnv, "pkcs11-pin-env", "", "environment `variable` holding the token's user PIN")
 	fs.StringVar(&f.snapshotLabel, "snapshot-key-label", "", "`label` of the snapshot key pair in the PKCS#11 token")
 	fs.StringVar(&f.timestampLabel, "timestamp-key-label", "", "`label` of the timestamp key pair in the PKCS#11 token")
+	fs.StringVar(&f.controlLabel, "control-key-label", "", "`label` of the rollout control key pair in the PKCS#11 token (optional)")
 	fs.DurationVar(&f.timestampExpiry, "timestamp-expiry", sign.DefaultTimestampExpiry, "validity of each re-signed timestamp")
 	fs.DurationVar(&f.snapshotExpiry, "snapshot-expiry", sign.DefaultSnapshotExpiry, "validity of each re-signed snapshot")
 	fs.DurationVar(&f.resignBefore, "resign-before", 0, "re-sign when the timestamp or snapshot expires within this `duration`; 0 means half of --timestamp-expiry")
@@ -220,10 +239,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, errors.New("--client-ca with --http would let devices without a certificate in over plain HTTP; use --health for health checks")
 	case f.pkcs11Module == "" && (f.snapshotKey == "" || f.timestampKey == ""):
 		return nil, errors.New("--snapshot-key and --timestamp-key are required")
-	case f.pkcs11Module == "" && (f.snapshotLabel != "" || f.timestampLabel != ""):
-		return nil, errors.New("--snapshot-key-label and --timestamp-key-label need --pkcs11-module")
-	case f.pkcs11Module != "" && (f.snapshotKey != "" || f.timestampKey != ""):
-		return nil, errors.New("with --pkcs11-module, name the keys with --snapshot-key-label and --timestamp-key-label")
+	case f.pkcs11Module == "" && (f.snapshotLabel != "" || f.timestampLabel != "" || f.controlLabel != ""):
+		return nil, errors.New("--snapshot-key-label, --timestamp-key-label and --control-key-label need --pkcs11-module")
+	case f.pkcs11Module != "" && (f.snapshotKey != "" || f.timestampKey != "" || f.controlKey != ""):
+		return nil, errors.New("with --pkcs11-module, name the keys with --snapshot-key-label, --timestamp-key-label and --control-key-label")
 	case f.pkcs11Module != "" && (f.pkcs11Token == "" || f.pkcs11PINEnv == "" || f.snapshotLabel == "" || f.timestampLabel == ""):
 		return nil, errors.New("--pkcs11-module needs --pkcs11-token, --pkcs11-pin-env, --snapshot-key-label and --timestamp-key-label")
 	case f.timestampExpiry <= 0 || f.snapshotExpiry <= 0:
@@ -310,6 +329,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Dir:             f.repo,
 		SnapshotKey:     signers[0],
 		TimestampKey:    signers[1],
+		ControlKey:      signers[2],
 		TimestampExpiry: f.timestampExpiry,
 		SnapshotExpiry:  f.snapshotExpiry,
 		ResignBefore:    f.resignBefore,
@@ -356,8 +376,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// loadKeys returns the snapshot and timestamp signers, from PEM files or a
-// PKCS#11 token, and a function that ends the token sessions.
+// loadKeys returns the snapshot, timestamp and control signers (the last
+// nil when not given), from PEM files or a PKCS#11 token, and a function
+// that ends the token sessions.
 func loadKeys(ctx context.Context, f *flags) ([]*sign.Signer, func(), error) {
 	if f.pkcs11Module != "" {
 		var signers []*sign.Signer
@@ -367,7 +388,11 @@ func loadKeys(ctx context.Context, f *flags) ([]*sign.Signer, func(), error) {
 				p.Close()
 			}
 		}
-		for _, k := range []struct{ role, label string }{{"snapshot", f.snapshotLabel}, {"timestamp", f.timestampLabel}} {
+		for _, k := range []struct{ role, label string }{{"snapshot", f.snapshotLabel}, {"timestamp", f.timestampLabel}, {"control", f.controlLabel}} {
+			if k.label == "" {
+				signers = append(signers, nil)
+				continue
+			}
 			p, err := sign.OpenPKCS11(ctx, sign.PKCS11Config{ModulePath: f.pkcs11Module, TokenLabel: f.pkcs11Token, KeyLabel: k.label, PINEnv: f.pkcs11PINEnv})
 			if err != nil {
 				closeAll()
@@ -383,7 +408,11 @@ func loadKeys(ctx context.Context, f *flags) ([]*sign.Signer, func(), error) {
 		pass = sign.PassphraseFromEnv(f.passphraseEnv)
 	}
 	var signers []*sign.Signer
-	for _, k := range []struct{ role, path string }{{"snapshot", f.snapshotKey}, {"timestamp", f.timestampKey}} {
+	for _, k := range []struct{ role, path string }{{"snapshot", f.snapshotKey}, {"timestamp", f.timestampKey}, {"control", f.controlKey}} {
+		if k.path == "" {
+			signers = append(signers, nil)
+			continue
+		}
 		s, err := sign.LoadPEMSignerFile(ctx, k.path, pass)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s key %s: %w", k.role, k.path, err)

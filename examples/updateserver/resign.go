@@ -57,7 +57,7 @@ func (s *server) checkLocked(ctx context.Context) error {
 	defer repo.Close()
 	now := s.now()
 	// A root or targets key may have appeared in a rotation since start.
-	if err := checkKeys(repo, s.cfg.SnapshotKey, s.cfg.TimestampKey); err != nil {
+	if err := checkKeys(repo, s.cfg.SnapshotKey, s.cfg.TimestampKey, s.cfg.ControlKey); err != nil {
 		return err
 	}
 	snapExpires, err := s.snapshotExpiry(ctx, repo)
@@ -67,7 +67,11 @@ func (s *server) checkLocked(ctx context.Context) error {
 	ts := repo.Timestamp()
 	deadline := now.Add(s.cfg.ResignBefore)
 	resigned := false
-	if !ts.Signed.Expires.After(deadline) || !snapExpires.After(deadline) {
+	renewControl, err := s.controlDue(repo, now, deadline)
+	if err != nil {
+		return err
+	}
+	if renewControl || !ts.Signed.Expires.After(deadline) || !snapExpires.After(deadline) {
 		oldTS, oldSnap := ts.Signed.Version, ts.Signed.Meta["snapshot.json"].Version
 		if err := repo.Publish(ctx, s.signers); err != nil {
 			return fmt.Errorf("re-signing: %w", err)
@@ -89,6 +93,10 @@ func (s *server) checkLocked(ctx context.Context) error {
 			s.log.Warn("targets metadata expires soon; publish a release with the targets key", "expires", targetsExpires)
 		}
 	}
+	var controlExpires time.Time
+	if c, ok := repo.Targets(manifest.RoleRolloutControl); ok {
+		controlExpires = c.Signed.Expires
+	}
 	if rootExpires := repo.Root().Signed.Expires; !rootExpires.After(deadline) {
 		s.log.Warn("root metadata expires soon; the root key holders must sign a new root", "expires", rootExpires)
 	}
@@ -101,10 +109,44 @@ func (s *server) checkLocked(ctx context.Context) error {
 	s.status.snapshotExpires = snapExpires
 	s.status.targetsExpires = targetsExpires
 	s.status.rootExpires = repo.Root().Signed.Expires
+	s.status.controlExpires = controlExpires
 	if resigned {
 		s.status.lastResign = now
 	}
 	return nil
+}
+
+// controlWarnBefore is how long before the rollout control document
+// expires a server without the control key starts warning: days, so that
+// someone can sign a new one (any rollout command of the release tool
+// does) before every device stops updating.
+const controlWarnBefore = 7 * 24 * time.Hour
+
+// controlDue reports whether the rollout control document expires by
+// deadline and the server holds the control key, and if so stages its
+// renewal for the coming Publish. Without the key it warns once the
+// document expires within controlWarnBefore: a delegated control that has
+// expired makes every device refuse to update (fail closed).
+func (s *server) controlDue(repo *sign.Repository, now, deadline time.Time) (bool, error) {
+	c, ok := repo.Targets(manifest.RoleRolloutControl)
+	if !ok {
+		return false, nil
+	}
+	expires := c.Signed.Expires
+	if s.cfg.ControlKey == nil {
+		if !expires.After(now.Add(max(controlWarnBefore, s.cfg.ResignBefore))) {
+			s.log.Warn("rollout control document expires soon and this server has no control key: devices stop updating once it expires; give --control-key or re-sign it with the release tool",
+				"role", manifest.RoleRolloutControl, "expires", expires)
+		}
+		return false, nil
+	}
+	if expires.After(deadline) {
+		return false, nil
+	}
+	if err := repo.RenewRolloutControl(); err != nil {
+		return false, fmt.Errorf("renewing the rollout control: %w", err)
+	}
+	return true, nil
 }
 
 // snapshotExpiry is the expiry of the snapshot the timestamp names, as

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,11 +24,14 @@ import (
 type config struct {
 	Dir                       string
 	SnapshotKey, TimestampKey *sign.Signer
-	TimestampExpiry           time.Duration
-	SnapshotExpiry            time.Duration
-	ResignBefore, CheckEvery  time.Duration
-	Now                       func() time.Time
-	Log                       *slog.Logger
+	// ControlKey signs the rollout control role; nil means the server
+	// does not hold it and only warns as that document nears expiry.
+	ControlKey               *sign.Signer
+	TimestampExpiry          time.Duration
+	SnapshotExpiry           time.Duration
+	ResignBefore, CheckEvery time.Duration
+	Now                      func() time.Time
+	Log                      *slog.Logger
 	// Store is the repository as package sign reads and writes it; nil
 	// means a sign.DirStorage on Dir. Files are always served from Dir.
 	// Tests put a failing or racing one here.
@@ -109,6 +113,7 @@ type freshness struct {
 	snapshotExpires  time.Time
 	targetsExpires   time.Time
 	rootExpires      time.Time
+	controlExpires   time.Time // zero when rollout control is not delegated
 	lastResign       time.Time
 }
 
@@ -126,6 +131,9 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	cfg.ConnLimits = cfg.ConnLimits.withDefaults()
 	s := &server{cfg: cfg, store: cfg.Store, now: cfg.Now, log: cfg.Log,
 		signers: []*sign.Signer{cfg.SnapshotKey, cfg.TimestampKey}}
+	if cfg.ControlKey != nil {
+		s.signers = append(s.signers, cfg.ControlKey)
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -148,7 +156,11 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the repository: %w", err)
 	}
-	err = checkKeys(repo, cfg.SnapshotKey, cfg.TimestampKey)
+	err = checkKeys(repo, cfg.SnapshotKey, cfg.TimestampKey, cfg.ControlKey)
+	if _, delegated := repo.Targets(manifest.RoleRolloutControl); err == nil && delegated && cfg.ControlKey == nil {
+		s.log.Warn("the repository delegates rollout control but no control key was given: the server cannot re-sign the control document, and devices stop updating once it expires",
+			"role", manifest.RoleRolloutControl)
+	}
 	repo.Close()
 	if err != nil {
 		return nil, err
@@ -177,15 +189,22 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 // checkKeys refuses keys that cannot do their job, and keys that must
 // never sit on an online server: an offline (root or targets) key here
 // would let whoever steals the server forge firmware or a new root.
-func checkKeys(repo *sign.Repository, snapshotKey, timestampKey *sign.Signer) error {
+// The control key (nil when not held) must be a key of the rollout
+// control role and of no other.
+func checkKeys(repo *sign.Repository, snapshotKey, timestampKey, controlKey *sign.Signer) error {
 	p, err := repo.Policy()
 	if err != nil {
 		return err
 	}
-	for _, k := range []struct {
+	type roleKey struct {
 		role string
 		s    *sign.Signer
-	}{{manifest.RoleSnapshot, snapshotKey}, {manifest.RoleTimestamp, timestampKey}} {
+	}
+	keys := []roleKey{{manifest.RoleSnapshot, snapshotKey}, {manifest.RoleTimestamp, timestampKey}}
+	if controlKey != nil {
+		keys = append(keys, roleKey{manifest.RoleRolloutControl, controlKey})
+	}
+	for _, k := range keys {
 		if err := p.Authorize(k.role, k.s.KeyID()); err != nil {
 			return fmt.Errorf("the %s key: %w", k.role, err)
 		}
@@ -194,16 +213,16 @@ func checkKeys(repo *sign.Repository, snapshotKey, timestampKey *sign.Signer) er
 				return fmt.Errorf("the %s key %s is also a %s key: an online server must hold only online keys", k.role, k.s.KeyID(), offline)
 			}
 		}
-		if role := delegatedKeyRole(repo, k.s.KeyID()); role != "" {
+		if role := delegatedKeyRole(repo, k.s.KeyID(), k.role); role != "" {
 			return fmt.Errorf("the %s key %s is also a key that %s delegates to: an online server must hold only online keys", k.role, k.s.KeyID(), role)
 		}
 	}
 	return nil
 }
 
-// delegatedKeyRole returns the targets role that lists keyID among the
-// keys it delegates to (hash bins included), or "".
-func delegatedKeyRole(repo *sign.Repository, keyID string) string {
+// delegatedKeyRole returns the targets role that delegates to keyID (hash
+// bins included) for a role other than allowed, or "".
+func delegatedKeyRole(repo *sign.Repository, keyID, allowed string) string {
 	seen := map[string]bool{}
 	queue := []string{manifest.RoleTargets}
 	for len(queue) > 0 {
@@ -217,7 +236,7 @@ func delegatedKeyRole(repo *sign.Repository, keyID string) string {
 		if !ok || md.Signed.Delegations == nil {
 			continue
 		}
-		if _, ok := md.Signed.Delegations.Keys[keyID]; ok {
+		if _, ok := md.Signed.Delegations.Keys[keyID]; ok && delegatesOtherThan(md.Signed.Delegations, keyID, allowed) {
 			return role
 		}
 		for _, d := range md.Signed.Delegations.Roles {
@@ -225,6 +244,25 @@ func delegatedKeyRole(repo *sign.Repository, keyID string) string {
 		}
 	}
 	return ""
+}
+
+// delegatesOtherThan reports whether dl gives keyID to a role not named
+// allowed. A listed key that no role uses counts: it has no business on
+// an online server either.
+func delegatesOtherThan(dl *manifest.Delegations, keyID, allowed string) bool {
+	if dl.SuccinctRoles != nil {
+		return true
+	}
+	used := false
+	for _, r := range dl.Roles {
+		if slices.Contains(r.KeyIDs, keyID) {
+			if r.Name != allowed {
+				return true
+			}
+			used = true
+		}
+	}
+	return !used
 }
 
 func (s *server) signOptions() sign.RepositoryOptions {

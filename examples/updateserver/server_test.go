@@ -465,7 +465,7 @@ func TestCheckKeysRefusesSharedOfflineKey(t *testing.T) {
 	require.NoError(t, err)
 	defer repo.Close()
 	require.NoError(t, repo.Publish(ctx, []*sign.Signer{shared, tsKey}))
-	err = checkKeys(repo, shared, tsKey)
+	err = checkKeys(repo, shared, tsKey, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "also a targets key")
 }
@@ -512,7 +512,7 @@ func TestCheckKeysRefusesDelegationKey(t *testing.T) {
 	}))
 	require.NoError(t, rel.Publish(ctx, []*sign.Signer{loadKey(t, targetsKeyFile), snapKey, tsKey}))
 
-	err = checkKeys(rel, snapKey, tsKey)
+	err = checkKeys(rel, snapKey, tsKey, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "targets delegates to")
 	_, err = newServer(ctx, testConfig(t, repo, newClock(t0.Add(2*time.Minute))))
