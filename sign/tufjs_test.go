@@ -71,13 +71,15 @@ func TestTufJSReadsRepository(t *testing.T) {
 	for _, consistent := range []bool{true, false} {
 		t.Run(fmt.Sprintf("consistent=%v", consistent), func(t *testing.T) {
 			tr := newTestRepo(t, consistent)
+			withRolloutRelease(t, tr)
 			url := serveDir(t, tr.dir)
 			rootFile := filepath.Join(t.TempDir(), "root.json")
 			require.NoError(t, os.WriteFile(rootFile, rootBytesOf(t, tr.root), 0o644))
 
 			// A top-level target, one behind a path delegation, one in a
-			// hash bin, and a delta.
-			paths := []string{"plain.bin", "acme/1.0.0/firmware.bin", "catalog/gw/2.0.0/firmware.bin", "acme/deltas/1.0.0-1.1.0.bsdiff"}
+			// hash bin, a delta, and a paused staged release beside the
+			// rollout-control role (paths: []).
+			paths := []string{"plain.bin", "acme/1.0.0/firmware.bin", "catalog/gw/2.0.0/firmware.bin", "acme/deltas/1.0.0-1.1.0.bsdiff", rolloutPath}
 			results, code, stderr := runTufJS(t, node, url, rootFile, t.TempDir(), paths...)
 			require.Equal(t, 0, code, stderr)
 			require.Len(t, results, len(paths))
@@ -104,4 +106,20 @@ func TestTufJSReadsRepository(t *testing.T) {
 			assert.Equal(t, 2, code)
 		})
 	}
+}
+
+// rolloutPath is the staged release withRolloutRelease adds.
+const rolloutPath = "acme/1.2.0/firmware.bin"
+
+// withRolloutRelease adds a release with a rollout schedule and the
+// rollout control role, pauses the release and publishes: what a TUF
+// client that knows nothing of either must still read.
+func withRolloutRelease(t *testing.T, tr *testRepo) {
+	t.Helper()
+	fw := firmware("1.2.0", 2)
+	fw.Rollout = &manifest.Rollout{Start: tr.now, Waves: []manifest.Wave{{Offset: 0, Share: 100}, {Offset: 24 * time.Hour, Share: manifest.FullShare}}}
+	tr.add(t, rolloutPath, image("a3", 3200), fw)
+	withControl(t, tr)
+	require.NoError(t, tr.repo.SetRolloutControl(rolloutPath, manifest.ReleaseControl{State: manifest.ControlPaused, Reason: "interop"}))
+	require.NoError(t, tr.repo.Publish(context.Background(), append(onlineSigners(t), controlSigner(t)...)))
 }
