@@ -141,6 +141,11 @@ var nothingToDo = []struct {
 // reverts and leaves the running image and the floors as they were.
 func (d *device) update(ctx context.Context) result {
 	u, err := d.cycle.Check(ctx)
+	var paused *verify.PausedError
+	if errors.As(err, &paused) {
+		d.log.Info("release held back by rollout control", "version", paused.Version, "state", paused.State, "reason", paused.Reason)
+		return result{nothing: fmt.Sprintf("release %s is %s by the rollout control: %q", paused.Version, paused.State, paused.Reason)}
+	}
 	for _, n := range nothingToDo {
 		if errors.Is(err, n.err) {
 			return result{nothing: n.text, notice: d.withdrawalNotice(err)}

@@ -3,7 +3,9 @@
 // and a repository, publishes firmware 1.0.0, an update server serves it,
 // a device with A/B slots installs it, then 1.1.0 arrives as a delta, a
 // 1.1.1 is published and withdrawn (the device skips it and logs why), and
-// the release engineer publishes 1.2.0, which an attacker in the middle
+// the release engineer publishes 1.2.0 with a staged rollout, which an
+// operator pauses with the online control key (the device holds back and
+// says why) and resumes, and which an attacker in the middle
 // tries to abuse with three classic attacks, each refused with the error
 // the device logged.
 //
@@ -37,8 +39,8 @@ func main() {
 
 Runs a release, an update server on 127.0.0.1, and a device with A/B slots:
 installs 1.0.0, updates to 1.1.0 through a delta, skips a withdrawn
-1.1.1, then, as 1.2.0 is
-published, shows a tampered image, replayed old metadata and a frozen
+1.1.1, holds back while the 1.2.0 rollout is paused, then, as 1.2.0 is
+offered again, shows a tampered image, replayed old metadata and a frozen
 repository (an expired timestamp) refused.
 
 `)
@@ -91,7 +93,7 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error 
 	}
 	defer rel.close()
 	images := firmwareImages()
-	if _, err := rel.publishFirmware(ctx, "1.0.0", 1, images["1.0.0"], nil); err != nil {
+	if _, err := rel.publishFirmware(ctx, "1.0.0", 1, images["1.0.0"], nil, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "  published acme-gw-r2 1.0.0 (%d bytes), security version 1\n", len(images["1.0.0"]))
@@ -115,7 +117,7 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error 
 	record("install 1.0.0 (full image)", res.describe(), res.err == nil && res.installed == "1.0.0" && !res.viaPatch)
 
 	fmt.Fprintln(out, "== release engineer: 1.1.0 with a delta from 1.0.0")
-	saved, err := rel.publishFirmware(ctx, "1.1.0", 2, images["1.1.0"], images["1.0.0"])
+	saved, err := rel.publishFirmware(ctx, "1.1.0", 2, images["1.1.0"], images["1.0.0"], nil)
 	if err != nil {
 		return err
 	}
@@ -127,7 +129,7 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error 
 
 	fmt.Fprintln(out, "== release engineer: 1.1.1, then withdrawn before devices take it")
 	images["1.1.1"] = append(bytes.Clone(images["1.1.0"]), "1.1.1"...)
-	if _, err := rel.publishFirmware(ctx, "1.1.1", 2, images["1.1.1"], nil); err != nil {
+	if _, err := rel.publishFirmware(ctx, "1.1.1", 2, images["1.1.1"], nil, nil); err != nil {
 		return err
 	}
 	w := manifest.Withdrawal{Reason: "bricks units with the rev-B radio", Advisories: []string{"OTA-2026-0007"}}
@@ -140,10 +142,27 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error 
 	record("withdrawn release 1.1.1", "skipped: "+res.describe()+"; stays on "+dev.version(), res.err == nil && strings.Contains(res.notice, "skips withdrawn release 1.1.1") && dev.version() == "1.1.0")
 
 	fmt.Fprintln(out, "== release engineer: 1.2.0 with a delta from 1.1.0")
-	if saved, err = rel.publishFirmware(ctx, "1.2.0", 3, images["1.2.0"], images["1.1.0"]); err != nil {
+	// A staged rollout whose waves have all opened: only the control
+	// holds the device back below.
+	rollout := &manifest.Rollout{Start: time.Now().Add(-48 * time.Hour).UTC().Truncate(time.Second),
+		Waves: []manifest.Wave{{Offset: 0, Share: 1000}, {Offset: 24 * time.Hour, Share: manifest.FullShare}}}
+	if saved, err = rel.publishFirmware(ctx, "1.2.0", 3, images["1.2.0"], images["1.1.0"], rollout); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "  published 1.2.0 (%d bytes), security version 3, and a delta of %d bytes\n", len(images["1.2.0"]), len(images["1.2.0"])-saved)
+	fmt.Fprintf(out, "  published 1.2.0 (%d bytes), security version 3, and a delta of %d bytes, rollout 10%% then 100%% after a day\n", len(images["1.2.0"]), len(images["1.2.0"])-saved)
+
+	fmt.Fprintln(out, "== operator: pauses the 1.2.0 rollout with the online control key")
+	pause := manifest.ReleaseControl{State: manifest.ControlPaused, Reason: "support tickets from wave 1"}
+	if err := rel.control(ctx, "1.2.0", &pause); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  paused 1.2.0, signed by the control key (no targets key): %q\n", pause.Reason)
+	res = dev.update(ctx)
+	record("paused rollout 1.2.0", res.describe()+"; stays on "+dev.version(), res.err == nil && strings.Contains(res.nothing, "1.2.0 is paused") && dev.version() == "1.1.0")
+	if err := rel.control(ctx, "1.2.0", nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "  resumed 1.2.0: the signed schedule is in force again")
 
 	fmt.Fprintln(out, "== attacker in the middle, between the update server and the device")
 	fmt.Fprintln(out, "  attack 1: flips a byte in every file the device downloads from targets/: the 1.2.0 image and its delta")

@@ -66,7 +66,41 @@ func newRelease(ctx context.Context, dir string) (*release, error) {
 	if r.repo, err = sign.CreateRepository(ctx, store, root, sign.RepositoryOptions{TempDir: dir}); err != nil {
 		return nil, err
 	}
+	// The rollout control key is online, held by the update server like
+	// the snapshot and timestamp keys: it can pause a rollout, never widen
+	// one. The first publish signs its delegation with the targets key.
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if r.keys[manifest.RoleRolloutControl], err = sign.SignerFromPrivateKey(ctx, priv); err != nil {
+		return nil, err
+	}
+	if err := r.repo.AddRolloutControl(sign.RoleKeys{Threshold: 1, Keys: []*manifest.Key{r.keys[manifest.RoleRolloutControl].Key()}}); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// signers are the keys a publish by the release engineer signs with.
+func (r *release) signers() []*sign.Signer {
+	return []*sign.Signer{r.keys[manifest.RoleTargets], r.keys[manifest.RoleRolloutControl], r.keys[manifest.RoleSnapshot], r.keys[manifest.RoleTimestamp]}
+}
+
+// control sets (rc non-nil) or lifts the online control of a release, as
+// "release rollout pause|resume" does: signed with the control, snapshot
+// and timestamp keys only, never the offline targets key.
+func (r *release) control(ctx context.Context, version string, rc *manifest.ReleaseControl) error {
+	var err error
+	if rc != nil {
+		err = r.repo.SetRolloutControl(imagePath(version), *rc)
+	} else {
+		err = r.repo.ClearRolloutControl(imagePath(version))
+	}
+	if err != nil {
+		return err
+	}
+	return r.repo.Publish(ctx, []*sign.Signer{r.keys[manifest.RoleRolloutControl], r.keys[manifest.RoleSnapshot], r.keys[manifest.RoleTimestamp]})
 }
 
 func (r *release) close() { r.repo.Close() }
@@ -77,8 +111,9 @@ func imagePath(version string) string { return fmt.Sprintf("%s/%s/firmware.bin",
 // otaseal's streaming format from it; it returns the bytes the delta saves
 // over the full image. Snapshot and timestamp are re-signed with the
 // online keys in the same publish.
-func (r *release) publishFirmware(ctx context.Context, version string, securityVersion uint64, image, previous []byte) (int, error) {
+func (r *release) publishFirmware(ctx context.Context, version string, securityVersion uint64, image, previous []byte, rollout *manifest.Rollout) (int, error) {
 	fw := manifest.Firmware{
+		Rollout:         rollout,
 		Version:         manifest.MustParseVersion(version),
 		SecurityVersion: securityVersion,
 		HardwareIDs:     []string{hardwareID},
@@ -106,8 +141,7 @@ func (r *release) publishFirmware(ctx context.Context, version string, securityV
 		}
 		saved = len(image) - patch.Len()
 	}
-	signers := []*sign.Signer{r.keys[manifest.RoleTargets], r.keys[manifest.RoleSnapshot], r.keys[manifest.RoleTimestamp]}
-	return saved, r.repo.Publish(ctx, signers)
+	return saved, r.repo.Publish(ctx, r.signers())
 }
 
 // withdraw signs the entry of a published release again with a
@@ -127,7 +161,7 @@ func (r *release) withdraw(ctx context.Context, version string, image []byte, w 
 	if err := r.repo.AddFirmware(ctx, path, bytes.NewReader(image), *fw); err != nil {
 		return err
 	}
-	return r.repo.Publish(ctx, []*sign.Signer{r.keys[manifest.RoleTargets], r.keys[manifest.RoleSnapshot], r.keys[manifest.RoleTimestamp]})
+	return r.repo.Publish(ctx, r.signers())
 }
 
 func previousVersion(v string) string {

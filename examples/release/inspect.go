@@ -17,8 +17,8 @@ func cmdInspect(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "inspect", "--repo DIR", `
 Prints the repository as tables: each role with its version, expiry,
 threshold and keys; the releases for each hardware ID, oldest first; and
-each release's rollout schedule, how far it has got now, and whether it
-was withdrawn; the deltas with their size and what they save over the
+each release's rollout schedule, how far it has got now, its online
+control (paused, capped, stopped) and whether it was withdrawn; the deltas with their size and what they save over the
 full image.
 Targets staged for a ceremony but not yet published are marked "staged".`)
 	repoDir := fs.String("repo", "", "repository directory")
@@ -208,7 +208,8 @@ func printTargets(w io.Writer, s *session) error {
 		return err
 	}
 	if len(hws) > 0 {
-		if err := printRollouts(w, hws, byHW, time.Now()); err != nil {
+		ctl, _ := s.repo.RolloutControl() // nil without a control role
+		if err := printRollouts(w, hws, byHW, ctl, time.Now()); err != nil {
 			return err
 		}
 	}
@@ -246,16 +247,22 @@ func oneLine(s string) string {
 }
 
 // printRollouts prints each release's rollout schedule, how far it has
-// got at now, and its withdrawal.
-func printRollouts(w io.Writer, hws []string, byHW map[string][]release, now time.Time) error {
+// got at now, its online control (ctl, nil without a control role) and
+// its withdrawal.
+func printRollouts(w io.Writer, hws []string, byHW map[string][]release, ctl *manifest.Control, now time.Time) error {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HARDWARE ID\tVERSION\tROLLOUT START\tSCHEDULE\tNOW\tWITHDRAWN")
+	fmt.Fprintln(tw, "HARDWARE ID\tVERSION\tROLLOUT START\tSCHEDULE\tNOW\tCONTROL\tWITHDRAWN")
 	for _, hw := range hws {
 		for _, r := range byHW[hw] {
-			start, wave, withdrawn := "-", currentWave(r.fw.Rollout, now), "-"
+			start, wave, control, withdrawn := "-", currentWave(r.fw.Rollout, now), "-", "-"
 			if ro := r.fw.Rollout; ro != nil {
 				start = formatTime(ro.Start)
+			}
+			if ctl != nil {
+				if rc, ok := ctl.Releases[r.path]; ok {
+					control = formatControl(&rc)
+				}
 			}
 			if wd := r.fw.Withdrawn; wd != nil {
 				wave = "withdrawn: no device installs it"
@@ -264,7 +271,7 @@ func printRollouts(w io.Writer, hws []string, byHW map[string][]release, now tim
 					withdrawn += " (" + strings.Join(wd.Advisories, ", ") + ")"
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", hw, r.fw.Version, start, formatSchedule(r.fw.Rollout), wave, withdrawn)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", hw, r.fw.Version, start, formatSchedule(r.fw.Rollout), wave, control, withdrawn)
 		}
 	}
 	return tw.Flush()

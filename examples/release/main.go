@@ -1,8 +1,9 @@
 // Command release is otaseal's offline release tool for release engineers:
 // it creates a signed TUF repository with separate role keys, adds firmware
-// releases with deltas from earlier releases, runs k-of-n signing
-// ceremonies (export, sign on another machine, merge), rotates and revokes
-// keys, and prints a repository as a table.
+// releases with deltas from earlier releases and staged rollouts, runs
+// k-of-n signing ceremonies (export, sign on another machine, merge),
+// rotates and revokes keys, withdraws releases, pauses or caps rollouts
+// with the online control key, and prints a repository as a table.
 //
 // Usage:
 //
@@ -11,6 +12,8 @@
 //	                [--advisory ID]... [--notes TEXT] [--deltas N] [--delta-formats F[,F]]
 //	                [--rollout WAVES|PRESET [--rollout-start TIME]] (--key K... | --stage) IMAGE
 //	release withdraw --repo DIR --reason TEXT [--advisory ID]... (--key K... | --stage) TARGET
+//	release control-init --repo DIR --control-key K[,K...] [--control-threshold N] (--key K... | --stage)
+//	release rollout pause|resume|cap|stop|status --repo DIR [--reason TEXT] [--share S%] [--key K...] TARGET
 //	release export  --repo DIR --role ROLE --out FILE
 //	release sign    --in FILE --role ROLE --key K --out SIG
 //	release merge   --repo DIR --role ROLE --in FILE [--key K...] SIG...
@@ -59,16 +62,18 @@ type env struct {
 func (e *env) printf(format string, a ...any) { fmt.Fprintf(e.stdout, format, a...) }
 
 var commands = map[string]command{
-	"init":     {"create a repository with its role keys and thresholds", cmdInit},
-	"add":      {"add a firmware release and deltas from earlier releases", cmdAdd},
-	"export":   {"write the staged, unsigned document of a role for offline signing", cmdExport},
-	"sign":     {"sign an exported document with one key (on the key holder's machine)", cmdSign},
-	"merge":    {"merge detached signatures, report who signed, publish once the threshold is met", cmdMerge},
-	"publish":  {"publish staged changes, or re-sign snapshot and timestamp", cmdPublish},
-	"rotate":   {"add or remove keys of a role or change its threshold (new root version)", cmdRotate},
-	"revoke":   {"remove a compromised key from every role that lists it (new root version)", cmdRevoke},
-	"withdraw": {"mark a published release withdrawn, with a reason devices log (image kept)", cmdWithdraw},
-	"inspect":  {"print roles, keys, thresholds, expiries, releases and deltas as tables", cmdInspect},
+	"init":         {"create a repository with its role keys and thresholds", cmdInit},
+	"add":          {"add a firmware release and deltas from earlier releases", cmdAdd},
+	"export":       {"write the staged, unsigned document of a role for offline signing", cmdExport},
+	"sign":         {"sign an exported document with one key (on the key holder's machine)", cmdSign},
+	"merge":        {"merge detached signatures, report who signed, publish once the threshold is met", cmdMerge},
+	"publish":      {"publish staged changes, or re-sign snapshot and timestamp", cmdPublish},
+	"rotate":       {"add or remove keys of a role or change its threshold (new root version)", cmdRotate},
+	"revoke":       {"remove a compromised key from every role that lists it (new root version)", cmdRevoke},
+	"withdraw":     {"mark a published release withdrawn, with a reason devices log (image kept)", cmdWithdraw},
+	"control-init": {"create the rollout control role with the update server's online key(s)", cmdControlInit},
+	"rollout":      {"pause, cap, stop or resume a release's rollout with the control key, or print its status", cmdRollout},
+	"inspect":      {"print roles, keys, thresholds, expiries, releases and deltas as tables", cmdInspect},
 }
 
 func main() {
@@ -92,7 +97,7 @@ commands:
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprint(w, `
 Run "release COMMAND --help" for a command's flags.

@@ -20,6 +20,9 @@ type session struct {
 	store *sign.DirStorage
 	repo  *sign.Repository
 	keys  *keyring // closed with the session, if set
+	// resumed is set when the session resumed the changes staged beside
+	// the repository; only then does publishing them forget the file.
+	resumed bool
 }
 
 // stagingFile is where staged changes wait between commands: beside the
@@ -30,18 +33,8 @@ func stagingFile(repoDir string) string { return filepath.Clean(repoDir) + ".sta
 
 // openSession opens the repository in dir and resumes its staged changes.
 func openSession(ctx context.Context, dir string) (*session, error) {
-	if dir == "" {
-		return nil, usageErr("--repo is required")
-	}
-	if _, err := os.Stat(filepath.Join(dir, sign.MetadataDir)); err != nil {
-		return nil, fmt.Errorf("%s is not a repository (run release init): %w", dir, err)
-	}
-	s := &session{dir: dir}
-	var err error
-	if s.store, err = sign.NewDirStorage(dir); err != nil {
-		return nil, err
-	}
-	if s.repo, err = sign.OpenRepository(ctx, s.store, sign.RepositoryOptions{}); err != nil {
+	s, err := openPublished(ctx, dir)
+	if err != nil {
 		return nil, err
 	}
 	f, err := os.Open(stagingFile(dir))
@@ -56,6 +49,27 @@ func openSession(ctx context.Context, dir string) (*session, error) {
 		s.repo.Close()
 		return nil, fmt.Errorf("staged changes in %s: %w", stagingFile(dir), err)
 	}
+	s.resumed = true
+	return s, nil
+}
+
+// openPublished opens the repository in dir as published, leaving any
+// changes staged beside it for their ceremony.
+func openPublished(ctx context.Context, dir string) (*session, error) {
+	if dir == "" {
+		return nil, usageErr("--repo is required")
+	}
+	if _, err := os.Stat(filepath.Join(dir, sign.MetadataDir)); err != nil {
+		return nil, fmt.Errorf("%s is not a repository (run release init): %w", dir, err)
+	}
+	s := &session{dir: dir}
+	var err error
+	if s.store, err = sign.NewDirStorage(dir); err != nil {
+		return nil, err
+	}
+	if s.repo, err = sign.OpenRepository(ctx, s.store, sign.RepositoryOptions{}); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -68,16 +82,23 @@ func (s *session) close() {
 	}
 }
 
-// openSigning loads the signing keys, then opens the repository in dir:
-// a key that cannot be loaded fails before the repository is touched.
+// openSigning loads the signing keys, then opens the repository in dir
+// with its staged changes: a key that cannot be loaded fails before the
+// repository is touched.
 func openSigning(ctx context.Context, dir, passEnv string, keys []string) (*session, []*sign.Signer, error) {
+	return openSigningWith(ctx, openSession, dir, passEnv, keys)
+}
+
+// openSigningWith is openSigning with open (openSession or openPublished)
+// opening the repository.
+func openSigningWith(ctx context.Context, open func(context.Context, string) (*session, error), dir, passEnv string, keys []string) (*session, []*sign.Signer, error) {
 	kr := &keyring{passEnv: passEnv}
 	signers, err := kr.signers(ctx, keys)
 	if err != nil {
 		kr.close()
 		return nil, nil, err
 	}
-	s, err := openSession(ctx, dir)
+	s, err := open(ctx, dir)
 	if err != nil {
 		kr.close()
 		return nil, nil, err
@@ -123,8 +144,12 @@ func (s *session) publish(ctx context.Context, e *env, signers []*sign.Signer) e
 		}
 		return err
 	}
-	if err := os.Remove(stagingFile(s.dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	// A session that did not resume the staged changes published none of
+	// them: they wait for their ceremony.
+	if s.resumed {
+		if err := os.Remove(stagingFile(s.dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	ts := s.repo.Timestamp()
 	e.printf("published: timestamp version %d, expires %s\n", ts.Signed.Version, ts.Signed.Expires.UTC().Format(time.RFC3339))

@@ -127,8 +127,8 @@ func TestAddRolloutWithdraw(t *testing.T) {
 	signed := targets.Targets[path]
 
 	r = ok(t, "inspect", "--repo", repo)
-	assert.Regexp(t, `(?m)^acme-gw-r2\s+1\.0\.0\s+-\s+-\s+all devices\s+-$`, r.stdout)
-	assert.Regexp(t, `(?m)^acme-gw-r2\s+1\.1\.0\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC\s+1%@0h,10%@1d,50%@3d,100%@7d\s+wave 2/4 \(10%\) until .* UTC\s+-$`, r.stdout)
+	assert.Regexp(t, `(?m)^acme-gw-r2\s+1\.0\.0\s+-\s+-\s+all devices\s+-\s+-$`, r.stdout)
+	assert.Regexp(t, `(?m)^acme-gw-r2\s+1\.1\.0\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC\s+1%@0h,10%@1d,50%@3d,100%@7d\s+wave 2/4 \(10%\) until .* UTC\s+-\s+-$`, r.stdout)
 
 	// Withdraw: usage errors first, then the real one.
 	image := func() []byte {
@@ -176,7 +176,7 @@ func TestAddRolloutWithdraw(t *testing.T) {
 	assert.Equal(t, next, image(), "the image stays published")
 
 	r = ok(t, "inspect", "--repo", repo)
-	assert.Regexp(t, `(?m)^acme-gw-r2\s+1\.1\.0\s+.*withdrawn: no device installs it\s+bricks units with the rev-B radio \(OTA-2026-7\)$`, r.stdout)
+	assert.Regexp(t, `(?m)^acme-gw-r2\s+1\.1\.0\s+.*withdrawn: no device installs it\s+-\s+bricks units with the rev-B radio \(OTA-2026-7\)$`, r.stdout)
 
 	r = cli(t, "withdraw", "--repo", repo, "--reason", "again", "--key", targetsKeys, "--key", onlineKeys, path)
 	assert.Equal(t, 1, r.code)

@@ -65,7 +65,7 @@ publish now, --stage for a k-of-n ceremony.`)
 func withdraw(ctx context.Context, s *session, target string, w manifest.Withdrawal) (*manifest.Firmware, error) {
 	old, ok := allTargets(s)[target]
 	if !ok {
-		return nil, fmt.Errorf("no target %q in the repository (give the path inspect's releases stand for, HWID/VERSION/firmware.bin)", target)
+		return nil, noTarget(target)
 	}
 	for _, p := range s.repo.StagedChanges().Targets {
 		if p == target {
