@@ -170,3 +170,38 @@ func flatten(err error) []error {
 	}
 	return out
 }
+
+// A replayed timestamp proves no new time: the device refuses it, its
+// proven time stays where the newest verified timestamp put it, and the
+// wave stays closed however far its own clock runs ahead.
+func TestSelectRolloutReplayedTimestamp(t *testing.T) {
+	ctx := context.Background()
+	opens := testNow.Add(time.Hour)
+	r, img := stagedRepo(t, map[string]staged{"1.1.0": {opens: opens}, "1.2.0": {opens: opens}})
+	r.Publish()
+	old := r.GetFile("metadata/timestamp.json") // version 1
+	r.PublishTimestamp()
+	current := r.GetFile("metadata/timestamp.json") // version 2
+	ahead := testNow.Add(12 * time.Hour)
+	clock, err := rollback.OpenTrustedClock(ctx, rollback.NewMemStore(), rollback.TrustedClockOptions{Now: func() time.Time { return ahead }})
+	require.NoError(t, err)
+	c, _ := newClient(t, r, clock)
+	require.NoError(t, c.Refresh(ctx))
+	device := gateway(t, installedImage("1.0.0", 1, img["1.0.0"]))
+	notEligible := func() {
+		t.Helper()
+		_, err := c.Select(ctx, device)
+		var ne *NotEligibleError
+		require.ErrorAs(t, err, &ne)
+		assert.True(t, opens.Equal(ne.Until))
+	}
+	notEligible()
+
+	r.SetMeta("timestamp", 1, old)
+	assert.ErrorIs(t, c.Refresh(ctx), manifest.ErrMetadataVersionLower, "the replay is refused")
+	assert.True(t, clock.Floor().Equal(testNow), "the replay raised nothing")
+
+	r.SetMeta("timestamp", 2, current)
+	require.NoError(t, c.Refresh(ctx))
+	notEligible()
+}
