@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/otaseal/otaseal/manifest"
@@ -72,11 +71,35 @@ type stagedHeader struct {
 	Revoked map[string][]string `json:"revoked,omitempty"`
 }
 
-// stagedBase is the published state changes were staged against: resuming
-// them onto any other state is a conflict.
+// stagedBase is the published state changes were staged against: the root
+// version and the published version of every targets role (as the snapshot
+// lists them). Resuming onto another state is a conflict. What the online
+// keys alone publish meanwhile (timestamp, snapshot, the rollout control)
+// is not: an update server refreshes those while a k-of-n ceremony takes
+// days, and the next Publish makes new ones anyway. The rollout control
+// counts only when the staged changes touch it.
 type stagedBase struct {
-	RootVersion     int64  `json:"root_version"`
-	TimestampSHA256 string `json:"timestamp_sha256"` // of its signed payload
+	RootVersion int64            `json:"root_version"`
+	Roles       map[string]int64 `json:"roles"`
+}
+
+// conflict reports how cur differs from b, or nil.
+func (b stagedBase) conflict(cur stagedBase) error {
+	if b.RootVersion != cur.RootVersion {
+		return fmt.Errorf("%w: changes were staged against root %d, the repository is at root %d", ErrConflict, b.RootVersion, cur.RootVersion)
+	}
+	for _, role := range slices.Sorted(maps.Keys(cur.Roles)) {
+		if b.Roles[role] != cur.Roles[role] {
+			return fmt.Errorf("%w: changes were staged against %s version %d, the repository has published version %d since",
+				ErrConflict, role, b.Roles[role], cur.Roles[role])
+		}
+	}
+	for role := range b.Roles {
+		if _, ok := cur.Roles[role]; !ok {
+			return fmt.Errorf("%w: changes were staged against role %s, which the repository no longer lists", ErrConflict, clipText(role))
+		}
+	}
+	return nil
 }
 
 type stagedFile struct {
@@ -115,16 +138,19 @@ func (r *Repository) pinClock() time.Time {
 	return r.pinned
 }
 
-func (r *Repository) base() (stagedBase, error) {
-	if r.timestamp == nil {
+// base is the published state staged changes rest on; withControl says
+// whether the rollout control's version counts.
+func (r *Repository) base(withControl bool) (stagedBase, error) {
+	if r.timestamp == nil || r.snapshot == nil {
 		return stagedBase{}, fmt.Errorf("%w: nothing published yet; publish the new repository first", ErrNotInitialized)
 	}
-	payload, err := Payload(r.timestamp)
-	if err != nil {
-		return stagedBase{}, err
+	b := stagedBase{RootVersion: r.root.Signed.Version, Roles: map[string]int64{}}
+	for name, meta := range r.snapshot.Signed.Meta {
+		role := strings.TrimSuffix(name, ".json")
+		if role != manifest.RoleRolloutControl || withControl {
+			b.Roles[role] = meta.Version
+		}
 	}
-	sum := sha256.Sum256(payload)
-	b := stagedBase{RootVersion: r.root.Signed.Version, TimestampSHA256: hex.EncodeToString(sum[:])}
 	if r.rootPending && !r.rootAdopted {
 		b.RootVersion--
 	}
@@ -141,7 +167,7 @@ func (r *Repository) base() (stagedBase, error) {
 // The saved form holds no secrets, but it is what key holders will sign:
 // keep it where a release engineer would keep the images.
 func (r *Repository) SaveStaged(w io.Writer) error {
-	base, err := r.base()
+	base, err := r.base(r.dirty[manifest.RoleRolloutControl])
 	if err != nil {
 		return err
 	}
@@ -235,13 +261,13 @@ func (r *Repository) ResumeStaged(ctx context.Context, rd io.Reader) (err error)
 	if err != nil {
 		return err
 	}
-	base, err := r.base()
+	_, withControl := h.Base.Roles[manifest.RoleRolloutControl]
+	base, err := r.base(withControl)
 	if err != nil {
 		return err
 	}
-	if h.Base != base {
-		return fmt.Errorf("%w: changes were staged against root %d and timestamp %.16s, the repository is at root %d and timestamp %.16s",
-			ErrConflict, h.Base.RootVersion, h.Base.TimestampSHA256, base.RootVersion, base.TimestampSHA256)
+	if err := h.Base.conflict(base); err != nil {
+		return err
 	}
 	published := maps.Clone(r.targets)
 	undo := r.saveState()

@@ -158,13 +158,22 @@ func TestResumeStagedConflict(t *testing.T) {
 	require.NoError(t, busy.AddFirmware(ctx, "plain3.bin", bytes.NewReader([]byte("3")), firmware("0.3.0", 0)))
 	assert.ErrorIs(t, busy.ResumeStaged(ctx, bytes.NewReader(saved)), ErrConflict)
 
-	// Someone else publishes meanwhile: even a bare refresh moves the
-	// timestamp, and the saved changes no longer apply.
+	// The update server refreshes snapshot and timestamp meanwhile: the
+	// ceremony goes on.
 	require.NoError(t, reopen(t, tr.dir, tr.now).Publish(ctx, onlineSigners(t)))
+	refreshed := reopen(t, tr.dir, tr.now)
+	require.NoError(t, refreshed.ResumeStaged(ctx, bytes.NewReader(saved)))
+	assert.NotEmpty(t, refreshed.StagedChanges().Targets)
+
+	// Someone else publishes a release meanwhile: the targets role moved,
+	// and the saved changes no longer apply.
+	other := reopen(t, tr.dir, tr.now)
+	require.NoError(t, other.AddFirmware(ctx, "plain3.bin", bytes.NewReader([]byte("3")), firmware("0.3.0", 0)))
+	require.NoError(t, other.Publish(ctx, allSigners(t)))
 	moved := reopen(t, tr.dir, tr.now)
 	err := moved.ResumeStaged(ctx, bytes.NewReader(saved))
 	require.ErrorIs(t, err, ErrConflict)
-	assert.Contains(t, err.Error(), "staged against")
+	assert.Contains(t, err.Error(), "staged against targets version")
 	assert.Empty(t, moved.StagedChanges().Targets)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -95,8 +94,8 @@ control-init):
 A control only narrows the schedule the targets role signed: no cap can
 widen a share or start a wave early. pause, cap, stop and resume publish
 at once with the control key(s) and the snapshot and timestamp keys; the
-offline targets key is not needed. Changes staged for a ceremony are
-not published with the control; they must be staged again afterwards.`)
+offline targets key is not needed. Changes staged for a ceremony stay
+staged: they are not published with the control, and the ceremony goes on.`)
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (strings.Trim(args[0], "-") == "help" || strings.Trim(args[0], "-") == "h") {
 			return parse(e, fs, args[:1])
@@ -167,11 +166,6 @@ not published with the control; they must be staged again afterwards.`)
 	e.printf("%s %s: %s\n", target, pastTense[action], formatControl(controlOf(s, target)))
 	if err := s.publish(ctx, e, signers); err != nil {
 		return err
-	}
-	// Stopping a bad rollout cannot wait for a ceremony, but changes are
-	// staged against one timestamp: say what the operator must redo.
-	if _, err := os.Stat(stagingFile(s.dir)); err == nil {
-		fmt.Fprintf(e.stderr, "release rollout: note: the changes staged in %s were staged before this control and can no longer be resumed: remove the file and stage them again\n", stagingFile(s.dir))
 	}
 	return nil
 }

@@ -145,8 +145,10 @@ func TestRolloutControl(t *testing.T) {
 	targets, err = c.Targets()
 	require.NoError(t, err)
 	assert.Equal(t, targetsVersion, targets.Signed.Version, "the offline targets role was not signed again")
-	assert.Contains(t, r.stderr, "were staged before this control and can no longer be resumed")
-	require.NoError(t, os.Remove(stagingFile(repo)), "the staged 1.2.0 was neither published nor removed")
+	_, err = os.Stat(stagingFile(repo))
+	require.NoError(t, err, "the staged 1.2.0 was neither published nor removed")
+	ok(t, "inspect", "--repo", repo) // and it still resumes: the ceremony goes on
+	require.NoError(t, os.Remove(stagingFile(repo)))
 
 	r = ok(t, "rollout", "status", "--repo", repo, path)
 	assert.Contains(t, r.stdout, "schedule: 10%@0h,50%@6h,100%@1d from "+formatTime(start))
