@@ -101,9 +101,10 @@ func TestRolloutControlRefusals(t *testing.T) {
 // a rollout release and a control role, and finds every image.
 func TestRolloutControlReadByGoTUF(t *testing.T) {
 	tr := newTestRepo(t, true)
-	withControl(t, tr)
+	withRolloutRelease(t, tr) // a staged release, the control role, a pause
 	require.NoError(t, tr.repo.SetRolloutControl("plain.bin", manifest.ReleaseControl{State: manifest.ControlCapped, CapShare: 100, Reason: "canary"}))
 	require.NoError(t, tr.repo.Publish(context.Background(), append(onlineSigners(t), controlSigner(t)...)))
+	require.Contains(t, tr.images, rolloutPath)
 	client := newGoTUFClient(t, serveDir(t, tr.dir), rootBytesOf(t, tr.root), tr.now)
 	for p, want := range tr.images {
 		got, _, err := client.fetch(p)
