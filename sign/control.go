@@ -3,8 +3,6 @@ package sign
 import (
 	"fmt"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/otaseal/otaseal/manifest"
 )
 
@@ -17,37 +15,10 @@ import (
 // re-signs the top-level targets role at the next Publish, so it needs the
 // offline targets key once; changing a control later does not.
 func (r *Repository) AddRolloutControl(keys RoleKeys) error {
-	pmd := r.targets[manifest.RoleTargets]
-	if _, exists := r.targets[manifest.RoleRolloutControl]; exists {
-		return fmt.Errorf("%w: %q", ErrRoleExists, manifest.RoleRolloutControl)
-	}
-	dl := pmd.Signed.Delegations
-	if dl != nil && dl.SuccinctRoles != nil {
-		// TUF allows roles or succinct roles in one delegation, not both.
-		return fmt.Errorf("%w: %q delegates to hash bins; the rollout control role needs a named delegation", ErrBadPolicy, manifest.RoleTargets)
-	}
-	next := &manifest.Delegations{Keys: map[string]*manifest.Key{}}
-	if dl != nil {
-		for id, k := range dl.Keys {
-			next.Keys[id] = k
-		}
-		next.Roles = append(next.Roles, dl.Roles...)
-	}
-	ids, err := addKeys(next.Keys, keys)
-	if err != nil {
-		return fmt.Errorf("rollout control: %w", err)
-	}
 	// Paths is empty, not nil: "paths": [] is written, the one shape every
 	// TUF client reads as a role trusted for no target.
-	next.Roles = append(next.Roles, manifest.DelegatedRole{Name: manifest.RoleRolloutControl, Threshold: keys.Threshold, KeyIDs: ids, Paths: []string{}})
-	if err := (&Policy{roles: map[string]*RolePolicy{}}).AddDelegations(next); err != nil {
-		return err
-	}
-	pmd.Signed.Delegations = next
-	r.targets[manifest.RoleRolloutControl] = metadata.Targets(r.opts.now())
-	r.markDirty(manifest.RoleTargets)
-	r.markDirty(manifest.RoleRolloutControl)
-	return nil
+	role := manifest.DelegatedRole{Name: manifest.RoleRolloutControl, Threshold: keys.Threshold, Paths: []string{}}
+	return r.delegate(manifest.RoleTargets, role, keys)
 }
 
 // RolloutControl returns the control the repository holds, staged changes

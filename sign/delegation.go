@@ -38,16 +38,24 @@ func (r *Repository) AddDelegation(parent string, d Delegation) error {
 	if len(d.Paths) == 0 {
 		return fmt.Errorf("%w: delegation %q has no paths", ErrBadPolicy, d.Name)
 	}
+	role := manifest.DelegatedRole{Name: d.Name, Threshold: d.Keys.Threshold, Paths: d.Paths, Terminating: d.Terminating}
+	return r.delegate(parent, role, d.Keys)
+}
+
+// delegate adds role, with keys, to parent's delegations and creates its
+// empty document; both are published at the next Publish.
+func (r *Repository) delegate(parent string, role manifest.DelegatedRole, keys RoleKeys) error {
 	pmd, ok := r.targets[parent]
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownRole, parent)
 	}
-	if _, exists := r.targets[d.Name]; exists {
-		return fmt.Errorf("%w: %q", ErrRoleExists, d.Name)
+	if _, exists := r.targets[role.Name]; exists {
+		return fmt.Errorf("%w: %q", ErrRoleExists, role.Name)
 	}
 	dl := pmd.Signed.Delegations
 	if dl != nil && dl.SuccinctRoles != nil {
-		return fmt.Errorf("%w: %q already delegates to hash bins", ErrBadPolicy, parent)
+		// TUF allows roles or succinct roles in one delegation, not both.
+		return fmt.Errorf("%w: %q already delegates to hash bins, which a named delegation cannot join", ErrBadPolicy, parent)
 	}
 	next := &manifest.Delegations{Keys: map[string]*manifest.Key{}}
 	if dl != nil {
@@ -56,26 +64,19 @@ func (r *Repository) AddDelegation(parent string, d Delegation) error {
 		}
 		next.Roles = append(next.Roles, dl.Roles...)
 	}
-	role := manifest.DelegatedRole{Name: d.Name, Threshold: d.Keys.Threshold, Paths: d.Paths, Terminating: d.Terminating, KeyIDs: []string{}}
-	for _, k := range d.Keys.Keys {
-		if _, err := PublicKeyOf(k); err != nil {
-			return fmt.Errorf("delegation %q: %w", d.Name, err)
-		}
-		id, err := KeyID(k)
-		if err != nil {
-			return err
-		}
-		next.Keys[id] = copyKey(k)
-		role.KeyIDs = append(role.KeyIDs, id)
+	ids, err := addKeys(next.Keys, keys)
+	if err != nil {
+		return fmt.Errorf("delegation %q: %w", role.Name, err)
 	}
+	role.KeyIDs = ids
 	next.Roles = append(next.Roles, role)
 	if err := (&Policy{roles: map[string]*RolePolicy{}}).AddDelegations(next); err != nil {
 		return err
 	}
 	pmd.Signed.Delegations = next
-	r.targets[d.Name] = metadata.Targets(r.opts.now())
+	r.targets[role.Name] = metadata.Targets(r.opts.now())
 	r.markDirty(parent)
-	r.markDirty(d.Name)
+	r.markDirty(role.Name)
 	return nil
 }
 
