@@ -278,6 +278,11 @@ func (d *targetsDecoder) hexBytes(dst *metadata.HexBytes) error {
 		return fmt.Errorf("%w: invalid hex bytes", ErrMalformed)
 	}
 	n := (len(span) - 2) / 2
+	if n == 0 {
+		// go-tuf decodes "" to an empty, non-nil slice.
+		*dst = metadata.HexBytes{}
+		return nil
+	}
 	if cap(d.hexes)-len(d.hexes) < n {
 		d.hexes = make([]byte, 0, max(64<<10, n))
 	}
