@@ -45,9 +45,11 @@
 // *[manifest.ThresholdError] listing who signed and who did not.
 //
 // Interoperability: go-tuf and tuf-js both read every scheme this package
-// signs with except one: tuf-js (4.1.0, pinned in the tests) cannot verify
-// ecdsa-sha2-nistp384 signatures. Use ed25519, ECDSA P-256 or RSA-PSS for
-// roles that tuf-js (or sigstore-js) clients must read.
+// signs with: ed25519, ECDSA P-256 and P-384, and RSA-PSS. tuf-js verifies
+// ecdsa-sha2-nistp384 from version 6.0.2 on (the version pinned in the
+// tests); earlier versions hash every ECDSA signature with SHA-256 and
+// refuse P-384 roles, so use ed25519, P-256 or RSA-PSS for roles that
+// older tuf-js (or sigstore-js) clients must read.
 //
 // Deltas: [Repository.AddDelta] applies a patch once, with package delta,
 // to check that it rebuilds the signed image before staging it, so a
