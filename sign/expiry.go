@@ -153,3 +153,16 @@ func (p *publisher) checkOfflineExpiry() error {
 	}
 	return nil
 }
+
+// RenewTargets stages the targets role named role (top-level or
+// delegated) unchanged, so that the next Publish signs a new version with
+// a new expiry: how a targets role is kept alive, or revived after it
+// expired, when no release is due. Like any change to an offline role it
+// needs the role's keys at Publish, or an offline ceremony (ExportRole).
+func (r *Repository) RenewTargets(role string) error {
+	if _, ok := r.targets[role]; !ok || role == manifest.RoleRolloutControl {
+		return fmt.Errorf("%w: %q is not a targets role of this repository", ErrUnknownRole, role)
+	}
+	r.markDirty(role)
+	return nil
+}

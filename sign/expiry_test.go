@@ -1,7 +1,6 @@
 package sign
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -86,8 +85,12 @@ func TestPublishRefusesExpired(t *testing.T) {
 	assert.Equal(t, before, treeHash(t, tr.dir), "nothing written")
 
 	// A new targets version renews targets: the publish goes through.
-	require.NoError(t, tr.repo.AddFirmware(ctx, "plain-2.bin", bytes.NewReader([]byte("2")), firmware("0.2.0", 0)))
-	require.NoError(t, tr.repo.Publish(ctx, allSigners(t)))
+	assert.ErrorIs(t, tr.repo.RenewTargets("no-such-role"), ErrUnknownRole)
+	require.NoError(t, tr.repo.RenewTargets(manifest.RoleTargets))
+	err = tr.repo.Publish(ctx, onlineSigners(t))
+	assert.ErrorAs(t, err, new(*manifest.ThresholdError), "the renewal needs the targets key")
+	assert.Equal(t, before, treeHash(t, tr.dir), "nothing written")
+	require.NoError(t, tr.repo.Publish(ctx, signersOf(t, "ed25519-1", "ed25519-2", "p256", "ed25519-4", "ed25519-5")))
 	for _, e := range tr.repo.Expiries() {
 		if e.Role == manifest.RoleRoot || e.Role == manifest.RoleTargets {
 			assert.Equal(t, ExpiryOK, e.State(tr.now, ExpiryWarning(e.Role)), e.Role)
