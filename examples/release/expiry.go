@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -144,4 +145,18 @@ func refuseExpiredRoot(e *env, s *session) error {
 		return &sign.ExpiredError{Role: manifest.RoleRoot, Version: root.Signed.Version, Expires: root.Signed.Expires, Now: now}
 	}
 	return nil
+}
+
+// renewExpiredTargets stages a new version of the top-level targets role
+// when it has expired: a root renewed on its own would still be refused
+// by sign (and by devices) under an expired targets, and a targets
+// renewal alone under an expired root; one publish renews both. The
+// publish then needs the targets keys, and says so.
+func renewExpiredTargets(e *env, s *session) error {
+	t, ok := s.repo.Targets(manifest.RoleTargets)
+	if !ok || t.Signed.Expires.After(e.now()) || slices.Contains(s.repo.StagedChanges().Roles, manifest.RoleTargets) {
+		return nil
+	}
+	fmt.Fprintf(e.stderr, "targets version %d expired %s: renewing it in the same publish (give the targets keys too)\n", t.Signed.Version, formatTime(t.Signed.Expires))
+	return s.repo.RenewTargets(manifest.RoleTargets)
 }

@@ -272,6 +272,9 @@ func rotateRoot(ctx context.Context, e *env, s *session, kr *keyring, spec sign.
 	if err := s.repo.SetRoot(next); err != nil {
 		return err
 	}
+	if err := renewExpiredTargets(e, s); err != nil {
+		return err
+	}
 	if err := s.publish(ctx, e, signers); err != nil {
 		return err
 	}
