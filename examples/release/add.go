@@ -171,10 +171,15 @@ kept together with this one.`)
 			return err
 		}
 	}
-	if err := s.finish(ctx, e, *stage, signers); err != nil {
+	// What was added, then where it went; all of it only once true.
+	var finished bytes.Buffer
+	quiet := *e
+	quiet.stdout = &finished
+	if err := s.finish(ctx, &quiet, *stage, signers); err != nil {
 		return err
 	}
 	report.print(e)
+	e.stdout.Write(finished.Bytes())
 	warnExpiries(e, s, nil)
 	return nil
 }

@@ -10,7 +10,8 @@
 //	release keygen  --out FILE [--type ed25519|ecdsa-p256|ecdsa-p384|rsa] [--bits N]
 //	release keygen  --pkcs11 "pkcs11:module=LIB;token=T;key=LABEL;pin-env=VAR" [--type ecdsa-p256|ecdsa-p384|rsa] [--pub FILE]
 //	release init    --repo DIR --root-key K[,K...] [--root-threshold N] --targets-key K ... --snapshot-key K ... --timestamp-key K ...
-//	release add     --repo DIR --hardware-id ID[,ID] --version V --security-version N [--severity S]
+//	                [--ROLE-expiry D] [--allow-shared-keys]
+//	release add     --repo DIR --hardware-id ID[,ID] [--new-hardware-id] --version V --security-version N [--severity S]
 //	                [--advisory ID]... [--notes TEXT] [--deltas N] [--delta-formats F[,F]]
 //	                [--rollout WAVES|PRESET [--rollout-start TIME]] (--key K... | --stage) IMAGE
 //	release withdraw --repo DIR --reason TEXT [--advisory ID]... (--key K... | --stage) TARGET
@@ -19,8 +20,9 @@
 //	release export  --repo DIR --role ROLE --out FILE
 //	release sign    --in FILE --role ROLE --key K --out SIG
 //	release merge   --repo DIR --role ROLE --in FILE [--key K...] SIG...
-//	release publish --repo DIR --key K...
-//	release rotate  --repo DIR --role ROLE [--add-key K]... [--remove-key KEYID]... [--threshold N] [--export FILE] [--key K...]
+//	release publish --repo DIR [--renew ROLE]... --key K...
+//	release rotate  --repo DIR --role ROLE [--add-key K]... [--remove-key KEYID]... [--threshold N] [--root-expiry D] [--export FILE] [--key K...]
+//	release rotate  --repo DIR --root-expiry D --key K...   (renew the root)
 //	release revoke  --repo DIR --key-id KEYID [--role ROLE] [--threshold N] [--export FILE] [--key K...]
 //	release inspect --repo DIR
 //	release status  --repo DIR [--warn-ROLE D]
@@ -31,6 +33,12 @@
 // "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=T;key=LABEL;pin-env=VAR".
 // Passphrases of encrypted PEM files and PINs come from environment
 // variables (--passphrase-env, pin-env), never from the command line.
+//
+// Every role has its own key: a root or targets key that is also a
+// snapshot or timestamp key is refused (sign.CheckRoleSeparation) unless
+// --allow-shared-keys marks a test repository. Nothing is published under
+// an expired root or targets document, and every publish warns about a
+// role inside its warning window; status reports expiries for monitoring.
 //
 // The repository directory is what an update server serves. Changes staged
 // for an offline ceremony (add --stage) live beside it in DIR.staged, never
