@@ -10,12 +10,17 @@
 // before anything is written, offline keys (root, targets, delegations)
 // are needed only when what they vouch for changes, and an update server
 // that holds just the snapshot and timestamp keys cannot forge firmware.
+// [CheckRoleSeparation] refuses a root that gives a root or targets key to
+// snapshot or timestamp as well (the release tool applies it at init and
+// rotate, the update server at start), and Publish refuses to publish
+// under an expired root or targets document ([ErrExpired]); [Repository.Expiries]
+// and [ExpiryWarning] tell an operator what expires when.
 //
 // Five calls to start from; their docs lead to the rest:
 //
 //   - [NewRoot]: the root document naming each role's keys and threshold.
 //   - [LoadPEMSignerFile]: a signing key (HSM, KMS and any sigstore signer
-//     fit too).
+//     fit too; [GenerateKey] and [GeneratePKCS11Key] make new ones).
 //   - [CreateRepository]: a repository on a Storage, to stage firmware,
 //     deltas and delegations on (or open a published one).
 //   - [Repository.Publish]: sign and write what is staged; an update server
