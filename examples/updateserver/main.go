@@ -156,7 +156,10 @@ At least one of --http and --https is required. The server holds only the
 snapshot and timestamp keys, and optionally the rollout control key: it
 re-signs snapshot.json and timestamp.json (and rollout-control.json) before
 they expire and can never change which firmware the repository offers. It
-refuses a key that is also a root or targets key.
+refuses a key that is also a root or targets key, and a root in which any
+root or targets key is also a snapshot or timestamp key (--allow-shared-keys
+serves such a test repository anyway). It never re-signs under an expired
+root or targets document: it logs which expired and /healthz answers 503.
 
 Rollout control: when the repository delegates the "rollout-control" role,
 devices refuse every update once its document has expired (fail closed).
