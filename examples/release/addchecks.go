@@ -44,6 +44,11 @@ func checkAdd(e *env, s *session, refs []string, signers []*sign.Signer, fw mani
 	if err := refuseExpiredRoot(e, s); err != nil {
 		return err
 	}
+	if t, ok := s.repo.Targets(manifest.RoleTargets); ok && !t.Signed.Expires.After(e.now()) {
+		// Not refused: the release signs a new targets version, which
+		// is what renews an expired one.
+		fmt.Fprintf(e.stderr, "note: targets version %d expired %s; this release's targets version renews it\n", t.Signed.Version, formatTime(t.Signed.Expires))
+	}
 	if err := checkSigners(s, refs, signers); err != nil {
 		return err
 	}

@@ -343,6 +343,17 @@ func TestBuiltExpiry(t *testing.T) {
 	vs, _ := newClient(t, expired).releases("hw")
 	assert.Equal(t, []string{"1.0.0"}, vs, "a device accepts the renewed repository")
 
+	// Published 100 days ago: the targets role (90 days) has expired, the
+	// root not. A release signs a new targets version, which renews it.
+	stale := repoAt(t, now.Add(-100*24*time.Hour), sign.RepositoryOptions{})
+	refused(t, stale, exitExpired, "status", "--repo", stale)
+	r = binOK(t, "add", "--repo", stale, "--hardware-id", "hw", "--version", "1.1.0", "--security-version", "1",
+		"--key", key("ed25519-2"), "--key", onlineKeys, img)
+	assert.Contains(t, r.stderr, "note: targets version 1 expired")
+	binOK(t, "status", "--repo", stale)
+	vs, _ = newClient(t, stale).releases("hw")
+	assert.Equal(t, []string{"1.0.0", "1.1.0"}, vs)
+
 	// Published 340 days ago, everything but the root made to last: the
 	// root expires in 25 days, inside its 30-day window.
 	long := 400 * 24 * time.Hour
@@ -354,6 +365,15 @@ func TestBuiltExpiry(t *testing.T) {
 		"--key", key("ed25519-2"), "--key", onlineKeys, img)
 	assert.Contains(t, r.stdout, "added hw/1.1.0/firmware.bin")
 	assert.Regexp(t, `warning: root version 1 expires in 2[45] days`, r.stderr)
+
+	// A targets role is renewed without a release by publish --renew,
+	// with the targets key only.
+	r = refused(t, soon, 1, "publish", "--repo", soon, "--renew", "targets", "--key", onlineKeys)
+	assert.Contains(t, r.stderr, "role targets needs 1 signatures")
+	refused(t, soon, 2, "publish", "--repo", soon, "--renew", "no-such-role", "--key", key("ed25519-2"), "--key", onlineKeys)
+	binOK(t, "publish", "--repo", soon, "--renew", "targets", "--targets-expiry", "30d", "--key", key("ed25519-2"), "--key", onlineKeys)
+	r = bin(t, "status", "--repo", soon)
+	assert.Regexp(t, `(?m)^targets\s+3\s+`+now.Add(30*24*time.Hour).UTC().Format("2006-01-02")+` `, r.stdout)
 }
 
 // Finding 4: a new hardware ID needs --new-hardware-id, required flags are
