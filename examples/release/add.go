@@ -138,11 +138,15 @@ kept together with this one.`)
 		return err
 	}
 	defer s.close()
-	if err := checkAdd(e, s, keys, signers, fw, *newHW); err != nil {
+	if err := checkAdd(e, s, keys, signers); err != nil {
 		return err
 	}
+	// A re-run of the same add is a no-op, --new-hardware-id or not.
 	target := fmt.Sprintf("%s/%s/firmware.bin", hwids[0], v)
 	if done, err := alreadyAdded(e, s, target, image, fw); done || err != nil {
+		return err
+	}
+	if err := checkRelease(s, fw, *newHW); err != nil {
 		return err
 	}
 

@@ -37,10 +37,10 @@ func requireFlags(fs *flag.FlagSet, names ...string) error {
 	return usageErr("%s are required", strings.Join(missing, ", "))
 }
 
-// checkAdd runs every check of a new release that needs the repository,
-// before any image is read: a root that has expired, keys that count for
-// nothing, an unknown hardware ID, a security version that drops.
-func checkAdd(e *env, s *session, refs []string, signers []*sign.Signer, fw manifest.Firmware, newHW bool) error {
+// checkAdd runs the checks of a new release that need the repository,
+// before any image is read: a root that has expired and keys that count
+// for nothing. checkRelease follows once the release is known to be new.
+func checkAdd(e *env, s *session, refs []string, signers []*sign.Signer) error {
 	if err := refuseExpiredRoot(e, s); err != nil {
 		return err
 	}
@@ -49,9 +49,12 @@ func checkAdd(e *env, s *session, refs []string, signers []*sign.Signer, fw mani
 		// is what renews an expired one.
 		fmt.Fprintf(e.stderr, "note: targets version %d expired %s; this release's targets version renews it\n", t.Signed.Version, formatTime(t.Signed.Expires))
 	}
-	if err := checkSigners(s, refs, signers); err != nil {
-		return err
-	}
+	return checkSigners(s, refs, signers)
+}
+
+// checkRelease refuses an unknown hardware ID (without newHW) and a
+// security version that drops.
+func checkRelease(s *session, fw manifest.Firmware, newHW bool) error {
 	if err := checkHardwareIDs(s, fw.HardwareIDs, newHW); err != nil {
 		return err
 	}

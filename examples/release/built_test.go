@@ -419,6 +419,11 @@ func TestBuiltAddIdempotent(t *testing.T) {
 
 	r = refused(t, repo, 0, args...)
 	assert.Equal(t, "already published: acme-gw-r2/1.2.0/firmware.bin (same image, same facts); nothing changed\n", r.stdout)
+	// A script that made the first release of a hardware ID runs again.
+	old, _ := images()
+	r = refused(t, repo, 0, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", newHW(t), "--version", "1.0.0", "--security-version", "5",
+		"--key", key("ed25519-2"), "--key", onlineKeys, writeImage(t, dir, "1.0.0-again.bin", old))
+	assert.Contains(t, r.stdout, "already published: acme-gw-r2/1.0.0/firmware.bin")
 
 	// Other facts, or another image, under a published version: refused.
 	other := slicesReplace(args, "fixes the lock", "fixes the lock and more")

@@ -77,7 +77,7 @@ func expiryFlags(fs *flag.FlagSet, roles ...string) map[string]*durationFlag {
 	return out
 }
 
-// apply sets the lifetimes of flags in opts.
+// applyExpiry sets the lifetimes of flags in opts.
 func applyExpiry(opts *sign.RepositoryOptions, flags map[string]*durationFlag) {
 	for role, f := range flags {
 		switch role {
