@@ -10,12 +10,17 @@
 // before anything is written, offline keys (root, targets, delegations)
 // are needed only when what they vouch for changes, and an update server
 // that holds just the snapshot and timestamp keys cannot forge firmware.
+// [CheckRoleSeparation] refuses a root that gives a root or targets key to
+// snapshot or timestamp as well (the release tool applies it at init and
+// rotate, the update server at start), and Publish refuses to publish
+// under an expired root or targets document ([ErrExpired]); [Repository.Expiries]
+// and [ExpiryWarning] tell an operator what expires when.
 //
 // Five calls to start from; their docs lead to the rest:
 //
 //   - [NewRoot]: the root document naming each role's keys and threshold.
 //   - [LoadPEMSignerFile]: a signing key (HSM, KMS and any sigstore signer
-//     fit too).
+//     fit too; [GenerateKey] and [GeneratePKCS11Key] make new ones).
 //   - [CreateRepository]: a repository on a Storage, to stage firmware,
 //     deltas and delegations on (or open a published one).
 //   - [Repository.Publish]: sign and write what is staged; an update server
@@ -45,9 +50,11 @@
 // *[manifest.ThresholdError] listing who signed and who did not.
 //
 // Interoperability: go-tuf and tuf-js both read every scheme this package
-// signs with except one: tuf-js (4.1.0, pinned in the tests) cannot verify
-// ecdsa-sha2-nistp384 signatures. Use ed25519, ECDSA P-256 or RSA-PSS for
-// roles that tuf-js (or sigstore-js) clients must read.
+// signs with: ed25519, ECDSA P-256 and P-384, and RSA-PSS. tuf-js verifies
+// ecdsa-sha2-nistp384 from version 6.0.2 on (the version pinned in the
+// tests); earlier versions hash every ECDSA signature with SHA-256 and
+// refuse P-384 roles, so use ed25519, P-256 or RSA-PSS for roles that
+// older tuf-js (or sigstore-js) clients must read.
 //
 // Deltas: [Repository.AddDelta] applies a patch once, with package delta,
 // to check that it rebuilds the signed image before staging it, so a

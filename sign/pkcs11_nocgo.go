@@ -5,6 +5,8 @@ package sign
 import (
 	"context"
 	"fmt"
+
+	"github.com/otaseal/otaseal/manifest"
 )
 
 // PKCS11Config locates a signing key in a PKCS#11 token; see the cgo build.
@@ -28,3 +30,9 @@ func OpenPKCS11(ctx context.Context, cfg PKCS11Config) (*PKCS11Signer, error) {
 
 // Close does nothing.
 func (p *PKCS11Signer) Close() error { return nil }
+
+// GeneratePKCS11Key reports that this build has no PKCS#11 support (it
+// needs cgo).
+func GeneratePKCS11Key(ctx context.Context, cfg PKCS11Config, alg KeyAlgorithm, rsaBits int) (*manifest.Key, error) {
+	return nil, fmt.Errorf("%w: PKCS#11 needs a cgo build", ErrUnsupportedKey)
+}

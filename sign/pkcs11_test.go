@@ -62,3 +62,46 @@ func TestPKCS11Signer(t *testing.T) {
 	_, err = OpenPKCS11(ctx, PKCS11Config{ModulePath: module, TokenLabel: "otaseal-test", KeyLabel: "targets-p256", PINEnv: "OTASEAL_TEST_UNSET_PIN"})
 	assert.ErrorIs(t, err, ErrPassphrase)
 }
+
+// Keys created inside the token by GeneratePKCS11Key sign through it; a
+// label in use is never replaced.
+func TestGeneratePKCS11Key(t *testing.T) {
+	const pin = "5678"
+	module := softhsm.NewToken(t, "otaseal-keygen", pin)
+	t.Setenv("OTASEAL_TEST_HSM_PIN", pin)
+	ctx := context.Background()
+	cfg := func(label string) PKCS11Config {
+		return PKCS11Config{ModulePath: module, TokenLabel: "otaseal-keygen", KeyLabel: label, PINEnv: "OTASEAL_TEST_HSM_PIN"}
+	}
+	for _, tc := range []struct {
+		alg    KeyAlgorithm
+		scheme string
+	}{{KeyECDSAP256, SchemeECDSAP256}, {KeyECDSAP384, SchemeECDSAP384}, {KeyRSA, SchemeRSAPSS}} {
+		t.Run(string(tc.alg), func(t *testing.T) {
+			bits := 0
+			if tc.alg == KeyRSA {
+				bits = 2048
+			}
+			key, err := GeneratePKCS11Key(ctx, cfg(string(tc.alg)), tc.alg, bits)
+			require.NoError(t, err)
+			assert.Equal(t, tc.scheme, key.Scheme)
+			s, err := OpenPKCS11(ctx, cfg(string(tc.alg)))
+			require.NoError(t, err)
+			defer s.Close()
+			wantID, err := KeyID(key)
+			require.NoError(t, err)
+			assert.Equal(t, wantID, s.KeyID(), "the key generated is the key opened")
+
+			_, err = GeneratePKCS11Key(ctx, cfg(string(tc.alg)), tc.alg, bits)
+			assert.ErrorIs(t, err, ErrKeyExists)
+			again, err := OpenPKCS11(ctx, cfg(string(tc.alg)))
+			require.NoError(t, err)
+			defer again.Close()
+			assert.Equal(t, wantID, again.KeyID(), "the refused generation left the key alone")
+		})
+	}
+	_, err := GeneratePKCS11Key(ctx, cfg("ed"), KeyEd25519, 0)
+	assert.ErrorIs(t, err, ErrUnsupportedKey)
+	_, err = GeneratePKCS11Key(ctx, PKCS11Config{ModulePath: module, TokenLabel: "otaseal-keygen", KeyLabel: "x", PINEnv: "OTASEAL_TEST_UNSET_PIN"}, KeyECDSAP256, 0)
+	assert.ErrorIs(t, err, ErrPassphrase)
+}

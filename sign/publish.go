@@ -47,13 +47,19 @@ import (
 //
 // Before writing, Publish checks that storage still holds the timestamp it
 // last saw (ErrConflict otherwise): two publishers never interleave
-// silently.
+// silently. It refuses (*ExpiredError, ErrExpired) to publish under a root
+// or top-level targets document that has expired, since devices would
+// refuse everything it writes: a staged root rotation or a new targets
+// version renews them.
 func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 	pub, err := r.newPublisher(ctx, signers)
 	if err != nil {
 		return err
 	}
 	if err := pub.planTargets(); err != nil {
+		return err
+	}
+	if err := pub.checkOfflineExpiry(); err != nil {
 		return err
 	}
 	if err := pub.nextSnapshot(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -41,12 +42,20 @@ func parseDeltaFormats(names []string) ([]deltaFormat, error) {
 }
 
 func cmdAdd(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "add", "--repo DIR --hardware-id ID[,ID] --version V --security-version N [flags] (--key K... | --stage) IMAGE", `
+	fs := newFlags(e, "add", "--repo DIR --hardware-id ID[,ID] [--new-hardware-id] --version V --security-version N [flags] (--key K... | --stage) IMAGE", `
 Adds the firmware image IMAGE as target HWID/VERSION/firmware.bin (HWID is
 the first --hardware-id) and, from each of the --deltas newest earlier
 releases for the same hardware IDs, a delta in every --delta-formats as
 HWID/deltas/FROM-TO.bsdiff or .otz. A delta that would not be smaller than
-the image is skipped. Progress goes to stderr, one line per delta.
+the image is skipped. On a terminal, progress is drawn on stderr while
+the image is hashed and each delta is made; scripts see only the results.
+
+A hardware ID that no release in the repository names yet is refused
+unless --new-hardware-id says that a new product line is meant: a typo
+would otherwise publish a release no device ever asks for. Adding the
+same image with the same facts again changes nothing ("already
+published"); another image or other facts under a published version are
+refused, since a published version never changes.
 
 With --rollout, the release is signed with a staged rollout schedule that
 devices enforce by their trusted clock: wave "10%@24h" reaches a tenth of
@@ -65,7 +74,9 @@ kept together with this one.`)
 	var advisories repeatFlag
 	fs.Var(&hwids, "hardware-id", "hardware ID(s) the image is built for (comma-separated or repeated)")
 	version := fs.String("version", "", "semantic version of the image, e.g. 2.4.1")
-	secVersion := fs.Uint64("security-version", 0, "security version: must never drop across releases of a hardware ID")
+	secVersion := fs.Uint64("security-version", 0, "security version (required): must never drop across releases of a hardware ID")
+	newHW := fs.Bool("new-hardware-id", false, "the hardware ID is new to the repository: start a new product line")
+	expiry := expiryFlags(fs, manifest.RoleTargets)
 	severity := fs.String("severity", "", "feature, bugfix, security or critical")
 	fs.Var(&advisories, "advisory", "advisory fixed by the release, e.g. CVE-2026-0001 (repeatable)")
 	notes := fs.String("notes", "", "release notes")
@@ -84,8 +95,8 @@ kept together with this one.`)
 	if *stage == (len(keys) > 0) {
 		return usageErr("give either --key (publish now) or --stage (k-of-n ceremony)")
 	}
-	if len(hwids) == 0 || *version == "" {
-		return usageErr("--hardware-id and --version are required")
+	if err := requireFlags(fs, "hardware-id", "version", "security-version"); err != nil {
+		return err
 	}
 	if *deltas < 0 {
 		return usageErr("--deltas must not be negative")
@@ -120,40 +131,67 @@ kept together with this one.`)
 	}
 	image := fs.Arg(0)
 
-	s, signers, err := openSigning(ctx, *repoDir, *passEnv, keys)
+	opts := sign.RepositoryOptions{}
+	applyExpiry(&opts, expiry)
+	s, signers, err := openSigningOpts(ctx, *repoDir, *passEnv, keys, opts)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	if err := checkSecurityVersion(s.repo, fw); err != nil {
+	if err := checkAdd(e, s, keys, signers); err != nil {
+		return err
+	}
+	// A re-run of the same add is a no-op, --new-hardware-id or not.
+	target := fmt.Sprintf("%s/%s/firmware.bin", hwids[0], v)
+	if done, err := alreadyAdded(e, s, target, image, fw); done || err != nil {
+		return err
+	}
+	if err := checkRelease(s, fw, *newHW); err != nil {
 		return err
 	}
 
-	target := fmt.Sprintf("%s/%s/firmware.bin", hwids[0], v)
 	f, err := os.Open(image)
 	if err != nil {
 		return err
 	}
-	err = s.repo.AddFirmware(ctx, target, f, fw)
+	info, err := f.Stat()
+	if err == nil {
+		p := startProgress(e, "hashing "+filepath.Base(image), info.Size())
+		err = s.repo.AddFirmware(ctx, target, p.reader(f), fw)
+		p.end()
+	}
 	f.Close()
 	if err != nil {
 		return err
 	}
-	e.printf("added %s (security version %d)\n", target, fw.SecurityVersion)
+	// Success is reported once it is true: after the publish (or save).
+	report := &reportLines{}
+	report.add("added %s (security version %d)", target, fw.SecurityVersion)
 	if fw.Rollout != nil {
-		e.printf("rollout from %s: %s\n", fw.Rollout.Start.Format(time.RFC3339), formatSchedule(fw.Rollout))
+		report.add("rollout from %s: %s", fw.Rollout.Start.Format(time.RFC3339), formatSchedule(fw.Rollout))
 	}
 	if *deltas > 0 {
-		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts); err != nil {
+		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts, report); err != nil {
 			return err
 		}
 	}
-	return s.finish(ctx, e, *stage, signers)
+	// What was added, then where it went; all of it only once true.
+	var finished bytes.Buffer
+	quiet := *e
+	quiet.stdout = &finished
+	if err := s.finish(ctx, &quiet, *stage, signers); err != nil {
+		return err
+	}
+	report.print(e)
+	e.stdout.Write(finished.Bytes())
+	warnExpiries(e, s, nil)
+	return nil
 }
 
 // checkSecurityVersion refuses a release whose security version is below
 // that of an earlier version for one of its hardware IDs: devices would
-// refuse it anyway once they installed the later one.
+// refuse it anyway once they installed the later one. The error names the
+// newest such release, the one the operator is most likely following.
 func checkSecurityVersion(repo *sign.Repository, fw manifest.Firmware) error {
 	targets, ok := repo.Targets(manifest.RoleTargets)
 	if !ok {
@@ -164,11 +202,16 @@ func checkSecurityVersion(repo *sign.Repository, fw manifest.Firmware) error {
 		if err != nil {
 			return err
 		}
+		var newest *manifest.Firmware
 		for _, r := range rels {
-			if r.Firmware.Version.Compare(fw.Version) < 0 && r.Firmware.SecurityVersion > fw.SecurityVersion {
-				return fmt.Errorf("security version %d of %s is below %d of the earlier release %s for %s",
-					fw.SecurityVersion, fw.Version, r.Firmware.SecurityVersion, r.Firmware.Version, hw)
+			if r.Firmware.Version.Compare(fw.Version) < 0 && r.Firmware.SecurityVersion > fw.SecurityVersion &&
+				(newest == nil || r.Firmware.Version.Compare(newest.Version) > 0) {
+				newest = r.Firmware
 			}
+		}
+		if newest != nil {
+			return fmt.Errorf("security version %d of %s is below %d of the earlier release %s for %s",
+				fw.SecurityVersion, fw.Version, newest.SecurityVersion, newest.Version, hw)
 		}
 	}
 	return nil
@@ -202,13 +245,13 @@ func previousReleases(repo *sign.Repository, fw manifest.Firmware, n int) ([]man
 
 // addDeltas diffs each earlier release against the new image once and
 // encodes the edit script in every format.
-func addDeltas(ctx context.Context, e *env, s *session, target string, fw manifest.Firmware, imagePath string, n int, fmts []deltaFormat) error {
+func addDeltas(ctx context.Context, e *env, s *session, target string, fw manifest.Firmware, imagePath string, n int, fmts []deltaFormat, report *reportLines) error {
 	prev, err := previousReleases(s.repo, fw, n)
 	if err != nil {
 		return err
 	}
 	if len(prev) == 0 {
-		e.printf("no earlier release to make a delta from\n")
+		report.add("no earlier release to make a delta from")
 		return nil
 	}
 	newImage, err := os.ReadFile(imagePath)
@@ -226,21 +269,18 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 		if !bytes.Equal(fromSum[:], r.File.Hashes["sha256"]) || int64(len(old)) != r.File.Length {
 			return fmt.Errorf("stored %s does not match its signed length and hash", r.Path)
 		}
-		fmt.Fprintf(e.stderr, "[%d/%d] diffing %s (%s) -> %s (%s) ...\n", i+1, len(prev), r.Firmware.Version, size(int64(len(old))), fw.Version, size(int64(len(newImage))))
-		start := time.Now()
 		var d *delta.Script
-		err = withProgress(e, "diffing", func() (err error) {
+		err = withProgress(e, fmt.Sprintf("[%d/%d] diffing %s (%s) -> %s (%s)", i+1, len(prev), r.Firmware.Version, size(int64(len(old))), fw.Version, size(int64(len(newImage)))), func() (err error) {
 			d, err = delta.Diff(old, newImage)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("diff %s: %w", r.Path, err)
 		}
-		fmt.Fprintf(e.stderr, "      diffed in %s\n", time.Since(start).Round(time.Millisecond))
 		for _, f := range fmts {
 			start := time.Now()
 			var patch bytes.Buffer
-			if err := withProgress(e, "encoding "+string(f.manifest), func() error { return d.Encode(&patch, f.codec) }); err != nil {
+			if err := withProgress(e, fmt.Sprintf("[%d/%d] encoding %s", i+1, len(prev), f.manifest), func() error { return d.Encode(&patch, f.codec) }); err != nil {
 				return fmt.Errorf("encode %s: %w", f.manifest, err)
 			}
 			path := fmt.Sprintf("%s/deltas/%s-%s.%s", fw.HardwareIDs[0], r.Firmware.Version, fw.Version, f.ext)
@@ -251,41 +291,11 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 			if err := s.repo.AddDelta(ctx, path, r.Path, to.Path, bytes.NewReader(patch.Bytes())); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stderr, "      %-12s %s: %s (%.1f%% of the image) in %s\n", f.manifest, path, size(int64(patch.Len())),
-				100*float64(patch.Len())/float64(len(newImage)), time.Since(start).Round(time.Millisecond))
-			e.printf("added %s (%s, saves %s)\n", path, f.manifest, size(int64(len(newImage)-patch.Len())))
+			report.add("added %s (%s, %s, %.1f%% of the image, saves %s, made in %s)", path, f.manifest, size(int64(patch.Len())),
+				100*float64(patch.Len())/float64(len(newImage)), size(int64(len(newImage)-patch.Len())), time.Since(start).Round(time.Millisecond))
 		}
 	}
 	return nil
-}
-
-// progressEvery is how often long work reports that it is still going.
-var progressEvery = 5 * time.Second
-
-// withProgress runs fn, printing a line every progressEvery while it
-// runs: diffing a large image takes a while and gives no other sign of
-// life.
-func withProgress(e *env, what string, fn func() error) error {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fmt.Fprintf(e.stderr, "      still %s after %s\n", what, time.Since(start).Round(time.Second))
-			}
-		}
-	}()
-	err := fn()
-	close(done)
-	<-stopped
-	return err
 }
 
 // readTarget reads a published or staged target whole: the delta

@@ -39,7 +39,7 @@ func TestRolloutControl(t *testing.T) {
 	old, next := images()
 	targetsKeys := key("ed25519-2") + "," + key("ed25519-3")
 	controlKey := key("ed25519-7")
-	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1",
+	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--key", targetsKeys, "--key", onlineKeys, writeImage(t, dir, "1.0.0.bin", old))
 	// The fast schedule started 30 hours ago is complete: every device may
 	// take 1.1.0 unless the control holds it back.

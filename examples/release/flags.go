@@ -53,9 +53,8 @@ func parse(e *env, fs *flag.FlagSet, args []string) error {
 		return errHelp
 	}
 	if err != nil {
-		fs.SetOutput(e.stderr)
-		fs.Usage()
-		fmt.Fprintln(e.stderr)
+		// The error and a pointer to --help (see run); not the whole
+		// usage, which would bury the one line that matters.
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	return nil

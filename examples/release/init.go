@@ -21,6 +21,12 @@ key that is held elsewhere; the private keys present must meet the root
 threshold and the targets, snapshot and timestamp thresholds, since the
 first publish signs all four roles.
 
+A root or targets key that is also a snapshot or timestamp key is
+refused (the update server holds those, and must not be able to sign
+firmware or a root) unless --allow-shared-keys says it is a test setup.
+Make keys with "release keygen". Each --ROLE-expiry sets how long each
+version of the role stays valid (90d, 36h); it must be positive.
+
 Clients bootstrap from DIR/metadata/1.root.json.`)
 	repoDir := fs.String("repo", "", "repository directory to create")
 	passEnv := fs.String("passphrase-env", "", "environment variable holding the passphrase of encrypted PEM keys")
@@ -32,7 +38,8 @@ Clients bootstrap from DIR/metadata/1.root.json.`)
 		fs.Var(keyFlags[role], role+"-key", "key(s) of the "+role+" role: "+keyHelp)
 		thresholds[role] = fs.Int(role+"-threshold", 1, "signatures the "+role+" role needs")
 	}
-	rootExpiry := fs.Duration("root-expiry", sign.DefaultRootExpiry, "lifetime of the root document")
+	expiry := expiryFlags(fs, roles...)
+	allowShared := fs.Bool("allow-shared-keys", false, "allow a root or targets key to be a snapshot or timestamp key too (test setups only)")
 	if err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -66,7 +73,12 @@ Clients bootstrap from DIR/metadata/1.root.json.`)
 		}
 		spec.Roles[role] = rk
 	}
-	root, err := sign.NewRoot(spec, time.Now().Add(*rootExpiry))
+	if err := sign.CheckRoleSeparation(spec); err != nil && !*allowShared {
+		return fmt.Errorf("%w\n  make one key per role with release keygen (or pass --allow-shared-keys for a test repository)", err)
+	}
+	opts := sign.RepositoryOptions{}
+	applyExpiry(&opts, expiry)
+	root, err := sign.NewRoot(spec, time.Now().Add(opts.RootExpiry))
 	if err != nil {
 		return err
 	}
@@ -92,7 +104,7 @@ Clients bootstrap from DIR/metadata/1.root.json.`)
 		return err
 	}
 	s := &session{dir: *repoDir, store: store}
-	if s.repo, err = sign.CreateRepository(ctx, store, root, sign.RepositoryOptions{}); err != nil {
+	if s.repo, err = sign.CreateRepository(ctx, store, root, opts); err != nil {
 		return err
 	}
 	defer s.close()

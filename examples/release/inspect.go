@@ -36,7 +36,11 @@ Targets staged for a ceremony but not yet published are marked "staged".`)
 	if err := printRoles(ctx, e.stdout, s); err != nil {
 		return err
 	}
-	return printTargets(e.stdout, s)
+	if err := printTargets(e.stdout, s); err != nil {
+		return err
+	}
+	warnExpiries(e, s, nil)
+	return nil
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") }

@@ -7,8 +7,11 @@
 //
 // Usage:
 //
+//	release keygen  --out FILE [--type ed25519|ecdsa-p256|ecdsa-p384|rsa] [--bits N]
+//	release keygen  --pkcs11 "pkcs11:module=LIB;token=T;key=LABEL;pin-env=VAR" [--type ecdsa-p256|ecdsa-p384|rsa] [--pub FILE]
 //	release init    --repo DIR --root-key K[,K...] [--root-threshold N] --targets-key K ... --snapshot-key K ... --timestamp-key K ...
-//	release add     --repo DIR --hardware-id ID[,ID] --version V --security-version N [--severity S]
+//	                [--ROLE-expiry D] [--allow-shared-keys]
+//	release add     --repo DIR --hardware-id ID[,ID] [--new-hardware-id] --version V --security-version N [--severity S]
 //	                [--advisory ID]... [--notes TEXT] [--deltas N] [--delta-formats F[,F]]
 //	                [--rollout WAVES|PRESET [--rollout-start TIME]] (--key K... | --stage) IMAGE
 //	release withdraw --repo DIR --reason TEXT [--advisory ID]... (--key K... | --stage) TARGET
@@ -17,10 +20,12 @@
 //	release export  --repo DIR --role ROLE --out FILE
 //	release sign    --in FILE --role ROLE --key K --out SIG
 //	release merge   --repo DIR --role ROLE --in FILE [--key K...] SIG...
-//	release publish --repo DIR --key K...
-//	release rotate  --repo DIR --role ROLE [--add-key K]... [--remove-key KEYID]... [--threshold N] [--export FILE] [--key K...]
+//	release publish --repo DIR [--renew ROLE]... --key K...
+//	release rotate  --repo DIR --role ROLE [--add-key K]... [--remove-key KEYID]... [--threshold N] [--root-expiry D] [--export FILE] [--key K...]
+//	release rotate  --repo DIR --root-expiry D --key K...   (renew the root)
 //	release revoke  --repo DIR --key-id KEYID [--role ROLE] [--threshold N] [--export FILE] [--key K...]
 //	release inspect --repo DIR
+//	release status  --repo DIR [--warn-ROLE D]
 //
 // A key K is a PEM file (private key; a "PUBLIC KEY" PEM is enough where
 // only the public half is needed, e.g. the keys of offline holders at init)
@@ -29,11 +34,19 @@
 // Passphrases of encrypted PEM files and PINs come from environment
 // variables (--passphrase-env, pin-env), never from the command line.
 //
+// Every role has its own key: a root or targets key that is also a
+// snapshot or timestamp key is refused (sign.CheckRoleSeparation) unless
+// --allow-shared-keys marks a test repository. Nothing is published under
+// an expired root or targets document, and every publish warns about a
+// role inside its warning window; status reports expiries for monitoring.
+//
 // The repository directory is what an update server serves. Changes staged
 // for an offline ceremony (add --stage) live beside it in DIR.staged, never
 // inside it, so that unpublished images are not served.
 //
-// Exit status: 0 on success, 1 when the operation failed, 2 on a usage error.
+// Exit status: 0 on success, 1 when the operation failed, 2 on a usage
+// error; status exits 3 when a role is inside its warning window and 4
+// when one has expired.
 package main
 
 import (
@@ -44,6 +57,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"time"
 )
 
 // errUsage marks errors in the command line: exit status 2.
@@ -57,11 +71,32 @@ type command struct {
 // env is what a subcommand writes to and reads the clock from.
 type env struct {
 	stdout, stderr io.Writer
+	// tty: stderr is a terminal, so progress is drawn there. Scripts and
+	// logs get no progress output.
+	tty bool
+	now func() time.Time
 }
+
+// newEnv is the environment of one run; progress goes to a terminal only.
+func newEnv(stdout, stderr io.Writer) *env {
+	return &env{stdout: stdout, stderr: stderr, tty: isTerminal(stderr), now: time.Now}
+}
+
+// exitError is a failure with its own exit status (status: a role inside
+// its warning window is 3, expired is 4).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
 
 func (e *env) printf(format string, a ...any) { fmt.Fprintf(e.stdout, format, a...) }
 
 var commands = map[string]command{
+	"keygen":       {"make a signing key: a PEM file (0600) or a key pair inside a PKCS#11 token", cmdKeygen},
+	"status":       {"print every role's expiry; exit 3 when one is inside its warning window, 4 when expired", cmdStatus},
 	"init":         {"create a repository with its role keys and thresholds", cmdInit},
 	"add":          {"add a firmware release and deltas from earlier releases", cmdAdd},
 	"export":       {"write the staged, unsigned document of a role for offline signing", cmdExport},
@@ -101,7 +136,9 @@ commands:
 	}
 	fmt.Fprint(w, `
 Run "release COMMAND --help" for a command's flags.
-Exit status: 0 success, 1 the operation failed, 2 usage error.
+Start with "release keygen" (one key per role), then "release init".
+Exit status: 0 success, 1 the operation failed, 2 usage error
+(status: 3 a role expires soon, 4 a role has expired).
 `)
 }
 
@@ -114,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		}
 	}()
 	if len(args) == 0 {
-		usage(stderr)
+		fmt.Fprintf(stderr, "release: no command given\nRun \"release --help\" for the commands.\n")
 		return 2
 	}
 	switch args[0] {
@@ -124,19 +161,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "release: unknown command %q\n\n", args[0])
-		usage(stderr)
+		fmt.Fprintf(stderr, "release: unknown command %q\nRun \"release --help\" for the commands.\n", args[0])
 		return 2
 	}
-	err := cmd.run(ctx, &env{stdout: stdout, stderr: stderr}, args[1:])
+	err := cmd.run(ctx, newEnv(stdout, stderr), args[1:])
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, errHelp):
 		return 0
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "release %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "release %s: %v\nRun \"release %s --help\" for usage.\n", args[0], err, args[0])
 		return 2
+	case errors.As(err, new(*exitError)):
+		fmt.Fprintf(stderr, "release %s: %v\n", args[0], err)
+		return err.(*exitError).code
 	default:
 		fmt.Fprintf(stderr, "release %s: %v\n", args[0], err)
 		return 1

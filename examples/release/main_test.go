@@ -136,7 +136,7 @@ func TestReleaseWorkflow(t *testing.T) {
 	old, next := images()
 	targetsKeys := key("ed25519-2") + "," + key("ed25519-3")
 
-	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1",
+	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--key", targetsKeys, "--key", onlineKeys, writeImage(t, dir, "1.0.0.bin", old))
 	r := ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.1.0", "--security-version", "2",
 		"--severity", "security", "--advisory", "CVE-2026-0001", "--advisory", "CVE-2026-0002", "--notes", "fixes remote unlock bypass",
@@ -144,7 +144,7 @@ func TestReleaseWorkflow(t *testing.T) {
 		"--key", targetsKeys, "--key", onlineKeys, writeImage(t, dir, "1.1.0.bin", next))
 	assert.Contains(t, r.stdout, "added acme-gw-r2/deltas/1.0.0-1.1.0.bsdiff")
 	assert.Contains(t, r.stdout, "added acme-gw-r2/deltas/1.0.0-1.1.0.otz")
-	assert.Contains(t, r.stderr, "[1/1] diffing 1.0.0")
+	assert.NotContains(t, r.stderr, "diffing", "no progress output off a terminal")
 
 	// A device reads the repository and finds both deltas from its image.
 	c := newClient(t, repo)
@@ -299,21 +299,21 @@ func TestUsage(t *testing.T) {
 		code int
 		want string
 	}{
-		{nil, 2, "usage: release COMMAND"},
+		{nil, 2, "no command given"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
 		{[]string{"--help"}, 0, "commands:"},
 		{[]string{"add", "--help"}, 0, "usage: release add"},
 		{[]string{"add", "--nope"}, 2, "flag provided but not defined"},
-		{[]string{"add", "--repo", repo, "--hardware-id", "x", "--version", "1.0.0", "--stage"}, 2, "IMAGE"},
-		{[]string{"add", "--repo", repo, "--hardware-id", "x", "--version", "v1", "--stage", img}, 2, "malformed"},
-		{[]string{"add", "--repo", repo, "--hardware-id", "x", "--version", "1.0.0", "--severity", "meh", "--stage", img}, 2, "severity"},
-		{[]string{"add", "--repo", repo, "--hardware-id", "x", "--version", "1.0.0", "--key", onlineKeys, img}, 1, "threshold"},
+		{[]string{"add", "--repo", repo, "--hardware-id", "x", "--new-hardware-id", "--security-version", "1", "--version", "1.0.0", "--stage"}, 2, "IMAGE"},
+		{[]string{"add", "--repo", repo, "--hardware-id", "x", "--new-hardware-id", "--security-version", "1", "--version", "v1", "--stage", img}, 2, "malformed"},
+		{[]string{"add", "--repo", repo, "--hardware-id", "x", "--new-hardware-id", "--security-version", "1", "--version", "1.0.0", "--severity", "meh", "--stage", img}, 2, "severity"},
+		{[]string{"add", "--repo", repo, "--hardware-id", "x", "--new-hardware-id", "--security-version", "1", "--version", "1.0.0", "--key", onlineKeys, img}, 1, "threshold"},
 		{[]string{"init", "--repo", repo}, 2, "--root-key is required"},
 		{[]string{"sign", "--in", "x"}, 2, "required"},
 		{[]string{"rotate", "--repo", repo, "--role", "boss"}, 2, "--role must be one of"},
 		{[]string{"revoke", "--repo", repo, "--key-id", "abc"}, 2, "at least 8"},
 		{[]string{"inspect", "--repo", filepath.Join(t.TempDir(), "none")}, 1, "not a repository"},
-		{[]string{"add", "--repo", repo, "--hardware-id", "x", "--version", "1.0.0", "--key", "pkcs11:module=/x;token=t", img}, 2, "needs module, token, key and pin-env"},
+		{[]string{"add", "--repo", repo, "--hardware-id", "x", "--new-hardware-id", "--security-version", "1", "--version", "1.0.0", "--key", "pkcs11:module=/x;token=t", img}, 2, "needs module, token, key and pin-env"},
 	} {
 		r := cli(t, tc.args...)
 		assert.Equal(t, tc.code, r.code, "%q: %s", tc.args, r.stderr)
@@ -331,7 +331,7 @@ func TestAddChecks(t *testing.T) {
 	a, b := make([]byte, 64), make([]byte, 64)
 	rng.Read(a)
 	rng.Read(b)
-	ok(t, append([]string{"add", "--repo", repo, "--hardware-id", "tiny", "--version", "1.0.0", "--security-version", "5"}, append(keys, writeImage(t, dir, "a", a))...)...)
+	ok(t, append([]string{"add", "--repo", repo, "--hardware-id", "tiny", "--new-hardware-id", "--version", "1.0.0", "--security-version", "5"}, append(keys, writeImage(t, dir, "a", a))...)...)
 	r := cli(t, append([]string{"add", "--repo", repo, "--hardware-id", "tiny", "--version", "1.1.0", "--security-version", "4"}, append(keys, writeImage(t, dir, "b", b))...)...)
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "security version 4 of 1.1.0 is below 5")
@@ -363,7 +363,7 @@ func TestInitWithPublicKeys(t *testing.T) {
 		"--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
 	r = ok(t, "inspect", "--repo", repo)
 	assert.Contains(t, r.stdout, s.KeyID()[:12])
-	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--version", "1.0.0", "--security-version", "0", "--stage", writeImage(t, dir, "fw", []byte("fw")))
+	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--new-hardware-id", "--version", "1.0.0", "--security-version", "0", "--stage", writeImage(t, dir, "fw", []byte("fw")))
 	doc := filepath.Join(dir, "t.json")
 	ok(t, "export", "--repo", repo, "--out", doc)
 	ok(t, "sign", "--in", doc, "--role", "targets", "--key", key("ed25519-6"), "--out", filepath.Join(dir, "6.sig"))
@@ -378,12 +378,29 @@ func TestProgress(t *testing.T) {
 	defer func(d time.Duration) { progressEvery = d }(progressEvery)
 	progressEvery = time.Millisecond
 	var out bytes.Buffer
-	err := withProgress(&env{stdout: io.Discard, stderr: &out}, "diffing", func() error {
+	err := withProgress(&env{stdout: io.Discard, stderr: &out, tty: true}, "diffing", func() error {
 		time.Sleep(20 * time.Millisecond)
 		return nil
 	})
 	require.NoError(t, err)
-	assert.Contains(t, out.String(), "still diffing after")
+	assert.Contains(t, out.String(), "\r\033[Kdiffing ... 0s")
+	assert.True(t, strings.HasSuffix(out.String(), "\r\033[K"), "the line is cleared at the end")
+
+	out.Reset()
+	p := startProgress(&env{stdout: io.Discard, stderr: &out, tty: true}, "hashing fw.bin", 4<<20)
+	_, err = io.Copy(io.Discard, p.reader(bytes.NewReader(make([]byte, 4<<20))))
+	require.NoError(t, err)
+	time.Sleep(10 * time.Millisecond)
+	p.end()
+	assert.Contains(t, out.String(), "hashing fw.bin [==============================] 100% 4.0 MiB / 4.0 MiB")
+
+	// Off a terminal: nothing at all.
+	out.Reset()
+	require.NoError(t, withProgress(&env{stdout: io.Discard, stderr: &out}, "diffing", func() error {
+		time.Sleep(10 * time.Millisecond)
+		return nil
+	}))
+	assert.Empty(t, out.String())
 }
 
 // Replacing the targets key with every holder offline: the root rotation
@@ -393,7 +410,7 @@ func TestRotateTargetsKeyOffline(t *testing.T) {
 	repo := filepath.Join(dir, "repo")
 	ok(t, "init", "--repo", repo, "--root-key", key("ed25519-1"), "--targets-key", key("p256"),
 		"--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
-	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--version", "1.0.0", "--security-version", "1",
+	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--key", key("p256"), "--key", onlineKeys, writeImage(t, dir, "fw", []byte("firmware 1.0.0")))
 	c := newClient(t, repo)
 	c.releases("hw")
@@ -434,7 +451,7 @@ func TestRotateTimestampKey(t *testing.T) {
 	r := ok(t, "rotate", "--repo", repo, "--role", "timestamp", "--add-key", key("ed25519-9"), "--remove-key", keyID(t, "ed25519-5")[:16],
 		"--key", key("ed25519-1"), "--key", onlineKeys+","+key("ed25519-9"))
 	assert.Contains(t, r.stdout, "root version 2 published")
-	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--version", "1.0.0", "--security-version", "1",
+	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--key", key("ed25519-2")+","+key("ed25519-4")+","+key("ed25519-9"), writeImage(t, dir, "fw", []byte("fw")))
 	vs, _ := c.releases("hw")
 	assert.Equal(t, []string{"1.0.0"}, vs)
@@ -456,7 +473,7 @@ func TestEncryptedKey(t *testing.T) {
 	assert.Contains(t, r.stderr, "passphrase")
 	ok(t, "init", "--repo", repo, "--passphrase-env", "RELEASE_TEST_PASS", "--root-key", key("ed25519-1"), "--targets-key", enc,
 		"--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
-	ok(t, "add", "--repo", repo, "--passphrase-env", "RELEASE_TEST_PASS", "--hardware-id", "hw", "--version", "1.0.0", "--security-version", "1",
+	ok(t, "add", "--repo", repo, "--passphrase-env", "RELEASE_TEST_PASS", "--hardware-id", "hw", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--key", enc, "--key", onlineKeys, writeImage(t, dir, "fw", []byte("fw")))
 	vs, _ := newClient(t, repo).releases("hw")
 	assert.Equal(t, []string{"1.0.0"}, vs)
@@ -468,7 +485,7 @@ func TestEncryptedKey(t *testing.T) {
 func TestStagedChangesCarried(t *testing.T) {
 	repo := initRepo(t)
 	dir := t.TempDir()
-	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--version", "1.0.0", "--security-version", "1", "--stage", writeImage(t, dir, "fw", []byte("fw 1.0.0")))
+	ok(t, "add", "--repo", repo, "--hardware-id", "hw", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1", "--stage", writeImage(t, dir, "fw", []byte("fw 1.0.0")))
 	here := filepath.Join(dir, "here.json")
 	ok(t, "export", "--repo", repo, "--out", here)
 

@@ -5,6 +5,8 @@ package main
 import (
 	"crypto/elliptic"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -33,7 +35,7 @@ func TestPKCS11TargetsKey(t *testing.T) {
 	assert.Regexp(t, `(?m)^targets\s+1\s+.*1 of 1\s+\w{12} \(ecdsa-sha2-nistp256\)$`, r.stdout)
 
 	img := writeImage(t, t.TempDir(), "fw.bin", []byte("firmware signed through PKCS#11"))
-	ok(t, "add", "--repo", repo, "--hardware-id", "lock-hub", "--version", "3.0.0", "--security-version", "1", "--key", hsm, "--key", onlineKeys, img)
+	ok(t, "add", "--repo", repo, "--hardware-id", "lock-hub", "--new-hardware-id", "--version", "3.0.0", "--security-version", "1", "--key", hsm, "--key", onlineKeys, img)
 	vs, _ := newClient(t, repo).releases("lock-hub")
 	assert.Equal(t, []string{"3.0.0"}, vs)
 

@@ -33,7 +33,13 @@ func stagingFile(repoDir string) string { return filepath.Clean(repoDir) + ".sta
 
 // openSession opens the repository in dir and resumes its staged changes.
 func openSession(ctx context.Context, dir string) (*session, error) {
-	s, err := openPublished(ctx, dir)
+	return openSessionOpts(ctx, dir, sign.RepositoryOptions{})
+}
+
+// openSessionOpts is openSession with the lifetimes (and clock) of opts
+// for the documents it signs.
+func openSessionOpts(ctx context.Context, dir string, opts sign.RepositoryOptions) (*session, error) {
+	s, err := openPublishedOpts(ctx, dir, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +62,10 @@ func openSession(ctx context.Context, dir string) (*session, error) {
 // openPublished opens the repository in dir as published, leaving any
 // changes staged beside it for their ceremony.
 func openPublished(ctx context.Context, dir string) (*session, error) {
+	return openPublishedOpts(ctx, dir, sign.RepositoryOptions{})
+}
+
+func openPublishedOpts(ctx context.Context, dir string, opts sign.RepositoryOptions) (*session, error) {
 	if dir == "" {
 		return nil, usageErr("--repo is required")
 	}
@@ -67,7 +77,7 @@ func openPublished(ctx context.Context, dir string) (*session, error) {
 	if s.store, err = sign.NewDirStorage(dir); err != nil {
 		return nil, err
 	}
-	if s.repo, err = sign.OpenRepository(ctx, s.store, sign.RepositoryOptions{}); err != nil {
+	if s.repo, err = sign.OpenRepository(ctx, s.store, opts); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -87,6 +97,11 @@ func (s *session) close() {
 // repository is touched.
 func openSigning(ctx context.Context, dir, passEnv string, keys []string) (*session, []*sign.Signer, error) {
 	return openSigningWith(ctx, openSession, dir, passEnv, keys)
+}
+
+// openSigningOpts is openSigning with the options of openSessionOpts.
+func openSigningOpts(ctx context.Context, dir, passEnv string, keys []string, opts sign.RepositoryOptions) (*session, []*sign.Signer, error) {
+	return openSigningWith(ctx, func(ctx context.Context, dir string) (*session, error) { return openSessionOpts(ctx, dir, opts) }, dir, passEnv, keys)
 }
 
 // openSigningWith is openSigning with open (openSession or openPublished)
@@ -139,8 +154,8 @@ func (s *session) publish(ctx context.Context, e *env, signers []*sign.Signer) e
 	if err := s.repo.Publish(ctx, signers); err != nil {
 		var te *manifest.ThresholdError
 		if errors.As(err, &te) {
-			return fmt.Errorf("%w\n  role %s needs %d signatures; signed by %d key(s): %s\n  give more keys of the role, or sign it offline (add --stage, export, sign, merge)",
-				err, te.Role, te.Threshold, len(te.SignedBy), shortIDs(te.SignedBy))
+			return fmt.Errorf("%w\n  role %s needs %d signatures; signed by %d key(s): %s%s\n  give more keys of the role, or sign it offline (add --stage, export, sign, merge)",
+				err, te.Role, te.Threshold, len(te.SignedBy), shortIDs(te.SignedBy), whyNotCounted(s, te.Role, signers))
 		}
 		return err
 	}
@@ -181,25 +196,44 @@ func shortIDs(ids []string) string {
 }
 
 func cmdPublish(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "publish", "--repo DIR --key K [--key K...]", `
+	fs := newFlags(e, "publish", "--repo DIR [--renew ROLE]... --key K [--key K...]", `
 Publishes the staged changes of the repository (for instance a targets
 document whose threshold was met by merge) and re-signs snapshot and
 timestamp. With nothing staged it only refreshes snapshot and timestamp,
-which needs just those online keys.`)
+which needs just those online keys. --renew targets (or a delegated
+role) signs a new version of the role unchanged, with a new expiry: how
+a targets role that expires soon, or has expired, is kept alive when no
+release is due; it needs the role's keys.`)
 	repoDir := fs.String("repo", "", "repository directory")
 	passEnv := fs.String("passphrase-env", "", "environment variable holding the passphrase of encrypted PEM keys")
-	var keys listFlag
+	var keys, renew listFlag
 	fs.Var(&keys, "key", "signing key: "+keyHelp+" (repeatable)")
+	fs.Var(&renew, "renew", "sign a new version of this targets role with a new expiry (repeatable)")
+	expiry := expiryFlags(fs, manifest.RoleTargets)
 	if err := parse(e, fs, args); err != nil {
 		return err
 	}
 	if len(keys) == 0 {
 		return usageErr("at least one --key is needed")
 	}
-	s, signers, err := openSigning(ctx, *repoDir, *passEnv, keys)
+	opts := sign.RepositoryOptions{}
+	applyExpiry(&opts, expiry)
+	s, signers, err := openSigningOpts(ctx, *repoDir, *passEnv, keys, opts)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	return s.publish(ctx, e, signers)
+	if err := checkSigners(s, keys, signers); err != nil {
+		return err
+	}
+	for _, role := range renew {
+		if err := s.repo.RenewTargets(role); err != nil {
+			return usageErr("--renew: %v", err)
+		}
+	}
+	if err := s.publish(ctx, e, signers); err != nil {
+		return err
+	}
+	warnExpiries(e, s, nil)
+	return nil
 }

@@ -90,7 +90,7 @@ func TestAddRolloutWithdraw(t *testing.T) {
 	dir := t.TempDir()
 	old, next := images()
 	targetsKeys := key("ed25519-2") + "," + key("ed25519-3")
-	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1",
+	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--key", targetsKeys, "--key", onlineKeys, writeImage(t, dir, "1.0.0.bin", old))
 
 	// Bad schedules are usage errors that say what is wrong, and publish nothing.
@@ -188,7 +188,7 @@ func TestWithdrawStaged(t *testing.T) {
 	repo := initRepo(t)
 	dir := t.TempDir()
 	old, _ := images()
-	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1",
+	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--key", key("ed25519-2")+","+key("ed25519-3"), "--key", onlineKeys, writeImage(t, dir, "1.0.0.bin", old))
 	const path = "acme-gw-r2/1.0.0/firmware.bin"
 	r := ok(t, "withdraw", "--repo", repo, "--reason", "boot loop", "--stage", path)

@@ -63,9 +63,18 @@ targets keys and their holders are offline too, merge the root without
 it, and merge it with the snapshot and timestamp keys to publish both.
 
 KEYID is a keyid as "release inspect" prints it (a unique prefix of at
-least 8 hex digits is enough).`)
+least 8 hex digits is enough).
+
+Every new root version expires --root-expiry after now. Without --role
+and changes, rotate only renews the root: how a root that expires soon,
+or has expired, is brought back (devices accept a new root signed by the
+old root's keys even after the old one expired). A root or targets key
+that would also be a snapshot or timestamp key is refused unless
+--allow-shared-keys is given.`)
 	repoDir := fs.String("repo", "", "repository directory")
-	role := fs.String("role", "", "role to change: root, targets, snapshot or timestamp")
+	role := fs.String("role", "", "role to change: root, targets, snapshot or timestamp (none: only renew the root)")
+	expiry := expiryFlags(fs, manifest.RoleRoot)
+	allowShared := fs.Bool("allow-shared-keys", false, "allow a root or targets key to be a snapshot or timestamp key too (test setups only)")
 	var add, remove, keys listFlag
 	fs.Var(&add, "add-key", "key to add to the role: "+keyHelp+" or a PUBLIC KEY PEM (repeatable)")
 	fs.Var(&remove, "remove-key", "keyid to remove from the role (repeatable)")
@@ -76,20 +85,30 @@ least 8 hex digits is enough).`)
 	if err := parse(e, fs, args); err != nil {
 		return err
 	}
-	if !slices.Contains(topRoles, *role) {
+	renewOnly := *role == "" && len(add) == 0 && len(remove) == 0 && *threshold == 0
+	if !renewOnly && !slices.Contains(topRoles, *role) {
 		return usageErr("--role must be one of %s", strings.Join(topRoles, ", "))
 	}
-	if len(add) == 0 && len(remove) == 0 && *threshold == 0 {
-		return usageErr("nothing to change: give --add-key, --remove-key or --threshold")
+	if !renewOnly && len(add) == 0 && len(remove) == 0 && *threshold == 0 {
+		return usageErr("nothing to change: give --add-key, --remove-key or --threshold (or no --role, to renew the root)")
+	}
+	if renewOnly && !expiry[manifest.RoleRoot].set {
+		return usageErr("nothing to change: give --role with --add-key, --remove-key or --threshold, or --root-expiry to renew the root")
 	}
 	kr := &keyring{passEnv: *passEnv}
 	defer kr.close()
-	s, err := openSession(ctx, *repoDir)
+	opts := sign.RepositoryOptions{}
+	applyExpiry(&opts, expiry)
+	s, err := openSessionOpts(ctx, *repoDir, opts)
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	spec := sign.SpecOf(&s.repo.Root().Signed)
+	if renewOnly {
+		e.printf("root: renewing, the new version expires %s\n", formatTime(e.now().Add(opts.RootExpiry)))
+		return rotateRoot(ctx, e, s, kr, spec, keys, *export)
+	}
 	rk := spec.Roles[*role]
 	for _, prefix := range remove {
 		id, err := resolveKeyID(spec, prefix)
@@ -124,6 +143,9 @@ least 8 hex digits is enough).`)
 		return usageErr("role %s would need %d signatures from %d key(s): lower it with --threshold", *role, rk.Threshold, len(rk.Keys))
 	}
 	spec.Roles[*role] = rk
+	if err := sign.CheckRoleSeparation(spec); err != nil && !*allowShared {
+		return fmt.Errorf("%w\n  give the role a key of its own (release keygen), or pass --allow-shared-keys for a test repository", err)
+	}
 	return rotateRoot(ctx, e, s, kr, spec, keys, *export)
 }
 
@@ -250,9 +272,13 @@ func rotateRoot(ctx context.Context, e *env, s *session, kr *keyring, spec sign.
 	if err := s.repo.SetRoot(next); err != nil {
 		return err
 	}
+	if err := renewExpiredTargets(e, s); err != nil {
+		return err
+	}
 	if err := s.publish(ctx, e, signers); err != nil {
 		return err
 	}
-	e.printf("root version %d published\n", next.Signed.Version)
+	e.printf("root version %d published, expires %s\n", next.Signed.Version, formatTime(next.Signed.Expires))
+	warnExpiries(e, s, nil)
 	return nil
 }

@@ -39,7 +39,13 @@
 // re-signs freshness and cannot change targets), and it refuses to start
 // when the key given as --snapshot-key or --timestamp-key is also listed
 // for the root or targets role, since a stolen server must not be able to
-// forge firmware. The rollout control key is online too: its document can
+// forge firmware. It also refuses to start on a root in which any root or
+// targets key is also a snapshot or timestamp key (package sign's
+// CheckRoleSeparation, the rule the release tool applies at init and
+// rotate), unless --allow-shared-keys says it is a test repository. It
+// never publishes under an expired root or targets document (package
+// sign refuses): it logs an error saying which expired and who must act,
+// and /healthz answers 503. The rollout control key is online too: its document can
 // only pause, cap or stop a release (package manifest's Control), and a
 // device fails closed when a delegated control document has expired, so a
 // repository that delegates "rollout-control" stops every update once
@@ -130,6 +136,7 @@ type flags struct {
 	pkcs11Module, pkcs11Token, pkcs11PINEnv string
 	snapshotLabel, timestampLabel           string
 	controlLabel                            string // optional
+	allowSharedKeys                         bool
 	timestampExpiry                         time.Duration
 	snapshotExpiry                          time.Duration
 	resignBefore, checkEvery                time.Duration
@@ -149,7 +156,10 @@ At least one of --http and --https is required. The server holds only the
 snapshot and timestamp keys, and optionally the rollout control key: it
 re-signs snapshot.json and timestamp.json (and rollout-control.json) before
 they expire and can never change which firmware the repository offers. It
-refuses a key that is also a root or targets key.
+refuses a key that is also a root or targets key, and a root in which any
+root or targets key is also a snapshot or timestamp key (--allow-shared-keys
+serves such a test repository anyway). It never re-signs under an expired
+root or targets document: it logs which expired and /healthz answers 503.
 
 Rollout control: when the repository delegates the "rollout-control" role,
 devices refuse every update once its document has expired (fail closed).
@@ -209,6 +219,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.snapshotLabel, "snapshot-key-label", "", "`label` of the snapshot key pair in the PKCS#11 token")
 	fs.StringVar(&f.timestampLabel, "timestamp-key-label", "", "`label` of the timestamp key pair in the PKCS#11 token")
 	fs.StringVar(&f.controlLabel, "control-key-label", "", "`label` of the rollout control key pair in the PKCS#11 token (optional)")
+	fs.BoolVar(&f.allowSharedKeys, "allow-shared-keys", false, "serve a repository whose root gives a root or targets key to snapshot or timestamp too (test repositories only; refused otherwise)")
 	fs.DurationVar(&f.timestampExpiry, "timestamp-expiry", sign.DefaultTimestampExpiry, "validity of each re-signed timestamp")
 	fs.DurationVar(&f.snapshotExpiry, "snapshot-expiry", sign.DefaultSnapshotExpiry, "validity of each re-signed snapshot")
 	fs.DurationVar(&f.resignBefore, "resign-before", 0, "re-sign when the timestamp or snapshot expires within this `duration`; 0 means half of --timestamp-expiry")
@@ -330,6 +341,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SnapshotKey:     signers[0],
 		TimestampKey:    signers[1],
 		ControlKey:      signers[2],
+		AllowSharedKeys: f.allowSharedKeys,
 		TimestampExpiry: f.timestampExpiry,
 		SnapshotExpiry:  f.snapshotExpiry,
 		ResignBefore:    f.resignBefore,

@@ -66,6 +66,14 @@ func (s *server) checkLocked(ctx context.Context) error {
 	}
 	ts := repo.Timestamp()
 	deadline := now.Add(s.cfg.ResignBefore)
+	// The offline roles first: when one has expired, the publish below
+	// is refused, and the log must say which and who can fix it.
+	var targetsExpires time.Time
+	if t, ok := repo.Targets(manifest.RoleTargets); ok {
+		targetsExpires = t.Signed.Expires
+	}
+	s.warnOffline(manifest.RoleRoot, repo.Root().Signed.Expires, now, deadline, "the root key holders must sign a new root (release rotate --root-expiry)")
+	s.warnOffline(manifest.RoleTargets, targetsExpires, now, deadline, "publish a release, or release publish --renew targets, with the targets key")
 	resigned := false
 	renewControl, err := s.controlDue(repo, now, deadline)
 	if err != nil {
@@ -85,20 +93,9 @@ func (s *server) checkLocked(ctx context.Context) error {
 			"snapshot_version", ts.Signed.Meta["snapshot.json"].Version, "previous_snapshot_version", oldSnap,
 			"timestamp_expires", ts.Signed.Expires, "snapshot_expires", snapExpires)
 	}
-	var targetsExpires time.Time
-	if t, ok := repo.Targets(manifest.RoleTargets); ok {
-		targetsExpires = t.Signed.Expires
-		if !targetsExpires.After(deadline) {
-			// Only the release tool, with the offline targets key, can fix this.
-			s.log.Warn("targets metadata expires soon; publish a release with the targets key", "expires", targetsExpires)
-		}
-	}
 	var controlExpires time.Time
 	if c, ok := repo.Targets(manifest.RoleRolloutControl); ok {
 		controlExpires = c.Signed.Expires
-	}
-	if rootExpires := repo.Root().Signed.Expires; !rootExpires.After(deadline) {
-		s.log.Warn("root metadata expires soon; the root key holders must sign a new root", "expires", rootExpires)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -114,6 +111,23 @@ func (s *server) checkLocked(ctx context.Context) error {
 		s.status.lastResign = now
 	}
 	return nil
+}
+
+// warnOffline warns when an offline role's document expires within
+// sign's warning window (or by deadline), and says so plainly once it
+// has expired: "expires soon" for a root that expired an hour ago would
+// send the operator to the wrong runbook.
+func (s *server) warnOffline(role string, expires, now, deadline time.Time, fix string) {
+	if expires.IsZero() {
+		return
+	}
+	x := sign.RoleExpiry{Role: role, Expires: expires}
+	switch {
+	case x.State(now, 0) == sign.ExpiryExpired:
+		s.log.Error(role+" metadata has expired; devices refuse every update until "+fix, "role", role, "expires", expires, "expired_ago", now.Sub(expires).Round(time.Second))
+	case x.State(now, sign.ExpiryWarning(role)) == sign.ExpirySoon || !expires.After(deadline):
+		s.log.Warn(role+" metadata expires soon; "+fix, "role", role, "expires", expires, "left", expires.Sub(now).Round(time.Second))
+	}
 }
 
 // controlWarnBefore is how long before the rollout control document

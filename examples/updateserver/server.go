@@ -26,7 +26,11 @@ type config struct {
 	SnapshotKey, TimestampKey *sign.Signer
 	// ControlKey signs the rollout control role; nil means the server
 	// does not hold it and only warns as that document nears expiry.
-	ControlKey               *sign.Signer
+	ControlKey *sign.Signer
+	// AllowSharedKeys starts the server on a root that gives a root or
+	// targets key to snapshot or timestamp too (sign.CheckRoleSeparation);
+	// only for test repositories.
+	AllowSharedKeys          bool
 	TimestampExpiry          time.Duration
 	SnapshotExpiry           time.Duration
 	ResignBefore, CheckEvery time.Duration
@@ -157,6 +161,13 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		return nil, fmt.Errorf("opening the repository: %w", err)
 	}
 	err = checkKeys(repo, cfg.SnapshotKey, cfg.TimestampKey, cfg.ControlKey)
+	if err == nil && !cfg.AllowSharedKeys {
+		// A shared key anywhere in the root makes this server's keys as
+		// good as offline ones, whichever of them it holds.
+		if err = sign.CheckRoleSeparation(sign.SpecOf(&repo.Root().Signed)); err != nil {
+			err = fmt.Errorf("%w (give each role its own key with a root rotation; --allow-shared-keys serves a test repository anyway)", err)
+		}
+	}
 	if _, delegated := repo.Targets(manifest.RoleRolloutControl); err == nil && delegated && cfg.ControlKey == nil {
 		s.log.Warn("the repository delegates rollout control but no control key was given: the server cannot re-sign the control document, and devices stop updating once it expires",
 			"role", manifest.RoleRolloutControl)
