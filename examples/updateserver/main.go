@@ -136,6 +136,7 @@ type flags struct {
 	shutdownTimeout                         time.Duration
 	limits                                  ConnLimits
 	logLevel, logFormat                     string
+	dash                                    dashFlags
 }
 
 const usageText = `updateserver serves an otaseal repository and keeps its timestamp fresh.
@@ -220,6 +221,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.limits.MaxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "open connections allowed from one client address (IPv6: one /64); further ones are closed")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug (one line per request), info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	f.dash.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -252,6 +254,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, errors.New("--stall-timeout, --header-timeout and --idle-timeout must be positive")
 	case f.limits.MaxConnsPerAddr < 1:
 		return nil, errors.New("--max-conns-per-addr must be at least 1")
+	}
+	if err := f.dash.validate(&f); err != nil {
+		return nil, err
 	}
 	if f.resignBefore == 0 {
 		f.resignBefore = f.timestampExpiry / 2
@@ -367,6 +372,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			log.Error("listen failed", "addr", l.addr, "err", err)
 			return exitFailed
 		}
+	}
+	dep, err := f.dash.listen(srv, nil)
+	if err != nil {
+		for _, ep := range eps {
+			ep.ln.Close()
+		}
+		log.Error("fleet page refused", "addr", f.dash.addr, "err", err)
+		return exitSetup
+	}
+	if dep != nil {
+		eps = append(eps, *dep)
 	}
 	if err := srv.serve(ctx, eps, f.shutdownTimeout); err != nil {
 		log.Error("server stopped with an error", "err", err)
