@@ -153,7 +153,7 @@ func (d *dashboard) view(ctx context.Context, page int) (*dashView, error) {
 	}
 	defer repo.Close()
 	now := d.srv.now()
-	v, err := buildView(ctx, repo, d.stats, now, page)
+	v, err := buildView(ctx, repo, d.stats, now, page, d.srv.warnWindow)
 	if err != nil {
 		return nil, err
 	}
@@ -184,8 +184,21 @@ func (d *dashboard) view(ctx context.Context, page int) (*dashView, error) {
 	return v, nil
 }
 
-// errForbidden is a refused operator action.
-var errForbidden = errors.New("forbidden")
+// warnWindow is how long before a role's metadata expires the fleet page
+// warns. The server renews the online documents it holds the keys of
+// ResignBefore ahead: one that gets closer means renewal is failing. The
+// rollout control without its key, and the offline roles, need people.
+func (s *server) warnWindow(role string) time.Duration {
+	switch {
+	case role == manifest.RoleTimestamp || role == manifest.RoleSnapshot:
+		return s.cfg.ResignBefore
+	case role == manifest.RoleRolloutControl && s.cfg.ControlKey != nil:
+		return s.cfg.ResignBefore
+	case role == manifest.RoleRolloutControl:
+		return controlWarnBefore
+	}
+	return offlineWarnWindow
+}
 
 // act pauses or resumes a rollout for an operator.
 func (d *dashboard) act(w http.ResponseWriter, r *http.Request) {

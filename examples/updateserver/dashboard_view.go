@@ -18,9 +18,10 @@ import (
 // so a repository of thousands of releases renders in the time of one page.
 const dashPageSize = 50
 
-// expiryWarnWindow is how long before a role's metadata expires the page
-// colours it: a week leaves time for a key ceremony.
-const expiryWarnWindow = 7 * 24 * time.Hour
+// offlineWarnWindow is how long before an offline role's metadata
+// (root, targets, delegations) expires the page colours it: a week leaves
+// time for a key ceremony.
+const offlineWarnWindow = 7 * 24 * time.Hour
 
 // waveCounts are the devices of one wave of a release, as the fleet
 // reports tell them: eligible (in the wave's share and the hardware the
@@ -123,10 +124,11 @@ type healthView struct {
 	Problems         []string
 }
 
-// buildView reads the repository and the fleet stats for page (from 1).
-func buildView(ctx context.Context, repo *sign.Repository, stats fleetStats, now time.Time, page int) (*dashView, error) {
+// buildView reads the repository and the fleet stats for page (from 1);
+// warn says how long before its expiry a role is shown as a warning.
+func buildView(ctx context.Context, repo *sign.Repository, stats fleetStats, now time.Time, page int, warn func(role string) time.Duration) (*dashView, error) {
 	v := &dashView{Now: now, Page: page}
-	roles, err := roleRows(repo, now)
+	roles, err := roleRows(repo, now, warn)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +280,7 @@ func releaseRows(repo *sign.Repository) ([]release, error) {
 }
 
 // roleRows lists every role of the repository with its keys and expiry.
-func roleRows(repo *sign.Repository, now time.Time) ([]roleRow, error) {
+func roleRows(repo *sign.Repository, now time.Time, warn func(string) time.Duration) ([]roleRow, error) {
 	policy, err := repo.Policy()
 	if err != nil {
 		return nil, err
@@ -322,7 +324,7 @@ func roleRows(repo *sign.Repository, now time.Time) ([]roleRow, error) {
 		case d.expires.IsZero():
 		case !now.Before(d.expires):
 			row.State = "expired"
-		case d.expires.Sub(now) < expiryWarnWindow:
+		case d.expires.Sub(now) < warn(role):
 			row.State = "warn"
 		}
 		rows = append(rows, row)
