@@ -15,12 +15,14 @@ import (
 	"flag"
 	"fmt"
 	"html/template"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/otaseal/otaseal/manifest"
@@ -61,6 +63,11 @@ type dashboard struct {
 	// formKey authenticates the page's forms (against cross-site posts a
 	// browser would send with the operator's certificate).
 	formKey [32]byte
+
+	mu        sync.Mutex // guards the cached model
+	cached    *repoModel
+	cachedKey []byte
+	cachedAt  time.Time
 }
 
 func newDashboard(srv *server, stats fleetStats, operators *x509.CertPool) *dashboard {
@@ -145,26 +152,64 @@ func (d *dashboard) page(w http.ResponseWriter, r *http.Request) {
 	w.Write(buf.Bytes())
 }
 
-// view reads the repository as the server last saw it.
-func (d *dashboard) view(ctx context.Context, page int) (*dashView, error) {
+// modelTTL bounds how long the page trusts its copy of the repository
+// without looking: a root written after the timestamp (a rotation)
+// shows within it.
+const modelTTL = time.Minute
+
+// model returns the repository as the page reads it: the copy it keeps
+// while timestamp.json and root.json are unchanged (and for at most
+// modelTTL), else a fresh read.
+func (d *dashboard) model(ctx context.Context) (*repoModel, error) {
+	sum := sha256.New()
+	for _, name := range []string{"metadata/timestamp.json", "metadata/root.json"} {
+		rc, err := d.srv.store.Get(ctx, name)
+		if errors.Is(err, sign.ErrBlobNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		_, err = io.Copy(sum, io.LimitReader(rc, 1<<20))
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		sum.Write([]byte{0})
+	}
+	key := sum.Sum(nil)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cached != nil && bytes.Equal(key, d.cachedKey) && time.Since(d.cachedAt) < modelTTL {
+		return d.cached, nil
+	}
 	repo, err := sign.OpenRepository(ctx, d.srv.store, d.srv.signOptions())
 	if err != nil {
 		return nil, err
 	}
 	defer repo.Close()
-	now := d.srv.now()
-	v, err := buildView(ctx, repo, d.stats, now, page, d.srv.warnWindow)
+	m, err := loadModel(repo)
 	if err != nil {
 		return nil, err
 	}
+	d.cached, d.cachedKey, d.cachedAt = m, key, time.Now()
+	return m, nil
+}
+
+// view lays out page of the repository and the fleet counts.
+func (d *dashboard) view(ctx context.Context, page int) (*dashView, error) {
+	m, err := d.model(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := d.srv.now()
+	v := buildView(ctx, m, d.stats, now, page, d.srv.warnWindow)
 	d.srv.mu.Lock()
 	st := d.srv.status
 	d.srv.mu.Unlock()
-	hv := healthView{TimestampVersion: st.timestampVersion, TimestampAge: "-", LastResign: "never since start", Database: "none (no fleet reports)", ReportsPerMinute: "-"}
-	if ts := repo.Timestamp(); ts != nil {
-		if at, ok, err := manifest.SignedAt(&ts.Signed); err == nil && ok {
-			hv.TimestampAge = ageText(now.Sub(at))
-		}
+	hv := healthView{TimestampVersion: m.tsVersion, TimestampAge: "-", LastResign: "never since start", Database: "none (no fleet reports)", ReportsPerMinute: "-"}
+	if !m.signedAt.IsZero() {
+		hv.TimestampAge = ageText(now.Sub(m.signedAt))
 	}
 	if !st.lastResign.IsZero() {
 		hv.LastResign = ageText(now.Sub(st.lastResign)) + " ago"

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -365,4 +366,55 @@ func TestDashboardPages(t *testing.T) {
 	_, p3 := getPage(t, ds.client, ds.dashURL+"/?page=3")
 	assert.Equal(t, 2*dashPageSize+5-2*dashPageSize, count(p3))
 	assert.Contains(t, p3, `data-version="2.3.0"`) // the oldest, last
+}
+
+// BenchmarkDashboardPage renders one page of a repository of 1,000
+// releases, each with a three-wave rollout and counts.
+func BenchmarkDashboardPage(b *testing.B) {
+	repo := newRepo(b, 1<<10, time.Hour)
+	ctx := context.Background()
+	store, err := sign.NewDirStorage(repo.dir)
+	require.NoError(b, err)
+	r, err := sign.OpenRepository(ctx, store, sign.RepositoryOptions{Now: func() time.Time { return t0 }, TimestampExpiry: time.Hour, TempDir: b.TempDir()})
+	require.NoError(b, err)
+	stats := &seededStats{waves: map[string][]waveCounts{}}
+	for i := range 1000 {
+		path := fmt.Sprintf("hw-%02d/1.0.%d/firmware.bin", i%20, i)
+		fw := manifest.Firmware{Version: manifest.MustParseVersion(fmt.Sprintf("1.0.%d", i)), SecurityVersion: 1, HardwareIDs: []string{fmt.Sprintf("hw-%02d", i%20)},
+			Rollout: &manifest.Rollout{Start: t0, Waves: []manifest.Wave{{Offset: 0, Share: 100}, {Offset: time.Hour, Share: 1000}, {Offset: 2 * time.Hour, Share: manifest.FullShare}}}}
+		require.NoError(b, r.AddFirmware(ctx, path, strings.NewReader(path), fw))
+		stats.waves[path] = []waveCounts{{Eligible: 1000, Attempted: 900, Confirmed: 880, Reverted: 10, Failed: 10}, {Eligible: 9000}, {}}
+	}
+	require.NoError(b, r.Publish(ctx, []*sign.Signer{loadKey(b, targetsKeyFile), loadKey(b, snapshotKeyFile), loadKey(b, timestampKeyFile)}))
+	require.NoError(b, r.Close())
+	c := newClock(t0)
+	srv, err := newServer(ctx, testConfig(b, repo, c))
+	require.NoError(b, err)
+	defer srv.close()
+	d := newDashboard(srv, stats, nil)
+	req := httptest.NewRequest(http.MethodGet, "/?page=7", nil)
+	render := func(b *testing.B) {
+		w := httptest.NewRecorder()
+		d.ServeHTTP(w, req)
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Page 7 of 21") {
+			b.Fatalf("status %d", w.Code)
+		}
+		b.SetBytes(int64(w.Body.Len()))
+	}
+	// warm: the repository unchanged since the last request, the usual
+	// case; cold: the first request after a publish reads it again.
+	b.Run("warm", func(b *testing.B) {
+		render(b)
+		for b.Loop() {
+			render(b)
+		}
+	})
+	b.Run("cold", func(b *testing.B) {
+		for b.Loop() {
+			d.mu.Lock()
+			d.cached = nil
+			d.mu.Unlock()
+			render(b)
+		}
+	})
 }

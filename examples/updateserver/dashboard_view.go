@@ -124,26 +124,62 @@ type healthView struct {
 	Problems         []string
 }
 
-// buildView reads the repository and the fleet stats for page (from 1);
-// warn says how long before its expiry a role is shown as a warning.
-func buildView(ctx context.Context, repo *sign.Repository, stats fleetStats, now time.Time, page int, warn func(role string) time.Duration) (*dashView, error) {
-	v := &dashView{Now: now, Page: page}
-	roles, err := roleRows(repo, now, warn)
+// repoModel is what the page reads of one published repository. It
+// changes only when the repository does, so the page keeps it between
+// requests (dashboard.model).
+type repoModel struct {
+	roles     []roleRow // State not set: it depends on the time
+	releases  []release
+	control   *manifest.Control // nil without a control role
+	tsVersion int64
+	signedAt  time.Time // zero when the timestamp records none
+}
+
+// loadModel reads repo for the page.
+func loadModel(repo *sign.Repository) (*repoModel, error) {
+	roles, err := roleRows(repo)
 	if err != nil {
 		return nil, err
 	}
-	v.Roles = roles
 	releases, err := releaseRows(repo)
 	if err != nil {
 		return nil, err
 	}
+	m := &repoModel{roles: roles, releases: releases}
+	m.control, _ = repo.RolloutControl()
+	if ts := repo.Timestamp(); ts != nil {
+		m.tsVersion = ts.Signed.Version
+		if at, ok, err := manifest.SignedAt(&ts.Signed); err == nil && ok {
+			m.signedAt = at
+		}
+	}
+	return m, nil
+}
+
+// buildView lays out page (from 1) of m at now with the fleet counts of
+// the releases on it; warn says how long before its expiry a role is
+// shown as a warning.
+func buildView(ctx context.Context, m *repoModel, stats fleetStats, now time.Time, page int, warn func(role string) time.Duration) *dashView {
+	v := &dashView{Now: now, Page: page}
+	for _, r := range m.roles {
+		r.State = "ok"
+		switch {
+		case r.Expires.IsZero():
+		case !now.Before(r.Expires):
+			r.State = "expired"
+		case r.Expires.Sub(now) < warn(r.Role):
+			r.State = "warn"
+		}
+		v.Roles = append(v.Roles, r)
+	}
+	releases := m.releases
 	v.Releases = len(releases)
 	v.Pages = max(1, (len(releases)+dashPageSize-1)/dashPageSize)
 	v.Page = min(max(page, 1), v.Pages)
 	lo := (v.Page - 1) * dashPageSize
 	onPage := releases[lo:min(lo+dashPageSize, len(releases))]
 
-	control, _ := repo.RolloutControl()
+	control := m.control
 	for _, rel := range onPage {
 		if n := len(v.Hardware); n == 0 || v.Hardware[n-1].ID != rel.hw {
 			v.Hardware = append(v.Hardware, hardwareGroup{ID: rel.hw})
@@ -177,7 +213,7 @@ func buildView(ctx context.Context, repo *sign.Repository, stats fleetStats, now
 		}
 		v.Rollouts = append(v.Rollouts, rv)
 	}
-	return v, nil
+	return v
 }
 
 // addCounts fills the wave counts, the chart and the health rule of rv.
@@ -280,7 +316,7 @@ func releaseRows(repo *sign.Repository) ([]release, error) {
 }
 
 // roleRows lists every role of the repository with its keys and expiry.
-func roleRows(repo *sign.Repository, now time.Time, warn func(string) time.Duration) ([]roleRow, error) {
+func roleRows(repo *sign.Repository) ([]roleRow, error) {
 	policy, err := repo.Policy()
 	if err != nil {
 		return nil, err
@@ -316,16 +352,9 @@ func roleRows(repo *sign.Repository, now time.Time, warn func(string) time.Durat
 			return nil, err
 		}
 		d := docs[role]
-		row := roleRow{Role: role, Version: d.version, Expires: d.expires, Threshold: rp.Threshold, State: "ok"}
+		row := roleRow{Role: role, Version: d.version, Expires: d.expires, Threshold: rp.Threshold}
 		for _, id := range rp.KeyIDs() {
 			row.Keys = append(row.Keys, fmt.Sprintf("%s (%s)", id[:min(len(id), 12)], rp.Keys[id].Scheme))
-		}
-		switch {
-		case d.expires.IsZero():
-		case !now.Before(d.expires):
-			row.State = "expired"
-		case d.expires.Sub(now) < warn(role):
-			row.State = "warn"
 		}
 		rows = append(rows, row)
 	}
