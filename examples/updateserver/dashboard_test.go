@@ -32,7 +32,8 @@ const markup = `<img src=x onerror=alert(1)>`
 // fleet is a seeded repository for the page: acme-gw-r2 with 2.4.1
 // (immediate), 2.5.0 rolling out in waves (wave 2 of 3 at t0), 2.6.0
 // paused by the control role, 2.3.0 withdrawn; and acme-cam-1 with one
-// release whose notes and advisory hold markup.
+// release; hostile puts markup in its notes and advisory and in the
+// reason of the pause.
 type fleet struct {
 	repo  *testRepo
 	stats *seededStats
@@ -43,7 +44,7 @@ const (
 	pausedPath  = "acme-gw-r2/2.6.0/firmware.bin"
 )
 
-func seedFleet(t *testing.T) *fleet {
+func seedFleet(t *testing.T, hostile bool) *fleet {
 	t.Helper()
 	repo := newRepo(t, 4<<10, time.Hour)
 	withControl(t, repo)
@@ -72,9 +73,16 @@ func seedFleet(t *testing.T) *fleet {
 		fw.Withdrawn = &manifest.Withdrawal{Reason: "bricks units with flash rev B"}
 	})
 	add("acme-cam-1/1.0.0/firmware.bin", "1.0.0", 1, "acme-cam-1", func(fw *manifest.Firmware) {
-		fw.Notes, fw.Advisories = "fixes "+markup, []string{markup}
+		fw.Severity, fw.Advisories = manifest.SeverityCritical, []string{"CVE-2026-0042"}
+		if hostile {
+			fw.Notes, fw.Advisories = "fixes "+markup, []string{markup}
+		}
 	})
-	require.NoError(t, r.SetRolloutControl(pausedPath, manifest.ReleaseControl{State: manifest.ControlPaused, Reason: "error rate " + markup}))
+	reason := "reverted+failed 33% of 30 attempts"
+	if hostile {
+		reason += " " + markup
+	}
+	require.NoError(t, r.SetRolloutControl(pausedPath, manifest.ReleaseControl{State: manifest.ControlPaused, Reason: reason}))
 	require.NoError(t, r.Publish(ctx, []*sign.Signer{loadKey(t, targetsKeyFile), loadKey(t, snapshotKeyFile), loadKey(t, timestampKeyFile), loadKey(t, controlKeyFile)}))
 	return &fleet{repo: repo, stats: &seededStats{waves: map[string][]waveCounts{
 		rolloutPath: {{Eligible: 12, Attempted: 12, Confirmed: 11, Reverted: 1}, {Eligible: 108, Attempted: 40, Confirmed: 37, Reverted: 1, Failed: 2}, {}},
@@ -166,7 +174,7 @@ func getPage(t *testing.T, hc *http.Client, u string) (int, string) {
 }
 
 func TestDashboardShowsFleet(t *testing.T) {
-	f := seedFleet(t)
+	f := seedFleet(t, false)
 	ds := startDashboard(t, f, nil, false)
 	code, page := getPage(t, ds.client, ds.dashURL+"/")
 	require.Equal(t, http.StatusOK, code, page)
@@ -223,7 +231,7 @@ func chartValues(t *testing.T, page, path string) map[string]string {
 }
 
 func TestDashboardEscapesMetadata(t *testing.T) {
-	f := seedFleet(t)
+	f := seedFleet(t, true)
 	ds := startDashboard(t, f, nil, false)
 	_, page := getPage(t, ds.client, ds.dashURL+"/")
 	assert.NotContains(t, page, markup)
@@ -234,7 +242,7 @@ func TestDashboardEscapesMetadata(t *testing.T) {
 // The page is never served on the devices' address, and the dashboard
 // address serves nothing of the repository.
 func TestDashboardOnlyOnItsAddress(t *testing.T) {
-	f := seedFleet(t)
+	f := seedFleet(t, false)
 	ds := startDashboard(t, f, nil, false)
 	code, body := getPage(t, http.DefaultClient, ds.httpURL+"/")
 	assert.Equal(t, http.StatusNotFound, code)
@@ -294,7 +302,7 @@ func treeHash(t *testing.T, dir string) string {
 }
 
 func TestDashboardOperatorActions(t *testing.T) {
-	f := seedFleet(t)
+	f := seedFleet(t, false)
 	opCA := newCA(t, "acme operators CA")
 	ds := startDashboard(t, f, opCA, true)
 	before := treeHash(t, f.repo.dir)
@@ -345,7 +353,7 @@ func TestDashboardOperatorActions(t *testing.T) {
 }
 
 func TestDashboardPages(t *testing.T) {
-	f := seedFleet(t)
+	f := seedFleet(t, false)
 	ctx := context.Background()
 	store, err := sign.NewDirStorage(f.repo.dir)
 	require.NoError(t, err)

@@ -12,7 +12,8 @@
 //	updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM [--control-key PEM] \
 //	    [--http ADDR] [--https ADDR --tls-cert PEM --tls-key PEM [--client-ca PEM]] \
 //	    [--health ADDR] [--resign-before D] [--check-every D] [--log-level L] \
-//	    [--stall-timeout D] [--max-conns-per-addr N] [--header-timeout D] [--idle-timeout D]
+//	    [--stall-timeout D] [--max-conns-per-addr N] [--header-timeout D] [--idle-timeout D] \
+//	    [--dashboard ADDR [--dashboard-cert PEM --dashboard-key PEM [--operator-ca PEM]]]
 //
 // It serves, read-only:
 //
@@ -64,6 +65,20 @@
 // gets 503 with Retry-After when descriptors or memory ran out and 500
 // otherwise, so that a device never mistakes the server's trouble for
 // "no newer root".
+//
+// The fleet page (--dashboard ADDR, off by default) is served only on its
+// own address, never on the devices': the releases per hardware ID
+// (newest first, with security version, severity, advisories, size,
+// deltas and withdrawals), each staged rollout with its signed schedule,
+// current wave, control state, fleet report counts per wave as a chart
+// drawn on the server (inline SVG, no script, nothing from another host),
+// every role's keys, threshold and expiry (coloured inside the warning
+// window), and the server's health. It is read-only unless the page runs
+// over TLS (--dashboard-cert, --dashboard-key) with --operator-ca: an
+// operator whose client certificate chains to that CA may pause and resume
+// a rollout, the two things the online control key may do (the server
+// needs --control-key), and every action is logged with the certificate's
+// subject. POSTs without such a certificate are refused with 403.
 //
 // SIGHUP reloads --tls-cert, --tls-key and --client-ca (a renewed server
 // certificate, a new device CA) for new connections; if the files are
@@ -159,6 +174,8 @@ keeps it fresh; without it the server warns at start and as expiry nears.
 
 Paths served: /metadata/..., /targets/... (the repository's files, read-only)
 and /healthz (200 while fresh, 503 once expired or the last re-sign failed).
+The fleet page (--dashboard) is served on its own address only; operators with
+a certificate from --operator-ca may pause and resume rollouts there.
 
 With --client-ca, HTTPS clients must present a certificate chaining to that
 CA (mutual TLS); --http is then refused, use --health for health checks.
