@@ -23,7 +23,7 @@ import (
 //   - Put stores all of r under name atomically: a reader sees the old blob
 //     or the new one, never a mix or a prefix. When Put returns nil the blob
 //     is durable. On error the old blob (if any) is unchanged.
-//   - Get returns the blob or an error wrapping ErrNotFound.
+//   - Get returns the blob or an error wrapping ErrBlobNotFound.
 //   - List returns the names under prefix ("" for all), sorted.
 //
 // Repository writes blobs in an order that keeps clients safe between any

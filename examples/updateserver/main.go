@@ -12,7 +12,8 @@
 //	updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM [--control-key PEM] \
 //	    [--http ADDR] [--https ADDR --tls-cert PEM --tls-key PEM [--client-ca PEM]] \
 //	    [--health ADDR] [--resign-before D] [--check-every D] [--log-level L] \
-//	    [--stall-timeout D] [--max-conns-per-addr N] [--header-timeout D] [--idle-timeout D]
+//	    [--stall-timeout D] [--max-conns-per-addr N] [--header-timeout D] [--idle-timeout D] \
+//	    [--dashboard ADDR [--dashboard-cert PEM --dashboard-key PEM [--operator-ca PEM]]]
 //
 // It serves, read-only:
 //
@@ -70,6 +71,20 @@
 // gets 503 with Retry-After when descriptors or memory ran out and 500
 // otherwise, so that a device never mistakes the server's trouble for
 // "no newer root".
+//
+// The fleet page (--dashboard ADDR, off by default) is served only on its
+// own address, never on the devices': the releases per hardware ID
+// (newest first, with security version, severity, advisories, size,
+// deltas and withdrawals), each staged rollout with its signed schedule,
+// current wave, control state, fleet report counts per wave as a chart
+// drawn on the server (inline SVG, no script, nothing from another host),
+// every role's keys, threshold and expiry (coloured inside the warning
+// window), and the server's health. It is read-only unless the page runs
+// over TLS (--dashboard-cert, --dashboard-key) with --operator-ca: an
+// operator whose client certificate chains to that CA may pause and resume
+// a rollout, the two things the online control key may do (the server
+// needs --control-key), and every action is logged with the certificate's
+// subject. POSTs without such a certificate are refused with 403.
 //
 // SIGHUP reloads --tls-cert, --tls-key and --client-ca (a renewed server
 // certificate, a new device CA) for new connections; if the files are
@@ -143,6 +158,7 @@ type flags struct {
 	shutdownTimeout                         time.Duration
 	limits                                  ConnLimits
 	logLevel, logFormat                     string
+	dash                                    dashFlags
 }
 
 const usageText = `updateserver serves an otaseal repository and keeps its timestamp fresh.
@@ -168,6 +184,8 @@ keeps it fresh; without it the server warns at start and as expiry nears.
 
 Paths served: /metadata/..., /targets/... (the repository's files, read-only)
 and /healthz (200 while fresh, 503 once expired or the last re-sign failed).
+The fleet page (--dashboard) is served on its own address only; operators with
+a certificate from --operator-ca may pause and resume rollouts there.
 
 With --client-ca, HTTPS clients must present a certificate chaining to that
 CA (mutual TLS); --http is then refused, use --health for health checks.
@@ -231,6 +249,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.limits.MaxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "open connections allowed from one client address (IPv6: one /64); further ones are closed")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug (one line per request), info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	f.dash.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -263,6 +282,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 		return nil, errors.New("--stall-timeout, --header-timeout and --idle-timeout must be positive")
 	case f.limits.MaxConnsPerAddr < 1:
 		return nil, errors.New("--max-conns-per-addr must be at least 1")
+	}
+	if err := f.dash.validate(&f); err != nil {
+		return nil, err
 	}
 	if f.resignBefore == 0 {
 		f.resignBefore = f.timestampExpiry / 2
@@ -379,6 +401,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			log.Error("listen failed", "addr", l.addr, "err", err)
 			return exitFailed
 		}
+	}
+	dep, err := f.dash.listen(srv, nil)
+	if err != nil {
+		for _, ep := range eps {
+			ep.ln.Close()
+		}
+		log.Error("fleet page refused", "addr", f.dash.addr, "err", err)
+		return exitSetup
+	}
+	if dep != nil {
+		eps = append(eps, *dep)
 	}
 	if err := srv.serve(ctx, eps, f.shutdownTimeout); err != nil {
 		log.Error("server stopped with an error", "err", err)

@@ -105,6 +105,9 @@ type server struct {
 
 	mu     sync.Mutex
 	status freshness
+
+	// dash is the fleet page, nil when it is off.
+	dash *dashboard
 }
 
 // freshness is what the last check learned, for /healthz.
@@ -289,8 +292,9 @@ func (s *server) close() {
 type endpointKind int
 
 const (
-	serveAll    endpointKind = iota // repository and /healthz
-	serveHealth                     // only /healthz
+	serveAll       endpointKind = iota // repository and /healthz
+	serveHealth                        // only /healthz
+	serveDashboard                     // only the fleet page
 )
 
 // endpoint is one listener; tls nil means plain HTTP.
@@ -313,8 +317,11 @@ func (s *server) serve(ctx context.Context, eps []endpoint, timeout time.Duratio
 	errc := make(chan error, len(eps))
 	for _, ep := range eps {
 		h := http.Handler(s.handler())
-		if ep.kind == serveHealth {
+		switch ep.kind {
+		case serveHealth:
 			h = http.HandlerFunc(s.healthOnly)
+		case serveDashboard:
+			h = s.dash
 		}
 		hs := &http.Server{
 			Handler:           s.dropStalled(h),
@@ -333,7 +340,8 @@ func (s *server) serve(ctx context.Context, eps []endpoint, timeout time.Duratio
 			scheme = "https"
 		}
 		s.log.Info("listening", "scheme", scheme, "addr", ep.ln.Addr().String(),
-			"mtls", ep.tls != nil && ep.tls.ClientAuth == tls.RequireAndVerifyClientCert, "health_only", ep.kind == serveHealth)
+			"mtls", ep.tls != nil && ep.tls.ClientAuth == tls.RequireAndVerifyClientCert, "health_only", ep.kind == serveHealth,
+			"fleet_page", ep.kind == serveDashboard)
 		go func(ln net.Listener) {
 			var err error
 			if hs.TLSConfig != nil {
