@@ -230,19 +230,9 @@ func (d *dashboard) view(ctx context.Context, page int) (*dashView, error) {
 }
 
 // warnWindow is how long before a role's metadata expires the fleet page
-// warns. The server renews the online documents it holds the keys of
-// ResignBefore ahead: one that gets closer means renewal is failing. The
-// rollout control without its key, and the offline roles, need people.
+// warns: package sign's rule, as release status and inspect apply it.
 func (s *server) warnWindow(role string) time.Duration {
-	switch {
-	case role == manifest.RoleTimestamp || role == manifest.RoleSnapshot:
-		return s.cfg.ResignBefore
-	case role == manifest.RoleRolloutControl && s.cfg.ControlKey != nil:
-		return s.cfg.ResignBefore
-	case role == manifest.RoleRolloutControl:
-		return controlWarnBefore
-	}
-	return offlineWarnWindow
+	return sign.ExpiryWarning(role)
 }
 
 // act pauses or resumes a rollout for an operator.

@@ -18,11 +18,6 @@ import (
 // so a repository of thousands of releases renders in the time of one page.
 const dashPageSize = 50
 
-// offlineWarnWindow is how long before an offline role's metadata
-// (root, targets, delegations) expires the page colours it: a week leaves
-// time for a key ceremony.
-const offlineWarnWindow = 7 * 24 * time.Hour
-
 // waveCounts are the devices of one wave of a release, as the fleet
 // reports tell them: eligible (in the wave's share and the hardware the
 // release is for), attempted (reported an install of it), and the outcome
