@@ -30,6 +30,22 @@ const lzMaxImages = StreamWindow
 // layout wins there by far; trying costs a second compression pass.
 const lzTryShare = 8
 
+// lzBestMin: below this many bytes of old and new together, the LZ layout
+// is compressed at zstd's default level instead of its best. The best level
+// sets up about 70 MB of match tables whatever the input (the dictionary's
+// copy included), which for a pair of a few kilobytes costs far more time
+// than the few bytes it saves (and made the round-trip fuzzers several
+// times slower); the default level needs a few MB.
+const lzBestMin = 64 << 10
+
+// lzLevel returns the zstd level the LZ layout uses for d.
+func (d *Script) lzLevel() zstd.EncoderLevel {
+	if len(d.old)+len(d.new) < lzBestMin {
+		return zstd.SpeedDefault
+	}
+	return zstd.SpeedBestCompression
+}
+
 // lzCandidate reports whether Encode should try the LZ layout for d.
 func (d *Script) lzCandidate() bool {
 	if len(d.old)+len(d.new) > lzMaxImages || len(d.new) == 0 {
@@ -54,7 +70,7 @@ func (d *Script) writeLZ(w io.Writer) error {
 	f.convert(newF, 0, true, true)
 	var payload bytes.Buffer
 	zw, err := zstd.NewWriter(&payload,
-		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithEncoderLevel(d.lzLevel()),
 		zstd.WithWindowSize(StreamWindow),
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithEncoderCRC(true),

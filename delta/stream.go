@@ -64,7 +64,9 @@ func (d *Script) writeStream(w io.Writer) error {
 	// pages, which keeps the peak near the larger of the two (measured on
 	// a 0.5 MB pair: 83 MB instead of 117 MB). Only pairs of at most
 	// lzMaxImages bytes come here, so the collection itself is cheap.
-	runtime.GC()
+	if d.lzLevel() == zstd.SpeedBestCompression {
+		runtime.GC()
+	}
 	if err := d.writeSegmentsPatch(&seg); err != nil {
 		return err
 	}
