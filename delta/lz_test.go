@@ -3,6 +3,7 @@ package delta
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -283,4 +284,33 @@ func TestLZHostile(t *testing.T) {
 		_, err := applyLimited(t, FormatStream, other, patch, exactOpts(new))
 		assert.Error(t, err)
 	})
+}
+
+// BenchmarkApplyLZ applies LZ-layout patches up to the layout's bound (old
+// and new of 2 MiB each): B/op is the old image held as the dictionary plus
+// the decoder, and stays within a few MiB of it.
+func BenchmarkApplyLZ(b *testing.B) {
+	for _, n := range []int{64 << 10, 2 << 20} {
+		rng := newRand(32)
+		old, _ := relocatedPair(rng, n/6)
+		old = old[:min(len(old), n)]
+		new := bytes.Clone(old[:len(old)/2])
+		for len(new) < len(old) {
+			p := rng.IntN(len(old) - 8)
+			new = append(new, old[p:p+4+rng.IntN(5)]...)
+			new = append(new, randomBytes(rng, 1+rng.IntN(2))...)
+		}
+		new = new[:len(old)]
+		patch := encodeLZ(b, old, new)
+		b.Run(fmt.Sprintf("%dKiB", len(old)>>10), func(b *testing.B) {
+			b.SetBytes(int64(len(new)))
+			b.ReportAllocs()
+			b.ReportMetric(float64(len(patch)), "patch-bytes")
+			for b.Loop() {
+				if _, err := applyDiscard(old, patch, FormatStream, &ApplyOptions{MaxOutput: int64(len(new))}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
