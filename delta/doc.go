@@ -14,7 +14,9 @@
 //
 // Both appliers read old through an io.ReaderAt (flash) and write the new
 // image to an io.Writer (the inactive slot) a chunk at a time: the new image
-// is never held in memory.
+// is never held in memory. The one exception on the old side is the
+// streaming format's LZ layout, used only for images of at most 4 MiB
+// together, whose applier holds old in memory (see below).
 //
 // A patch is untrusted transport. The appliers check every length and old
 // offset before use and refuse, with a *PatchError wrapping one of the ErrX
