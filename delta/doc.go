@@ -14,7 +14,9 @@
 //
 // Both appliers read old through an io.ReaderAt (flash) and write the new
 // image to an io.Writer (the inactive slot) a chunk at a time: the new image
-// is never held in memory.
+// is never held in memory. The one exception on the old side is the
+// streaming format's LZ layout, used only for images of at most 4 MiB
+// together, whose applier holds old in memory (see below).
 //
 // A patch is untrusted transport. The appliers check every length and old
 // offset before use and refuse, with a *PatchError wrapping one of the ErrX
@@ -175,6 +177,52 @@
 // decoder keeps the applier's memory bounded independently of the image
 // size. The last entry's seek is written as 0, and an add run longer than
 // a segment allows is split into entries that continue in old (seek 0).
+//
+// # Streaming format, LZ layout
+//
+// Between distant versions most of a program is new code, which bsdiff's
+// approximate matches describe poorly. For images small enough to hold in
+// memory, the streaming format has a second layout: the whole new image,
+// filtered, LZ-coded against the old image, filtered the same way. It has
+// the same header with another magic:
+//
+//	offset  size  field
+//	0       8     magic "OTADLZ01"
+//	8       8     uint64 little-endian: size of the old image (ErrOldSize
+//	              if it is not the old image's)
+//	16      8     uint64 little-endian: size N of the new image
+//	24      8     uint64 little-endian: length P of the payload
+//	32      P     payload: one zstd frame (RFC 8878) with a raw-content
+//	              dictionary and no Dictionary_ID: the filtered old image
+//	32+P          end of patch: nothing may follow
+//
+// The frame decompresses to exactly N bytes, the filtered new image, and
+// the payload must end with it. Old and new together are at most 4 MiB
+// (StreamWindow): the applier refuses a larger pair before reading old, and
+// holds old in memory, filtered, as the dictionary (at most 4 MiB, plus the
+// window of at most StreamWindow). Every match of the frame, into the
+// dictionary or into earlier output, then lies within the window.
+//
+// The filter makes the 32-bit displacements of x86-64 calls and
+// RIP-relative loads absolute, so repeated references to one function or
+// variable become repeated bytes. Scanning the image from its start, a
+// candidate is an E8 or E9 byte followed by 4 more bytes (its field starts
+// 1 byte after it), or an 89, 8B or 8D byte followed by a byte b with
+// b & C7 = 05 and 4 more bytes (its field starts 2 bytes after it). Let q
+// be the candidate's position in its image, e = q + 1 + 4 or q + 2 + 4 the
+// end of its field, and x the field as a little-endian uint32. If the top
+// byte of x is 00 or FF and no candidate left alone lies 1 to 4 bytes
+// before q, the field is replaced by the low 25 bits of x+e sign-extended
+// from bit 24 (the applier subtracts e instead) and the scan resumes after
+// the field; otherwise the candidate is left alone and the scan moves on by
+// one byte, as past any other byte. Old is filtered with its own positions,
+// new with its own.
+//
+// Encode writes the LZ layout when old and new fit the bound, at least an
+// eighth of new is extra data in the edit script (the layout is not tried
+// for close versions, where it loses by far), and the result is smaller
+// than the bsdiff layout. Patches in it start with "OTADLZ01"; an applier
+// older than the layout refuses them with ErrFormat.
 //
 // On the benchmark pairs (x86-64 builds of real tools), predictions
 // replace 56-90% of the runs of nonzero diff bytes between close versions

@@ -50,10 +50,10 @@ func ParseFormat(s string) (Format, error) {
 const MagicSize = 8
 
 // DetectFormat returns the format of a patch from its first bytes, by the
-// magic each format opens with ("BSDIFF40", "OTADLT02"). It does not check
-// anything past the magic: only applying a patch shows it is whole. A
-// header that opens with neither magic, or is shorter than MagicSize, is
-// ErrFormat. A publisher uses it to label a patch by what it is rather
+// magic each format opens with ("BSDIFF40"; "OTADLT02" or "OTADLZ01", the
+// streaming format's two layouts). It does not check anything past the
+// magic: only applying a patch shows it is whole. A header that opens with
+// none of them, or is shorter than MagicSize, is ErrFormat. A publisher uses it to label a patch by what it is rather
 // than by what its file is called.
 func DetectFormat(header []byte) (Format, error) {
 	if len(header) < MagicSize {
@@ -62,7 +62,7 @@ func DetectFormat(header []byte) (Format, error) {
 	switch string(header[:MagicSize]) {
 	case bsdiff40Magic:
 		return FormatBSDIFF40, nil
-	case streamMagic:
+	case streamMagic, lzMagic:
 		return FormatStream, nil
 	}
 	return 0, fmt.Errorf("%w: unknown magic %q", ErrFormat, header[:MagicSize])

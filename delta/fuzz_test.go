@@ -25,6 +25,10 @@ func fuzzSeeds(t testing.TB, f Format) [][2][]byte {
 		var b bytes.Buffer
 		require.NoError(t, d.Encode(&b, f))
 		seeds = append(seeds, [2][]byte{pair[0], b.Bytes()})
+		if f == FormatStream && len(pair[0])+len(pair[1]) > 0 {
+			// The LZ layout too, whichever Encode chose.
+			seeds = append(seeds, [2][]byte{pair[0], encodeLZ(t, pair[0], pair[1])})
+		}
 	}
 	hostile := [][]ctl{
 		{{-1, 5, 0}},

@@ -15,7 +15,9 @@
 // pairs the sync alone costs more than applying the patch.
 //
 // It prints a Markdown table: patch size, diff and apply wall time and
-// peak RSS, and for ours the ratios to C bsdiff/bspatch.
+// peak RSS, and for ours the ratios to C bsdiff/bspatch. A streaming patch
+// in the LZ layout (package delta chooses it for distant versions of small
+// images) is marked "(LZ layout)".
 //
 // Exit status: 0 when every tool reproduced every new file, 1 when one
 // failed, 2 on bad usage.
@@ -47,6 +49,7 @@ type tool struct {
 
 type result struct {
 	patchSize         int64
+	magic             string // the patch's first 8 bytes: which layout ours chose
 	diffTime, appTime time.Duration
 	diffRSS, appRSS   int64 // KiB
 	ok                bool
@@ -138,6 +141,9 @@ func main() {
 		for _, tl := range tools {
 			r := results[tl.name]
 			status := ""
+			if r.magic == "OTADLZ01" {
+				status = " (LZ layout)"
+			}
 			if !r.ok {
 				status = " (FAILED)"
 				failed = true
@@ -218,6 +224,7 @@ func runTool(tl tool, p pair, tmp string, runs int) (result, error) {
 		r.appRSS = max(r.appRSS, arss)
 	}
 	r.patchSize = fileSize(patch)
+	r.magic = readMagic(patch)
 	same, err := sameContent(out, p.new)
 	if err != nil {
 		return r, err
@@ -249,6 +256,20 @@ func runChild(tmpl []string, vars *strings.Replacer) (time.Duration, int64, erro
 		rss = ru.Maxrss // KiB on Linux
 	}
 	return wall, rss, nil
+}
+
+// readMagic returns the first 8 bytes of a file, or "" if it has fewer.
+func readMagic(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var b [8]byte
+	if _, err := io.ReadFull(f, b[:]); err != nil {
+		return ""
+	}
+	return string(b[:])
 }
 
 func onPath(name string) bool {

@@ -1,0 +1,155 @@
+package delta
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// The LZ layout of the streaming format: the new image, filtered
+// (x86Filter), as one zstd frame that uses the old image, filtered the same
+// way, as its dictionary. Between distant versions of a program most of the
+// new image is new code that bsdiff's approximate matches cannot describe;
+// LZ matching against old and against earlier output describes it better.
+// Applying needs old in memory, so the layout is only for images small
+// enough: old and new together at most lzMaxImages bytes.
+
+// lzMagic opens a patch in the LZ layout of the streaming format.
+const lzMagic = "OTADLZ01"
+
+// lzMaxImages bounds old+new for the LZ layout. With it every match of the
+// frame, into the dictionary or into earlier output, lies within
+// StreamWindow, and the applier holds at most lzMaxImages bytes of old.
+const lzMaxImages = StreamWindow
+
+// lzTryShare: Encode tries the LZ layout when at least 1/lzTryShare of the
+// new image is extra data. Close versions have almost none, and the bsdiff
+// layout wins there by far; trying costs a second compression pass.
+const lzTryShare = 8
+
+// lzBestMin: below this many bytes of old and new together, the LZ layout
+// is compressed at zstd's default level instead of its best. The best level
+// sets up about 70 MB of match tables whatever the input (the dictionary's
+// copy included), which for a pair of a few kilobytes costs far more time
+// than the few bytes it saves (and made the round-trip fuzzers several
+// times slower); the default level needs a few MB.
+const lzBestMin = 64 << 10
+
+// lzLevel returns the zstd level the LZ layout uses for d.
+func (d *Script) lzLevel() zstd.EncoderLevel {
+	if len(d.old)+len(d.new) < lzBestMin {
+		return zstd.SpeedDefault
+	}
+	return zstd.SpeedBestCompression
+}
+
+// lzCandidate reports whether Encode should try the LZ layout for d.
+func (d *Script) lzCandidate() bool {
+	if len(d.old)+len(d.new) > lzMaxImages || len(d.new) == 0 {
+		return false
+	}
+	var extra int64
+	for _, o := range d.ops {
+		extra += o.copy
+	}
+	return extra*lzTryShare >= int64(len(d.new))
+}
+
+// writeLZ writes d's images as a patch in the LZ layout.
+func (d *Script) writeLZ(w io.Writer) error {
+	if len(d.old)+len(d.new) > lzMaxImages {
+		return fmt.Errorf("delta: LZ layout: old and new are %d bytes, limit %d", len(d.old)+len(d.new), lzMaxImages)
+	}
+	oldF, newF := bytes.Clone(d.old), bytes.Clone(d.new)
+	f := newX86Filter()
+	f.convert(oldF, 0, true, true)
+	f = newX86Filter()
+	f.convert(newF, 0, true, true)
+	var payload bytes.Buffer
+	zw, err := zstd.NewWriter(&payload,
+		zstd.WithEncoderLevel(d.lzLevel()),
+		zstd.WithWindowSize(StreamWindow),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderCRC(true),
+		zstd.WithLowerEncoderMem(true),
+		zstd.WithEncoderDictRaw(0, oldF))
+	if err != nil {
+		return fmt.Errorf("delta: zstd: %w", err)
+	}
+	if _, err := zw.Write(newF); err != nil {
+		return fmt.Errorf("delta: zstd: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("delta: zstd: %w", err)
+	}
+	var hdr [streamHeaderSize]byte
+	copy(hdr[:], lzMagic)
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(d.old)))
+	binary.LittleEndian.PutUint64(hdr[16:], uint64(len(d.new)))
+	binary.LittleEndian.PutUint64(hdr[24:], uint64(payload.Len()))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err = payload.WriteTo(w)
+	return err
+}
+
+// applyLZ applies the rest of a patch in the LZ layout whose header a has
+// read: the payload of payloadLen bytes follows in patch.
+func (a *applier) applyLZ(patch io.Reader, payloadLen uint64) (int64, error) {
+	if a.oldSize+a.newSize > lzMaxImages {
+		return 0, a.fail(fmt.Errorf("%w: LZ layout for %d+%d bytes of images, limit %d", ErrCorrupt, a.oldSize, a.newSize, lzMaxImages))
+	}
+	oldF := make([]byte, a.oldSize)
+	if got, err := a.old.ReadAt(oldF, 0); got < len(oldF) {
+		return 0, a.fail(fmt.Errorf("delta: reading old: got %d of %d bytes: %w", got, len(oldF), err))
+	}
+	f := newX86Filter()
+	f.convert(oldF, 0, true, true)
+
+	body := &io.LimitedReader{R: patch, N: int64(payloadLen)}
+	zr, err := zstd.NewReader(body,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(StreamWindow),
+		zstd.WithDecoderMaxMemory(maxStreamDecoderMemory),
+		zstd.WithDecoderDictRaw(0, oldF))
+	if err != nil {
+		return 0, fmt.Errorf("delta: zstd: %w", err)
+	}
+	defer zr.Close()
+
+	// Restore the filter a buffer at a time; a field that may continue
+	// past the end of a read is kept back, at most 5 bytes.
+	f = newX86Filter()
+	n := a.newSize
+	pending := 0
+	for n > 0 || pending > 0 {
+		k := int(min(n, int64(len(a.diffBuf)-pending)))
+		d := a.diffBuf[:pending+k]
+		if _, err := io.ReadFull(zr, d[pending:]); err != nil {
+			return a.newPos, a.fail(streamErr(err))
+		}
+		n -= int64(k)
+		done := f.convert(d, a.newPos, false, n == 0)
+		if err := a.write(d[:done]); err != nil {
+			return a.newPos, err
+		}
+		pending = copy(a.diffBuf, d[done:])
+	}
+	// The image is complete: the frame must end, the payload must be used
+	// up, and nothing may follow it.
+	if err := expectEOF(zr, ErrTruncated); err != nil {
+		return a.newPos, a.fail(err)
+	}
+	if body.N != 0 {
+		return a.newPos, a.fail(fmt.Errorf("%w: %d payload bytes after the frame", ErrTrailingData, body.N))
+	}
+	if err := expectEOF(patch, ErrTrailingData); err != nil {
+		return a.newPos, a.fail(err)
+	}
+	return a.finish()
+}
