@@ -140,6 +140,9 @@ func TestHelperCrashChild(t *testing.T) {
 	fmt.Println("ready")
 	for i := rng.IntN(len(steps)); ; i++ {
 		steps[i%len(steps)]()
+		// The parent counts finished steps, so that the kills make
+		// progress however loaded the machine is.
+		fmt.Println("step")
 	}
 }
 
@@ -184,15 +187,22 @@ func TestCrashSafety(t *testing.T) {
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		require.NoError(t, cmd.Start())
-		line, err := bufio.NewReader(out).ReadString('\n')
+		lines := bufio.NewReader(out)
+		line, err := lines.ReadString('\n')
 		if err != nil || line != "ready\n" {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			t.Fatalf("iteration %d: child did not start: %q %v\n%s", i, line, err, stderr.String())
 		}
-		// From a few microseconds to a few milliseconds into the loop: each
-		// round of the loop is a handful of fsyncs, so kills land before,
-		// inside and after writes.
+		// Let the child finish 0 to 2 steps, then kill it from a few
+		// microseconds to a few milliseconds later: each step is a
+		// handful of fsyncs, so kills land before, inside and after
+		// writes, and the state moves on even on a loaded machine.
+		for range rng.IntN(3) {
+			if _, err := lines.ReadString('\n'); err != nil {
+				break // the child died: Wait below says how
+			}
+		}
 		time.Sleep(time.Duration(rng.Int64N(4000)) * time.Microsecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		err = cmd.Wait()
