@@ -85,6 +85,11 @@ type Config struct {
 	MaxDelegations int
 	// Logger receives progress at debug level; nil means none.
 	Logger *slog.Logger
+	// DecryptionKeys are the device's keys for encrypted releases (its
+	// group key, its own key); Install unwraps a release's content key
+	// with the first one the release lists as a recipient. None is needed
+	// for releases that are not encrypted.
+	DecryptionKeys []DecryptionKey
 }
 
 // Defaults of Config.

@@ -1,0 +1,204 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/otaseal/otaseal/encrypt"
+	"github.com/otaseal/otaseal/manifest"
+)
+
+// DecryptionKey is a device's key for encrypted releases: a group key
+// that every device of a model shares, or the device's own. A key read
+// from a file (*encrypt.PrivateKey) implements it; so does an adapter over
+// a TPM or secure element that performs the HPKE decapsulation inside the
+// chip (see encrypt.NewPrivateKeyFromHPKE).
+type DecryptionKey interface {
+	// KeyID names the key as the recipient entries of the signed
+	// metadata do (encrypt.PublicKey.KeyID).
+	KeyID() string
+	// Unwrap opens a content key wrapped for this key and bound to the
+	// release at target with version, or returns an error
+	// (encrypt.ErrUnwrap when it was wrapped for another key or release).
+	Unwrap(wrapped []byte, target, version string) (encrypt.ContentKey, error)
+}
+
+// Errors of encrypted releases.
+var (
+	// ErrNoDecryptionKey: the release is encrypted and none of its
+	// recipients is one of the device's DecryptionKeys. Nothing has been
+	// written when it is returned.
+	ErrNoDecryptionKey = errors.New("verify: release is encrypted for none of this device's keys")
+	// ErrEncryption: the encryption member disagrees with the target (a
+	// ciphertext length the plaintext length cannot give, a patch
+	// encrypted while its release is not), or the wrapped key for this
+	// device does not open for this release.
+	ErrEncryption = errors.New("verify: encrypted target does not match its metadata")
+)
+
+// Decryptable reports whether the device can install u: nil when u is not
+// encrypted, or when one of Config.DecryptionKeys is a recipient of it and
+// its wrapped key opens for this release. Cycle.Begin calls it, so that a
+// device without a matching key refuses before its state or a slot is
+// touched.
+func (c *Client) Decryptable(u *Update) error {
+	_, err := c.contentKey(u)
+	return err
+}
+
+// contentKey returns the content key of u's release, or nil when it is
+// not encrypted.
+func (c *Client) contentKey(u *Update) (*encrypt.ContentKey, error) {
+	fw := u.Release.Firmware
+	if fw == nil || fw.Encryption == nil {
+		if u.Patch != nil && u.Patch.Delta.Encryption != nil {
+			return nil, &TargetError{Path: u.Patch.Path, Err: fmt.Errorf("%w: patch encrypted, its release is not", ErrEncryption)}
+		}
+		return nil, nil
+	}
+	enc := fw.Encryption
+	if err := checkCiphertextLength(u.Release.File, enc); err != nil {
+		return nil, &TargetError{Path: u.Release.Path, Err: err}
+	}
+	var tried []string
+	var lastErr error
+	for _, k := range c.cfg.DecryptionKeys {
+		id := k.KeyID()
+		tried = append(tried, shortID(id))
+		r := enc.Recipient(id)
+		if r == nil {
+			continue
+		}
+		key, err := k.Unwrap(r.WrappedKey, u.Release.Path, fw.Version.String())
+		if err == nil {
+			return &key, nil
+		}
+		// A wrapped key taken from another release's metadata fails here:
+		// the HPKE info binds path and version.
+		lastErr = fmt.Errorf("%w: key %s: %w", ErrEncryption, shortID(id), err)
+	}
+	if lastErr != nil {
+		return nil, &TargetError{Path: u.Release.Path, Err: lastErr}
+	}
+	recipients := make([]string, len(enc.Recipients))
+	for i, r := range enc.Recipients {
+		recipients[i] = shortID(r.KeyID)
+	}
+	return nil, &TargetError{Path: u.Release.Path, Err: fmt.Errorf("%w: recipients [%s], device keys [%s]",
+		ErrNoDecryptionKey, strings.Join(recipients, " "), strings.Join(tried, " "))}
+}
+
+func shortID(id string) string {
+	if len(id) > 16 {
+		return id[:16]
+	}
+	return id
+}
+
+func checkCiphertextLength(tf *manifest.TargetFile, enc *manifest.Encryption) error {
+	if want := enc.CiphertextLength(); tf.Length != want {
+		return fmt.Errorf("%w: target of %d bytes, a ciphertext of %d plaintext bytes in %d-byte chunks is %d", ErrEncryption,
+			tf.Length, enc.PlaintextLength, enc.ChunkSize, want)
+	}
+	return nil
+}
+
+func streamParams(enc *manifest.Encryption) (encrypt.Params, error) {
+	c, err := encrypt.ParseCipher(string(enc.Cipher))
+	return encrypt.Params{Cipher: c, ChunkSize: enc.ChunkSize}, err
+}
+
+// decryptingReader checks the ciphertext rc against tf's signed length and
+// hashes as it passes, and decrypts it; the plaintext it yields is checked
+// against the encryption member. Call finish after the plaintext is
+// consumed: it drains rc and returns nil only if both checks passed.
+type decryptingReader struct {
+	*encrypt.Reader
+	rc     io.Reader
+	ct, pt *CheckedWriter
+}
+
+func newDecryptingReader(rc io.Reader, tf *manifest.TargetFile, enc *manifest.Encryption, key encrypt.ContentKey) (*decryptingReader, error) {
+	if err := checkCiphertextLength(tf, enc); err != nil {
+		return nil, err
+	}
+	p, err := streamParams(enc)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := NewCheckedWriter(io.Discard, tf.Length, tf.Hashes)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := NewCheckedWriter(io.Discard, enc.PlaintextLength, manifest.Hashes{"sha256": enc.PlaintextSHA256})
+	if err != nil {
+		return nil, err
+	}
+	r, err := encrypt.NewReader(io.TeeReader(rc, ct), key, p)
+	if err != nil {
+		return nil, err
+	}
+	return &decryptingReader{Reader: r, rc: rc, ct: ct, pt: pt}, nil
+}
+
+// Read decrypts, counting and hashing the plaintext.
+func (d *decryptingReader) Read(p []byte) (int, error) {
+	n, err := d.Reader.Read(p)
+	if n > 0 {
+		// Past the signed plaintext length nothing is passed on: the
+		// caller may be writing a slot.
+		if _, werr := d.pt.Write(p[:n]); werr != nil {
+			return 0, werr
+		}
+	}
+	return n, err
+}
+
+// finish reads what the consumer left, to the end of both streams, and
+// checks the ciphertext first: a download that is not the signed one is
+// reported as such, whatever its decryption said.
+func (d *decryptingReader) finish() error {
+	_, perr := io.Copy(io.Discard, d)
+	if _, err := io.Copy(d.ct, d.rc); err != nil {
+		return err
+	}
+	if err := d.ct.Finish(); err != nil {
+		return err
+	}
+	if perr != nil {
+		return perr
+	}
+	return d.pt.Finish()
+}
+
+// downloadDecrypted streams the encrypted target at path into dst as
+// plaintext, checking the ciphertext against tf and the plaintext against
+// enc. Nothing written to dst counts unless it returns nil.
+func (c *Client) downloadDecrypted(ctx context.Context, path string, tf *manifest.TargetFile, enc *manifest.Encryption, key encrypt.ContentKey, dst io.Writer, count *int64) error {
+	if c.trusted == nil {
+		return ErrNotRefreshed
+	}
+	u, err := c.targetURL(path, tf)
+	if err != nil {
+		return err
+	}
+	rc, err := c.fetch(ctx, u, tf.Length, count)
+	if err != nil {
+		return &TargetError{Path: path, Err: err}
+	}
+	defer rc.Close()
+	d, err := newDecryptingReader(rc, tf, enc, key)
+	if err != nil {
+		return &TargetError{Path: path, Err: err}
+	}
+	if _, err := io.Copy(dst, d); err != nil {
+		return &TargetError{Path: path, Err: err}
+	}
+	if err := d.finish(); err != nil {
+		return &TargetError{Path: path, Err: err}
+	}
+	return nil
+}
