@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/otaseal/otaseal/delta"
+	"github.com/otaseal/otaseal/encrypt"
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/sign"
 )
@@ -54,6 +55,14 @@ the devices 24 hours after --rollout-start. Each device's place in the
 order is a hash of the release and its rollout ID, so every release starts
 on other devices.
 
+With --encrypt-to, the image and its deltas are encrypted: a new content
+key per release, wrapped with HPKE (ML-KEM-768 + X25519 by default) for
+each public key file given ("release keygen --recipient" makes them). TUF
+clients still verify the download; only devices holding a matching private
+key can read the image. The content key is kept in DIR.content-keys (mode
+0600, beside the repository, never served): the next release's deltas
+need it. Keep it as safe as the images.
+
 With --key, the release is published at once: the keys must meet the
 targets threshold, plus snapshot and timestamp. With --stage nothing is
 published; the release is kept in DIR.staged for a k-of-n ceremony
@@ -61,7 +70,7 @@ published; the release is kept in DIR.staged for a k-of-n ceremony
 kept together with this one.`)
 	repoDir := fs.String("repo", "", "repository directory")
 	passEnv := fs.String("passphrase-env", "", "environment variable holding the passphrase of encrypted PEM keys")
-	var hwids, keys, formats listFlag
+	var hwids, keys, formats, encryptTo listFlag
 	var advisories repeatFlag
 	fs.Var(&hwids, "hardware-id", "hardware ID(s) the image is built for (comma-separated or repeated)")
 	version := fs.String("version", "", "semantic version of the image, e.g. 2.4.1")
@@ -73,6 +82,7 @@ kept together with this one.`)
 	fs.Var(&formats, "delta-formats", "delta formats: bsdiff40, otaseal-zstd (default both)")
 	fs.Var(&keys, "key", "signing key: "+keyHelp+" (repeatable)")
 	stage := fs.Bool("stage", false, "stage for an offline ceremony instead of publishing")
+	fs.Var(&encryptTo, "encrypt-to", "public key file of a recipient device group or device (repeatable): encrypt the release")
 	rolloutSpec := fs.String("rollout", "", rolloutHelp())
 	rolloutStart := fs.String("rollout-start", "", "start of the --rollout schedule, RFC 3339 (default: now, in UTC)")
 	if err := parse(e, fs, args); err != nil {
@@ -119,6 +129,10 @@ kept together with this one.`)
 		return usageErr("%v", err)
 	}
 	image := fs.Arg(0)
+	recipients, err := readRecipients(encryptTo)
+	if err != nil {
+		return err
+	}
 
 	s, signers, err := openSigning(ctx, *repoDir, *passEnv, keys)
 	if err != nil {
@@ -130,12 +144,15 @@ kept together with this one.`)
 	}
 
 	target := fmt.Sprintf("%s/%s/firmware.bin", hwids[0], v)
-	f, err := os.Open(image)
-	if err != nil {
-		return err
+	if len(recipients) > 0 {
+		err = addEncrypted(ctx, e, s, target, image, fw, recipients)
+	} else {
+		var f *os.File
+		if f, err = os.Open(image); err == nil {
+			err = s.repo.AddFirmware(ctx, target, f, fw)
+			f.Close()
+		}
 	}
-	err = s.repo.AddFirmware(ctx, target, f, fw)
-	f.Close()
 	if err != nil {
 		return err
 	}
@@ -144,7 +161,7 @@ kept together with this one.`)
 		e.printf("rollout from %s: %s\n", fw.Rollout.Start.Format(time.RFC3339), formatSchedule(fw.Rollout))
 	}
 	if *deltas > 0 {
-		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts); err != nil {
+		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts, len(recipients) > 0); err != nil {
 			return err
 		}
 	}
@@ -202,7 +219,7 @@ func previousReleases(repo *sign.Repository, fw manifest.Firmware, n int) ([]man
 
 // addDeltas diffs each earlier release against the new image once and
 // encodes the edit script in every format.
-func addDeltas(ctx context.Context, e *env, s *session, target string, fw manifest.Firmware, imagePath string, n int, fmts []deltaFormat) error {
+func addDeltas(ctx context.Context, e *env, s *session, target string, fw manifest.Firmware, imagePath string, n int, fmts []deltaFormat, encrypted bool) error {
 	prev, err := previousReleases(s.repo, fw, n)
 	if err != nil {
 		return err
@@ -217,13 +234,24 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 	}
 	toSum := sha256.Sum256(newImage)
 	to := manifest.DeltaEnd{Path: target, Length: int64(len(newImage)), SHA256: toSum[:]}
+	var toKey *encrypt.ContentKey
+	if encrypted {
+		if toKey, err = loadContentKey(s.dir, target); err != nil {
+			return err
+		}
+	}
 	for i, r := range prev {
-		old, err := readTarget(ctx, s.repo, r.Path)
+		if (r.Firmware.Encryption != nil) && toKey == nil {
+			fmt.Fprintf(e.stderr, "[%d/%d] no delta from the encrypted %s to the unencrypted %s\n", i+1, len(prev), r.Firmware.Version, fw.Version)
+			continue
+		}
+		old, err := readPlaintext(ctx, s, r)
 		if err != nil {
 			return err
 		}
 		fromSum := sha256.Sum256(old)
-		if !bytes.Equal(fromSum[:], r.File.Hashes["sha256"]) || int64(len(old)) != r.File.Length {
+		wantLen, wantSum := manifest.ImageOf(r.File, r.Firmware)
+		if !bytes.Equal(fromSum[:], wantSum) || int64(len(old)) != wantLen {
 			return fmt.Errorf("stored %s does not match its signed length and hash", r.Path)
 		}
 		fmt.Fprintf(e.stderr, "[%d/%d] diffing %s (%s) -> %s (%s) ...\n", i+1, len(prev), r.Firmware.Version, size(int64(len(old))), fw.Version, size(int64(len(newImage))))
@@ -248,7 +276,18 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 				fmt.Fprintf(e.stderr, "      %-12s %s: skipped, %s is not smaller than the image\n", f.manifest, path, size(int64(patch.Len())))
 				continue
 			}
-			if err := s.repo.AddDelta(ctx, path, r.Path, to.Path, bytes.NewReader(patch.Bytes())); err != nil {
+			if toKey != nil {
+				var fromKey *encrypt.ContentKey
+				if r.Firmware.Encryption != nil {
+					if fromKey, err = loadContentKey(s.dir, r.Path); err != nil {
+						return err
+					}
+				}
+				err = s.repo.AddEncryptedDelta(ctx, path, r.Path, to.Path, bytes.NewReader(patch.Bytes()), sign.DeltaKeys{From: fromKey, To: toKey})
+			} else {
+				err = s.repo.AddDelta(ctx, path, r.Path, to.Path, bytes.NewReader(patch.Bytes()))
+			}
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stderr, "      %-12s %s: %s (%.1f%% of the image) in %s\n", f.manifest, path, size(int64(patch.Len())),

@@ -74,6 +74,7 @@ var commands = map[string]command{
 	"control-init": {"create the rollout control role with the update server's online key(s)", cmdControlInit},
 	"rollout":      {"pause, cap, stop or resume a release's rollout with the control key, or print its status", cmdRollout},
 	"inspect":      {"print roles, keys, thresholds, expiries, releases and deltas as tables", cmdInspect},
+	"keygen":       {"make a key pair: --recipient for encrypted releases", cmdKeygen},
 }
 
 func main() {
