@@ -155,6 +155,7 @@ func (c *Client) applyStream(ctx context.Context, p *manifest.Patch, key *encryp
 		if err != nil {
 			return err
 		}
+		defer d.close()
 		if _, err := delta.ApplyStream(out, opts.Installed, opts.InstalledSize, d, ao); err != nil {
 			return err
 		}
