@@ -63,6 +63,10 @@ type Encryption struct {
 	PlaintextLength int64
 	PlaintextSHA256 []byte // 32 bytes
 	Recipients      []Recipient
+	// Envelopes are the target paths of key envelopes (KeyEnvelope) that
+	// hold more recipients of the release, for fleets whose per-device
+	// wraps would not fit in the targets entry. Firmware only.
+	Envelopes []string
 }
 
 // Recipient is one wrapped copy of a release's content key.
@@ -102,16 +106,34 @@ func (e *Encryption) Validate(forDelta bool) error {
 		return fieldError(p+"plaintext.sha256", RuleMalformedHash, "", fmt.Sprintf("%d bytes, want %d", len(e.PlaintextSHA256), sha256HexLen/2))
 	}
 	switch {
-	case forDelta && len(e.Recipients) > 0:
+	case forDelta && (len(e.Recipients) > 0 || len(e.Envelopes) > 0):
 		return fieldError(p+"recipients", RuleMalformedEncryption, "", "a delta is encrypted with its to release's key and lists no recipients")
-	case !forDelta && len(e.Recipients) == 0:
-		return fieldError(p+"recipients", RuleMalformedEncryption, "", "an encrypted release needs at least one recipient")
+	case !forDelta && len(e.Recipients) == 0 && len(e.Envelopes) == 0:
+		return fieldError(p+"recipients", RuleMalformedEncryption, "", "an encrypted release needs at least one recipient or envelope")
 	case len(e.Recipients) > MaxRecipients:
 		return fieldError(p+"recipients", RuleTooManyItems, "", fmt.Sprintf("%d (limit %d)", len(e.Recipients), MaxRecipients))
+	case len(e.Envelopes) > MaxEnvelopes:
+		return fieldError(p+"envelopes", RuleTooManyItems, "", fmt.Sprintf("%d (limit %d)", len(e.Envelopes), MaxEnvelopes))
 	}
-	seen := make(map[string]bool, len(e.Recipients))
-	for i, r := range e.Recipients {
-		name := fmt.Sprintf("%srecipients[%d].", p, i)
+	seenEnv := make(map[string]bool, len(e.Envelopes))
+	for _, path := range e.Envelopes {
+		if err := checkText(p+"envelopes", path, MaxTargetPathLen, false); err != nil {
+			return err
+		}
+		if seenEnv[path] {
+			return fieldError(p+"envelopes", RuleMalformedEncryption, path, "envelope listed twice")
+		}
+		seenEnv[path] = true
+	}
+	return checkRecipients(p+"recipients", e.Recipients)
+}
+
+// checkRecipients checks each recipient's KEM, key ID and wrapped key
+// length, and that no key ID repeats.
+func checkRecipients(field string, rs []Recipient) error {
+	seen := make(map[string]bool, len(rs))
+	for i, r := range rs {
+		name := fmt.Sprintf("%s[%d].", field, i)
 		if r.KEM.WrappedKeySize() == 0 {
 			return fieldError(name+"kem", RuleUnknownAlgorithm, string(r.KEM), "")
 		}
@@ -176,15 +198,16 @@ func parseEncryption(raw json.RawMessage, forDelta bool) (*Encryption, error) {
 	if !knownCipher(e.Cipher) {
 		return nil, fieldError(p+"cipher", RuleUnknownAlgorithm, c, "")
 	}
-	if err := onlyFields(m, p, "cipher", "chunk_size", "plaintext", "recipients"); err != nil {
+	if err := onlyFields(m, p, "cipher", "chunk_size", "plaintext", "recipients", "envelopes"); err != nil {
 		return nil, err
 	}
-	required := []string{"chunk_size", "plaintext"}
-	if !forDelta {
-		required = append(required, "recipients")
-	}
-	if err := requireFields(m, p, required...); err != nil {
+	if err := requireFields(m, p, "chunk_size", "plaintext"); err != nil {
 		return nil, err
+	}
+	if _, ok := m["envelopes"]; !forDelta && !ok {
+		if err := requireFields(m, p, "recipients"); err != nil {
+			return nil, err
+		}
 	}
 	n, err := readUint(p+"chunk_size", m["chunk_size"])
 	if err != nil {
@@ -198,8 +221,20 @@ func parseEncryption(raw json.RawMessage, forDelta bool) (*Encryption, error) {
 		return nil, err
 	}
 	if raw, ok := m["recipients"]; ok {
-		if e.Recipients, err = parseRecipients(raw); err != nil {
+		if e.Recipients, err = parseRecipientList(p+"recipients", raw, MaxRecipients, 3); err != nil {
 			return nil, err
+		}
+		// Present means meaningful: [] would be a second spelling of absent.
+		if len(e.Recipients) == 0 {
+			return nil, fieldError(p+"recipients", RuleMalformedEncryption, "", "empty list (omit the field)")
+		}
+	}
+	if raw, ok := m["envelopes"]; ok {
+		if e.Envelopes, err = readStrings(p+"envelopes", raw, MaxEnvelopes); err != nil {
+			return nil, err
+		}
+		if len(e.Envelopes) == 0 {
+			return nil, fieldError(p+"envelopes", RuleMalformedEncryption, "", "empty list (omit the field)")
 		}
 	}
 	if err := e.Validate(forDelta); err != nil {
@@ -238,8 +273,7 @@ func parsePlaintext(raw json.RawMessage) (int64, []byte, error) {
 	return int64(n), sum, nil
 }
 
-func parseRecipients(raw json.RawMessage) ([]Recipient, error) {
-	const field = fieldEncrypt + ".recipients"
+func parseRecipientList(field string, raw json.RawMessage, max, depth int) ([]Recipient, error) {
 	if len(raw) == 0 || raw[0] != '[' {
 		return nil, fieldError(field, RuleWrongJSONType, "", "want a list of recipients")
 	}
@@ -247,13 +281,13 @@ func parseRecipients(raw json.RawMessage) ([]Recipient, error) {
 	if err := json.Unmarshal(raw, &items); err != nil {
 		return nil, malformedJSON(field, err)
 	}
-	if len(items) > MaxRecipients {
-		return nil, fieldError(field, RuleTooManyItems, "", fmt.Sprintf("%d (limit %d)", len(items), MaxRecipients))
+	if len(items) > max {
+		return nil, fieldError(field, RuleTooManyItems, "", fmt.Sprintf("%d (limit %d)", len(items), max))
 	}
 	out := make([]Recipient, 0, len(items))
 	for i, it := range items {
 		name := fmt.Sprintf("%s[%d]", field, i)
-		m, err := readObject(it, name, 3)
+		m, err := readObject(it, name, depth)
 		if err != nil {
 			return nil, err
 		}
@@ -300,13 +334,20 @@ func encryptionJSON(e *Encryption) map[string]any {
 		"plaintext":  map[string]any{"length": e.PlaintextLength, "sha256": fmt.Sprintf("%x", e.PlaintextSHA256)},
 	}
 	if len(e.Recipients) > 0 {
-		rs := make([]map[string]any, len(e.Recipients))
-		for i, r := range e.Recipients {
-			rs[i] = map[string]any{"keyid": r.KeyID, "kem": r.KEM, "wrapped_key": strictBase64.EncodeToString(r.WrappedKey)}
-		}
-		obj["recipients"] = rs
+		obj["recipients"] = recipientsJSON(e.Recipients)
+	}
+	if len(e.Envelopes) > 0 {
+		obj["envelopes"] = e.Envelopes
 	}
 	return obj
+}
+
+func recipientsJSON(rs []Recipient) []map[string]any {
+	out := make([]map[string]any, len(rs))
+	for i, r := range rs {
+		out[i] = map[string]any{"keyid": r.KeyID, "kem": r.KEM, "wrapped_key": strictBase64.EncodeToString(r.WrappedKey)}
+	}
+	return out
 }
 
 // ImageOf returns the length and SHA-256 of the image a firmware target

@@ -113,7 +113,21 @@
 //	  "recipients": [                    firmware: 1..256; delta: absent
 //	    {"keyid": "64 lowercase hex digits",
 //	     "kem": "mlkem768-x25519",       or x25519
-//	     "wrapped_key": "base64"}]}      padded standard base64, 1168 or 80 bytes
+//	     "wrapped_key": "base64"}],      padded standard base64, 1168 or 80 bytes
+//	  "envelopes": ["acme-gw-r2/2.4.1/keys/eu.json"]}   firmware, optional: 1..64 paths
+//
+// One hybrid recipient takes 1678 bytes of the entry, so at most 38 fit in
+// MaxOtasealSize. Fleets that wrap per device put their recipients in key
+// envelopes instead: plain TUF targets (no otaseal object, so every
+// client fetches and hash-checks them as opaque files) named by
+// "envelopes", whose content is a KeyEnvelope (ParseKeyEnvelope), at most
+// MaxEnvelopeSize bytes:
+//
+//	{"otaseal_key_envelope": 1, "target": "acme-gw-r2/2.4.1/firmware.bin",
+//	 "version": "2.4.1", "recipients": [...]}
+//
+// A firmware entry needs at least one recipient or envelope; an envelope
+// names its release, and a device refuses one of another release.
 //
 // A release's content key is wrapped with HPKE for each recipient, bound
 // to the target path and version; a delta is encrypted with the content
