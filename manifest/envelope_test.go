@@ -70,7 +70,7 @@ func TestKeyEnvelopeRefusals(t *testing.T) {
 		{"envelope twice", fw(`["a/k.json","a/k.json"]`), "encryption.envelopes", RuleMalformedEncryption},
 		{"envelope path empty", fw(`[""]`), "encryption.envelopes", RuleInvalidText},
 		{"envelopes not list", fw(`"a/k.json"`), "encryption.envelopes", RuleWrongJSONType},
-		{"delta with envelopes", deltaJSON("encryption", `{"cipher":"aes-256-gcm","chunk_size":64,"plaintext":{"length":1,"sha256":"` + hexOf(sumNew) + `"},"envelopes":["k"]}`), "encryption.recipients", RuleMalformedEncryption},
+		{"delta with envelopes", deltaJSON("encryption", `{"cipher":"aes-256-gcm","chunk_size":64,"plaintext":{"length":1,"sha256":"`+hexOf(sumNew)+`"},"envelopes":["k"]}`), "encryption.recipients", RuleMalformedEncryption},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseCustom([]byte(tc.custom))
