@@ -1,12 +1,16 @@
 package sign
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"slices"
+	"strings"
 
 	"github.com/otaseal/otaseal/encrypt"
 	"github.com/otaseal/otaseal/manifest"
@@ -21,8 +25,15 @@ var ErrEncryption = errors.New("sign: cannot encrypt target")
 // release.
 type EncryptOptions struct {
 	// Recipients are the device groups or devices that may decrypt the
-	// release; at least one.
+	// release, listed in its targets entry (about 1.7 KB each for the
+	// hybrid KEM; at most 38 fit).
 	Recipients []*encrypt.PublicKey
+	// Envelopes are more recipients, by group name (letters, digits, '-',
+	// '_', '.'): each group's wraps are staged as a key envelope, the
+	// plain target DIR/keys/NAME.json beside the image (manifest.KeyEnvelope),
+	// which the entry names. For fleets that wrap per device. Recipients
+	// and Envelopes together name at least one key.
+	Envelopes map[string][]*encrypt.PublicKey
 	// Params choose the chunk cipher and size; the zero value is
 	// AES-256-GCM with 64 KiB chunks.
 	Params encrypt.Params
@@ -39,21 +50,27 @@ type EncryptOptions struct {
 // key, which AddEncryptedDelta needs to encrypt the patches to this
 // release and to diff from it later: keep it as secret as the images.
 func (r *Repository) AddEncryptedFirmware(ctx context.Context, targetPath string, plaintext io.Reader, fw manifest.Firmware, opts EncryptOptions) (encrypt.ContentKey, error) {
-	if len(opts.Recipients) == 0 {
+	if len(opts.Recipients) == 0 && len(opts.Envelopes) == 0 {
 		return encrypt.ContentKey{}, fmt.Errorf("%w: %q: no recipients", ErrEncryption, targetPath)
 	}
 	key, err := encrypt.NewContentKey(opts.Rand)
 	if err != nil {
 		return key, err
 	}
-	enc := &manifest.Encryption{Recipients: make([]manifest.Recipient, 0, len(opts.Recipients))}
-	for _, pub := range opts.Recipients {
-		w, err := encrypt.Wrap(pub, key, targetPath, fw.Version.String())
-		if err != nil {
-			return key, fmt.Errorf("%w: wrap for %s: %v", ErrEncryption, pub.KeyID(), err)
-		}
-		enc.Recipients = append(enc.Recipients, manifest.Recipient{KeyID: pub.KeyID(), KEM: manifest.KEM(pub.KEM().String()), WrappedKey: w})
+	enc := &manifest.Encryption{}
+	if enc.Recipients, err = wrapFor(opts.Recipients, key, targetPath, fw.Version.String()); err != nil {
+		return key, err
 	}
+	if enc.Envelopes, err = r.addEnvelopes(ctx, targetPath, fw.Version, key, opts.Envelopes); err != nil {
+		return key, err
+	}
+	defer func() {
+		if err != nil {
+			for _, p := range enc.Envelopes {
+				r.RemoveTarget(p)
+			}
+		}
+	}()
 	pt := newPlainCounter(plaintext)
 	ct, err := encryptPipe(pt, key, opts.Params, opts.Rand)
 	if err != nil {
@@ -66,6 +83,55 @@ func (r *Repository) AddEncryptedFirmware(ctx context.Context, targetPath string
 		return manifest.SetFirmware(s.tf, fw)
 	})
 	return key, err
+}
+
+// wrapFor wraps key for each recipient, bound to the release.
+func wrapFor(pubs []*encrypt.PublicKey, key encrypt.ContentKey, targetPath, version string) ([]manifest.Recipient, error) {
+	var out []manifest.Recipient
+	for _, pub := range pubs {
+		w, err := encrypt.Wrap(pub, key, targetPath, version)
+		if err != nil {
+			return nil, fmt.Errorf("%w: wrap for %s: %v", ErrEncryption, pub.KeyID(), err)
+		}
+		out = append(out, manifest.Recipient{KeyID: pub.KeyID(), KEM: manifest.KEM(pub.KEM().String()), WrappedKey: w})
+	}
+	return out, nil
+}
+
+// addEnvelopes stages one key envelope per group, in name order, and
+// returns their target paths.
+func (r *Repository) addEnvelopes(ctx context.Context, targetPath string, version manifest.Version, key encrypt.ContentKey, groups map[string][]*encrypt.PublicKey) ([]string, error) {
+	names := make([]string, 0, len(groups))
+	for name := range groups {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var paths []string
+	fail := func(err error) ([]string, error) {
+		for _, p := range paths {
+			r.RemoveTarget(p)
+		}
+		return nil, err
+	}
+	for _, name := range names {
+		if name == "" || strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "" || strings.Trim(name, ".") == "" {
+			return fail(fmt.Errorf("%w: envelope name %q: want letters, digits, '-', '_', '.'", ErrEncryption, name))
+		}
+		rs, err := wrapFor(groups[name], key, targetPath, version.String())
+		if err != nil {
+			return fail(err)
+		}
+		data, err := manifest.MarshalKeyEnvelope(&manifest.KeyEnvelope{Target: targetPath, Version: version, Recipients: rs})
+		if err != nil {
+			return fail(fmt.Errorf("%w: envelope %q: %v", ErrEncryption, name, err))
+		}
+		p := path.Join(path.Dir(targetPath), "keys", name+".json")
+		if err := r.addTarget(ctx, p, bytes.NewReader(data), func(*spooled) error { return nil }); err != nil {
+			return fail(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
 }
 
 // DeltaKeys are the content keys of a delta's ends; nil for an end that

@@ -132,3 +132,37 @@ func TestEncryptedRefusals(t *testing.T) {
 	err = tr.repo.AddEncryptedDelta(ctx, "acme/deltas/x.otz", encPath, "acme/1.1.0/firmware.bin", bytes.NewReader(patch), DeltaKeys{From: &wrong})
 	assert.ErrorIs(t, err, ErrEncryption, "to a plain release")
 }
+
+// TestEncryptedEnvelopesReadByGoTUF: key envelopes are plain targets
+// beside the image, which go-tuf downloads and hash-checks like any other;
+// their content names the release.
+func TestEncryptedEnvelopesReadByGoTUF(t *testing.T) {
+	ctx := context.Background()
+	tr := newTestRepo(t, true)
+	k1, err := encrypt.GenerateKey(encrypt.X25519)
+	require.NoError(t, err)
+	k2, err := encrypt.GenerateKey(encrypt.MLKEM768X25519)
+	require.NoError(t, err)
+	_, err = tr.repo.AddEncryptedFirmware(ctx, "acme/3.0.0/firmware.bin", bytes.NewReader(image("e3", 2000)), firmware("3.0.0", 3),
+		EncryptOptions{Envelopes: map[string][]*encrypt.PublicKey{"fleet-a": {k1.Public(), k2.Public()}}})
+	require.NoError(t, err)
+	_, err = tr.repo.AddEncryptedFirmware(ctx, "acme/3.0.1/firmware.bin", bytes.NewReader(image("e3", 2000)), firmware("3.0.1", 3),
+		EncryptOptions{Envelopes: map[string][]*encrypt.PublicKey{"../x": {k1.Public()}}})
+	assert.ErrorIs(t, err, ErrEncryption, "an envelope name is a file name")
+	require.NoError(t, tr.repo.Publish(ctx, allSigners(t)))
+	client := newGoTUFClient(t, serveDir(t, tr.dir), rootBytesOf(t, tr.root), tr.now)
+	data, tf, err := client.fetch("acme/3.0.0/keys/fleet-a.json")
+	require.NoError(t, err)
+	assert.Nil(t, tf.Custom, "an envelope is a plain target")
+	env, err := manifest.ParseKeyEnvelope(data)
+	require.NoError(t, err)
+	assert.Equal(t, "acme/3.0.0/firmware.bin", env.Target)
+	require.Len(t, env.Recipients, 2)
+	_, err = k2.Unwrap(env.Recipients[1].WrappedKey, "acme/3.0.0/firmware.bin", "3.0.0")
+	assert.NoError(t, err)
+	_, tf, err = client.fetch("acme/3.0.0/firmware.bin")
+	require.NoError(t, err)
+	fw, err := manifest.FirmwareOf(tf)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"acme/3.0.0/keys/fleet-a.json"}, fw.Encryption.Envelopes)
+}

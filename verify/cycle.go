@@ -192,7 +192,7 @@ func (c *Cycle) Check(ctx context.Context) (*Update, error) {
 // An encrypted update that none of the Client's DecryptionKeys can open is
 // refused here (ErrNoDecryptionKey), before the state changes.
 func (c *Cycle) Begin(ctx context.Context, u *Update, slot string) (rollback.Image, error) {
-	if err := c.Client.Decryptable(u); err != nil {
+	if err := c.Client.Decryptable(ctx, u); err != nil {
 		return rollback.Image{}, err
 	}
 	img := u.Image(slot)
@@ -241,7 +241,7 @@ func (c *Cycle) Install(ctx context.Context, u *Update) (InstallReport, error) {
 	want := *st.Pending
 	// The key first: a device that cannot decrypt must not truncate its
 	// slot to find out.
-	key, err := c.Client.contentKey(u)
+	key, err := c.Client.contentKey(ctx, u)
 	if err != nil {
 		return rep, err
 	}

@@ -1,7 +1,9 @@
 package verify
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,18 +42,20 @@ var (
 )
 
 // Decryptable reports whether the device can install u: nil when u is not
-// encrypted, or when one of Config.DecryptionKeys is a recipient of it and
-// its wrapped key opens for this release. Cycle.Begin calls it, so that a
-// device without a matching key refuses before its state or a slot is
-// touched.
-func (c *Client) Decryptable(u *Update) error {
-	_, err := c.contentKey(u)
+// encrypted, or when one of Config.DecryptionKeys is a recipient of it
+// (listed in its entry, or in one of its key envelopes, which it
+// downloads) and its wrapped key opens for this release. Cycle.Begin calls
+// it, so that a device without a matching key refuses before its state or
+// a slot is touched.
+func (c *Client) Decryptable(ctx context.Context, u *Update) error {
+	_, err := c.contentKey(ctx, u)
 	return err
 }
 
 // contentKey returns the content key of u's release, or nil when it is
-// not encrypted.
-func (c *Client) contentKey(u *Update) (*encrypt.ContentKey, error) {
+// not encrypted. A key once unwrapped is kept for the release, so that
+// Install does not fetch an envelope again after Begin.
+func (c *Client) contentKey(ctx context.Context, u *Update) (*encrypt.ContentKey, error) {
 	fw := u.Release.Firmware
 	if fw == nil || fw.Encryption == nil {
 		if u.Patch != nil && u.Patch.Delta.Encryption != nil {
@@ -63,32 +67,100 @@ func (c *Client) contentKey(u *Update) (*encrypt.ContentKey, error) {
 	if err := checkCiphertextLength(u.Release.File, enc); err != nil {
 		return nil, &TargetError{Path: u.Release.Path, Err: err}
 	}
+	cacheKey := u.Release.Path + "\x00" + fw.Version.String() + "\x00" + hex.EncodeToString(u.Release.File.Hashes["sha256"])
+	c.keysMu.Lock()
+	key, ok := c.keys[cacheKey]
+	c.keysMu.Unlock()
+	if ok {
+		return &key, nil
+	}
+	key, err := c.unwrap(ctx, u, enc.Recipients)
+	if errors.Is(err, ErrNoDecryptionKey) && len(enc.Envelopes) > 0 {
+		key, err = c.unwrapFromEnvelopes(ctx, u)
+	}
+	if err != nil {
+		return nil, &TargetError{Path: u.Release.Path, Err: err}
+	}
+	c.keysMu.Lock()
+	if c.keys == nil {
+		c.keys = map[string]encrypt.ContentKey{}
+	}
+	c.keys[cacheKey] = key
+	c.keysMu.Unlock()
+	return &key, nil
+}
+
+// unwrap opens the content key with the first device key among
+// recipients; ErrNoDecryptionKey when none is.
+func (c *Client) unwrap(ctx context.Context, u *Update, recipients []manifest.Recipient) (encrypt.ContentKey, error) {
+	fw := u.Release.Firmware
 	var tried []string
 	var lastErr error
 	for _, k := range c.cfg.DecryptionKeys {
 		id := k.KeyID()
 		tried = append(tried, shortID(id))
-		r := enc.Recipient(id)
-		if r == nil {
-			continue
+		for i := range recipients {
+			r := &recipients[i]
+			if r.KeyID != id {
+				continue
+			}
+			key, err := k.Unwrap(r.WrappedKey, u.Release.Path, fw.Version.String())
+			if err == nil {
+				return key, nil
+			}
+			// A wrapped key taken from another release's metadata fails
+			// here: the HPKE info binds path and version.
+			lastErr = fmt.Errorf("%w: key %s: %w", ErrEncryption, shortID(id), err)
 		}
-		key, err := k.Unwrap(r.WrappedKey, u.Release.Path, fw.Version.String())
-		if err == nil {
-			return &key, nil
-		}
-		// A wrapped key taken from another release's metadata fails here:
-		// the HPKE info binds path and version.
-		lastErr = fmt.Errorf("%w: key %s: %w", ErrEncryption, shortID(id), err)
 	}
 	if lastErr != nil {
-		return nil, &TargetError{Path: u.Release.Path, Err: lastErr}
+		return encrypt.ContentKey{}, lastErr
 	}
-	recipients := make([]string, len(enc.Recipients))
-	for i, r := range enc.Recipients {
-		recipients[i] = shortID(r.KeyID)
+	names := make([]string, 0, min(len(recipients), 8))
+	for i, r := range recipients {
+		if i == 8 {
+			names = append(names, fmt.Sprintf("and %d more", len(recipients)-8))
+			break
+		}
+		names = append(names, shortID(r.KeyID))
 	}
-	return nil, &TargetError{Path: u.Release.Path, Err: fmt.Errorf("%w: recipients [%s], device keys [%s]",
-		ErrNoDecryptionKey, strings.Join(recipients, " "), strings.Join(tried, " "))}
+	return encrypt.ContentKey{}, fmt.Errorf("%w: recipients [%s], device keys [%s]",
+		ErrNoDecryptionKey, strings.Join(names, " "), strings.Join(tried, " "))
+}
+
+// unwrapFromEnvelopes looks for the device's keys in the release's key
+// envelopes, fetching each as a verified target, in order.
+func (c *Client) unwrapFromEnvelopes(ctx context.Context, u *Update) (encrypt.ContentKey, error) {
+	fw := u.Release.Firmware
+	for _, path := range fw.Encryption.Envelopes {
+		tf, _, err := c.FindTarget(ctx, path)
+		if err != nil {
+			return encrypt.ContentKey{}, fmt.Errorf("key envelope %q: %w", path, err)
+		}
+		if tf.Length > manifest.MaxEnvelopeSize {
+			return encrypt.ContentKey{}, fmt.Errorf("%w: key envelope %q of %d bytes (limit %d)", ErrEncryption, path, tf.Length, manifest.MaxEnvelopeSize)
+		}
+		var buf bytes.Buffer
+		if err := c.download(ctx, path, tf, &buf, nil); err != nil {
+			return encrypt.ContentKey{}, err
+		}
+		env, err := manifest.ParseKeyEnvelope(buf.Bytes())
+		if err != nil {
+			return encrypt.ContentKey{}, &TargetError{Path: path, Err: err}
+		}
+		// An envelope is signed on its own: one of another release would
+		// otherwise hand this one keys wrapped for that release (which
+		// then fail to open) or, worse, be trusted for its key IDs.
+		if env.Target != u.Release.Path || env.Version.Compare(fw.Version) != 0 {
+			return encrypt.ContentKey{}, fmt.Errorf("%w: key envelope %q is for %s %s, not %s %s", ErrEncryption, path,
+				env.Target, env.Version, u.Release.Path, fw.Version)
+		}
+		key, err := c.unwrap(ctx, u, env.Recipients)
+		if !errors.Is(err, ErrNoDecryptionKey) {
+			return key, err
+		}
+	}
+	return encrypt.ContentKey{}, fmt.Errorf("%w: not in the release's entry nor in its %d key envelopes", ErrNoDecryptionKey, len(fw.Encryption.Envelopes))
 }
 
 func shortID(id string) string {

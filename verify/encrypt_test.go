@@ -390,3 +390,85 @@ func BenchmarkInstallEncrypted(b *testing.B) {
 		})
 	}
 }
+
+// TestEncryptedEnvelopes: a release whose recipients live in key
+// envelopes installs on a device listed in one; a device in none is
+// refused before anything is written; an envelope of another release is
+// refused even though it is signed.
+func TestEncryptedEnvelopes(t *testing.T) {
+	ctx := context.Background()
+	dev, stranger := genKey(t, encrypt.X25519), genKey(t, encrypt.MLKEM768X25519)
+	others := []*encrypt.PublicKey{genKey(t, encrypt.X25519).Public(), genKey(t, encrypt.X25519).Public()}
+	newEnvFleet := func(t *testing.T) *fleet {
+		f, err := newFleet("acme-gw-r2")
+		require.NoError(t, err)
+		t.Cleanup(f.close)
+		f.images["1.0.0"] = encImage("1.0.0", 20000)
+		fw := manifest.Firmware{Version: manifest.MustParseVersion("1.0.0"), SecurityVersion: 1, HardwareIDs: []string{f.hardwareID}}
+		_, err = f.repo.AddEncryptedFirmware(ctx, f.imagePath("1.0.0"), bytes.NewReader(f.images["1.0.0"]), fw, sign.EncryptOptions{
+			Envelopes: map[string][]*encrypt.PublicKey{"eu": append([]*encrypt.PublicKey{dev.Public()}, others...), "us": others}})
+		require.NoError(t, err)
+		require.NoError(t, f.repo.Publish(ctx, f.signers))
+		return f
+	}
+	t.Run("installs from an envelope", func(t *testing.T) {
+		f := newEnvFleet(t)
+		f.images["1.1.0"] = encImage("1.1.0", 30000)
+		fw := manifest.Firmware{Version: manifest.MustParseVersion("1.1.0"), SecurityVersion: 2, HardwareIDs: []string{f.hardwareID}}
+		_, err := f.repo.AddEncryptedFirmware(ctx, f.imagePath("1.1.0"), bytes.NewReader(f.images["1.1.0"]), fw, sign.EncryptOptions{
+			Envelopes: map[string][]*encrypt.PublicKey{"us": others, "eu": {dev.Public()}}})
+		require.NoError(t, err)
+		require.NoError(t, f.repo.Publish(ctx, f.signers))
+		d := encryptedDevice(t, f, dev)
+		c := d.cycle()
+		u, err := c.Check(ctx)
+		require.NoError(t, err)
+		assert.Empty(t, u.Release.Firmware.Encryption.Recipients)
+		assert.Equal(t, []string{"acme-gw-r2/1.1.0/keys/eu.json", "acme-gw-r2/1.1.0/keys/us.json"}, u.Release.Firmware.Encryption.Envelopes)
+		_, err = c.Begin(ctx, u, "b")
+		require.NoError(t, err)
+		_, err = c.Install(ctx, u)
+		require.NoError(t, err)
+		assert.Equal(t, f.images["1.1.0"], slotBytes(t, d, "b"))
+
+		outsider := encryptedDevice(t, f, stranger)
+		oc := outsider.cycle()
+		u, err = oc.Check(ctx)
+		require.NoError(t, err)
+		_, err = oc.Begin(ctx, u, "b")
+		assert.ErrorIs(t, err, verify.ErrNoDecryptionKey)
+		assert.Nil(t, outsider.status().Pending)
+	})
+	t.Run("envelope of another release", func(t *testing.T) {
+		f := newEnvFleet(t)
+		d0c := d0(t, f)
+		tf, _, err := d0c.FindTarget(ctx, f.imagePath("1.0.0"))
+		require.NoError(t, err)
+		fw0, err := manifest.FirmwareOf(tf)
+		require.NoError(t, err)
+		// 1.1.0 points at 1.0.0's envelope, encrypted under a key the
+		// publisher chose; the envelope names 1.0.0.
+		image := encImage("1.1.0", 3000)
+		key, err := encrypt.NewContentKey(nil)
+		require.NoError(t, err)
+		var ct bytes.Buffer
+		w, err := encrypt.NewWriter(&ct, key, encrypt.Params{}, nil)
+		require.NoError(t, err)
+		w.Write(image)
+		require.NoError(t, w.Close())
+		enc := &manifest.Encryption{Cipher: manifest.CipherAES256GCM, ChunkSize: encrypt.DefaultChunkSize, PlaintextLength: int64(len(image)),
+			PlaintextSHA256: sha256Sum(image), Envelopes: fw0.Encryption.Envelopes}
+		fw := manifest.Firmware{Version: manifest.MustParseVersion("1.1.0"), SecurityVersion: 2, HardwareIDs: []string{f.hardwareID}, Encryption: enc}
+		require.NoError(t, f.repo.AddFirmware(ctx, f.imagePath("1.1.0"), bytes.NewReader(ct.Bytes()), fw))
+		require.NoError(t, f.repo.Publish(ctx, f.signers))
+		f.images["1.1.0"] = image
+		d := encryptedDevice(t, f, dev)
+		c := d.cycle()
+		u, err := c.Check(ctx)
+		require.NoError(t, err)
+		_, err = c.Begin(ctx, u, "b")
+		assert.ErrorIs(t, err, verify.ErrEncryption)
+		assert.ErrorContains(t, err, "is for acme-gw-r2/1.0.0/firmware.bin 1.0.0")
+		assert.Nil(t, d.status().Pending)
+	})
+}

@@ -62,7 +62,7 @@ func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts Ins
 	key := opts.contentKey
 	if key == nil {
 		var err error
-		if key, err = c.contentKey(u); err != nil {
+		if key, err = c.contentKey(ctx, u); err != nil {
 			return err
 		}
 	}

@@ -57,7 +57,10 @@ on other devices.
 
 With --encrypt-to, the image and its deltas are encrypted: a new content
 key per release, wrapped with HPKE (ML-KEM-768 + X25519 by default) for
-each public key file given ("release keygen --recipient" makes them). TUF
+each public key file given ("release keygen --recipient" makes them).
+A fleet that wraps per device puts its keys in --envelope targets instead
+(one per group, DIR/keys/NAME.json beside the image, each recipient about
+1.7 KB): the targets entry holds at most 38 hybrid recipients. TUF
 clients still verify the download; only devices holding a matching private
 key can read the image. The content key is kept in DIR.content-keys (mode
 0600, beside the repository, never served): the next release's deltas
@@ -71,7 +74,7 @@ kept together with this one.`)
 	repoDir := fs.String("repo", "", "repository directory")
 	passEnv := fs.String("passphrase-env", "", "environment variable holding the passphrase of encrypted PEM keys")
 	var hwids, keys, formats, encryptTo listFlag
-	var advisories repeatFlag
+	var advisories, envelopes repeatFlag
 	fs.Var(&hwids, "hardware-id", "hardware ID(s) the image is built for (comma-separated or repeated)")
 	version := fs.String("version", "", "semantic version of the image, e.g. 2.4.1")
 	secVersion := fs.Uint64("security-version", 0, "security version: must never drop across releases of a hardware ID")
@@ -83,6 +86,7 @@ kept together with this one.`)
 	fs.Var(&keys, "key", "signing key: "+keyHelp+" (repeatable)")
 	stage := fs.Bool("stage", false, "stage for an offline ceremony instead of publishing")
 	fs.Var(&encryptTo, "encrypt-to", "public key file of a recipient device group or device (repeatable): encrypt the release")
+	fs.Var(&envelopes, "envelope", "NAME=PATH: encrypt for the public key file PATH, or every *.pub in directory PATH, in the key envelope target NAME (repeatable)")
 	rolloutSpec := fs.String("rollout", "", rolloutHelp())
 	rolloutStart := fs.String("rollout-start", "", "start of the --rollout schedule, RFC 3339 (default: now, in UTC)")
 	if err := parse(e, fs, args); err != nil {
@@ -133,6 +137,10 @@ kept together with this one.`)
 	if err != nil {
 		return err
 	}
+	groups, err := readEnvelopes(envelopes)
+	if err != nil {
+		return err
+	}
 
 	s, signers, err := openSigning(ctx, *repoDir, *passEnv, keys)
 	if err != nil {
@@ -144,8 +152,8 @@ kept together with this one.`)
 	}
 
 	target := fmt.Sprintf("%s/%s/firmware.bin", hwids[0], v)
-	if len(recipients) > 0 {
-		err = addEncrypted(ctx, e, s, target, image, fw, recipients)
+	if len(recipients) > 0 || len(groups) > 0 {
+		err = addEncrypted(ctx, e, s, target, image, fw, recipients, groups)
 	} else {
 		var f *os.File
 		if f, err = os.Open(image); err == nil {
@@ -161,7 +169,7 @@ kept together with this one.`)
 		e.printf("rollout from %s: %s\n", fw.Rollout.Start.Format(time.RFC3339), formatSchedule(fw.Rollout))
 	}
 	if *deltas > 0 {
-		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts, len(recipients) > 0); err != nil {
+		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts, len(recipients) > 0 || len(groups) > 0); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -183,25 +184,62 @@ func readPlaintext(ctx context.Context, s *session, r manifest.Release) ([]byte,
 	return data, nil
 }
 
-// addEncrypted encrypts the image for the recipients, stages it and keeps
-// its content key.
-func addEncrypted(ctx context.Context, e *env, s *session, target, image string, fw manifest.Firmware, recipients []*encrypt.PublicKey) error {
+// readEnvelopes reads the --envelope groups: NAME=FILE, or NAME=DIR for
+// every *.pub file in DIR.
+func readEnvelopes(specs []string) (map[string][]*encrypt.PublicKey, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	out := map[string][]*encrypt.PublicKey{}
+	for _, spec := range specs {
+		name, path, ok := strings.Cut(spec, "=")
+		if !ok || name == "" || path == "" {
+			return nil, usageErr("--envelope %q: want NAME=FILE or NAME=DIR", spec)
+		}
+		if _, dup := out[name]; dup {
+			return nil, usageErr("--envelope %q given twice", name)
+		}
+		files := []string{path}
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			if files, err = filepath.Glob(filepath.Join(path, "*.pub")); err != nil {
+				return nil, err
+			}
+			if len(files) == 0 {
+				return nil, fmt.Errorf("--envelope %s: no *.pub files in %s", name, path)
+			}
+		}
+		keys, err := readRecipients(files)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = keys
+	}
+	return out, nil
+}
+
+// addEncrypted encrypts the image for the recipients and envelope groups,
+// stages it and keeps its content key.
+func addEncrypted(ctx context.Context, e *env, s *session, target, image string, fw manifest.Firmware, recipients []*encrypt.PublicKey, groups map[string][]*encrypt.PublicKey) error {
 	f, err := os.Open(image)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	key, err := s.repo.AddEncryptedFirmware(ctx, target, f, fw, sign.EncryptOptions{Recipients: recipients})
+	key, err := s.repo.AddEncryptedFirmware(ctx, target, f, fw, sign.EncryptOptions{Recipients: recipients, Envelopes: groups})
 	if err != nil {
 		return err
 	}
 	if err := saveContentKey(s.dir, target, key); err != nil {
 		return fmt.Errorf("keeping the content key: %w", err)
 	}
-	ids := make([]string, len(recipients))
-	for i, r := range recipients {
-		ids[i] = r.KeyID()[:16] + " (" + r.KEM().String() + ")"
+	var ids []string
+	for _, r := range recipients {
+		ids = append(ids, r.KeyID()[:16]+" ("+r.KEM().String()+")")
 	}
+	for name, keys := range groups {
+		ids = append(ids, fmt.Sprintf("envelope %s (%d keys)", name, len(keys)))
+	}
+	slices.Sort(ids)
 	e.printf("encrypted %s for %s\n", target, strings.Join(ids, ", "))
 	return nil
 }
@@ -226,11 +264,18 @@ func printEncryption(w io.Writer, hws []string, byHW map[string][]release) error
 			if enc == nil {
 				continue
 			}
-			for i, rc := range enc.Recipients {
+			rows := make([][2]string, 0, len(enc.Recipients)+len(enc.Envelopes))
+			for _, rc := range enc.Recipients {
+				rows = append(rows, [2]string{rc.KeyID, string(rc.KEM)})
+			}
+			for _, p := range enc.Envelopes {
+				rows = append(rows, [2]string{"envelope " + p, "-"})
+			}
+			for i, row := range rows {
 				if i == 0 {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", hw, r.fw.Version, enc.Cipher, size(int64(enc.ChunkSize)), size(enc.PlaintextLength), rc.KeyID, rc.KEM)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", hw, r.fw.Version, enc.Cipher, size(int64(enc.ChunkSize)), size(enc.PlaintextLength), row[0], row[1])
 				} else {
-					fmt.Fprintf(tw, "\t\t\t\t\t%s\t%s\n", rc.KeyID, rc.KEM)
+					fmt.Fprintf(tw, "\t\t\t\t\t%s\t%s\n", row[0], row[1])
 				}
 			}
 		}

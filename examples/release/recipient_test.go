@@ -86,6 +86,35 @@ func TestEncryptedReleaseWorkflow(t *testing.T) {
 		require.NoError(t, keyed.Install(ctx, u, &out, verify.InstallOptions{Installed: bytes.NewReader(old), InstalledSize: oldLen, ScratchDir: t.TempDir()}))
 		assert.Equal(t, next, out.Bytes(), "via %s", p.Path)
 	}
+	// 1.2.0 for a fleet keyed per device: the keys go to an envelope.
+	devices := filepath.Join(dir, "devices")
+	require.NoError(t, os.Mkdir(devices, 0o700))
+	for _, n := range []string{"dev-1", "dev-2", "dev-3"} {
+		ok(t, "keygen", "--recipient", "--kem", "x25519", "--out", filepath.Join(devices, n))
+	}
+	third := append(bytes.Clone(next), "1.2.0"...)
+	r = ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.2.0", "--security-version", "3",
+		"--envelope", "fleet="+devices, "--deltas", "1", "--delta-formats", "otaseal-zstd",
+		"--key", targetsKeys, "--key", onlineKeys, writeImage(t, dir, "1.2.0.bin", third))
+	assert.Contains(t, r.stdout, "envelope fleet (3 keys)")
+	assert.Contains(t, r.stdout, "added acme-gw-r2/deltas/1.1.0-1.2.0.otz")
+	r = ok(t, "inspect", "--repo", repo)
+	assert.Contains(t, r.stdout, "envelope acme-gw-r2/1.2.0/keys/fleet.json")
+	devPEM, err := os.ReadFile(filepath.Join(devices, "dev-2.key"))
+	require.NoError(t, err)
+	devKey, err := encrypt.ParsePrivateKey(devPEM)
+	require.NoError(t, err)
+	dc := newKeyedClient(t, repo, devKey)
+	tf, _, err := dc.FindTarget(ctx, "acme-gw-r2/1.2.0/firmware.bin")
+	require.NoError(t, err)
+	fw, err := manifest.FirmwareOf(tf)
+	require.NoError(t, err)
+	var got bytes.Buffer
+	require.NoError(t, dc.Install(ctx, &verify.Update{Release: manifest.Release{Path: "acme-gw-r2/1.2.0/firmware.bin", File: tf, Firmware: fw}}, &got, verify.InstallOptions{}))
+	assert.Equal(t, third, got.Bytes())
+	assert.Equal(t, 2, cli(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.3.0", "--envelope", "nokeys",
+		"--key", targetsKeys, writeImage(t, dir, "1.3.0.bin", third)).code)
+
 	// Without the key: refused before anything is written.
 	var out bytes.Buffer
 	err = c.Install(ctx, &verify.Update{Release: rels[1]}, &out, verify.InstallOptions{})
