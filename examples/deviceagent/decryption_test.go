@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -82,4 +85,50 @@ func TestEncryptedUpdateWithoutKey(t *testing.T) {
 	d := newDevice(t, s)
 	code, log := agentRun(t, d.args(s, "-decryption-key", filepath.Join(t.TempDir(), "missing.key")))
 	assert.Equal(t, exitUsage, code, log)
+}
+
+// TestEncryptedReleaseThroughBinaries: the built release tool makes a
+// recipient key and publishes an encrypted release; the built agent,
+// given the private key, installs it from a server on 127.0.0.1.
+func TestEncryptedReleaseThroughBinaries(t *testing.T) {
+	agentBinary(t) // built once, run by runBinary below
+	tmp := t.TempDir()
+	release := filepath.Join(tmp, "release")
+	out, err := exec.Command("go", "build", "-o", release, "../release").CombinedOutput()
+	require.NoError(t, err, string(out))
+	key := func(n string) string { return filepath.Join("..", "..", "sign", "testdata", "keys", n+".pem") }
+	repo := filepath.Join(tmp, "repo")
+	sh := func(bin string, args ...string) string {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		require.NoError(t, err, "%s %v:\n%s", filepath.Base(bin), args, out)
+		return string(out)
+	}
+	sh(release, "init", "--repo", repo, "--root-key", key("ed25519-1"), "--targets-key", key("ed25519-2"),
+		"--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
+	sh(release, "keygen", "--recipient", "--out", filepath.Join(tmp, "fleet"))
+	images := makeImages(256 << 10)
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		img := filepath.Join(tmp, v+".bin")
+		require.NoError(t, os.WriteFile(img, images[v], 0o644))
+		sv := map[string]string{"1.0.0": "1", "1.1.0": "2"}[v]
+		sh(release, "add", "--repo", repo, "--hardware-id", hw, "--version", v, "--security-version", sv,
+			"--encrypt-to", filepath.Join(tmp, "fleet.pub"), "--delta-formats", "otaseal-zstd",
+			"--key", key("ed25519-2"), "--key", key("ed25519-4")+","+key("ed25519-5"), img)
+	}
+	srv := httptest.NewServer(http.FileServer(http.Dir(repo)))
+	defer srv.Close()
+	dev := filepath.Join(tmp, "device")
+	require.NoError(t, os.MkdirAll(dev, 0o700))
+	slotA, slotB := filepath.Join(dev, "a.img"), filepath.Join(dev, "b.img")
+	require.NoError(t, os.WriteFile(slotA, images["1.0.0"], 0o644))
+	args := []string{"-server", srv.URL, "-hardware-id", hw, "-state", filepath.Join(dev, "state"), "-slot-a", slotA, "-slot-b", slotB,
+		"-root", filepath.Join(repo, "metadata", "1.root.json"), "-factory-version", "1.0.0", "-factory-security-version", "1",
+		"-decryption-key", filepath.Join(tmp, "fleet.key"), "-once"}
+	code, log := runBinary(t, args...)
+	require.Equal(t, exitOK, code, log)
+	assert.Contains(t, log, "encrypted=true")
+	assert.Contains(t, log, "via=\"delta "+hw+"/deltas/1.0.0-1.1.0.otz\"")
+	got, err := os.ReadFile(slotB)
+	require.NoError(t, err)
+	assert.Equal(t, images["1.1.0"], got)
 }
