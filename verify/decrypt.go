@@ -193,6 +193,7 @@ func streamParams(enc *manifest.Encryption) (encrypt.Params, error) {
 // close in every case before rc is closed.
 type decryptingReader struct {
 	*encrypt.Reader
+	rc   io.ReadCloser
 	pr   *io.PipeReader
 	done chan struct{}
 	ct   *CheckedWriter
@@ -203,7 +204,7 @@ type decryptingReader struct {
 // hashBlock is the size of the reads from the download.
 const hashBlock = 64 << 10
 
-func newDecryptingReader(rc io.Reader, tf *manifest.TargetFile, enc *manifest.Encryption, key encrypt.ContentKey) (*decryptingReader, error) {
+func newDecryptingReader(rc io.ReadCloser, tf *manifest.TargetFile, enc *manifest.Encryption, key encrypt.ContentKey) (*decryptingReader, error) {
 	if err := checkCiphertextLength(tf, enc); err != nil {
 		return nil, err
 	}
@@ -220,7 +221,7 @@ func newDecryptingReader(rc io.Reader, tf *manifest.TargetFile, enc *manifest.En
 		return nil, err
 	}
 	pr, pw := io.Pipe()
-	d := &decryptingReader{pr: pr, done: make(chan struct{}), ct: ct, pt: pt}
+	d := &decryptingReader{rc: rc, pr: pr, done: make(chan struct{}), ct: ct, pt: pt}
 	go d.hash(rc, pw)
 	if d.Reader, err = encrypt.NewReader(pr, key, p); err != nil {
 		d.close()
@@ -299,10 +300,17 @@ func (d *decryptingReader) finish() error {
 	return d.pt.Finish()
 }
 
-// close stops the hashing goroutine and waits for it.
+// close stops the hashing goroutine and waits for it. It closes the
+// download too: a goroutine blocked reading a stalled server would
+// otherwise keep the install waiting for the fetcher's timeouts.
 func (d *decryptingReader) close() {
 	d.pr.CloseWithError(io.ErrClosedPipe)
-	<-d.done
+	select {
+	case <-d.done:
+	default:
+		d.rc.Close()
+		<-d.done
+	}
 }
 
 // downloadDecrypted streams the encrypted target at path into dst as
