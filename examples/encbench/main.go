@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -62,13 +63,15 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if err := run(*sizeMiB, *runs, *kemName, *cipherName, *chunk); err != nil {
+	if err := run(os.Stdout, *sizeMiB, *runs, *kemName, *cipherName, *chunk); err != nil {
 		fmt.Fprintf(os.Stderr, "encbench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(sizeMiB, runs int, kemName, cipherName string, chunk int) error {
+// run publishes, installs in child processes (this program run with
+// "child") and writes the summary to out.
+func run(out io.Writer, sizeMiB, runs int, kemName, cipherName string, chunk int) error {
 	ctx := context.Background()
 	kem, err := encrypt.ParseKEM(kemName)
 	if err != nil {
@@ -179,16 +182,16 @@ func run(sizeMiB, runs int, kemName, cipherName string, chunk int) error {
 		}
 		return m
 	}
-	fmt.Printf("%d MiB image, %d runs each, %v recipient, %v, %d-byte chunks\n", sizeMiB, runs, kem, cipher, chunk)
-	fmt.Printf("%-10s %14s %10s %14s %16s\n", "install", "median time", "MiB/s", "median CPU", "peak RSS (KiB)")
+	fmt.Fprintf(out, "%d MiB image, %d runs each, %v recipient, %v, %d-byte chunks\n", sizeMiB, runs, kem, cipher, chunk)
+	fmt.Fprintf(out, "%-10s %14s %10s %14s %16s\n", "install", "median time", "MiB/s", "median CPU", "peak RSS (KiB)")
 	for _, kind := range kinds {
 		m := median(results[kind])
-		fmt.Printf("%-10s %14v %10.0f %14v %16d\n", kind, m.Round(time.Millisecond), float64(sizeMiB)/m.Seconds(),
+		fmt.Fprintf(out, "%-10s %14v %10.0f %14v %16d\n", kind, m.Round(time.Millisecond), float64(sizeMiB)/m.Seconds(),
 			medianCPU(results[kind]).Round(time.Millisecond), peak(results[kind]))
 	}
 	mp, me := median(results["plain"]), median(results["encrypted"])
 	cp, ce := medianCPU(results["plain"]), medianCPU(results["encrypted"])
-	fmt.Printf("encrypted vs plain: time %+.1f%%, CPU %+.1f%%, peak RSS %+d KiB\n", 100*(me.Seconds()/mp.Seconds()-1),
+	fmt.Fprintf(out, "encrypted vs plain: time %+.1f%%, CPU %+.1f%%, peak RSS %+d KiB\n", 100*(me.Seconds()/mp.Seconds()-1),
 		100*(ce.Seconds()/cp.Seconds()-1), peak(results["encrypted"])-peak(results["plain"]))
 	return nil
 }
