@@ -63,7 +63,7 @@ func parseOtaseal(raw json.RawMessage) (Entry, error) {
 }
 
 func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
-	if err := onlyFields(m, "", fieldVersion, fieldSecurityVers, "hardware_ids", "severity", "advisories", "notes", fieldRollout, fieldWithdrawn); err != nil {
+	if err := onlyFields(m, "", fieldVersion, fieldSecurityVers, "hardware_ids", "severity", "advisories", "notes", fieldRollout, fieldWithdrawn, fieldEncrypt); err != nil {
 		return nil, err
 	}
 	if err := requireFields(m, "", fieldVersion, fieldSecurityVers, "hardware_ids"); err != nil {
@@ -120,6 +120,11 @@ func parseFirmware(m map[string]json.RawMessage) (*Firmware, error) {
 			return nil, err
 		}
 	}
+	if raw, ok := m[fieldEncrypt]; ok {
+		if f.Encryption, err = parseEncryption(raw, false); err != nil {
+			return nil, err
+		}
+	}
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
@@ -140,7 +145,7 @@ func parseDelta(m map[string]json.RawMessage) (*Delta, error) {
 	if d.Format != FormatBSDIFF40 && d.Format != FormatZstdStream {
 		return nil, fieldError("format", RuleUnknownFormat, format, "")
 	}
-	if err := onlyFields(m, "", "format", "from", "to"); err != nil {
+	if err := onlyFields(m, "", "format", "from", "to", fieldEncrypt); err != nil {
 		return nil, err
 	}
 	if err := requireFields(m, "", "from", "to"); err != nil {
@@ -151,6 +156,11 @@ func parseDelta(m map[string]json.RawMessage) (*Delta, error) {
 	}
 	if d.To, err = parseDeltaEnd("to", m["to"]); err != nil {
 		return nil, err
+	}
+	if raw, ok := m[fieldEncrypt]; ok {
+		if d.Encryption, err = parseEncryption(raw, true); err != nil {
+			return nil, err
+		}
 	}
 	if err := d.Validate(); err != nil {
 		return nil, err

@@ -230,6 +230,7 @@ func TestParseCustomErrors(t *testing.T) {
 		{"too large", `{"pad":"` + strings.Repeat("x", MaxOtasealSize) + `"}`, "", 0, ErrTooLarge},
 	}
 	tests = append(tests, rolloutProbes()...)
+	tests = append(tests, encryptionProbes()...)
 	probed := map[Rule]bool{}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

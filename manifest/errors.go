@@ -133,6 +133,8 @@ const (
 	RuleLastWaveNotFull                     // a rollout that never reaches every device
 	RuleUnknownControlState                 // a rollout control "state" other than paused, stopped, capped
 	RuleControlWidens                       // a rollout control document that lists targets or delegates
+	RuleUnknownAlgorithm                    // an encryption cipher or recipient KEM this version does not know
+	RuleMalformedEncryption                 // an encryption member that is no valid one: chunk size, key ID, wrapped key, recipients
 )
 
 var ruleNames = [...]string{
@@ -161,6 +163,8 @@ var ruleNames = [...]string{
 	RuleLastWaveNotFull:     "last rollout wave below the full share",
 	RuleUnknownControlState: "unknown rollout control state",
 	RuleControlWidens:       "rollout control document lists targets or delegates",
+	RuleUnknownAlgorithm:    "unknown encryption algorithm",
+	RuleMalformedEncryption: "malformed encryption member",
 }
 
 // String names the rule in words, as FieldError's message does.

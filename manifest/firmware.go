@@ -76,6 +76,9 @@ type Firmware struct {
 	// Withdrawn, if not nil, marks the release as one devices must not
 	// install.
 	Withdrawn *Withdrawal
+	// Encryption, if not nil, says the target is the image encrypted for
+	// the listed recipients; nil means the target is the image itself.
+	Encryption *Encryption
 }
 
 // Supports reports whether the image is built for hardwareID.
@@ -96,8 +99,11 @@ type DeltaEnd struct {
 // it matches the To target's signed length and hashes.
 type Delta struct {
 	Format DeltaFormat
-	From   DeltaEnd
-	To     DeltaEnd
+	From   DeltaEnd // the installed image: its plaintext when encrypted
+	To     DeltaEnd // the image the patch builds: its plaintext when encrypted
+	// Encryption, if not nil, says the target is the patch encrypted with
+	// the content key of the To release; it lists no recipients.
+	Encryption *Encryption
 }
 
 // Entry is the typed content of one otaseal object: exactly one of
@@ -142,7 +148,12 @@ func (f *Firmware) Validate() error {
 		}
 	}
 	if f.Withdrawn != nil {
-		return f.Withdrawn.Validate()
+		if err := f.Withdrawn.Validate(); err != nil {
+			return err
+		}
+	}
+	if f.Encryption != nil {
+		return f.Encryption.Validate(false)
 	}
 	return nil
 }
@@ -180,6 +191,9 @@ func (d *Delta) Validate() error {
 		return fieldError("to.path", RuleDeltaSameEnds, d.To.Path, "same as from.path")
 	case bytes.Equal(d.From.SHA256, d.To.SHA256):
 		return fieldError("to.sha256", RuleDeltaSameEnds, "", "same as from.sha256")
+	}
+	if d.Encryption != nil {
+		return d.Encryption.Validate(true)
 	}
 	return nil
 }
@@ -290,6 +304,9 @@ func marshalEntry(e Entry) ([]byte, error) {
 		if f.Withdrawn != nil {
 			obj[fieldWithdrawn] = withdrawalJSON(f.Withdrawn)
 		}
+		if f.Encryption != nil {
+			obj[fieldEncrypt] = encryptionJSON(f.Encryption)
+		}
 	case KindDelta:
 		if e.Delta == nil || e.Firmware != nil {
 			return nil, fmt.Errorf("manifest: delta entry needs Delta only")
@@ -302,6 +319,9 @@ func marshalEntry(e Entry) ([]byte, error) {
 			return map[string]any{"path": x.Path, "length": x.Length, "sha256": hex.EncodeToString(x.SHA256)}
 		}
 		obj = map[string]any{fieldKind: KindDelta, "format": d.Format, "from": end(d.From), "to": end(d.To)}
+		if d.Encryption != nil {
+			obj[fieldEncrypt] = encryptionJSON(d.Encryption)
+		}
 	default:
 		return nil, fieldError(fieldKind, RuleUnknownKind, string(e.Kind), "")
 	}

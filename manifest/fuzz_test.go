@@ -22,6 +22,8 @@ func FuzzParseCustom(f *testing.F) {
 	f.Add([]byte(firmwareJSON("withdrawn", `{"reason":"bricks rev B","advisories":["OTS-1"]}`)))
 	f.Add([]byte(rolloutWith("waves", wavesJSON("0:100", "60:100", "120:10000"))))
 	f.Add([]byte(rolloutWith("waves", wavesJSON("0:10000", "0:10000"))))
+	f.Add([]byte(firmwareJSON("encryption", encryptionWire("", ""))))
+	f.Add([]byte(deltaJSON("encryption", encryptionWire("recipients", ""))))
 	f.Add([]byte(`{"otaseal":{"kind":"firmware","kind":"delta"}}`))
 	f.Add([]byte(`{"a":1,"otaseal":null}`))
 	f.Add([]byte(`[]`))

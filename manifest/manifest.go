@@ -40,7 +40,8 @@
 //	 "advisories": ["CVE-2026-0001"],    optional: 1..64 single-line texts, <=128 bytes
 //	 "notes": "fixes remote unlock",     optional: text, <=4096 bytes
 //	 "rollout": {...},                   optional: staged schedule, below
-//	 "withdrawn": {...}}                 optional: the release is withdrawn, below
+//	 "withdrawn": {...},                 optional: the release is withdrawn, below
+//	 "encryption": {...}}                optional: the target is encrypted, below
 //
 // A rollout is the release's staged schedule, signed with it by the
 // offline targets role (type Rollout). A release without one is for every
@@ -96,7 +97,50 @@
 //	{"kind": "delta",
 //	 "format": "bsdiff40",               bsdiff40 or otaseal-zstd
 //	 "from": {"path": "...", "length": N, "sha256": "64 lowercase hex digits"},
-//	 "to":   {"path": "...", "length": N, "sha256": "64 lowercase hex digits"}}
+//	 "to":   {"path": "...", "length": N, "sha256": "64 lowercase hex digits"},
+//	 "encryption": {...}}                optional: the patch is encrypted, below
+//
+// # Encryption
+//
+// An encrypted target's bytes are package encrypt's stream: TUF's length
+// and hashes cover the ciphertext, so every TUF client still verifies the
+// download and the targets role signs everything below (type Encryption):
+//
+//	"encryption": {
+//	  "cipher": "aes-256-gcm",           or chacha20-poly1305: the chunks' AEAD
+//	  "chunk_size": 65536,               plaintext bytes per chunk, 64..1048576
+//	  "plaintext": {"length": N, "sha256": "64 lowercase hex digits"},
+//	  "recipients": [                    firmware: 1..256; delta: absent
+//	    {"keyid": "64 lowercase hex digits",
+//	     "kem": "mlkem768-x25519",       or x25519
+//	     "wrapped_key": "base64"}],      padded standard base64, 1168 or 80 bytes
+//	  "envelopes": ["acme-gw-r2/2.4.1/keys/eu.json"]}   firmware, optional: 1..64 paths
+//
+// One hybrid recipient takes 1678 bytes of the entry, so at most 38 fit in
+// MaxOtasealSize. Fleets that wrap per device put their recipients in key
+// envelopes instead: plain TUF targets (no otaseal object, so every
+// client fetches and hash-checks them as opaque files) named by
+// "envelopes", whose content is a KeyEnvelope (ParseKeyEnvelope), at most
+// MaxEnvelopeSize bytes:
+//
+//	{"otaseal_key_envelope": 1, "target": "acme-gw-r2/2.4.1/firmware.bin",
+//	 "version": "2.4.1", "recipients": [...]}
+//
+// A firmware entry needs at least one recipient or envelope; an envelope
+// names its release, and a device refuses one of another release.
+//
+// A release's content key is wrapped with HPKE for each recipient, bound
+// to the target path and version; a delta is encrypted with the content
+// key of its "to" release and lists no recipients. The ends of a delta,
+// the image a device records and the delta base it looks up, are
+// plaintexts (ImageOf). The target's length must equal the ciphertext
+// length the plaintext length and chunk size give
+// (Encryption.CiphertextLength); package verify refuses it otherwise. An
+// unknown cipher or KEM is RuleUnknownAlgorithm, checked before anything
+// else in its object, and any other fault of the member is
+// RuleMalformedEncryption or one of the general rules, so a device too
+// old for a new algorithm says so. A device built before encryption
+// refuses the member as an unknown field, as it does a rollout.
 //
 // An object that breaks the schema is refused with a *FieldError naming the
 // field, the rule and the offending value; it unwraps to ErrSchema, and its

@@ -60,6 +60,9 @@ func DeltasTo(t *Targets, toPath string, fromSHA256 []byte) ([]Patch, error) {
 	if to == nil {
 		return nil, nil
 	}
+	// An encrypted release is known to patches by its plaintext.
+	toFW, _ := FirmwareOf(to)
+	toLen, toSum := ImageOf(to, toFW)
 	var out []Patch
 	for path, tf := range t.Targets {
 		e, err := ReadEntry(tf)
@@ -73,7 +76,7 @@ func DeltasTo(t *Targets, toPath string, fromSHA256 []byte) ([]Patch, error) {
 			continue
 		}
 		d := e.Delta
-		if d.To.Path != toPath || d.To.Length != to.Length || !bytes.Equal(d.To.SHA256, to.Hashes["sha256"]) {
+		if d.To.Path != toPath || d.To.Length != toLen || !bytes.Equal(d.To.SHA256, toSum) {
 			continue
 		}
 		if !bytes.Equal(d.From.SHA256, fromSHA256) {

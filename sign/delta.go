@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/otaseal/otaseal/delta"
+	"github.com/otaseal/otaseal/encrypt"
 	"github.com/otaseal/otaseal/manifest"
 )
 
@@ -45,12 +46,22 @@ func (r *Repository) AddDelta(ctx context.Context, patchPath, fromPath, toPath s
 	if !ok {
 		return fmt.Errorf("%w: delta to %q", ErrNoTarget, toPath)
 	}
+	for _, end := range []struct {
+		path string
+		tf   *manifest.TargetFile
+	}{{fromPath, from}, {toPath, to}} {
+		// A delta names its ends by plaintext, which only the content
+		// keys reveal.
+		if fw, err := manifest.FirmwareOf(end.tf); err == nil && fw.Encryption != nil {
+			return fmt.Errorf("%w: delta %q: %q is encrypted (use AddEncryptedDelta)", ErrEncryption, patchPath, end.path)
+		}
+	}
 	d := manifest.Delta{
 		From: manifest.DeltaEnd{Path: fromPath, Length: from.Length, SHA256: from.Hashes["sha256"]},
 		To:   manifest.DeltaEnd{Path: toPath, Length: to.Length, SHA256: to.Hashes["sha256"]},
 	}
 	return r.addTarget(ctx, patchPath, patch, func(s *spooled) error {
-		format, err := r.checkDelta(ctx, s, d)
+		format, err := r.checkDelta(ctx, s, d, nil, nil)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -64,7 +75,8 @@ func (r *Repository) AddDelta(ctx context.Context, patchPath, fromPath, toPath s
 
 // checkDelta applies the spooled patch to d's from image and checks the
 // output against d's to end, discarding it; it returns the patch's format.
-func (r *Repository) checkDelta(ctx context.Context, s *spooled, d manifest.Delta) (delta.Format, error) {
+// The from image is decrypted with fromKey when fromEnc is not nil.
+func (r *Repository) checkDelta(ctx context.Context, s *spooled, d manifest.Delta, fromKey *encrypt.ContentKey, fromEnc *manifest.Encryption) (delta.Format, error) {
 	if d.From.Path == d.To.Path {
 		return 0, fmt.Errorf("from and to are the same target")
 	}
@@ -81,7 +93,13 @@ func (r *Repository) checkDelta(ctx context.Context, s *spooled, d manifest.Delt
 	if err != nil {
 		return 0, err
 	}
-	old, done, err := r.openAt(ctx, d.From.Path)
+	var old io.ReaderAt
+	var done func()
+	if fromEnc != nil {
+		old, done, err = r.openDecrypted(ctx, d.From.Path, fromEnc, *fromKey)
+	} else {
+		old, done, err = r.openAt(ctx, d.From.Path)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -104,6 +122,38 @@ func (r *Repository) checkDelta(ctx context.Context, s *spooled, d manifest.Delt
 		return 0, fmt.Errorf("builds %d bytes, %s is %d", n, d.To.Path, d.To.Length)
 	}
 	return format, nil
+}
+
+// openDecrypted decrypts an encrypted target into a temporary file, checks
+// its plaintext against enc, and opens it for random access.
+func (r *Repository) openDecrypted(ctx context.Context, targetPath string, enc *manifest.Encryption, key encrypt.ContentKey) (io.ReaderAt, func(), error) {
+	rc, err := r.ReadTarget(ctx, targetPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rc.Close()
+	c, err := encrypt.ParseCipher(string(enc.Cipher))
+	if err != nil {
+		return nil, nil, err
+	}
+	dr, err := encrypt.NewReader(rc, key, encrypt.Params{Cipher: c, ChunkSize: enc.ChunkSize})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %q: %v", ErrEncryption, targetPath, err)
+	}
+	s, err := r.spool(ctx, dr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %q: %v", ErrEncryption, targetPath, err)
+	}
+	if s.tf.Length != enc.PlaintextLength || s.sha256 != fmt.Sprintf("%x", enc.PlaintextSHA256) {
+		os.Remove(s.file)
+		return nil, nil, fmt.Errorf("%w: %q decrypts to other bytes than its signed plaintext", ErrEncryption, targetPath)
+	}
+	f, err := os.Open(s.file)
+	if err != nil {
+		os.Remove(s.file)
+		return nil, nil, err
+	}
+	return f, func() { f.Close(); os.Remove(s.file) }, nil
 }
 
 // openAt opens a target's content for random access: staged and

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/otaseal/otaseal/encrypt"
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
@@ -85,6 +87,11 @@ type Config struct {
 	MaxDelegations int
 	// Logger receives progress at debug level; nil means none.
 	Logger *slog.Logger
+	// DecryptionKeys are the device's keys for encrypted releases (its
+	// group key, its own key); Install unwraps a release's content key
+	// with the first one the release lists as a recipient. None is needed
+	// for releases that are not encrypted.
+	DecryptionKeys []DecryptionKey
 }
 
 // Defaults of Config.
@@ -131,6 +138,9 @@ type Client struct {
 	// so that lookups re-verify a cached role without re-encoding it.
 	signedBytes map[*metadata.Metadata[metadata.TargetsType]][]byte
 	log         *slog.Logger
+
+	keysMu sync.Mutex
+	keys   map[string]encrypt.ContentKey // unwrapped content keys, by release (decrypt.go)
 }
 
 // Bootstrap stores rootJSON as the first trusted root of an empty store,

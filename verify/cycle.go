@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/otaseal/otaseal/encrypt"
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/rollback"
 )
@@ -187,7 +188,13 @@ func (c *Cycle) Check(ctx context.Context) (*Update, error) {
 // Begin records u as the pending install into slot, before a byte is
 // written there (rollback.State.Begin with u.Image(slot)), and returns the
 // record. Beginning the same update in the same slot again is a no-op.
+//
+// An encrypted update that none of the Client's DecryptionKeys can open is
+// refused here (ErrNoDecryptionKey), before the state changes.
 func (c *Cycle) Begin(ctx context.Context, u *Update, slot string) (rollback.Image, error) {
+	if err := c.Client.Decryptable(ctx, u); err != nil {
+		return rollback.Image{}, err
+	}
 	img := u.Image(slot)
 	if err := c.State.Begin(ctx, img); err != nil {
 		return rollback.Image{}, err
@@ -232,8 +239,14 @@ func (c *Cycle) Install(ctx context.Context, u *Update) (InstallReport, error) {
 	}
 	rep := InstallReport{Slot: st.Pending.Slot}
 	want := *st.Pending
+	// The key first: a device that cannot decrypt must not truncate its
+	// slot to find out.
+	key, err := c.Client.contentKey(ctx, u)
+	if err != nil {
+		return rep, err
+	}
 	if u.Patch != nil && st.Installed != nil {
-		err := c.installPatch(ctx, u, want, st.Installed, &rep.Downloaded)
+		err := c.installPatch(ctx, u, want, st.Installed, key, &rep.Downloaded)
 		if err == nil {
 			rep.Patch = u.Patch.Path
 			return rep, nil
@@ -246,18 +259,18 @@ func (c *Cycle) Install(ctx context.Context, u *Update) (InstallReport, error) {
 	}
 	full := *u
 	full.Patch = nil
-	opts := InstallOptions{Downloaded: &rep.Downloaded}
+	opts := InstallOptions{Downloaded: &rep.Downloaded, contentKey: key}
 	err = c.writeSlot(ctx, want, func(w io.Writer) error { return c.Client.Install(ctx, &full, w, opts) })
 	return rep, err
 }
 
-func (c *Cycle) installPatch(ctx context.Context, u *Update, want rollback.Image, installed *rollback.Image, downloaded *int64) error {
+func (c *Cycle) installPatch(ctx context.Context, u *Update, want rollback.Image, installed *rollback.Image, key *encrypt.ContentKey, downloaded *int64) error {
 	r, err := c.Slots.Open(installed.Slot)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	opts := InstallOptions{Installed: r, InstalledSize: installed.Length, ScratchDir: c.ScratchDir, Downloaded: downloaded}
+	opts := InstallOptions{Installed: r, InstalledSize: installed.Length, ScratchDir: c.ScratchDir, Downloaded: downloaded, contentKey: key}
 	return c.writeSlot(ctx, want, func(w io.Writer) error { return c.Client.Install(ctx, u, w, opts) })
 }
 

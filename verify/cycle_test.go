@@ -31,6 +31,7 @@ type testDevice struct {
 	slots      verify.Slots
 	booted     string         // the slot the bootloader starts
 	fetcher    verify.Fetcher // nil: an HTTPFetcher without retries
+	keys       []verify.DecryptionKey
 }
 
 // factoryDevice is a device fresh from the factory: slotA in slot a, the
@@ -105,7 +106,7 @@ func (d *testDevice) cycle() *verify.Cycle {
 		fetcher = &verify.HTTPFetcher{Retries: -1}
 	}
 	client, err := verify.New(ctx, verify.Config{MetadataURL: d.f.srv.URL + "/metadata/", TargetsURL: d.f.srv.URL + "/targets/",
-		Fetcher: fetcher, Store: verify.StateTrustStore{State: state}, Clock: clock})
+		Fetcher: fetcher, Store: verify.StateTrustStore{State: state}, Clock: clock, DecryptionKeys: d.keys})
 	require.NoError(d.t, err)
 	return &verify.Cycle{Client: client, State: state, Slots: d.slots, ScratchDir: d.t.TempDir()}
 }

@@ -29,6 +29,17 @@
 // itself, and tells "up to date" (ErrNoUpdate) from "nothing published for
 // this hardware" (ErrNoReleases). Its example is a whole agent.
 //
+// Encrypted releases (manifest.Encryption) install the same way: Install
+// unwraps the release's content key with one of Config.DecryptionKeys (a
+// key file, or a TPM or secure element behind the DecryptionKey
+// interface), checks the ciphertext against its signed length and hashes
+// while it streams, decrypts it chunk by chunk into the slot, and accepts
+// the image only when the plaintext matches its signed length and sha256;
+// patches are decrypted on the way into the applier. A device that holds
+// none of the release's recipient keys is refused by Cycle.Begin
+// (ErrNoDecryptionKey) before its state or a slot changes, and a wrapped
+// key copied from another release does not open (ErrEncryption).
+//
 // Transport is the Fetcher interface; HTTPFetcher bounds every download by
 // its signed or configured length, retries transient failures with backoff,
 // refuses slow retrieval, and never touches process-wide HTTP state.
@@ -132,6 +143,15 @@
 //     404 only for a file that does not exist (503 when out of descriptors,
 //     500 otherwise) and drops stalled downloads. A lying 404 only delays a
 //     rotation to the next Refresh; it cannot lower trust.
+//   - Reading the firmware (reverse engineering, lifting IP, a download
+//     recorded now and decrypted by a quantum computer later): an
+//     encrypted release is ciphertext to everyone without a recipient key,
+//     and the default KEM is the ML-KEM-768 + X25519 hybrid (package
+//     encrypt). Chunks altered, moved, repeated, dropped or appended fail
+//     their AEAD check before a byte of them is written (decrypt.go);
+//     recipients and wrapped keys are signed by the targets role, so a man
+//     in the middle cannot substitute a key, and the HPKE info binds each
+//     wrap to its target path and version.
 //
 // It does not reboot, switch slots or run health checks: the device agent
 // does, around Cycle's steps (or rollback.State's Begin, Confirm and

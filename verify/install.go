@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/otaseal/otaseal/delta"
+	"github.com/otaseal/otaseal/encrypt"
 	"github.com/otaseal/otaseal/manifest"
 )
 
@@ -33,6 +34,10 @@ type InstallOptions struct {
 	// what the update cost the link. The count is this call's own, so
 	// other calls of the Client running meanwhile do not change it.
 	Downloaded *int64
+
+	// contentKey is the release's key when Cycle unwrapped it before
+	// opening the slot.
+	contentKey *encrypt.ContentKey
 }
 
 // Install writes the update into dst (the inactive slot): through its patch
@@ -43,8 +48,28 @@ type InstallOptions struct {
 // slot's contents must not be booted. A failed patch leaves the slot to be
 // rewritten: call Install again with the update's Patch set to nil to fall
 // back to the full image.
+//
+// An encrypted release (its Firmware.Encryption set) is decrypted chunk by
+// chunk on its way into dst with the content key unwrapped by one of
+// Config.DecryptionKeys: the ciphertext is checked against the target's
+// signed length and hashes as it streams, every chunk is authenticated
+// before it is written, and the plaintext must match the signed plaintext
+// length and sha256. Its patches are decrypted the same way before they
+// are applied. Without a matching key Install fails with
+// ErrNoDecryptionKey before it writes anything; call Decryptable first to
+// learn that before opening the slot.
 func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts InstallOptions) error {
+	key := opts.contentKey
+	if key == nil {
+		var err error
+		if key, err = c.contentKey(ctx, u); err != nil {
+			return err
+		}
+	}
 	if u.Patch == nil || opts.Installed == nil {
+		if key != nil {
+			return c.downloadDecrypted(ctx, u.Release.Path, u.Release.File, u.Release.Firmware.Encryption, *key, dst, opts.Downloaded)
+		}
 		return c.download(ctx, u.Release.Path, u.Release.File, dst, opts.Downloaded)
 	}
 	if c.trusted == nil {
@@ -56,20 +81,32 @@ func (c *Client) Install(ctx context.Context, u *Update, dst io.Writer, opts Ins
 	if err := checkBase(opts.Installed, opts.InstalledSize, p.Delta); err != nil {
 		return &TargetError{Path: p.Path, Err: err}
 	}
-	out, err := NewCheckedWriter(dst, u.Release.File.Length, u.Release.File.Hashes)
+	// The patch builds the image, which is the plaintext of an encrypted
+	// release.
+	length, sum := manifest.ImageOf(u.Release.File, u.Release.Firmware)
+	hashes := u.Release.File.Hashes
+	if key != nil {
+		hashes = manifest.Hashes{"sha256": sum}
+	}
+	out, err := NewCheckedWriter(dst, length, hashes)
 	if err != nil {
 		return &TargetError{Path: u.Release.Path, Err: err}
 	}
-	applyOpts := &delta.ApplyOptions{MaxOutput: u.Release.File.Length}
+	if (p.Delta.Encryption != nil) != (key != nil) {
+		// A device would otherwise apply ciphertext as a patch, or look for
+		// a header in plain bytes; either fails later and less clearly.
+		return &TargetError{Path: p.Path, Err: fmt.Errorf("%w: patch and release differ in being encrypted", ErrEncryption)}
+	}
+	applyOpts := &delta.ApplyOptions{MaxOutput: length}
 	// manifest and delta use the same wire names for formats.
 	format, err := delta.ParseFormat(string(p.Delta.Format))
 	switch {
 	case err != nil:
 		err = &manifest.FieldError{Field: "format", Rule: manifest.RuleUnknownFormat, Value: string(p.Delta.Format)}
 	case format == delta.FormatStream:
-		err = c.applyStream(ctx, p, out, opts, applyOpts)
+		err = c.applyStream(ctx, p, key, out, opts, applyOpts)
 	case format == delta.FormatBSDIFF40:
-		err = c.applyBSDIFF40(ctx, p, out, opts, applyOpts)
+		err = c.applyBSDIFF40(ctx, p, key, out, opts, applyOpts)
 	}
 	if err != nil {
 		return &TargetError{Path: p.Path, Err: err}
@@ -97,7 +134,7 @@ func checkBase(old io.ReaderAt, size int64, d *manifest.Delta) error {
 // applyStream applies the streaming format while it downloads, checking the
 // patch bytes against the patch target's signed length and hashes as they
 // pass.
-func (c *Client) applyStream(ctx context.Context, p *manifest.Patch, out io.Writer, opts InstallOptions, ao *delta.ApplyOptions) error {
+func (c *Client) applyStream(ctx context.Context, p *manifest.Patch, key *encrypt.ContentKey, out io.Writer, opts InstallOptions, ao *delta.ApplyOptions) error {
 	u, err := c.targetURL(p.Path, p.File)
 	if err != nil {
 		return err
@@ -111,6 +148,19 @@ func (c *Client) applyStream(ctx context.Context, p *manifest.Patch, out io.Writ
 		return err
 	}
 	defer rc.Close()
+	if key != nil {
+		// The patch is decrypted as it downloads and applied as it is
+		// decrypted: still one pass, still bounded memory.
+		d, err := newDecryptingReader(rc, p.File, p.Delta.Encryption, *key)
+		if err != nil {
+			return err
+		}
+		defer d.close()
+		if _, err := delta.ApplyStream(out, opts.Installed, opts.InstalledSize, d, ao); err != nil {
+			return err
+		}
+		return d.finish()
+	}
 	if _, err := delta.ApplyStream(out, opts.Installed, opts.InstalledSize, io.TeeReader(rc, check), ao); err != nil {
 		return err
 	}
@@ -124,7 +174,7 @@ func (c *Client) applyStream(ctx context.Context, p *manifest.Patch, out io.Writ
 
 // applyBSDIFF40 downloads the patch to a scratch file, verified, then
 // applies it from there.
-func (c *Client) applyBSDIFF40(ctx context.Context, p *manifest.Patch, out io.Writer, opts InstallOptions, ao *delta.ApplyOptions) error {
+func (c *Client) applyBSDIFF40(ctx context.Context, p *manifest.Patch, key *encrypt.ContentKey, out io.Writer, opts InstallOptions, ao *delta.ApplyOptions) error {
 	if err := RemoveStaleScratch(opts.ScratchDir); err != nil {
 		// Not fatal: this install needs only its own file.
 		c.log.Warn("stale scratch files left", "err", err)
@@ -134,9 +184,18 @@ func (c *Client) applyBSDIFF40(ctx context.Context, p *manifest.Patch, out io.Wr
 		return err
 	}
 	defer release()
-	if err := c.download(ctx, p.Path, p.File, f, opts.Downloaded); err != nil {
+	length := p.File.Length
+	if key != nil {
+		// The scratch file holds the decrypted patch: it is the device's
+		// own storage, like the slot the image is decrypted into.
+		err = c.downloadDecrypted(ctx, p.Path, p.File, p.Delta.Encryption, *key, f, opts.Downloaded)
+		length = p.Delta.Encryption.PlaintextLength
+	} else {
+		err = c.download(ctx, p.Path, p.File, f, opts.Downloaded)
+	}
+	if err != nil {
 		return err
 	}
-	_, err = delta.ApplyBSDIFF40(out, opts.Installed, opts.InstalledSize, f, p.File.Length, ao)
+	_, err = delta.ApplyBSDIFF40(out, opts.Installed, opts.InstalledSize, f, length, ao)
 	return err
 }

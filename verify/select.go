@@ -63,7 +63,9 @@ func (u *Update) Image(slot string) rollback.Image {
 		img.Version, img.SecurityVersion = fw.Version, fw.SecurityVersion
 	}
 	if u.Release.File != nil {
-		img.Length, img.SHA256 = u.Release.File.Length, bytes.Clone(u.Release.File.Hashes["sha256"])
+		// An encrypted release is recorded by its plaintext: that is what
+		// the slot holds and what a later delta names as its base.
+		img.Length, img.SHA256 = manifest.ImageOf(u.Release.File, u.Release.Firmware)
 	}
 	return img
 }

@@ -33,8 +33,13 @@ type device struct {
 }
 
 func newDevice(ctx context.Context, dir, serverURL string, rootJSON, factory []byte, log *slog.Logger) (*device, error) {
+	return newDeviceIn(ctx, filepath.Join(dir, "device"), serverURL, rootJSON, factory, nil, log)
+}
+
+// newDeviceIn makes a device whose slots and state live in dir, holding
+// keys for encrypted releases.
+func newDeviceIn(ctx context.Context, dir, serverURL string, rootJSON, factory []byte, keys []verify.DecryptionKey, log *slog.Logger) (*device, error) {
 	d := &device{log: log, active: "a"}
-	dir = filepath.Join(dir, "device")
 	store, err := rollback.OpenFileStore(filepath.Join(dir, "state"), rollback.FileStoreOptions{})
 	if err != nil {
 		return nil, err
@@ -70,6 +75,8 @@ func newDevice(ctx context.Context, dir, serverURL string, rootJSON, factory []b
 		Store:       trust,
 		Clock:       clock,
 		Logger:      log,
+
+		DecryptionKeys: keys,
 	})
 	d.cycle = &verify.Cycle{Client: client, State: d.state, Slots: slots, ScratchDir: dir}
 	return d, err

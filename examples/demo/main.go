@@ -7,7 +7,9 @@
 // operator pauses with the online control key (the device holds back and
 // says why) and resumes, and which an attacker in the middle
 // tries to abuse with three classic attacks, each refused with the error
-// the device logged.
+// the device logged. Last, 1.3.0 is published encrypted for a device
+// group: a device of the group decrypts and installs it, one without the
+// group key refuses before it writes a byte.
 //
 // Usage:
 //
@@ -191,6 +193,10 @@ func run(ctx context.Context, out io.Writer, log *slog.Logger, keep bool) error 
 	res = dev.update(ctx)
 	record("expired timestamp (freeze)", "refused: "+res.errText(), res.err != nil && dev.version() == "1.1.0")
 	srv.attack(nil)
+
+	if err := encryptedRelease(ctx, out, rel, srv.url, dir, images, log, record); err != nil {
+		return err
+	}
 
 	fmt.Fprintln(out, "== summary")
 	failed := 0

@@ -28,6 +28,8 @@ func TestDemo(t *testing.T) {
 		"[ok  ] tampered image: refused: verify: target \"acme-gw-r2/1.2.0/firmware.bin\": hash differs",
 		"[ok  ] replayed old metadata (rollback): refused: verify: timestamp: manifest: metadata version lower than trusted",
 		"[ok  ] expired timestamp (freeze): refused: verify: timestamp: manifest: metadata expired",
+		"[ok  ] encrypted release 1.3.0: installed 1.3.0, decrypted into slot b",
+		"[ok  ] encrypted 1.3.0 without the key: refused: verify: target \"acme-gw-r2/1.3.0/firmware.bin\": release is encrypted for none of this device's keys",
 		"device runs 1.1.0 from slot a; security floor 2, hardware counter 2",
 	} {
 		assert.Contains(t, text, want)

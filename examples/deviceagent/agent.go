@@ -93,6 +93,10 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (_ *agent, err 
 	if err != nil {
 		return nil, err
 	}
+	keys, err := loadDecryptionKeys(c.decryptionKeys, log)
+	if err != nil {
+		return nil, err
+	}
 	client, err := verify.New(ctx, verify.Config{
 		MetadataURL: c.server + "/metadata/",
 		TargetsURL:  c.server + "/targets/",
@@ -101,6 +105,9 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (_ *agent, err 
 		Clock:       clock,
 		ShippedRoot: shipped,
 		Logger:      log,
+
+		// -decryption-key: the device's keys for encrypted releases.
+		DecryptionKeys: keys,
 	})
 	if errors.Is(err, verify.ErrNoTrustedRoot) {
 		return nil, errors.New("no trusted root yet: pass -root on first start")
@@ -253,8 +260,9 @@ func (a *agent) update(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.log.Info("writing slot", "slot", target, "version", fw.Version, "delta_offered", u.Patch != nil, "bytes", u.Release.File.Length)
-	a.slots.total = u.Release.File.Length
+	imageLen, _ := manifest.ImageOf(u.Release.File, u.Release.Firmware)
+	a.log.Info("writing slot", "slot", target, "version", fw.Version, "delta_offered", u.Patch != nil, "bytes", imageLen, "encrypted", fw.Encryption != nil)
+	a.slots.total = imageLen
 	a.cycle.ScratchDir = filepath.Dir(a.slots.paths[target])
 	rep, err := a.cycle.Install(ctx, u)
 	switch {

@@ -62,6 +62,7 @@ type config struct {
 	timeout                                              time.Duration
 	logLevel                                             string
 	rolloutID                                            string
+	decryptionKeys                                       keyFiles
 }
 
 func main() {
@@ -92,6 +93,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on connecting, the TLS handshake and the wait for response headers, per request")
 	fs.BoolVar(&c.allowDowngrade, "allow-downgrade", false, "accept a lower version with the same security version (rollback.InstallPolicy.AllowDowngrade)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Var(&c.decryptionKeys, "decryption-key", decryptionKeyHelp)
 	fs.StringVar(&c.rolloutID, "rollout-id", "", "this device's place in staged rollouts, e.g. its serial number (default: a random ID kept in the state)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: deviceagent -server URL -hardware-id ID -state DIR -slot-a FILE -slot-b FILE [flags]")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/otaseal/otaseal/delta"
+	"github.com/otaseal/otaseal/encrypt"
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/sign"
 )
@@ -63,6 +64,17 @@ the devices 24 hours after --rollout-start. Each device's place in the
 order is a hash of the release and its rollout ID, so every release starts
 on other devices.
 
+With --encrypt-to, the image and its deltas are encrypted: a new content
+key per release, wrapped with HPKE (ML-KEM-768 + X25519 by default) for
+each public key file given ("release keygen --recipient" makes them).
+A fleet that wraps per device puts its keys in --envelope targets instead
+(one per group, DIR/keys/NAME.json beside the image, each recipient about
+1.7 KB): the targets entry holds at most 38 hybrid recipients. TUF
+clients still verify the download; only devices holding a matching private
+key can read the image. The content key is kept in DIR.content-keys (mode
+0600, beside the repository, never served): the next release's deltas
+need it. Keep it as safe as the images.
+
 With --key, the release is published at once: the keys must meet the
 targets threshold, plus snapshot and timestamp. With --stage nothing is
 published; the release is kept in DIR.staged for a k-of-n ceremony
@@ -70,8 +82,8 @@ published; the release is kept in DIR.staged for a k-of-n ceremony
 kept together with this one.`)
 	repoDir := fs.String("repo", "", "repository directory")
 	passEnv := fs.String("passphrase-env", "", "environment variable holding the passphrase of encrypted PEM keys")
-	var hwids, keys, formats listFlag
-	var advisories repeatFlag
+	var hwids, keys, formats, encryptTo listFlag
+	var advisories, envelopes repeatFlag
 	fs.Var(&hwids, "hardware-id", "hardware ID(s) the image is built for (comma-separated or repeated)")
 	version := fs.String("version", "", "semantic version of the image, e.g. 2.4.1")
 	secVersion := fs.Uint64("security-version", 0, "security version (required): must never drop across releases of a hardware ID")
@@ -84,6 +96,8 @@ kept together with this one.`)
 	fs.Var(&formats, "delta-formats", "delta formats: bsdiff40, otaseal-zstd (default both)")
 	fs.Var(&keys, "key", "signing key: "+keyHelp+" (repeatable)")
 	stage := fs.Bool("stage", false, "stage for an offline ceremony instead of publishing")
+	fs.Var(&encryptTo, "encrypt-to", "public key file of a recipient device group or device (repeatable): encrypt the release")
+	fs.Var(&envelopes, "envelope", "NAME=PATH: encrypt for the public key file PATH, or every *.pub in directory PATH, in the key envelope target NAME (repeatable)")
 	rolloutSpec := fs.String("rollout", "", rolloutHelp())
 	rolloutStart := fs.String("rollout-start", "", "start of the --rollout schedule, RFC 3339 (default: now, in UTC)")
 	if err := parse(e, fs, args); err != nil {
@@ -130,6 +144,14 @@ kept together with this one.`)
 		return usageErr("%v", err)
 	}
 	image := fs.Arg(0)
+	recipients, err := readRecipients(encryptTo)
+	if err != nil {
+		return err
+	}
+	groups, err := readEnvelopes(envelopes)
+	if err != nil {
+		return err
+	}
 
 	opts := sign.RepositoryOptions{}
 	applyExpiry(&opts, expiry)
@@ -150,17 +172,20 @@ kept together with this one.`)
 		return err
 	}
 
-	f, err := os.Open(image)
-	if err != nil {
-		return err
+	if len(recipients) > 0 || len(groups) > 0 {
+		err = addEncrypted(ctx, e, s, target, image, fw, recipients, groups)
+	} else {
+		var f *os.File
+		if f, err = os.Open(image); err == nil {
+			var info os.FileInfo
+			if info, err = f.Stat(); err == nil {
+				p := startProgress(e, "hashing "+filepath.Base(image), info.Size())
+				err = s.repo.AddFirmware(ctx, target, p.reader(f), fw)
+				p.end()
+			}
+			f.Close()
+		}
 	}
-	info, err := f.Stat()
-	if err == nil {
-		p := startProgress(e, "hashing "+filepath.Base(image), info.Size())
-		err = s.repo.AddFirmware(ctx, target, p.reader(f), fw)
-		p.end()
-	}
-	f.Close()
 	if err != nil {
 		return err
 	}
@@ -171,7 +196,7 @@ kept together with this one.`)
 		report.add("rollout from %s: %s", fw.Rollout.Start.Format(time.RFC3339), formatSchedule(fw.Rollout))
 	}
 	if *deltas > 0 {
-		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts, report); err != nil {
+		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts, report, len(recipients) > 0 || len(groups) > 0); err != nil {
 			return err
 		}
 	}
@@ -245,7 +270,7 @@ func previousReleases(repo *sign.Repository, fw manifest.Firmware, n int) ([]man
 
 // addDeltas diffs each earlier release against the new image once and
 // encodes the edit script in every format.
-func addDeltas(ctx context.Context, e *env, s *session, target string, fw manifest.Firmware, imagePath string, n int, fmts []deltaFormat, report *reportLines) error {
+func addDeltas(ctx context.Context, e *env, s *session, target string, fw manifest.Firmware, imagePath string, n int, fmts []deltaFormat, report *reportLines, encrypted bool) error {
 	prev, err := previousReleases(s.repo, fw, n)
 	if err != nil {
 		return err
@@ -260,13 +285,24 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 	}
 	toSum := sha256.Sum256(newImage)
 	to := manifest.DeltaEnd{Path: target, Length: int64(len(newImage)), SHA256: toSum[:]}
+	var toKey *encrypt.ContentKey
+	if encrypted {
+		if toKey, err = loadContentKey(s.dir, target); err != nil {
+			return err
+		}
+	}
 	for i, r := range prev {
-		old, err := readTarget(ctx, s.repo, r.Path)
+		if (r.Firmware.Encryption != nil) && toKey == nil {
+			fmt.Fprintf(e.stderr, "[%d/%d] no delta from the encrypted %s to the unencrypted %s\n", i+1, len(prev), r.Firmware.Version, fw.Version)
+			continue
+		}
+		old, err := readPlaintext(ctx, s, r)
 		if err != nil {
 			return err
 		}
 		fromSum := sha256.Sum256(old)
-		if !bytes.Equal(fromSum[:], r.File.Hashes["sha256"]) || int64(len(old)) != r.File.Length {
+		wantLen, wantSum := manifest.ImageOf(r.File, r.Firmware)
+		if !bytes.Equal(fromSum[:], wantSum) || int64(len(old)) != wantLen {
 			return fmt.Errorf("stored %s does not match its signed length and hash", r.Path)
 		}
 		var d *delta.Script
@@ -288,7 +324,18 @@ func addDeltas(ctx context.Context, e *env, s *session, target string, fw manife
 				fmt.Fprintf(e.stderr, "      %-12s %s: skipped, %s is not smaller than the image\n", f.manifest, path, size(int64(patch.Len())))
 				continue
 			}
-			if err := s.repo.AddDelta(ctx, path, r.Path, to.Path, bytes.NewReader(patch.Bytes())); err != nil {
+			if toKey != nil {
+				var fromKey *encrypt.ContentKey
+				if r.Firmware.Encryption != nil {
+					if fromKey, err = loadContentKey(s.dir, r.Path); err != nil {
+						return err
+					}
+				}
+				err = s.repo.AddEncryptedDelta(ctx, path, r.Path, to.Path, bytes.NewReader(patch.Bytes()), sign.DeltaKeys{From: fromKey, To: toKey})
+			} else {
+				err = s.repo.AddDelta(ctx, path, r.Path, to.Path, bytes.NewReader(patch.Bytes()))
+			}
+			if err != nil {
 				return err
 			}
 			report.add("added %s (%s, %s, %.1f%% of the image, saves %s, made in %s)", path, f.manifest, size(int64(patch.Len())),

@@ -18,8 +18,9 @@ func cmdInspect(ctx context.Context, e *env, args []string) error {
 Prints the repository as tables: each role with its version, expiry,
 threshold and keys; the releases for each hardware ID, oldest first; and
 each release's rollout schedule, how far it has got now, its online
-control (paused, capped, stopped) and whether it was withdrawn; the deltas with their size and what they save over the
-full image.
+control (paused, capped, stopped) and whether it was withdrawn; the
+recipients of encrypted releases; the deltas with their size and what they
+save over the full image.
 Targets staged for a ceremony but not yet published are marked "staged".`)
 	repoDir := fs.String("repo", "", "repository directory")
 	if err := parse(e, fs, args); err != nil {
@@ -214,6 +215,9 @@ func printTargets(w io.Writer, s *session) error {
 	if len(hws) > 0 {
 		ctl, _ := s.repo.RolloutControl() // nil without a control role
 		if err := printRollouts(w, hws, byHW, ctl, time.Now()); err != nil {
+			return err
+		}
+		if err := printEncryption(w, hws, byHW); err != nil {
 			return err
 		}
 	}

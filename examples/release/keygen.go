@@ -13,7 +13,9 @@ import (
 	"github.com/otaseal/otaseal/sign"
 )
 
-func cmdKeygen(ctx context.Context, e *env, args []string) error {
+// cmdKeygenSigning makes a signing key (cmdKeygen sends --recipient
+// elsewhere).
+func cmdKeygenSigning(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "keygen", "(--out FILE | --pkcs11 REF) [--type T] [--bits N] [--pub FILE]", `
 Makes one signing key and prints its key ID and public key. Make one key
 per role (root, targets, snapshot, timestamp): init refuses a root or
@@ -31,7 +33,10 @@ private key never leaves it; use the same reference as --ROLE-key and
 Types: ed25519 (the default for files), ecdsa-p256 (the default in a
 token, where ed25519 is not generally available), ecdsa-p384, rsa
 (--bits, default 3072). Every type is read by go-tuf, python-tuf and
-tuf-js clients.`)
+tuf-js clients.
+
+"keygen --recipient" makes the key pair of a recipient of encrypted
+releases instead (see "keygen --recipient --help").`)
 	out := fs.String("out", "", "write the private key to this file (mode 0600)")
 	hsm := fs.String("pkcs11", "", "generate the key pair in this token: pkcs11:module=LIB;token=T;key=LABEL;pin-env=VAR")
 	pubOut := fs.String("pub", "", "write the public key to this file (default: --out FILE.pub)")

@@ -95,7 +95,7 @@ func (e *exitError) Unwrap() error { return e.err }
 func (e *env) printf(format string, a ...any) { fmt.Fprintf(e.stdout, format, a...) }
 
 var commands = map[string]command{
-	"keygen":       {"make a signing key: a PEM file (0600) or a key pair inside a PKCS#11 token", cmdKeygen},
+	"keygen":       {"make a signing key (a PEM file, 0600, or inside a PKCS#11 token), or with --recipient a recipient key pair for encrypted releases", cmdKeygen},
 	"status":       {"print every role's expiry; exit 3 when one is inside its warning window, 4 when expired", cmdStatus},
 	"init":         {"create a repository with its role keys and thresholds", cmdInit},
 	"add":          {"add a firmware release and deltas from earlier releases", cmdAdd},
