@@ -111,9 +111,13 @@ func TestEncryptedReleaseThroughBinaries(t *testing.T) {
 		img := filepath.Join(tmp, v+".bin")
 		require.NoError(t, os.WriteFile(img, images[v], 0o644))
 		sv := map[string]string{"1.0.0": "1", "1.1.0": "2"}[v]
-		sh(release, "add", "--repo", repo, "--hardware-id", hw, "--version", v, "--security-version", sv,
+		args := []string{"add", "--repo", repo, "--hardware-id", hw, "--version", v, "--security-version", sv,
 			"--encrypt-to", filepath.Join(tmp, "fleet.pub"), "--delta-formats", "otaseal-zstd",
-			"--key", key("ed25519-2"), "--key", key("ed25519-4")+","+key("ed25519-5"), img)
+			"--key", key("ed25519-2"), "--key", key("ed25519-4") + "," + key("ed25519-5")}
+		if v == "1.0.0" {
+			args = append(args, "--new-hardware-id")
+		}
+		sh(release, append(args, img)...)
 	}
 	srv := httptest.NewServer(http.FileServer(http.Dir(repo)))
 	defer srv.Close()

@@ -38,7 +38,7 @@ func TestEncryptedReleaseWorkflow(t *testing.T) {
 	assert.Equal(t, 1, cli(t, "keygen", "--recipient", "--out", filepath.Join(dir, "group-a")).code, "never overwrites a key")
 	assert.Equal(t, 2, cli(t, "keygen").code, "signing keys are made elsewhere")
 
-	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1",
+	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1", "--new-hardware-id",
 		"--encrypt-to", filepath.Join(dir, "group-a.pub"), "--encrypt-to", filepath.Join(dir, "small.pub"),
 		"--key", targetsKeys, "--key", onlineKeys, writeImage(t, dir, "1.0.0.bin", old))
 	r = ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.1.0", "--security-version", "2",
