@@ -356,4 +356,3 @@ func (f *failingCondStorage) Create(ctx context.Context, name string, r io.Reade
 func (f *failingCondStorage) ModTime(ctx context.Context, name string) (time.Time, error) {
 	return f.cond.ModTime(ctx, name)
 }
-
