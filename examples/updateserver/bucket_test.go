@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"io/fs"
@@ -11,6 +13,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -104,6 +107,23 @@ func goTUFRefresh(t *testing.T, baseURL string, rootJSON []byte, now time.Time, 
 	return data, err
 }
 
+// tufJSScript is package sign's tuf-js driver (sign/testdata/tufjs).
+const tufJSScript = "../../sign/testdata/tufjs/fetch.js"
+
+// requireTufJS returns node, or skips (fails under CI) without tuf-js.
+func requireTufJS(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	_, modErr := os.Stat("../../sign/testdata/tufjs/node_modules/tuf-js")
+	if err != nil || modErr != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("node and tuf-js are required in CI (npm ci --prefix sign/testdata/tufjs)")
+		}
+		t.Skip("node and tuf-js not installed (npm ci --prefix sign/testdata/tufjs)")
+	}
+	return node
+}
+
 // forbiddingProxy stands in front of the S3 server and turns every 404
 // into the 403 "AccessDenied" that S3 gives a reader without
 // s3:ListBucket. It keeps the Host header, so signatures still verify.
@@ -133,9 +153,11 @@ func forbiddingProxy(t *testing.T, endpoint string) string {
 // HTTP endpoint; Cache-Control per object; a miss is 404 even when the
 // bucket says 403; /healthz names the bucket; targets redirect to a CDN.
 func TestBucketServe(t *testing.T) {
-	br := newBucketRepo(t, t0, 64<<10, time.Hour)
+	// Real time: tuf-js has no clock to set.
+	now := time.Now().UTC().Truncate(time.Second)
+	br := newBucketRepo(t, now, 64<<10, time.Hour)
 	br.srv.SetCredentialsEnv(t)
-	c := newClock(t0.Add(time.Minute))
+	c := newClock(now.Add(time.Minute))
 	r := start(t, bucketConfig(t, br, br.bucket.URL, c), nil)
 
 	for _, base := range []string{r.httpURL, br.bucket.HTTP} {
@@ -143,9 +165,26 @@ func TestBucketServe(t *testing.T) {
 		require.NoError(t, err, base)
 		assert.Equal(t, br.image, got)
 	}
-	client, _ := newClient(t, r.httpURL, http.DefaultClient, br.rootJSON, c)
-	err := client.Refresh(context.Background())
-	require.NoError(t, err)
+	// otaseal's client, as the device agent runs it, and tuf-js: through
+	// the update server and from the bucket's own endpoint.
+	node := requireTufJS(t)
+	rootFile := filepath.Join(t.TempDir(), "root.json")
+	require.NoError(t, os.WriteFile(rootFile, br.rootJSON, 0o644))
+	for _, base := range []string{r.httpURL, br.bucket.HTTP} {
+		client, _ := newClient(t, base, http.DefaultClient, br.rootJSON, c)
+		require.NoError(t, client.Refresh(context.Background()), base)
+		tf, _, err := client.FindTarget(context.Background(), firmwarePath)
+		require.NoError(t, err)
+		var buf bytes.Buffer
+		require.NoError(t, client.Download(context.Background(), firmwarePath, tf, &buf))
+		assert.Equal(t, br.image, buf.Bytes())
+
+		cmd := exec.Command(node, tufJSScript, base+"/metadata/", base+"/targets/", rootFile, t.TempDir(), firmwarePath)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "tuf-js via %s: %s", base, out)
+		sum := sha256.Sum256(br.image)
+		assert.Contains(t, string(out), hex.EncodeToString(sum[:]), base)
+	}
 
 	get := func(u string) *http.Response {
 		t.Helper()

@@ -288,6 +288,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	if err := checkTiming(f.timestampExpiry, f.snapshotExpiry, f.resignBefore, f.checkEvery); err != nil {
 		return nil, err
 	}
+	if isBucketURL(f.repo) && 2*f.cacheTTL > f.resignBefore {
+		// A replica's cached timestamp must never outlive the margin
+		// the re-sign leaves before expiry.
+		return nil, fmt.Errorf("--cache-ttl %v must be at most half of --resign-before %v", f.cacheTTL, f.resignBefore)
+	}
 	return &f, nil
 }
 
