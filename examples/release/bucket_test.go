@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otaseal/otaseal/internal/s3test"
+	"github.com/otaseal/otaseal/manifest"
+	"github.com/otaseal/otaseal/verify"
+)
+
+// Two release runs against one bucket at the same time, 20 rounds: each
+// run publishes or fails with "repository changed ..., retry" and
+// publishes when run again; no release is lost.
+func TestReleaseConcurrentOnBucket(t *testing.T) {
+	srv := s3test.Require(t)
+	srv.SetCredentialsEnv(t)
+	b := srv.NewBucket(t, true)
+	ok(t, "init", "--repo", b.URL, "--root-key", key("ed25519-1"),
+		"--targets-key", key("ed25519-2"), "--snapshot-key", key("ed25519-4"), "--timestamp-key", key("ed25519-5"))
+	dir := t.TempDir()
+	const rounds = 20
+	conflicts := 0
+	var mu sync.Mutex
+	for round := range rounds {
+		var wg sync.WaitGroup
+		for _, hw := range []string{"acme-a", "acme-b"} {
+			img := writeImage(t, dir, fmt.Sprintf("%s-%d.bin", hw, round), []byte(fmt.Sprintf("image %s %d", hw, round)))
+			wg.Go(func() {
+				for try := 0; ; try++ {
+					r := cli(t, "add", "--repo", b.URL, "--hardware-id", hw, "--version", fmt.Sprintf("1.%d.0", round),
+						"--security-version", "1", "--deltas", "0", "--key", key("ed25519-2"), "--key", onlineKeys, img)
+					if r.code == 0 {
+						return
+					}
+					if !assert.Contains(t, r.stderr, "repository changed since it was opened, retry", "round %d %s", round, hw) || try == 5 {
+						t.Errorf("round %d %s: %s", round, hw, r.stderr)
+						return
+					}
+					mu.Lock()
+					conflicts++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+	}
+	t.Logf("%d rounds of two concurrent release runs: %d lost the race and succeeded when run again", rounds, conflicts)
+
+	// A device reading the bucket's own endpoint sees every release.
+	ctx := context.Background()
+	resp, err := http.Get(b.HTTP + "/metadata/1.root.json")
+	require.NoError(t, err)
+	rootJSON, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	store := &verify.MemTrustStore{}
+	require.NoError(t, verify.Bootstrap(ctx, store, rootJSON, manifest.Limits{}))
+	c, err := verify.New(ctx, verify.Config{MetadataURL: b.HTTP + "/metadata/", TargetsURL: b.HTTP + "/targets/", Store: store, Clock: verify.SystemClock{}})
+	require.NoError(t, err)
+	cl := &client{c, t}
+	for _, hw := range []string{"acme-a", "acme-b"} {
+		vs, _ := cl.releases(hw)
+		assert.Len(t, vs, rounds, "%s: %s", hw, strings.Join(vs, " "))
+	}
+}
