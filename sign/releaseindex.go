@@ -122,3 +122,10 @@ func (r *Repository) buildIndexes(wanted []string) (map[string]*manifest.Release
 	}
 	return out, nil
 }
+
+// HasReleaseIndex reports whether the repository lists a release index
+// for hardwareID, published or staged.
+func (r *Repository) HasReleaseIndex(hardwareID string) bool {
+	_, _, ok := r.findTarget(manifest.ReleaseIndexPath(hardwareID))
+	return ok
+}

@@ -73,6 +73,7 @@ kept together with this one.`)
 	fs.Var(&formats, "delta-formats", "delta formats: bsdiff40, otaseal-zstd (default both)")
 	fs.Var(&keys, "key", "signing key: "+keyHelp+" (repeatable)")
 	stage := fs.Bool("stage", false, "stage for an offline ceremony instead of publishing")
+	index := fs.Bool("release-index", false, "also write the hardware IDs' release indexes (HWID/releases.json), which let devices search a hash-binned catalogue; kept up to date by every later add once they exist")
 	rolloutSpec := fs.String("rollout", "", rolloutHelp())
 	rolloutStart := fs.String("rollout-start", "", "start of the --rollout schedule, RFC 3339 (default: now, in UTC)")
 	if err := parse(e, fs, args); err != nil {
@@ -147,6 +148,9 @@ kept together with this one.`)
 		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts); err != nil {
 			return err
 		}
+	}
+	if err := updateIndexes(ctx, e, s, hwids, *index); err != nil {
+		return err
 	}
 	return s.finish(ctx, e, *stage, signers)
 }

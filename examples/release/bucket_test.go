@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -71,4 +72,32 @@ func TestReleaseConcurrentOnBucket(t *testing.T) {
 		vs, _ := cl.releases(hw)
 		assert.Len(t, vs, rounds, "%s: %s", hw, strings.Join(vs, " "))
 	}
+}
+
+// add --release-index writes the hardware ID's release index, and later
+// adds keep it current; devices download it as a signed target.
+func TestReleaseIndex(t *testing.T) {
+	repo := initRepo(t)
+	dir := t.TempDir()
+	old, next := images()
+	targetsKeys := key("ed25519-2") + "," + key("ed25519-3")
+	r := ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1",
+		"--release-index", "--key", targetsKeys, "--key", onlineKeys, writeImage(t, dir, "1.0.0.bin", old))
+	assert.Contains(t, r.stdout, "release index acme-gw-r2/releases.json updated")
+	r = ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.1.0", "--security-version", "1",
+		"--key", targetsKeys, "--key", onlineKeys, writeImage(t, dir, "1.1.0.bin", next))
+	assert.Contains(t, r.stdout, "release index acme-gw-r2/releases.json updated")
+
+	c := newClient(t, repo)
+	require.NoError(t, c.Refresh(context.Background()))
+	p := manifest.ReleaseIndexPath("acme-gw-r2")
+	tf, _, err := c.FindTarget(context.Background(), p)
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	require.NoError(t, c.Download(context.Background(), p, tf, &buf))
+	ix, err := manifest.ParseReleaseIndex(buf.Bytes(), "acme-gw-r2")
+	require.NoError(t, err)
+	assert.Contains(t, ix.Targets, "acme-gw-r2/1.0.0/firmware.bin")
+	assert.Contains(t, ix.Targets, "acme-gw-r2/1.1.0/firmware.bin")
+	assert.Contains(t, ix.Targets, "acme-gw-r2/deltas/1.0.0-1.1.0.bsdiff")
 }
