@@ -80,14 +80,19 @@ func NewBlobStorage(b *gcblob.Bucket, opts BlobStorageOptions) *BlobStorage {
 // ("metadata/12.snapshot.json", "metadata/3.root.json").
 var versionedMeta = regexp.MustCompile(`^` + MetadataDir + `/[0-9]+\.[^/]+\.json$`)
 
+// hashedTarget matches the file name of a target under consistent
+// snapshots: its SHA-256 or SHA-512 in hex, a dot, the name.
+var hashedTarget = regexp.MustCompile(`^` + TargetsDir + `/(.*/)?([0-9a-f]{64}|[0-9a-f]{128})\.[^/]+$`)
+
 // CacheControl returns the Cache-Control header for the repository blob
-// name: "public, max-age=31536000, immutable" for versioned metadata and
-// for target files (a target path never changes content: AddFirmware
-// refuses that with ErrTargetExists), and "public, max-age=N" with N the
-// seconds of maxAge for everything else, which is unversioned metadata
-// that is replaced in place.
+// name: "public, max-age=31536000, immutable" for the names that never
+// change content, versioned metadata ("N.ROLE.json") and hash-prefixed
+// target files (consistent snapshots), and "public, max-age=N" with N the
+// seconds of maxAge for everything else: timestamp.json, root.json, and
+// without consistent snapshots the metadata and target files replaced in
+// place (a release index, a target removed and added again).
 func CacheControl(name string, maxAge time.Duration) string {
-	if versionedMeta.MatchString(name) || strings.HasPrefix(name, TargetsDir+"/") {
+	if versionedMeta.MatchString(name) || hashedTarget.MatchString(name) {
 		return "public, max-age=31536000, immutable"
 	}
 	return fmt.Sprintf("public, max-age=%d", int64(maxAge/time.Second))

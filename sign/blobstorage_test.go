@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,7 +105,9 @@ func TestBlobStorageS3(t *testing.T) {
 	require.NoError(t, s.Create(ctx, "metadata/3.snapshot.json", bytes.NewReader([]byte("snap"))))
 	err := s.Create(ctx, "metadata/3.snapshot.json", bytes.NewReader([]byte("other")))
 	require.ErrorIs(t, err, ErrBlobExists)
-	require.NoError(t, s.Put(ctx, "targets/ab.fw.bin", bytes.NewReader([]byte("fw"))))
+	hashed := "targets/acme/1.0.0/" + strings.Repeat("ab", 32) + ".fw.bin"
+	require.NoError(t, s.Put(ctx, hashed, bytes.NewReader([]byte("fw"))))
+	require.NoError(t, s.Put(ctx, "targets/acme/releases.json", bytes.NewReader([]byte("{}"))))
 
 	got, err := getBlob(ctx, s, "metadata/timestamp.json", 100)
 	require.NoError(t, err)
@@ -126,9 +129,10 @@ func TestBlobStorageS3(t *testing.T) {
 	assert.ErrorIs(t, err, ErrBadName)
 
 	for name, want := range map[string]string{
-		"metadata/timestamp.json":  "public, max-age=30",
-		"metadata/3.snapshot.json": "public, max-age=31536000, immutable",
-		"targets/ab.fw.bin":        "public, max-age=31536000, immutable",
+		"metadata/timestamp.json":    "public, max-age=30",
+		"metadata/3.snapshot.json":   "public, max-age=31536000, immutable",
+		hashed:                       "public, max-age=31536000, immutable",
+		"targets/acme/releases.json": "public, max-age=30",
 	} {
 		a, err := b.Blob.Attributes(ctx, name)
 		require.NoError(t, err)
@@ -145,6 +149,23 @@ func TestBlobStorageS3(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, anonymousStatus(t, b.HTTP+"/metadata/2.root.json"))
 	private := srv.NewBucket(t, false)
 	assert.Equal(t, http.StatusForbidden, anonymousStatus(t, private.HTTP+"/metadata/2.root.json"))
+}
+
+func TestCacheControl(t *testing.T) {
+	for name, want := range map[string]string{
+		"metadata/timestamp.json":                             "public, max-age=60",
+		"metadata/root.json":                                  "public, max-age=60",
+		"metadata/snapshot.json":                              "public, max-age=60",
+		"metadata/7.bin-1f.json":                              "public, max-age=31536000, immutable",
+		"metadata/12.timestamp.json":                          "public, max-age=31536000, immutable",
+		"targets/a/b/" + strings.Repeat("0f", 32) + ".fw.bin": "public, max-age=31536000, immutable",
+		"targets/" + strings.Repeat("0f", 64) + ".fw.bin":     "public, max-age=31536000, immutable",
+		"targets/a/fw.bin":                                    "public, max-age=60",
+		"targets/a/" + strings.Repeat("0f", 31) + ".fw.bin":   "public, max-age=60",
+		"targets/a/" + strings.Repeat("0F", 32) + ".fw.bin":   "public, max-age=60",
+	} {
+		assert.Equal(t, want, CacheControl(name, time.Minute), name)
+	}
 }
 
 // A repository published to a bucket reads, straight from the bucket's
