@@ -81,6 +81,10 @@ func catalogueImage(path string) []byte { return []byte("image of " + path) }
 
 func cataloguePath(hw, v int) string { return fmt.Sprintf("hw-%04d/1.%d.0/firmware.bin", hw, v) }
 
+// newCatalogue builds the catalogue in 2^bits hash bins, with release
+// indexes when index is set; bits 0 means one path delegation per
+// hardware ID ("hw-0007/*/*") instead of bins, the other way to make a
+// catalogue searchable.
 func newCatalogue(tb testing.TB, nHW, perHW, bits int, index bool) *catalogue {
 	tb.Helper()
 	ctx := context.Background()
@@ -108,7 +112,15 @@ func newCatalogue(tb testing.TB, nHW, perHW, bits int, index bool) *catalogue {
 	c.repo, err = sign.CreateRepository(ctx, c.store, root, sign.RepositoryOptions{TempDir: tb.TempDir()})
 	require.NoError(tb, err)
 	tb.Cleanup(func() { c.repo.Close() })
-	require.NoError(tb, c.repo.AddHashBins(manifest.RoleTargets, "bin", bits, binKeys))
+	if bits > 0 {
+		require.NoError(tb, c.repo.AddHashBins(manifest.RoleTargets, "bin", bits, binKeys))
+	} else {
+		for hw := range nHW {
+			id := fmt.Sprintf("hw-%04d", hw)
+			require.NoError(tb, c.repo.AddDelegation(manifest.RoleTargets, sign.Delegation{
+				Name: id, Paths: []string{id + "/*/*"}, Terminating: true, Keys: binKeys}))
+		}
+	}
 	for hw := range nHW {
 		for v := range perHW {
 			p := cataloguePath(hw, v)
@@ -227,15 +239,20 @@ func TestCatalogueSelect(t *testing.T) {
 }
 
 // BenchmarkCatalogueSelect measures what a device downloads from a
-// catalogue of 100,000 firmware targets for 2,000 hardware IDs (50 each)
-// in 1,024 hash bins with release indexes: a first refresh plus Select
-// (which fetches the index's bin, the index and the chosen image's bin),
-// and a refresh that finds nothing new. Building the catalogue takes a
-// while; run with -benchtime=1x.
+// catalogue of 100,000 firmware targets for 2,000 hardware IDs (50 each):
+// in 1,024 or 4,096 hash bins with release indexes, a first refresh plus
+// Select (which fetches the index's bin, the index and the chosen image's
+// bin), and a refresh that finds nothing new; and, for comparison, with
+// one path delegation per hardware ID. Building each catalogue takes
+// minutes; run with -benchtime=1x.
 func BenchmarkCatalogueSelect(b *testing.B) {
-	for _, bits := range []int{10, 12} {
-		b.Run(fmt.Sprintf("bins=%d", 1<<bits), func(b *testing.B) {
-			c := newCatalogue(b, 2000, 50, bits, true)
+	for _, bits := range []int{10, 12, 0} {
+		name := fmt.Sprintf("bins=%d", 1<<bits)
+		if bits == 0 {
+			name = "per-model-delegations"
+		}
+		b.Run(name, func(b *testing.B) {
+			c := newCatalogue(b, 2000, 50, bits, bits > 0)
 			snap := c.store.blobs
 			var snapBytes int
 			for n, data := range snap {

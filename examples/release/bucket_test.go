@@ -100,4 +100,19 @@ func TestReleaseIndex(t *testing.T) {
 	assert.Contains(t, ix.Targets, "acme-gw-r2/1.0.0/firmware.bin")
 	assert.Contains(t, ix.Targets, "acme-gw-r2/1.1.0/firmware.bin")
 	assert.Contains(t, ix.Targets, "acme-gw-r2/deltas/1.0.0-1.1.0.bsdiff")
+
+	// Withdrawing changes the release's entry: the index follows.
+	r = ok(t, "withdraw", "--repo", repo, "--reason", "bricks rev B", "--key", targetsKeys, "--key", onlineKeys, "acme-gw-r2/1.1.0/firmware.bin")
+	assert.Contains(t, r.stdout, "release index acme-gw-r2/releases.json updated")
+	require.NoError(t, c.Refresh(context.Background()))
+	tf, _, err = c.FindTarget(context.Background(), p)
+	require.NoError(t, err)
+	buf.Reset()
+	require.NoError(t, c.Download(context.Background(), p, tf, &buf))
+	ix, err = manifest.ParseReleaseIndex(buf.Bytes(), "acme-gw-r2")
+	require.NoError(t, err)
+	fw, err := manifest.FirmwareOf(ix.Targets["acme-gw-r2/1.1.0/firmware.bin"])
+	require.NoError(t, err)
+	require.NotNil(t, fw.Withdrawn)
+	assert.Equal(t, "bricks rev B", fw.Withdrawn.Reason)
 }
