@@ -40,9 +40,18 @@
 // bin (BenchmarkHashBins in package verify measures both). Choose bits so
 // that a bin holds tens to a few hundred images: the snapshot grows by
 // about 40 bytes per bin. Bins serve lookups of known paths (verify's
-// FindTarget); a device that searches by hardware ID (verify's Select)
-// only searches roles delegated by path pattern, so per-model path
-// delegations ([Repository.AddDelegation] with "MODEL/*") suit that use.
+// FindTarget); to let devices search them by hardware ID (verify's
+// Select), keep a release index per hardware ID
+// ([Repository.UpdateReleaseIndexes], manifest.ReleaseIndex), signed
+// through the bins like any target. Per-model path delegations
+// ([Repository.AddDelegation] with "MODEL/*") are the other way.
+//
+// Storage: a directory ([DirStorage]) or a bucket ([BlobStorage] on
+// gocloud.dev/blob: S3 and S3-compatible servers, GCS, Azure; the program
+// imports the driver, so this package links no cloud SDK). On a bucket,
+// a [ConditionalStorage], Publish is a compare-and-swap: of two
+// publishers, or update server replicas renewing the timestamp, exactly
+// one commits and the other gets ErrConflict.
 //
 // Errors carry evidence: a refused signature is a *[KeyError] naming the
 // role and key (ErrWrongRole, ErrUnknownKey, ErrRevokedKey,
@@ -59,8 +68,8 @@
 // Deltas: [Repository.AddDelta] applies a patch once, with package delta,
 // to check that it rebuilds the signed image before staging it, so a
 // broken or mislabelled patch never reaches a device. That is sign's one
-// import beside manifest; delta imports nothing of otaseal's, so the
-// layers still point down.
+// otaseal import beside manifest; delta imports nothing of otaseal's, so
+// the layers still point down.
 //
 // What it does not do: it does not verify updates on devices (package
 // verify), keep a device's trusted state (package rollback), compute

@@ -33,7 +33,8 @@ var (
 	// Repository.
 	ErrBlobNotFound   = errors.New("sign: blob not found")
 	ErrBadName        = errors.New("sign: invalid blob or target name")
-	ErrConflict       = errors.New("sign: repository changed since it was opened")
+	ErrBlobExists     = errors.New("sign: blob already exists")
+	ErrConflict       = errors.New("sign: repository changed since it was opened, retry")
 	ErrTargetExists   = errors.New("sign: target path already holds other content")
 	ErrNoTarget       = errors.New("sign: no such target")
 	ErrRoleExists     = errors.New("sign: role already exists")

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otaseal/otaseal/delta"
+	"github.com/otaseal/otaseal/internal/s3test"
 	"github.com/otaseal/otaseal/manifest"
 )
 
@@ -61,8 +62,40 @@ func openFailing(t *testing.T, dir string, failAt int, now time.Time) (*Reposito
 }
 
 // A publish that fails at any single storage write leaves the repository
-// clients see exactly as it was, and a retry completes it.
+// clients see exactly as it was, and a retry completes it: in a directory,
+// and in a bucket on a real S3 server, where clients read the bucket's own
+// HTTP endpoint and the commit point is the timestamp's claim.
 func TestPublishFailingNthWrite(t *testing.T) {
+	t.Run("directory", func(t *testing.T) {
+		testPublishFailingNthWrite(t, func(t *testing.T, base string) (Storage, string) {
+			dir := t.TempDir()
+			require.NoError(t, os.CopyFS(dir, os.DirFS(base)))
+			ds, err := NewDirStorage(dir)
+			require.NoError(t, err)
+			return ds, serveDir(t, dir)
+		})
+	})
+	t.Run("s3", func(t *testing.T) {
+		srv := s3test.Require(t)
+		testPublishFailingNthWrite(t, func(t *testing.T, base string) (Storage, string) {
+			b := srv.NewBucket(t, true)
+			store := NewBlobStorage(b.Blob, BlobStorageOptions{})
+			copyToStorage(t, base, store)
+			return store, b.HTTP
+		})
+	})
+}
+
+// wrapFailing wraps store so that its failAt-th write fails.
+func wrapFailing(store Storage, failAt int) (Storage, *failingStorage) {
+	fs := &failingStorage{Storage: store, failAt: failAt}
+	if cs, ok := store.(ConditionalStorage); ok {
+		return &failingCondStorage{failingStorage: fs, cond: cs}, fs
+	}
+	return fs, fs
+}
+
+func testPublishFailingNthWrite(t *testing.T, copyRepo func(t *testing.T, base string) (Storage, string)) {
 	ctx := context.Background()
 	base := newTestRepo(t, true)
 	// The old timestamp key is still at hand, so the rotation is bridged.
@@ -84,17 +117,18 @@ func TestPublishFailingNthWrite(t *testing.T) {
 		patch := makePatch(t, oldImages["acme/1.1.0/firmware.bin"], image("new", 777), delta.FormatBSDIFF40)
 		require.NoError(t, repo.AddDelta(ctx, "acme/deltas/1.1.0-1.2.0.bsdiff", "acme/1.1.0/firmware.bin", "acme/1.2.0/firmware.bin", bytes.NewReader(patch)))
 	}
-	open := func(t *testing.T, dir string, failAt int) (*Repository, *failingStorage) {
-		return openFailing(t, dir, failAt, base.now.Add(time.Minute))
-	}
-	copyRepo := func(t *testing.T) string {
-		dir := t.TempDir()
-		require.NoError(t, os.CopyFS(dir, os.DirFS(base.dir)))
-		return dir
+	open := func(t *testing.T, store Storage, failAt int) (*Repository, *failingStorage) {
+		t.Helper()
+		wrapped, fs := wrapFailing(store, failAt)
+		repo, err := OpenRepository(context.Background(), wrapped, RepositoryOptions{Now: func() time.Time { return base.now.Add(time.Minute) }, TempDir: t.TempDir()})
+		require.NoError(t, err)
+		t.Cleanup(func() { repo.Close() })
+		return repo, fs
 	}
 
 	// Count the writes of a successful publish.
-	repo, fs := open(t, copyRepo(t), 0)
+	store, _ := copyRepo(t, base.dir)
+	repo, fs := open(t, store, 0)
 	stage(t, repo)
 	require.NoError(t, repo.Publish(ctx, signers))
 	total := fs.puts
@@ -105,9 +139,8 @@ func TestPublishFailingNthWrite(t *testing.T) {
 
 	for n := 1; n <= total; n++ {
 		t.Run(fmt.Sprintf("fail write %d of %d", n, total), func(t *testing.T) {
-			dir := copyRepo(t)
-			url := serveDir(t, dir)
-			repo, fs := open(t, dir, n)
+			store, url := copyRepo(t, base.dir)
+			repo, fs := open(t, store, n)
 			stage(t, repo)
 			err := repo.Publish(ctx, signers)
 			require.ErrorIs(t, err, errInjected)
@@ -134,7 +167,7 @@ func TestPublishFailingNthWrite(t *testing.T) {
 			// (odd N) with a fresh one, as after a crash.
 			fs.failAt = 0
 			if n%2 == 1 {
-				repo, _ = open(t, dir, 0)
+				repo, _ = open(t, store, 0)
 				stage(t, repo)
 			}
 			require.NoError(t, repo.Publish(ctx, signers))

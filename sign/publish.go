@@ -51,6 +51,13 @@ import (
 // or top-level targets document that has expired, since devices would
 // refuse everything it writes: a staged root rotation or a new targets
 // version renews them.
+//
+// On a ConditionalStorage (a bucket) the check is a real
+// compare-and-swap: the commit point is the conditional creation of a
+// versioned copy of the timestamp, so of two publishers starting from one
+// version exactly one commits and the other gets ErrConflict with nothing
+// of its publication visible; open the repository again and retry (see
+// ConditionalStorage and RepositoryOptions.PublishLease).
 func (r *Repository) Publish(ctx context.Context, signers []*Signer) error {
 	pub, err := r.newPublisher(ctx, signers)
 	if err != nil {
@@ -157,6 +164,9 @@ func (p *publisher) planTargets() error {
 			if md, err = r.nextTargets(role, p.now); err != nil {
 				return err
 			}
+			if md.Signed.Version, err = p.freeVersion(role, md.Signed.Version); err != nil {
+				return err
+			}
 			if err := signAs(p, role, md); err != nil {
 				return err
 			}
@@ -198,6 +208,10 @@ func (p *publisher) nextSnapshot() error {
 		snap = metadata.Snapshot(p.now.Add(expiry).Truncate(1e9))
 		if r.snapshot != nil {
 			snap.Signed.Version = r.snapshot.Signed.Version + 1
+		}
+		var err error
+		if snap.Signed.Version, err = p.freeVersion(manifest.RoleSnapshot, snap.Signed.Version); err != nil {
+			return err
 		}
 		snap.Signed.Meta = map[string]*manifest.MetaFile{}
 		for role := range r.targets {
@@ -357,6 +371,9 @@ func (r *Repository) writeOrder(next *publication) []blob {
 // failed after it (writing a bridged root) only has the root left to
 // write.
 func (r *Repository) writeAll(ctx context.Context, writes []blob, next *publication) error {
+	if cs, ok := r.store.(ConditionalStorage); ok {
+		return r.writeConditional(ctx, cs, writes, next)
+	}
 	for _, w := range writes {
 		if err := r.put(ctx, w); err != nil {
 			return err
@@ -403,7 +420,7 @@ func (r *Repository) checkUnchanged(ctx context.Context) error {
 	b, err := getBlob(ctx, r.store, timestampName, MaxDocumentSize)
 	switch {
 	case errors.Is(err, ErrBlobNotFound) && r.timestamp == nil:
-		return nil
+		return r.checkNoClaim(ctx)
 	case errors.Is(err, ErrBlobNotFound):
 		return fmt.Errorf("%w: timestamp.json disappeared", ErrConflict)
 	case err != nil:
@@ -415,7 +432,28 @@ func (r *Repository) checkUnchanged(ctx context.Context) error {
 	if err != nil || cur.Signed.Version != r.timestamp.Signed.Version {
 		return fmt.Errorf("%w: timestamp in storage is not version %d", ErrConflict, r.timestamp.Signed.Version)
 	}
-	return nil
+	return r.checkNoClaim(ctx)
+}
+
+// checkNoClaim: on a ConditionalStorage, no publisher has claimed the
+// timestamp version after this Repository's (see claim.go).
+func (r *Repository) checkNoClaim(ctx context.Context) error {
+	cs, ok := r.store.(ConditionalStorage)
+	if !ok {
+		return nil
+	}
+	var v int64
+	if r.timestamp != nil {
+		v = r.timestamp.Signed.Version
+	}
+	_, err := cs.ModTime(ctx, claimName(v+1))
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w: another publisher published timestamp version %d", ErrConflict, v+1)
+	case errors.Is(err, ErrBlobNotFound):
+		return nil
+	}
+	return err
 }
 
 // verifyDelegated runs go-tuf's own check of role's new document against

@@ -29,6 +29,7 @@ const (
 	DefaultTargetsExpiry   = 90 * 24 * time.Hour
 	DefaultSnapshotExpiry  = 7 * 24 * time.Hour
 	DefaultTimestampExpiry = 24 * time.Hour
+	DefaultPublishLease    = 10 * time.Minute
 )
 
 // RepositoryOptions configure a Repository. The zero value is safe: real time,
@@ -45,6 +46,14 @@ type RepositoryOptions struct {
 	// MaxTargetSize bounds one target file read by AddFirmware/AddDelta;
 	// zero means 4 GiB.
 	MaxTargetSize int64
+	// PublishLease matters only on a ConditionalStorage: a versioned
+	// metadata file that another publisher wrote less than this long ago,
+	// and no published timestamp names, belongs to a publish still in
+	// progress (ErrConflict); an older one is the leftover of a publish
+	// that died and is replaced. A Publish that takes longer than this
+	// between its first metadata write and its commit gives up
+	// (ErrConflict). Zero means DefaultPublishLease.
+	PublishLease time.Duration
 }
 
 func (o *RepositoryOptions) now() time.Time {
@@ -100,6 +109,9 @@ type Repository struct {
 	// pinned, when set, is the time the next targets documents are made
 	// at (see SaveStaged).
 	pinned time.Time
+	// created: versioned metadata this Repository wrote to a
+	// ConditionalStorage, which a retried Publish may replace.
+	created map[string]bool
 }
 
 // spooled is a target file read by Add, waiting in a local temp file.
@@ -142,6 +154,7 @@ func newRepository(store Storage, opts RepositoryOptions) *Repository {
 
 		revokedDelegated: map[string]map[string]bool{},
 		pending:          map[string]*spooled{},
+		created:          map[string]bool{},
 	}
 }
 
@@ -221,6 +234,11 @@ func OpenRepository(ctx context.Context, store Storage, opts RepositoryOptions) 
 	}
 	if r.timestamp, err = manifest.ParseUnverified[manifest.Timestamp](manifest.RoleTimestamp, b, documentLimits); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformedDocument, err)
+	}
+	// A publisher that died after its commit point on a bucket left its
+	// timestamp only in the claim: finish its copy.
+	if err := r.rollForward(ctx); err != nil {
+		return nil, err
 	}
 	snapMeta := r.timestamp.Signed.Meta["snapshot.json"]
 	if snapMeta == nil {

@@ -56,6 +56,13 @@ type Config struct {
 	// unless MetadataOnly is set: a device that can verify an update but
 	// not download it should fail at New, not after Begin.
 	TargetsURL string
+	// Mirrors are further places the same repository is served from,
+	// tried after MetadataURL and TargetsURL (see Mirror): a fetch that
+	// fails with a network error, a 5xx or a 429 goes on to the next
+	// mirror, and a Refresh that fails, even on metadata refused as
+	// forged, stale or rolled back, is tried again from each other mirror
+	// before it gives up. The mirror that served last is asked first.
+	Mirrors []Mirror
 	// MetadataOnly allows an empty TargetsURL for a client that only
 	// refreshes and looks up metadata (a TUF conformance client, an
 	// inventory tool); Download and Install then fail with ErrConfig.
@@ -138,6 +145,7 @@ type Client struct {
 	// so that lookups re-verify a cached role without re-encoding it.
 	signedBytes map[*metadata.Metadata[metadata.TargetsType]][]byte
 	log         *slog.Logger
+	mirrors     *mirrorList
 
 	keysMu sync.Mutex
 	keys   map[string]encrypt.ContentKey // unwrapped content keys, by release (decrypt.go)
@@ -183,6 +191,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("%w: TargetsURL %q must end in /", ErrConfig, cfg.TargetsURL)
 	}
 	c := &Client{cfg: cfg, fetcher: cfg.Fetcher, log: cfg.Logger}
+	var err error
+	if c.mirrors, err = newMirrorList(cfg); err != nil {
+		return nil, err
+	}
 	if c.fetcher == nil {
 		c.fetcher = &HTTPFetcher{}
 	}

@@ -30,9 +30,9 @@ func (e *TargetError) Error() string {
 
 func (e *TargetError) Unwrap() error { return e.Err }
 
-// targetURL is where the target at path lives: under TargetsURL, each path
-// segment escaped, and with consistent snapshots the file name prefixed by
-// its hash (TUF 5.7.3).
+// targetURL is where the target at path lives below a mirror's
+// TargetsURL: each path segment escaped, and with consistent snapshots the
+// file name prefixed by its hash (TUF 5.7.3).
 func (c *Client) targetURL(path string, tf *manifest.TargetFile) (string, error) {
 	if c.cfg.TargetsURL == "" {
 		return "", fmt.Errorf("%w: no TargetsURL", ErrConfig)
@@ -49,7 +49,7 @@ func (c *Client) targetURL(path string, tf *manifest.TargetFile) (string, error)
 	for i, s := range segs {
 		segs[i] = url.PathEscape(s)
 	}
-	return c.cfg.TargetsURL + strings.Join(segs, "/"), nil
+	return strings.Join(segs, "/"), nil
 }
 
 // Download streams the target at path, as the trusted entry tf describes
@@ -88,11 +88,12 @@ func (c *Client) download(ctx context.Context, path string, tf *manifest.TargetF
 	return nil
 }
 
-// fetch opens url with the Client's Fetcher and, when count is not nil,
-// adds to *count every byte read from it. The count belongs to the caller's
-// call alone: the Fetcher is shared by every call of the Client.
-func (c *Client) fetch(ctx context.Context, url string, maxLength int64, count *int64) (io.ReadCloser, error) {
-	rc, err := c.fetcher.Fetch(ctx, url, maxLength)
+// fetch opens the target file rel (targetURL) at a mirror with the
+// Client's Fetcher and, when count is not nil, adds to *count every byte
+// read from it. The count belongs to the caller's call alone: the Fetcher
+// is shared by every call of the Client.
+func (c *Client) fetch(ctx context.Context, rel string, maxLength int64, count *int64) (io.ReadCloser, error) {
+	rc, err := c.fetchFrom(ctx, targetsBase, rel, maxLength)
 	if err != nil || count == nil {
 		return rc, err
 	}

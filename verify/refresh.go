@@ -24,7 +24,7 @@ func (c *Client) fetchMeta(ctx context.Context, role, name string, signedLength 
 		}
 		max = signedLength
 	}
-	rc, err := c.fetcher.Fetch(ctx, c.cfg.MetadataURL+name, max)
+	rc, err := c.fetchFrom(ctx, metadataBase, name, max)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,37 @@ func parseAs[T metadata.Roles](c *Client, role string, data []byte) error {
 // device trusts, and each stored before the next step. A refresh that finds
 // nothing new downloads only the timestamp (after the probe for the next
 // root). It may be called any number of times.
+//
+// With Config.Mirrors it refreshes from the preferred mirror and, if that
+// fails for any reason (its metadata refused as well as unreachable), from
+// each other mirror in turn before giving up with the first mirror's
+// error. A mirror serving stale,
+// rolled-back or forged metadata is refused as ever; it cannot keep a
+// device from the update a good mirror serves. Nothing a refused mirror
+// sent is stored.
 func (c *Client) Refresh(ctx context.Context) error {
+	err := c.refresh(ctx)
+	if err == nil || len(c.mirrors.all) == 1 {
+		return err
+	}
+	first := err
+	order := c.mirrors.order()
+	for _, i := range order[1:] {
+		if ctx.Err() != nil {
+			return first
+		}
+		c.log.Warn("refresh failed, trying the next mirror", "failed", c.mirrors.all[order[0]].MetadataURL, "next", c.mirrors.all[i].MetadataURL, "err", err)
+		c.mirrors.pref.Store(int32(i))
+		if err = c.refresh(ctx); err == nil {
+			return nil
+		}
+	}
+	c.mirrors.pref.Store(int32(order[0]))
+	return first
+}
+
+// refresh is one Refresh from the preferred mirror.
+func (c *Client) refresh(ctx context.Context) error {
 	c.trusted = nil
 	c.signedBytes = map[*metadata.Metadata[metadata.TargetsType]][]byte{}
 	tm, err := c.loadRoot(ctx)

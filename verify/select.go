@@ -113,7 +113,10 @@ type DeviceState interface {
 //
 // Releases are found in the top-level targets and in delegated roles whose
 // path patterns can cover "HARDWAREID/...", the layout otaseal publishes
-// (HARDWAREID/VERSION/FILE). The chosen release is then resolved again
+// (HARDWAREID/VERSION/FILE); when none are, in the hardware ID's release
+// index (manifest.ReleaseIndex), which makes a hash-binned catalogue
+// searchable: then every entry used is checked against the bin that signs
+// its path. The chosen release is then resolved again
 // through FindTarget, so that a role further down the graph can never
 // override the role the TUF delegation order trusts for that path.
 func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error) {
@@ -134,6 +137,12 @@ func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(all) == 0 {
+		// A hash-binned catalogue: search its release index.
+		if all, err = c.releasesFromIndex(ctx, hardwareID); err != nil {
+			return nil, err
+		}
 	}
 	if len(all) == 0 {
 		return nil, fmt.Errorf("%w: %q", ErrNoReleases, hardwareID)
@@ -169,12 +178,21 @@ func (c *Client) Select(ctx context.Context, device DeviceState) (*Update, error
 	if err != nil {
 		return nil, err
 	}
-	if role != chosen.role || tf.Length != chosen.rel.File.Length || !tf.Hashes.Equal(chosen.rel.File.Hashes) {
+	if chosen.indexed {
+		if role, err = c.checkIndexed(ctx, chosen.rel.Path, chosen.rel.File); err != nil {
+			return nil, err
+		}
+	} else if role != chosen.role || tf.Length != chosen.rel.File.Length || !tf.Hashes.Equal(chosen.rel.File.Hashes) {
 		return nil, &RoleError{Role: chosen.role, Err: fmt.Errorf("%w: %s is served by %s, not %s", manifest.ErrRepository, chosen.rel.Path, role, chosen.role)}
 	}
 	patch, err := patchFrom(chosen.doc, chosen.rel.Path, tf, status.Installed)
 	if err != nil {
 		return nil, &RoleError{Role: role, Err: err}
+	}
+	if patch != nil && chosen.indexed {
+		if _, err := c.checkIndexed(ctx, patch.Path, patch.File); err != nil {
+			return nil, err
+		}
 	}
 	u := &Update{Release: chosen.rel, Role: role, Patch: patch, HardwareID: hardwareID, Notices: chosen.notices}
 	if notice != nil {
@@ -189,6 +207,9 @@ type found struct {
 	role    string
 	doc     *manifest.Targets
 	notices []error // why newer releases were passed over for it
+	// indexed: found in a release index, to be checked against the role
+	// that signs its path.
+	indexed bool
 }
 
 // choose asks the device's policy for the newest release it allows and

@@ -100,6 +100,7 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (_ *agent, err 
 	client, err := verify.New(ctx, verify.Config{
 		MetadataURL: c.server + "/metadata/",
 		TargetsURL:  c.server + "/targets/",
+		Mirrors:     mirrorsOf(c.mirrors),
 		Fetcher:     &verify.HTTPFetcher{Client: httpClient, UserAgent: "otaseal-deviceagent", Retries: retries(c.retries), Logger: log},
 		Store:       trust,
 		Clock:       clock,

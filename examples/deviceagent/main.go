@@ -51,6 +51,7 @@ import (
 
 type config struct {
 	server, hardwareID, stateDir, slotA, slotB, rootFile string
+	mirrors                                              []string // further -server entries
 	factoryVersion                                       string
 	factorySecurityVersion                               uint64
 	clientCert, clientKey, serverCA                      string
@@ -75,7 +76,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	var c config
 	fs := flag.NewFlagSet("deviceagent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.server, "server", "", "update server base URL (metadata under /metadata/, targets under /targets/)")
+	fs.StringVar(&c.server, "server", "", "update server base URL (metadata under /metadata/, targets under /targets/); several, comma-separated, are mirrors of one repository: tried in order on a network error or 5xx, and each before giving up when one's metadata is refused")
 	fs.StringVar(&c.hardwareID, "hardware-id", "", "this device's hardware ID, as in the releases' hardware_ids")
 	fs.StringVar(&c.stateDir, "state", "", "directory of the device's trusted state (stands in for a flash partition)")
 	fs.StringVar(&c.slotA, "slot-a", "", "file standing in for slot A")
@@ -121,11 +122,11 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	if c.timeout <= 0 {
 		return nil, fmt.Errorf("-timeout %v: want a positive duration", c.timeout)
 	}
-	server, err := serverURL(c.server)
+	servers, err := serverURLs(c.server)
 	if err != nil {
 		return nil, err
 	}
-	c.server = server
+	c.server, c.mirrors = servers[0], servers[1:]
 	return &c, nil
 }
 

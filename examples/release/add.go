@@ -98,6 +98,7 @@ kept together with this one.`)
 	stage := fs.Bool("stage", false, "stage for an offline ceremony instead of publishing")
 	fs.Var(&encryptTo, "encrypt-to", "public key file of a recipient device group or device (repeatable): encrypt the release")
 	fs.Var(&envelopes, "envelope", "NAME=PATH: encrypt for the public key file PATH, or every *.pub in directory PATH, in the key envelope target NAME (repeatable)")
+	index := fs.Bool("release-index", false, "also write the hardware IDs' release indexes (HWID/releases.json), which let devices search a hash-binned catalogue; kept up to date by every later add once they exist")
 	rolloutSpec := fs.String("rollout", "", rolloutHelp())
 	rolloutStart := fs.String("rollout-start", "", "start of the --rollout schedule, RFC 3339 (default: now, in UTC)")
 	if err := parse(e, fs, args); err != nil {
@@ -199,6 +200,9 @@ kept together with this one.`)
 		if err := addDeltas(ctx, e, s, target, fw, image, *deltas, fmts, report, len(recipients) > 0 || len(groups) > 0); err != nil {
 			return err
 		}
+	}
+	if err := updateIndexes(ctx, e, s, hwids, *index); err != nil {
+		return err
 	}
 	// What was added, then where it went; all of it only once true.
 	var finished bytes.Buffer

@@ -99,12 +99,13 @@ Clients bootstrap from DIR/metadata/1.root.json.`)
 	if !rep.Met {
 		return fmt.Errorf("root needs %d signatures, only %d private root key(s) given", rep.Threshold, len(rep.SignedBy))
 	}
-	store, err := sign.NewDirStorage(*repoDir)
+	store, closeStore, err := openStorage(ctx, *repoDir)
 	if err != nil {
 		return err
 	}
-	s := &session{dir: *repoDir, store: store}
+	s := &session{dir: *repoDir, store: store, closeStore: closeStore}
 	if s.repo, err = sign.CreateRepository(ctx, store, root, opts); err != nil {
+		closeStore()
 		return err
 	}
 	defer s.close()

@@ -16,10 +16,12 @@ import (
 // session is one open repository with the changes staged beside it for an
 // offline ceremony.
 type session struct {
-	dir   string
-	store *sign.DirStorage
-	repo  *sign.Repository
-	keys  *keyring // closed with the session, if set
+	dir   string // or bucket URL
+	store sign.Storage
+	// closeStore closes the bucket, if the repository is one.
+	closeStore func()
+	repo       *sign.Repository
+	keys       *keyring // closed with the session, if set
 	// resumed is set when the session resumed the changes staged beside
 	// the repository; only then does publishing them forget the file.
 	resumed bool
@@ -29,7 +31,12 @@ type session struct {
 // repository, never inside it, so that unpublished images are not served.
 // It is sign's saved staging form, and can be carried to another machine
 // that holds a copy of the repository.
-func stagingFile(repoDir string) string { return filepath.Clean(repoDir) + ".staged" }
+func stagingFile(repoDir string) string {
+	if isBucketURL(repoDir) {
+		return bucketStagingFile(repoDir)
+	}
+	return filepath.Clean(repoDir) + ".staged"
+}
 
 // openSession opens the repository in dir and resumes its staged changes.
 func openSession(ctx context.Context, dir string) (*session, error) {
@@ -69,15 +76,16 @@ func openPublishedOpts(ctx context.Context, dir string, opts sign.RepositoryOpti
 	if dir == "" {
 		return nil, usageErr("--repo is required")
 	}
-	if _, err := os.Stat(filepath.Join(dir, sign.MetadataDir)); err != nil {
-		return nil, fmt.Errorf("%s is not a repository (run release init): %w", dir, err)
+	if err := repoExists(ctx, dir); err != nil {
+		return nil, err
 	}
 	s := &session{dir: dir}
 	var err error
-	if s.store, err = sign.NewDirStorage(dir); err != nil {
+	if s.store, s.closeStore, err = openStorage(ctx, dir); err != nil {
 		return nil, err
 	}
 	if s.repo, err = sign.OpenRepository(ctx, s.store, opts); err != nil {
+		s.closeStore()
 		return nil, err
 	}
 	return s, nil
@@ -87,6 +95,9 @@ func openPublishedOpts(ctx context.Context, dir string, opts sign.RepositoryOpti
 // signing keys.
 func (s *session) close() {
 	s.repo.Close()
+	if s.closeStore != nil {
+		s.closeStore()
+	}
 	if s.keys != nil {
 		s.keys.close()
 	}
@@ -156,6 +167,9 @@ func (s *session) publish(ctx context.Context, e *env, signers []*sign.Signer) e
 		if errors.As(err, &te) {
 			return fmt.Errorf("%w\n  role %s needs %d signatures; signed by %d key(s): %s%s\n  give more keys of the role, or sign it offline (add --stage, export, sign, merge)",
 				err, te.Role, te.Threshold, len(te.SignedBy), shortIDs(te.SignedBy), whyNotCounted(s, te.Role, signers))
+		}
+		if errors.Is(err, sign.ErrConflict) {
+			return fmt.Errorf("%w\n  another publisher changed the repository meanwhile and nothing of this run is visible; run the command again", err)
 		}
 		return err
 	}

@@ -56,6 +56,10 @@ publish now, --stage for a k-of-n ceremony.`)
 		return err
 	}
 	e.printf("withdrew %s (version %s): %s\n", target, fw.Version, w.Reason)
+	// A release index holding the old entry would now disagree with it.
+	if err := updateIndexes(ctx, e, s, fw.HardwareIDs, false); err != nil {
+		return err
+	}
 	return s.finish(ctx, e, *stage, signers)
 }
 

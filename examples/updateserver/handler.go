@@ -43,6 +43,10 @@ func (s *server) route(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case p == "/healthz":
 		s.health(w, r)
+	case s.bucket != nil && strings.HasPrefix(p, "/metadata/"):
+		s.serveBucket(w, r, strings.TrimPrefix(p, "/metadata/"), true)
+	case s.bucket != nil && strings.HasPrefix(p, "/targets/"):
+		s.serveBucket(w, r, strings.TrimPrefix(p, "/targets/"), false)
 	case strings.HasPrefix(p, "/metadata/"):
 		s.serveFile(w, r, s.metaRoot, strings.TrimPrefix(p, "/metadata/"), true)
 	case strings.HasPrefix(p, "/targets/"):
@@ -193,8 +197,12 @@ func unversioned(name string) bool {
 
 // healthReport is the body of /healthz.
 type healthReport struct {
-	Status           string    `json:"status"` // "ok" or "unhealthy"
-	Problems         []string  `json:"problems,omitempty"`
+	Status   string   `json:"status"` // "ok" or "unhealthy"
+	Problems []string `json:"problems,omitempty"`
+	// Repository is the bucket served (scheme and name), absent for a
+	// directory; BucketReadable whether the last check read it.
+	Repository       string    `json:"repository,omitempty"`
+	BucketReadable   *bool     `json:"bucket_readable,omitempty"`
 	TimestampVersion int64     `json:"timestamp_version"`
 	TimestampExpires time.Time `json:"timestamp_expires"`
 	SnapshotVersion  int64     `json:"snapshot_version"`
@@ -229,6 +237,14 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	}
 	if st.err != nil {
 		rep.Problems = append(rep.Problems, "the last re-sign check failed (see the server log)")
+	}
+	if s.bucket != nil {
+		rep.Repository = redactURL(s.cfg.BucketURL)
+		readable := st.err == nil && !st.checked.IsZero()
+		rep.BucketReadable = &readable
+		if !readable {
+			rep.Problems = append(rep.Problems, "the repository bucket could not be read or written at the last check")
+		}
 	}
 	for _, e := range []struct {
 		what    string

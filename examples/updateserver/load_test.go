@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,19 +44,7 @@ func startChild(t *testing.T, args ...string) *child {
 // (wrap followed by the program and its arguments), such as prlimit.
 func startChildUnder(t *testing.T, wrap []string, args ...string) *child {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "updateserver")
-	buildArgs := []string{"build", "-o", bin}
-	if raceEnabled {
-		// The server under load is where a race would be.
-		buildArgs = append(buildArgs, "-race")
-	}
-	build := exec.Command(goTool, append(buildArgs, ".")...)
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
+	bin := buildServer(t)
 
 	c := &child{logs: &strings.Builder{}, mu: &sync.Mutex{}, eof: make(chan struct{})}
 	argv := append(append(append([]string{}, wrap...), bin, "--log-format", "json"), args...)

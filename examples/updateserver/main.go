@@ -114,6 +114,8 @@ import (
 	"syscall"
 	"time"
 
+	"gocloud.dev/blob"
+
 	"github.com/otaseal/otaseal/sign"
 )
 
@@ -159,16 +161,32 @@ type flags struct {
 	limits                                  ConnLimits
 	logLevel, logFormat                     string
 	dash                                    dashFlags
+	// Bucket mode (bucket.go): --repo is a URL.
+	cdnBase  string
+	cacheTTL time.Duration
+	// renewOnly: the "renew" subcommand, which serves nothing.
+	renewOnly bool
 }
 
 const usageText = `updateserver serves an otaseal repository and keeps its timestamp fresh.
 
 Usage:
-  updateserver --repo DIR --snapshot-key PEM --timestamp-key PEM [options]
+  updateserver --repo DIR|URL --snapshot-key PEM --timestamp-key PEM [options]
+  updateserver renew --repo DIR|URL --snapshot-key PEM --timestamp-key PEM [options]
   updateserver --repo DIR --pkcs11-module LIB --pkcs11-token LABEL --pkcs11-pin-env VAR \
       --snapshot-key-label LABEL --timestamp-key-label LABEL [options]
 
-At least one of --http and --https is required. The server holds only the
+At least one of --http and --https is required, except for "renew", which
+checks the repository once, re-signs what is due, prints the outcome and
+exits (0 fresh or renewed, 1 failed): for a cron job beside, or instead of,
+serving replicas.
+
+--repo may be a bucket URL (s3://BUCKET?endpoint=HOST&use_path_style=true
+for an S3-compatible server; AWS credentials from the environment): then
+any number of replicas serve one bucket, each with a small metadata cache
+(--cache-ttl), streaming targets or redirecting them to --cdn-base.
+Replicas renewing at once publish exactly one new timestamp: the commit is
+a conditional write, and the losers find the new timestamp fresh. The server holds only the
 snapshot and timestamp keys, and optionally the rollout control key: it
 re-signs snapshot.json and timestamp.json (and rollout-control.json) before
 they expire and can never change which firmware the repository offers. It
@@ -214,13 +232,18 @@ Options:
 
 func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	var f flags
+	if len(args) > 0 && args[0] == "renew" {
+		f.renewOnly, args = true, args[1:]
+	}
 	fs := flag.NewFlagSet("updateserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageText)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&f.repo, "repo", "", "repository storage `directory` written by the release tool (holds metadata/ and targets/)")
+	fs.StringVar(&f.repo, "repo", "", "repository written by the release tool: a `directory` (holds metadata/ and targets/) or a bucket URL (s3://BUCKET?endpoint=...&use_path_style=true, file:///DIR)")
+	fs.StringVar(&f.cdnBase, "cdn-base", "", "with a bucket --repo: redirect target downloads to `URL`/targets/... (a CDN in front of the bucket) instead of streaming them")
+	fs.DurationVar(&f.cacheTTL, "cache-ttl", defaultCacheTTL, "with a bucket --repo: how long timestamp.json, root.json and misses are served from memory, and the max-age of timestamp.json")
 	fs.StringVar(&f.httpAddr, "http", "", "serve plain HTTP on `addr` (host:port)")
 	fs.StringVar(&f.httpsAddr, "https", "", "serve HTTPS on `addr` (host:port); needs --tls-cert and --tls-key")
 	fs.StringVar(&f.healthAddr, "health", "", "serve only /healthz over plain HTTP on `addr`")
@@ -259,7 +282,9 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	switch {
 	case f.repo == "":
 		return nil, errors.New("--repo is required")
-	case f.httpAddr == "" && f.httpsAddr == "":
+	case f.renewOnly && (f.httpAddr != "" || f.httpsAddr != "" || f.healthAddr != ""):
+		return nil, errors.New("renew serves nothing: no --http, --https or --health")
+	case !f.renewOnly && f.httpAddr == "" && f.httpsAddr == "":
 		return nil, errors.New("at least one of --http and --https is required")
 	case f.httpsAddr != "" && (f.tlsCert == "" || f.tlsKey == ""):
 		return nil, errors.New("--https needs --tls-cert and --tls-key")
@@ -280,6 +305,10 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	case f.limits.StallTimeout <= 0 || f.limits.ReadHeaderTimeout <= 0 || f.limits.IdleTimeout <= 0:
 		// Zero would mean "forever" to net/http: the fault these bound.
 		return nil, errors.New("--stall-timeout, --header-timeout and --idle-timeout must be positive")
+	case f.cacheTTL <= 0:
+		return nil, errors.New("--cache-ttl must be positive")
+	case f.cdnBase != "" && !isBucketURL(f.repo):
+		return nil, errors.New("--cdn-base needs a bucket URL as --repo")
 	case f.limits.MaxConnsPerAddr < 1:
 		return nil, errors.New("--max-conns-per-addr must be at least 1")
 	}
@@ -291,6 +320,11 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if err := checkTiming(f.timestampExpiry, f.snapshotExpiry, f.resignBefore, f.checkEvery); err != nil {
 		return nil, err
+	}
+	if isBucketURL(f.repo) && 2*f.cacheTTL > f.resignBefore {
+		// A replica's cached timestamp must never outlive the margin
+		// the re-sign leaves before expiry.
+		return nil, fmt.Errorf("--cache-ttl %v must be at most half of --resign-before %v", f.cacheTTL, f.resignBefore)
 	}
 	return &f, nil
 }
@@ -358,7 +392,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitSetup
 	}
 	defer closeKeys()
+	var bucket *blob.Bucket
+	if isBucketURL(f.repo) {
+		if bucket, err = blob.OpenBucket(ctx, f.repo); err != nil {
+			log.Error("opening the bucket refused", "repo", redactURL(f.repo), "err", err)
+			return exitSetup
+		}
+		defer bucket.Close()
+	}
 	srv, err := newServer(ctx, config{
+		Bucket:          bucket,
+		BucketURL:       f.repo,
+		CDNBase:         f.cdnBase,
+		CacheTTL:        f.cacheTTL,
 		Dir:             f.repo,
 		SnapshotKey:     signers[0],
 		TimestampKey:    signers[1],
@@ -372,10 +418,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ConnLimits:      f.limits,
 	})
 	if err != nil {
-		log.Error("repository refused", "dir", f.repo, "err", err)
+		log.Error("repository refused", "repo", redactURL(f.repo), "err", err)
 		return exitSetup
 	}
 	defer srv.close()
+	if f.renewOnly {
+		return renewed(srv, stdout, log)
+	}
 
 	var eps []endpoint
 	listen := func(addr string, kind endpointKind, conf *tls.Config) error {

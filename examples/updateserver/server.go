@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"gocloud.dev/blob"
+
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/sign"
 )
@@ -40,6 +42,17 @@ type config struct {
 	// means a sign.DirStorage on Dir. Files are always served from Dir.
 	// Tests put a failing or racing one here.
 	Store sign.Storage
+	// Bucket, when set, is the repository instead of Dir: package sign
+	// publishes to it through a sign.BlobStorage and files are served
+	// from it (bucket.go). BucketURL names it in logs and /healthz.
+	Bucket    *blob.Bucket
+	BucketURL string
+	// CDNBase, with Bucket, redirects target downloads there.
+	CDNBase string
+	// CacheTTL is how long timestamp.json, root.json and misses are
+	// served from memory in bucket mode, and also their Cache-Control
+	// max-age; zero means defaultCacheTTL.
+	CacheTTL time.Duration
 	ConnLimits
 }
 
@@ -100,6 +113,9 @@ type server struct {
 	// ".." and symbolic links that lead outside, on top of the checks on
 	// the request path.
 	metaRoot, targetsRoot fileRoot
+	// bucket is set when the repository is a bucket; then metaRoot and
+	// targetsRoot are nil.
+	bucket *bucketFiles
 
 	checkMu sync.Mutex
 
@@ -147,6 +163,9 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Bucket != nil {
+		return newBucketServer(ctx, s)
+	}
 	if st, err := os.Stat(cfg.Dir); err != nil || !st.IsDir() {
 		// NewDirStorage would create it: a typo must not start a server
 		// on an empty directory.
@@ -159,24 +178,7 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		}
 		s.store = st
 	}
-	repo, err := sign.OpenRepository(ctx, s.store, s.signOptions())
-	if err != nil {
-		return nil, fmt.Errorf("opening the repository: %w", err)
-	}
-	err = checkKeys(repo, cfg.SnapshotKey, cfg.TimestampKey, cfg.ControlKey)
-	if err == nil && !cfg.AllowSharedKeys {
-		// A shared key anywhere in the root makes this server's keys as
-		// good as offline ones, whichever of them it holds.
-		if err = sign.CheckRoleSeparation(sign.SpecOf(&repo.Root().Signed)); err != nil {
-			err = fmt.Errorf("%w (give each role its own key with a root rotation; --allow-shared-keys serves a test repository anyway)", err)
-		}
-	}
-	if _, delegated := repo.Targets(manifest.RoleRolloutControl); err == nil && delegated && cfg.ControlKey == nil {
-		s.log.Warn("the repository delegates rollout control but no control key was given: the server cannot re-sign the control document, and devices stop updating once it expires",
-			"role", manifest.RoleRolloutControl)
-	}
-	repo.Close()
-	if err != nil {
+	if err := s.openAndCheckKeys(ctx); err != nil {
 		return nil, err
 	}
 	metaRoot, err := os.OpenRoot(filepath.Join(cfg.Dir, sign.MetadataDir))
@@ -198,6 +200,28 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	// A failure here is reported by /healthz and retried by the loop.
 	s.check(ctx)
 	return s, nil
+}
+
+// openAndCheckKeys opens the repository once to check the keys against it.
+func (s *server) openAndCheckKeys(ctx context.Context) error {
+	repo, err := sign.OpenRepository(ctx, s.store, s.signOptions())
+	if err != nil {
+		return fmt.Errorf("opening the repository: %w", err)
+	}
+	defer repo.Close()
+	err = checkKeys(repo, s.cfg.SnapshotKey, s.cfg.TimestampKey, s.cfg.ControlKey)
+	if err == nil && !s.cfg.AllowSharedKeys {
+		// A shared key anywhere in the root makes this server's keys as
+		// good as offline ones, whichever of them it holds.
+		if err = sign.CheckRoleSeparation(sign.SpecOf(&repo.Root().Signed)); err != nil {
+			err = fmt.Errorf("%w (give each role its own key with a root rotation; --allow-shared-keys serves a test repository anyway)", err)
+		}
+	}
+	if _, delegated := repo.Targets(manifest.RoleRolloutControl); err == nil && delegated && s.cfg.ControlKey == nil {
+		s.log.Warn("the repository delegates rollout control but no control key was given: the server cannot re-sign the control document, and devices stop updating once it expires",
+			"role", manifest.RoleRolloutControl)
+	}
+	return err
 }
 
 // checkKeys refuses keys that cannot do their job, and keys that must
@@ -284,8 +308,10 @@ func (s *server) signOptions() sign.RepositoryOptions {
 }
 
 func (s *server) close() {
-	s.metaRoot.Close()
-	s.targetsRoot.Close()
+	if s.metaRoot != nil {
+		s.metaRoot.Close()
+		s.targetsRoot.Close()
+	}
 }
 
 // endpointKind says what a listener serves.

@@ -101,6 +101,13 @@ func (r *Repo) serve(w http.ResponseWriter, req *http.Request) {
 	w.Write(data)
 }
 
+// File returns the bytes served at path ("metadata/timestamp.json").
+func (r *Repo) File(path string) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.files[path]
+}
+
 // Requests returns the paths requested since the last call, in order.
 func (r *Repo) Requests() []string {
 	r.mu.Lock()
