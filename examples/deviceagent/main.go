@@ -62,6 +62,7 @@ type config struct {
 	timeout                                              time.Duration
 	logLevel                                             string
 	rolloutID                                            string
+	boot, grubEnv                                        string
 }
 
 func main() {
@@ -77,8 +78,8 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.server, "server", "", "update server base URL (metadata under /metadata/, targets under /targets/)")
 	fs.StringVar(&c.hardwareID, "hardware-id", "", "this device's hardware ID, as in the releases' hardware_ids")
 	fs.StringVar(&c.stateDir, "state", "", "directory of the device's trusted state (stands in for a flash partition)")
-	fs.StringVar(&c.slotA, "slot-a", "", "file standing in for slot A")
-	fs.StringVar(&c.slotB, "slot-b", "", "file standing in for slot B")
+	fs.StringVar(&c.slotA, "slot-a", "", "slot A: a file, or with -boot grub its partition (e.g. /dev/mmcblk0p2)")
+	fs.StringVar(&c.slotB, "slot-b", "", "slot B: a file or a partition")
 	fs.StringVar(&c.rootFile, "root", "", "the repository's root.json, trusted on first start only")
 	fs.StringVar(&c.factoryVersion, "factory-version", "", "version of the factory image in slot A (first start only)")
 	fs.Uint64Var(&c.factorySecurityVersion, "factory-security-version", 0, "security version of the factory image (first start only)")
@@ -93,6 +94,8 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.allowDowngrade, "allow-downgrade", false, "accept a lower version with the same security version (rollback.InstallPolicy.AllowDowngrade)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.rolloutID, "rollout-id", "", "this device's place in staged rollouts, e.g. its serial number (default: a random ID kept in the state)")
+	fs.StringVar(&c.boot, "boot", "files", "slot backend: files (no bootloader: the agent switches slots itself) or grub (GRUB environment block with a try counter; slots are partitions)")
+	fs.StringVar(&c.grubEnv, "grubenv", "", "with -boot grub: GRUB's environment block, e.g. /boot/grub/grubenv")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: deviceagent -server URL -hardware-id ID -state DIR -slot-a FILE -slot-b FILE [flags]")
 		fmt.Fprintln(stderr, "\nKeeps the device's firmware up to date with verified A/B installs. Flags:")
