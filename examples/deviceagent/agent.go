@@ -134,7 +134,7 @@ func (a *agent) provision(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	length, sum, err := hashFile(a.cfg.slotA)
+	length, sum, err := hashFile(a.cfg.slotA, a.cfg.factoryLength)
 	if err != nil {
 		return fmt.Errorf("reading the factory image: %w", fileErr("slot-a", a.cfg.slotA, err))
 	}
@@ -396,13 +396,22 @@ func fileErr(flagName, path string, err error) error {
 	return fmt.Errorf("-%s %s: %w", flagName, path, err)
 }
 
-func hashFile(path string) (int64, []byte, error) {
+// hashFile hashes the first length bytes of path (all of it when length
+// is 0): a partition is longer than the image it holds.
+func hashFile(path string, length int64) (int64, []byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer f.Close()
+	var r io.Reader = f
+	if length > 0 {
+		r = io.LimitReader(f, length)
+	}
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, r)
+	if err == nil && length > 0 && n != length {
+		err = fmt.Errorf("%d bytes, shorter than -factory-length %d", n, length)
+	}
 	return n, h.Sum(nil), err
 }

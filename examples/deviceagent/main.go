@@ -53,6 +53,7 @@ type config struct {
 	server, hardwareID, stateDir, slotA, slotB, rootFile string
 	factoryVersion                                       string
 	factorySecurityVersion                               uint64
+	factoryLength                                        int64
 	clientCert, clientKey, serverCA                      string
 	healthCheck                                          string
 	once                                                 bool
@@ -83,6 +84,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.rootFile, "root", "", "the repository's root.json, trusted on first start only")
 	fs.StringVar(&c.factoryVersion, "factory-version", "", "version of the factory image in slot A (first start only)")
 	fs.Uint64Var(&c.factorySecurityVersion, "factory-security-version", 0, "security version of the factory image (first start only)")
+	fs.Int64Var(&c.factoryLength, "factory-length", 0, "length in bytes of the factory image at the start of slot A, when the slot is a partition larger than the image (first start only; default: all of -slot-a)")
 	fs.StringVar(&c.clientCert, "client-cert", "", "PEM client certificate: the device identity for mTLS")
 	fs.StringVar(&c.clientKey, "client-key", "", "PEM private key of the client certificate")
 	fs.StringVar(&c.serverCA, "server-ca", "", "PEM CA bundle to verify an HTTPS server (default: the system pool)")

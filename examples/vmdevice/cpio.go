@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"sort"
 )
 
 // cpioEntry is one file of an initramfs: a directory, a regular file, a
@@ -23,15 +22,14 @@ const (
 	modeChar = 0o020000
 )
 
-// writeCPIO writes entries as an uncompressed "newc" cpio archive, the
-// format the kernel unpacks as initramfs. Writing it here rather than with
-// cpio(1) lets an unprivileged build include /dev/console (mknod needs
-// root) and keeps the archive byte-for-byte reproducible: names sorted,
-// every time stamp zero, so that two releases differ only where their
-// files do and a binary delta between them stays small.
+// writeCPIO writes entries, in their order, as a "newc" cpio archive, the
+// format the kernel unpacks as initramfs (a directory must come before
+// its files). Writing it here rather than with cpio(1) lets an
+// unprivileged build include /dev/console (mknod needs root) and keeps the
+// archive byte-for-byte reproducible: every time stamp is zero, so that
+// two releases differ only where their files do.
 func writeCPIO(w io.Writer, entries []cpioEntry) error {
-	sorted := append([]cpioEntry(nil), entries...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].name < sorted[j].name })
+	sorted := entries
 	bw := bufio.NewWriter(w)
 	ino := uint32(1)
 	for _, e := range append(sorted, cpioEntry{name: "TRAILER!!!"}) {

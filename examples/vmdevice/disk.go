@@ -29,7 +29,7 @@ const (
 	// slotImageSize is the length of a release's image: an ext2 file
 	// system holding the kernel and the initramfs, smaller than the slot
 	// partition so that a release may grow.
-	slotImageSize = 36 << 20
+	slotImageSize = 24 << 20
 )
 
 // partitions of the disk, in MBR order: (hd0,msdos1) is boot, vda2 slot
@@ -161,8 +161,12 @@ func buildDisk(c *buildConfig, factoryImage string, dev deviceConfig, out string
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return err
 	}
-	conf := fmt.Sprintf("SERVER=%q\nHARDWARE_ID=%q\nFACTORY_VERSION=%q\nFACTORY_SECURITY_VERSION=%d\nAGENT_FLAGS=%q\n",
-		dev.Server, dev.HardwareID, dev.FactoryVersion, dev.FactorySecurityVersion, dev.AgentFlags)
+	fi, err := os.Stat(factoryImage)
+	if err != nil {
+		return err
+	}
+	conf := fmt.Sprintf("SERVER=%q\nHARDWARE_ID=%q\nFACTORY_VERSION=%q\nFACTORY_SECURITY_VERSION=%d\nFACTORY_LENGTH=%d\nAGENT_FLAGS=%q\n",
+		dev.Server, dev.HardwareID, dev.FactoryVersion, dev.FactorySecurityVersion, fi.Size(), dev.AgentFlags)
 	if err := os.WriteFile(filepath.Join(dataDir, "device.conf"), []byte(conf), 0o644); err != nil {
 		return err
 	}

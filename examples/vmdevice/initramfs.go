@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,14 +46,13 @@ mount -t ext2 /dev/vda1 /boot || echo "OTASEAL error mount boot"
 mount -t ext4 /dev/vda4 /data || echo "OTASEAL error mount data"
 . /data/device.conf
 echo "OTASEAL agent start"
-time -v /bin/deviceagent -once -server "$SERVER" -hardware-id "$HARDWARE_ID" \
+time -v -o /tmp/agent.time /bin/deviceagent -once -server "$SERVER" -hardware-id "$HARDWARE_ID" \
   -state /data/ota -root /data/root.json \
-  -factory-version "$FACTORY_VERSION" -factory-security-version "$FACTORY_SECURITY_VERSION" \
-  -boot grub -grubenv /boot/grub/grubenv -booted-slot "$slot" \
-  -slot-a /dev/vda2 -slot-b /dev/vda3 -health-check /bin/healthcheck $AGENT_FLAGS 2>/tmp/agent.err
+  -factory-version "$FACTORY_VERSION" -factory-security-version "$FACTORY_SECURITY_VERSION" -factory-length "$FACTORY_LENGTH" \
+  -boot grub -grubenv /boot/grub/grubenv \
+  -slot-a /dev/vda2 -slot-b /dev/vda3 -health-check /bin/healthcheck $AGENT_FLAGS
 rc=$?
-grep -v -e '^	[A-Z]' /tmp/agent.err
-echo "OTASEAL agent peak-rss-kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' /tmp/agent.err)"
+echo "OTASEAL agent peak-rss-kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' /tmp/agent.time)"
 echo "OTASEAL agent exit=$rc"
 sync
 umount /data /boot
@@ -79,11 +79,11 @@ got="$(cat /etc/otaseal-release)"
 [ "$got" = "$want" ] || { echo "running $got, want $want"; exit 1; }
 `
 
-// buildInitramfs returns the initramfs of one release: static busybox,
-// the statically linked agent, the virtio modules, /init and the release
-// name. Uncompressed on purpose: two releases share almost every byte, so
-// a delta between their slot images stays small (compression would spread
-// one changed byte over the rest of the archive).
+// buildInitramfs returns the initramfs of one release, gzipped: static
+// busybox, the statically linked agent, the virtio modules, /init and the
+// release name. The files that differ between releases come last in the
+// archive, so the compressed streams of two releases share their start
+// and a delta between their slot images stays small.
 func buildInitramfs(c *buildConfig, version string, healthy bool) ([]byte, error) {
 	busybox, err := os.ReadFile(c.Busybox)
 	if err != nil {
@@ -102,7 +102,6 @@ func buildInitramfs(c *buildConfig, version string, healthy bool) ([]byte, error
 		{name: "bin/busybox", mode: modeFile | 0o755, data: busybox},
 		{name: "bin/deviceagent", mode: modeFile | 0o755, data: agent},
 		{name: "bin/healthcheck", mode: modeFile | 0o755, data: []byte(healthCheck)},
-		{name: "etc/otaseal-release", mode: modeFile | 0o644, data: []byte(version + "\n")},
 	}
 	for _, applet := range []string{"sh", "mount", "umount", "insmod", "ip", "sleep", "cat", "echo", "sed", "grep", "mkdir", "sync", "poweroff", "reboot", "time", "sha256sum", "dd"} {
 		e = append(e, cpioEntry{name: "bin/" + applet, mode: modeLink | 0o777, data: []byte("busybox")})
@@ -124,9 +123,17 @@ func buildInitramfs(c *buildConfig, version string, healthy bool) ([]byte, error
 	if healthy {
 		script = fmt.Sprintf(initScript, strings.Join(names, " "))
 	}
-	e = append(e, cpioEntry{name: "init", mode: modeFile | 0o755, data: []byte(script)})
+	e = append(e, cpioEntry{name: "init", mode: modeFile | 0o755, data: []byte(script)},
+		cpioEntry{name: "etc/otaseal-release", mode: modeFile | 0o644, data: []byte(version + "\n")})
 	var buf bytes.Buffer
-	if err := writeCPIO(&buf, e); err != nil {
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeCPIO(zw, e); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil

@@ -43,7 +43,11 @@ func (q *qemu) Start(ctx context.Context) error {
 	if os.Getenv("OTASEAL_VM_KVM") == "1" {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {
-		args = append(args, "-accel", "tcg", "-cpu", "max")
+		cpu := os.Getenv("OTASEAL_VM_CPU")
+		if cpu == "" {
+			cpu = "max"
+		}
+		args = append(args, "-accel", "tcg", "-cpu", cpu)
 	}
 	q.cmd = exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	q.cmd.Stdout = q.Stdout
