@@ -96,8 +96,9 @@ const (
 // itself decrements before each boot, and the slot GRUB fell back from.
 // The slot that booted is what GRUB put on the kernel command line.
 type bootGRUB struct {
-	env     string // path of the environment block, e.g. /boot/grub/grubenv
-	cmdline string // /proc/cmdline
+	env     string       // path of the environment block, e.g. /boot/grub/grubenv
+	cmdline string       // /proc/cmdline
+	reboot  func() error // restarts the machine: reboot(2), or a test's stand-in
 }
 
 func (g *bootGRUB) Booted(context.Context) (string, error) {
@@ -113,18 +114,19 @@ func (g *bootGRUB) Booted(context.Context) (string, error) {
 	return "", fmt.Errorf("%s: no %sa or %sb: was the device started by the A/B grub.cfg?", g.cmdline, grubCmdlineSlot, grubCmdlineSlot)
 }
 
-// update reads the block, applies change, and writes it back only when a
-// variable changed: each write is a write to boot flash.
-func (g *bootGRUB) update(change map[string]string) error {
+// update reads the block, sets the variables (name, value, name,
+// value...), and writes it back only when one changed: each write is a
+// write to boot flash.
+func (g *bootGRUB) update(change ...string) error {
 	e, err := readGRUBEnv(g.env)
 	if err != nil {
 		return err
 	}
 	same := true
-	for k, v := range change {
-		if cur, ok := e.values[k]; !ok || cur != v {
+	for i := 0; i+1 < len(change); i += 2 {
+		if cur, ok := e.values[change[i]]; !ok || cur != change[i+1] {
 			same = false
-			e.set(k, v)
+			e.set(change[i], change[i+1])
 		}
 	}
 	if same {
@@ -134,11 +136,11 @@ func (g *bootGRUB) update(change map[string]string) error {
 }
 
 func (g *bootGRUB) ArmTrial(slot string) error {
-	return g.update(map[string]string{grubVarTrial: slot, grubVarTries: grubTries, grubVarFellBack: ""})
+	return g.update(grubVarTrial, slot, grubVarTries, grubTries, grubVarFellBack, "")
 }
 
 func (g *bootGRUB) MarkGood(slot string) error {
-	return g.update(map[string]string{grubVarSlot: slot, grubVarTrial: "", grubVarTries: ""})
+	return g.update(grubVarSlot, slot, grubVarTrial, "", grubVarTries, "")
 }
 
 func (g *bootGRUB) FellBack() (string, error) {
@@ -150,11 +152,11 @@ func (g *bootGRUB) FellBack() (string, error) {
 }
 
 func (g *bootGRUB) ClearFellBack() error {
-	return g.update(map[string]string{grubVarFellBack: ""})
+	return g.update(grubVarFellBack, "")
 }
 
 func (g *bootGRUB) Reboot() (bool, error) {
-	return true, reboot()
+	return true, g.reboot()
 }
 
 // newBootControl returns the backend -boot names.
@@ -169,7 +171,7 @@ func newBootControl(c *config, a *agent) (bootControl, error) {
 		if _, err := readGRUBEnv(c.grubEnv); err != nil {
 			return nil, err
 		}
-		return &bootGRUB{env: c.grubEnv, cmdline: "/proc/cmdline"}, nil
+		return &bootGRUB{env: c.grubEnv, cmdline: "/proc/cmdline", reboot: reboot}, nil
 	}
 	return nil, fmt.Errorf("-boot %q: want files or grub", c.boot)
 }

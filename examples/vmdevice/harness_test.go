@@ -448,6 +448,12 @@ func (r *vmRun) count(s string) int {
 	return n
 }
 
+func (r *vmRun) snapshot() []line {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]line(nil), r.lines...)
+}
+
 func (r *vmRun) at(i int) line {
 	r.mu.Lock()
 	defer r.mu.Unlock()

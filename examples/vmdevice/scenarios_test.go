@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"regexp"
 	"strconv"
@@ -82,4 +84,81 @@ func fileSize(t *testing.T, path string) int64 {
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	return fi.Size()
+}
+
+// Scenario 2: release 1.2.0 never becomes healthy (its init exits, the
+// kernel panics and reboots). GRUB boots it on trial until its try limit,
+// then boots slot A again by itself; the agent sees the fallback, reverts
+// its state with the floor unchanged, reports it, and does not install
+// 1.2.0 again, on this power-on or the next.
+func TestVMBrokenReleaseFallsBack(t *testing.T) {
+	r := buildReleases(t)
+	s := newUpdateServer(t, r, []release{{"1.0.0", 1}, {"1.2.0", 2}}, [][2]string{{"1.0.0", "1.2.0"}})
+	d := newDevice(t, r, s, "1.0.0", 1)
+
+	on := d.powerOn(t)
+	on.untilPowerOff(bootTimeout)
+	on.inOrder(
+		"OTASEAL boot slot=a release=1.0.0",
+		`msg="slot written" slot=b via="delta acme-gw-r2/deltas/1.0.0-1.2.0.otz"`,
+		`msg="switching to slot" slot=b version=1.2.0`,
+		"OTASEAL grub boot_slot=b trial=b tries_left=2",
+		"OTASEAL boot release=1.2.0 broken",
+		"Kernel panic",
+		"OTASEAL grub boot_slot=b trial=b tries_left=1",
+		"OTASEAL boot release=1.2.0 broken",
+		"OTASEAL grub boot_slot=b trial=b tries_left=0",
+		"OTASEAL boot release=1.2.0 broken",
+		"OTASEAL grub boot_slot=a trial= tries_left=",
+		"OTASEAL boot slot=a release=1.0.0",
+		`msg=booted slot=a installed=1.0.0 installed_slot=a pending="1.2.0 in slot b" security_floor=1`,
+		`level=ERROR msg="bootloader fell back: the release never confirmed a boot within the try limit; reverting and not retrying it" version=1.2.0 slot=b booted=a`,
+		`msg="install reverted: the device started its installed image" version=1.2.0 slot=b`,
+		`msg=running version=1.0.0 slot=a security_floor=1`,
+		`msg="not installing a release that failed on this device before" version=1.2.0`,
+		"OTASEAL agent exit=0",
+	)
+	assert.Equal(t, 3, on.count("OTASEAL boot release=1.2.0 broken"), "GRUB's try limit: three trial boots")
+	assert.Equal(t, 1, on.count(`msg="writing slot"`), "one install")
+	assert.Equal(t, r.sha256(t, "1.0.0"), d.slotHash(t, "a", fileSize(t, r.images["1.0.0"])), "slot A untouched")
+
+	on2 := d.powerOn(t)
+	on2.untilPowerOff(bootTimeout)
+	on2.inOrder(
+		"OTASEAL grub boot_slot=a trial= ",
+		`msg=booted slot=a installed=1.0.0 installed_slot=a pending=none security_floor=1`,
+		`msg=running version=1.0.0 slot=a security_floor=1`,
+		`msg="not installing a release that failed on this device before" version=1.2.0`,
+		"OTASEAL agent exit=0",
+	)
+	assert.Equal(t, -1, on2.find(0, `msg="writing slot"`), "no second attempt")
+	assert.Equal(t, -1, on2.find(0, "boot_slot=b"))
+}
+
+// Scenario 4: a rollback attempt. The device runs 1.1.0 with security
+// floor 2; the repository offers only the older 1.0.0, validly signed,
+// with security version 1 (and a delta to it). The agent refuses it
+// inside the VM: nothing is written, and the next power-on finds the
+// state as it was.
+func TestVMRollbackRefused(t *testing.T) {
+	r := buildReleases(t)
+	s := newUpdateServer(t, r, []release{{"1.0.0", 1}}, [][2]string{{"1.1.0", "1.0.0"}})
+	d := newDevice(t, r, s, "1.1.0", 2)
+
+	for i := 0; i < 2; i++ {
+		on := d.powerOn(t)
+		on.untilPowerOff(bootTimeout)
+		on.inOrder(
+			"OTASEAL boot slot=a release=1.1.0",
+			`msg=booted slot=a installed=1.1.0 installed_slot=a pending=none security_floor=2`,
+			`msg=running version=1.1.0 slot=a security_floor=2`,
+			"security version below floor",
+			"OTASEAL agent exit=0",
+		)
+		assert.Equal(t, -1, on.find(0, `msg="writing slot"`), "power-on %d: nothing written", i+1)
+		assert.Equal(t, -1, on.find(0, "boot_slot=b"), "power-on %d", i+1)
+	}
+	zeros := sha256.Sum256(make([]byte, slotSize*sectorSize))
+	assert.Equal(t, hex.EncodeToString(zeros[:]), d.slotHash(t, "b", slotSize*sectorSize), "slot B never written")
+	assert.Zero(t, s.deltaTx.Load()+s.imageTx.Load(), "no image fetched")
 }
