@@ -374,7 +374,7 @@ func (d *device) powerOn(t *testing.T) *vmRun {
 			_ = r.vm.Kill()
 			r.wait(30 * time.Second)
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("OTASEAL_VM_CONSOLE") == "1" {
 			t.Logf("serial console:\n%s", r.console())
 		}
 	})
