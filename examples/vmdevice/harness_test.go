@@ -106,6 +106,7 @@ type releases struct {
 }
 
 var (
+	patchMu    sync.Mutex
 	buildOnce  sync.Once
 	builtParts *releases
 	buildErr   error
@@ -175,6 +176,8 @@ func doBuild(c *buildConfig, cache string) (*releases, error) {
 // patch returns the streaming delta from one release image to another,
 // cached by the two images' hashes.
 func (r *releases) patch(t *testing.T, from, to string) []byte {
+	patchMu.Lock() // parallel tests share the cache
+	defer patchMu.Unlock()
 	a, err := os.ReadFile(r.images[from])
 	require.NoError(t, err)
 	b, err := os.ReadFile(r.images[to])

@@ -63,7 +63,11 @@ func buildAgent(ctx context.Context, moduleDir, out string) error {
 }
 
 func main() {
-	if err := run(context.Background(), os.Args[1:]); err != nil {
+	err := run(context.Background(), os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "vmdevice:", err)
 		var u usageError
 		if errors.As(err, &u) {
@@ -96,6 +100,18 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&release, "release", "", "build only the slot image of this release (release-VERSION.img) and exit")
 	fs.BoolVar(&broken, "broken", false, "with -release: a release whose init exits, so it never becomes healthy")
 	fs.StringVar(&boot, "boot", "", "boot this disk image in QEMU (serial console on stdout) and exit")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: vmdevice -kernel DIR -out DIR -root root.json [flags]   build a device's disk
+       vmdevice -kernel DIR -out DIR -release VERSION [-broken]   build a release image
+       vmdevice -boot DISK                                         power the device on
+
+Builds a virtual device for the otaseal device agent from Debian packages
+(QEMU, GRUB for BIOS, busybox-static, the cloud kernel unpacked with
+dpkg-deb -x) without loop mounts, and boots it in QEMU (TCG; OTASEAL_VM_KVM=1
+for KVM). Flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}

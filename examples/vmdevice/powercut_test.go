@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math/rand"
 	"os"
 	"regexp"
@@ -25,6 +26,7 @@ import (
 // confirmed, or gives it up after its try limit, is replaced by a new one.
 func TestVMPowerCut(t *testing.T) {
 	r := buildReleases(t)
+	t.Parallel()
 	kills := 8
 	if os.Getenv("CI") == "true" {
 		kills = 20
@@ -33,6 +35,23 @@ func TestVMPowerCut(t *testing.T) {
 		kills = n
 	}
 	s := newUpdateServer(t, r, []release{{"1.0.0", 1}, {"1.1.0", 2}}, [][2]string{{"1.0.0", "1.1.0"}})
+	// Two chains of devices side by side: QEMU's TCG uses one core per
+	// VM, so two VMs halve the wall time on two cores.
+	for c := 0; c < 2; c++ {
+		n := kills / 2
+		if c == 0 {
+			n += kills % 2
+		}
+		t.Run(fmt.Sprintf("chain%d", c+1), func(t *testing.T) {
+			t.Parallel()
+			powerCuts(t, r, s, n)
+		})
+	}
+}
+
+// powerCuts cuts the power n times, alternating between the install and
+// the confirm phase, on a chain of devices.
+func powerCuts(t *testing.T, r *releases, s *updateServer, kills int) {
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewSource(seed))
 	t.Logf("seed %d, %d power cuts", seed, kills)
@@ -94,7 +113,9 @@ func TestVMPowerCut(t *testing.T) {
 	t.Logf("%d power cuts on %d devices: %d inside an install, %d inside a confirm; %d devices finished between cuts",
 		kills, devices, landed["install"], landed["confirm"], completed)
 	assert.Positive(t, landed["install"], "some cuts land inside an install")
-	assert.Positive(t, landed["confirm"], "some cuts land inside a confirm")
+	if kills > 1 {
+		assert.Positive(t, landed["confirm"], "some cuts land inside a confirm")
+	}
 }
 
 var (
