@@ -18,6 +18,14 @@
 //	    -state /data/ota -slot-a /dev/mmcblk0p2 -slot-b /dev/mmcblk0p3 \
 //	    -root root.json -factory-version 1.0.0 -factory-security-version 1 -once
 //
+// With -boot grub the slots are partitions and GRUB decides which one
+// boots: the agent arms a trial boot of the new slot in GRUB's environment
+// block (-grubenv) and reboots; GRUB counts the tries down and falls back
+// to the confirmed slot by itself when the new one never confirms; the
+// agent confirms on the trial boot, or, after a fallback, reverts and
+// does not install that release again. examples/vmdevice is a whole
+// device built this way in QEMU.
+//
 // Staged rollouts and withdrawals come signed with the releases and are
 // judged by the device's trusted clock: a release not yet rolled out to
 // this device (-rollout-id is its place in the order) is logged with the
