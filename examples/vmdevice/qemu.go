@@ -78,6 +78,12 @@ func (q *qemu) Kill() error {
 		return fmt.Errorf("qemu monitor: %w", err)
 	}
 	defer c.Close()
-	_, err = io.WriteString(c, "quit\n")
+	if _, err := io.WriteString(c, "quit\n"); err != nil {
+		return err
+	}
+	// Read until QEMU closes the monitor: it quits then. Closing our end
+	// first can make QEMU drop the command unread.
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, err = io.Copy(io.Discard, c)
 	return err
 }
