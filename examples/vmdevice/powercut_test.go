@@ -90,9 +90,11 @@ func powerCuts(t *testing.T, r *releases, s *updateServer, kills int) {
 		require.NoError(t, on.vm.Kill())
 		require.True(t, on.wait(30*time.Second), "QEMU ends on quit")
 		k++
-		if on.find(start, ph.end) < 0 {
+		inside := on.find(start, ph.end) < 0
+		if inside {
 			landed[ph.name]++
 		}
+		t.Logf("cut %d: %v after the %s phase began (inside it: %v)", k, delay.Round(time.Millisecond), ph.name, inside)
 		checkBoots(t, r, d, on)
 		if t.Failed() {
 			t.Fatalf("after power cut %d (%s phase, %v after its start)", k, ph.name, delay)
