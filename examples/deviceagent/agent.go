@@ -32,6 +32,8 @@ type agent struct {
 	store   *rollback.FileStore    // locked until close
 	counter *rollback.StoreCounter // locked until close
 	slots   *slotFiles
+	boot    bootControl     // which slot the bootloader starts
+	failed  *failedReleases // releases not to install again
 	log     *slog.Logger
 	// nextWave is when a release held back by its staged rollout opens
 	// to this device (zero: none): the loop checks again then rather
@@ -62,6 +64,9 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (_ *agent, err 
 			_ = a.close()
 		}
 	}()
+	if a.failed, err = openFailed(c.stateDir); err != nil {
+		return nil, err
+	}
 	// The floor is mirrored in a counter apart from the state, so that
 	// whoever rewrites the state alone cannot lower it. A file stands in
 	// here; a real board passes its TPM NV index or eFuses.
@@ -116,6 +121,9 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (_ *agent, err 
 		return nil, err
 	}
 	a.cycle = &verify.Cycle{Client: client, State: a.state, Slots: a.slots}
+	if a.boot, err = newBootControl(c, a); err != nil {
+		return nil, err
+	}
 	return a, a.resume(ctx)
 }
 
@@ -134,7 +142,7 @@ func (a *agent) provision(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	length, sum, err := hashFile(a.cfg.slotA)
+	length, sum, err := hashFile(a.cfg.slotA, a.cfg.factoryLength)
 	if err != nil {
 		return fmt.Errorf("reading the factory image: %w", fileErr("slot-a", a.cfg.slotA, err))
 	}
@@ -190,41 +198,75 @@ func httpClientFor(c *config) (*http.Client, error) {
 	return &http.Client{Transport: tr}, nil
 }
 
-// resume plays the bootloader at start: it boots the pending slot if a
-// kill left its image complete (this start is the reboot into it), else
-// the installed one, and lets Cycle.Resume confirm, revert or carry on.
-// It then refuses to run unless the installed slot holds its image.
+// resume runs at every start: it asks the bootloader which slot booted
+// and whether it gave up on a trial, lets Cycle.Resume confirm, revert or
+// carry on, and brings the bootloader in line with the state. It then
+// refuses to run unless the installed slot holds its image.
 func (a *agent) resume(ctx context.Context) error {
+	booted, err := a.boot.Booted(ctx)
+	if err != nil {
+		return err
+	}
 	st, err := a.state.Status(ctx)
 	if err != nil {
 		return err
 	}
-	booted := st.Installed.Slot
-	if p := st.Pending; p != nil {
-		if ok, _ := a.cycle.SlotHolds(*p); ok {
-			a.log.Info("resuming: pending image complete; booting it", "version", p.Version, "slot", p.Slot)
-			booted = p.Slot
-		} else {
-			a.log.Warn("resuming: pending image incomplete; rolling back", "version", p.Version, "slot", p.Slot)
-		}
+	pending := "none"
+	if st.Pending != nil {
+		pending = st.Pending.Version.String() + " in slot " + st.Pending.Slot
 	}
-	act, img, err := a.cycle.Resume(ctx, booted)
-	if err != nil {
+	a.log.Info("booted", "slot", booted, "installed", st.Installed.Version, "installed_slot", st.Installed.Slot,
+		"pending", pending, "security_floor", st.Floors[a.cfg.hardwareID], "boot", a.boot)
+	if err := a.fellBack(ctx, booted); err != nil {
 		return err
 	}
-	if act == verify.ResumeTrial {
+	act, img, err := a.cycle.Resume(ctx, booted)
+	if errors.Is(err, verify.ErrBootedSlot) {
+		// The bootloader started a slot the state does not run, e.g. a
+		// trial still armed after a revert the power cut interrupted:
+		// point it back at the installed slot and start that.
+		a.log.Warn("booted a slot the state does not run; restarting into the installed one", "booted", booted, "installed_slot", st.Installed.Slot)
+		return a.restartInto(st.Installed.Slot, err)
+	} else if err != nil {
+		return err
+	}
+	switch act {
+	case verify.ResumeTrial:
 		if err := a.confirm(ctx, img); err != nil {
 			a.log.Warn("resumed install not confirmed", "err", err)
 		}
+	case verify.ResumeReverted:
+		a.log.Warn("install reverted: the device started its installed image", "version", img.Version, "slot", img.Slot)
 	}
 	if st, err = a.state.Status(ctx); err != nil {
 		return err
+	}
+	if st.Pending == nil {
+		if err := a.boot.MarkGood(st.Installed.Slot); err != nil {
+			return err
+		}
+		if err := a.boot.ClearFellBack(); err != nil {
+			return err
+		}
 	}
 	if ok, err := a.cycle.SlotHolds(*st.Installed); err != nil || !ok {
 		return fmt.Errorf("slot %s does not hold the installed %s (%v): refusing to run", st.Installed.Slot, st.Installed.Version, err)
 	}
 	a.log.Info("running", "version", st.Installed.Version, "slot", st.Installed.Slot, "security_floor", st.Floors[a.cfg.hardwareID],
 		"rollout_id", a.state.RolloutID())
+	return nil
+}
+
+// restartInto makes slot the bootloader's confirmed slot and reboots into
+// it; with no real reboot it returns cause.
+func (a *agent) restartInto(slot string, cause error) error {
+	if err := a.boot.MarkGood(slot); err != nil {
+		return errors.Join(cause, err)
+	}
+	rebooted, err := a.boot.Reboot()
+	if err != nil || !rebooted {
+		return errors.Join(cause, err)
+	}
 	return nil
 }
 
@@ -255,6 +297,12 @@ func (a *agent) update(ctx context.Context) error {
 		return err
 	}
 	target := map[string]string{"a": "b", "b": "a"}[st.Installed.Slot]
+	if a.failed.has(u.Image(target)) {
+		// It failed here before (no confirmed boot, or its health
+		// check): trying again would only fail again.
+		a.log.Warn("not installing a release that failed on this device before", "version", fw.Version, "target", u.Release.Path)
+		return nil
+	}
 	// Pending before a byte is written: after a power cut the state says
 	// which slot may hold a partial image.
 	img, err := a.cycle.Begin(ctx, u, target)
@@ -284,18 +332,33 @@ func (a *agent) update(ctx context.Context) error {
 	}
 	a.log.Info("slot written", "slot", rep.Slot, "via", via, "downloaded", rep.Downloaded)
 	// The reboot into the new slot: the bootloader starts it on trial.
+	if err := a.boot.ArmTrial(img.Slot); err != nil {
+		return err
+	}
 	a.log.Info("switching to slot", "slot", img.Slot, "version", img.Version)
+	if rebooted, err := a.boot.Reboot(); err != nil || rebooted {
+		return err
+	}
 	if _, img, err = a.cycle.Resume(ctx, img.Slot); err != nil {
 		return err
 	}
 	return a.confirm(ctx, img)
 }
 
-// confirm runs the health check on the image on trial, then commits it
-// (Cycle.Confirm checks the slot and raises the floor) or reverts.
+// confirm runs the health check on the image on trial, then tells the
+// bootloader the slot is good and commits it (Cycle.Confirm checks the
+// slot and raises the floor), or records the release as failed, reverts,
+// and restarts into the old slot. The bootloader is told first: a power
+// cut between the two steps leaves a good slot still pending, which the
+// next start confirms; the other order could leave the floor raised on a
+// slot the bootloader would give up on.
 func (a *agent) confirm(ctx context.Context, img rollback.Image) error {
 	err := a.healthHook(ctx, img)
 	if err == nil {
+		a.log.Info("health check passed", "version", img.Version, "slot", img.Slot)
+		if err := a.boot.MarkGood(img.Slot); err != nil {
+			return err
+		}
 		done, cerr := a.cycle.Confirm(ctx)
 		if cerr == nil {
 			a.log.Info("update confirmed", "version", done.Version, "slot", done.Slot, "security_floor", done.SecurityVersion)
@@ -306,10 +369,18 @@ func (a *agent) confirm(ctx context.Context, img rollback.Image) error {
 		}
 	}
 	a.log.Error("health check failed; reverting to the previous slot", "version", img.Version, "err", err)
+	if ferr := a.failed.add(img); ferr != nil {
+		return errors.Join(err, ferr)
+	}
 	if _, rerr := a.cycle.Revert(ctx); rerr != nil {
 		return errors.Join(err, rerr)
 	}
-	return fmt.Errorf("health check of %s: %w", img.Version, err)
+	st, serr := a.state.Status(ctx)
+	if serr != nil {
+		return errors.Join(err, serr)
+	}
+	err = fmt.Errorf("health check of %s: %w", img.Version, err)
+	return a.restartInto(st.Installed.Slot, err)
 }
 
 // healthHook runs -health-check, if set, on the new image.
@@ -334,13 +405,22 @@ func fileErr(flagName, path string, err error) error {
 	return fmt.Errorf("-%s %s: %w", flagName, path, err)
 }
 
-func hashFile(path string) (int64, []byte, error) {
+// hashFile hashes the first length bytes of path (all of it when length
+// is 0): a partition is longer than the image it holds.
+func hashFile(path string, length int64) (int64, []byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer f.Close()
+	var r io.Reader = f
+	if length > 0 {
+		r = io.LimitReader(f, length)
+	}
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, r)
+	if err == nil && length > 0 && n != length {
+		err = fmt.Errorf("%d bytes, shorter than -factory-length %d", n, length)
+	}
 	return n, h.Sum(nil), err
 }

@@ -18,6 +18,14 @@
 //	    -state /data/ota -slot-a /dev/mmcblk0p2 -slot-b /dev/mmcblk0p3 \
 //	    -root root.json -factory-version 1.0.0 -factory-security-version 1 -once
 //
+// With -boot grub the slots are partitions and GRUB decides which one
+// boots: the agent arms a trial boot of the new slot in GRUB's environment
+// block (-grubenv) and reboots; GRUB counts the tries down and falls back
+// to the confirmed slot by itself when the new one never confirms; the
+// agent confirms on the trial boot, or, after a fallback, reverts and
+// does not install that release again. examples/vmdevice is a whole
+// device built this way in QEMU.
+//
 // Staged rollouts and withdrawals come signed with the releases and are
 // judged by the device's trusted clock: a release not yet rolled out to
 // this device (-rollout-id is its place in the order) is logged with the
@@ -54,6 +62,7 @@ type config struct {
 	mirrors                                              []string // further -server entries
 	factoryVersion                                       string
 	factorySecurityVersion                               uint64
+	factoryLength                                        int64
 	clientCert, clientKey, serverCA                      string
 	healthCheck                                          string
 	once                                                 bool
@@ -64,6 +73,7 @@ type config struct {
 	logLevel                                             string
 	rolloutID                                            string
 	decryptionKeys                                       keyFiles
+	boot, grubEnv                                        string
 }
 
 func main() {
@@ -79,11 +89,12 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.server, "server", "", "update server base URL (metadata under /metadata/, targets under /targets/); several, comma-separated, are mirrors of one repository: tried in order on a network error or 5xx, and each before giving up when one's metadata is refused")
 	fs.StringVar(&c.hardwareID, "hardware-id", "", "this device's hardware ID, as in the releases' hardware_ids")
 	fs.StringVar(&c.stateDir, "state", "", "directory of the device's trusted state (stands in for a flash partition)")
-	fs.StringVar(&c.slotA, "slot-a", "", "file standing in for slot A")
-	fs.StringVar(&c.slotB, "slot-b", "", "file standing in for slot B")
+	fs.StringVar(&c.slotA, "slot-a", "", "slot A: a file, or with -boot grub its partition (e.g. /dev/mmcblk0p2)")
+	fs.StringVar(&c.slotB, "slot-b", "", "slot B: a file or a partition")
 	fs.StringVar(&c.rootFile, "root", "", "the repository's root.json, trusted on first start only")
 	fs.StringVar(&c.factoryVersion, "factory-version", "", "version of the factory image in slot A (first start only)")
 	fs.Uint64Var(&c.factorySecurityVersion, "factory-security-version", 0, "security version of the factory image (first start only)")
+	fs.Int64Var(&c.factoryLength, "factory-length", 0, "length in bytes of the factory image at the start of slot A, when the slot is a partition larger than the image (first start only; default: all of -slot-a)")
 	fs.StringVar(&c.clientCert, "client-cert", "", "PEM client certificate: the device identity for mTLS")
 	fs.StringVar(&c.clientKey, "client-key", "", "PEM private key of the client certificate")
 	fs.StringVar(&c.serverCA, "server-ca", "", "PEM CA bundle to verify an HTTPS server (default: the system pool)")
@@ -96,6 +107,8 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Var(&c.decryptionKeys, "decryption-key", decryptionKeyHelp)
 	fs.StringVar(&c.rolloutID, "rollout-id", "", "this device's place in staged rollouts, e.g. its serial number (default: a random ID kept in the state)")
+	fs.StringVar(&c.boot, "boot", "files", "slot backend: files (no bootloader: the agent switches slots itself) or grub (GRUB environment block with a try counter; slots are partitions)")
+	fs.StringVar(&c.grubEnv, "grubenv", "", "with -boot grub: GRUB's environment block, e.g. /boot/grub/grubenv")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: deviceagent -server URL -hardware-id ID -state DIR -slot-a FILE -slot-b FILE [flags]")
 		fmt.Fprintln(stderr, "\nKeeps the device's firmware up to date with verified A/B installs. Flags:")

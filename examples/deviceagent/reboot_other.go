@@ -1,0 +1,7 @@
+//go:build !linux
+
+package main
+
+import "errors"
+
+func reboot() error { return errors.New("deviceagent: rebooting needs Linux") }
