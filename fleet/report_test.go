@@ -35,7 +35,9 @@ func TestReportRoundTrip(t *testing.T) {
 	for _, edit := range []func(*Report){
 		func(*Report) {},
 		func(r *Report) { r.Result, r.Running = Reverted, Release{Version: "1.0.0"} },
-		func(r *Report) { r.Result, r.ErrorClass, r.Detail = Failed, ErrorVerification, "bad signature on snapshot" },
+		func(r *Report) {
+			r.Result, r.ErrorClass, r.Detail = Failed, ErrorVerification, "bad signature on snapshot"
+		},
 		func(r *Report) { r.Result, r.SkipReason, r.Tried = Skipped, SkipUpToDate, Release{} },
 		func(r *Report) { r.Result, r.SkipReason = Skipped, SkipPaused },
 		func(r *Report) { r.Time = time.Time{} },
