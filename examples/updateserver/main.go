@@ -136,6 +136,7 @@ type flags struct {
 	shutdownTimeout                         time.Duration
 	limits                                  ConnLimits
 	logLevel, logFormat                     string
+	reports                                 reportFlags
 }
 
 const usageText = `updateserver serves an otaseal repository and keeps its timestamp fresh.
@@ -191,6 +192,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageText)
 		fs.PrintDefaults()
+		fmt.Fprint(stderr, reportsUsage)
 	}
 	fs.StringVar(&f.repo, "repo", "", "repository storage `directory` written by the release tool (holds metadata/ and targets/)")
 	fs.StringVar(&f.httpAddr, "http", "", "serve plain HTTP on `addr` (host:port)")
@@ -220,6 +222,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.IntVar(&f.limits.MaxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "open connections allowed from one client address (IPv6: one /64); further ones are closed")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug (one line per request), info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	f.reports.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -325,6 +328,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitSetup
 	}
 	defer closeKeys()
+	store, err := f.reports.open(ctx, f.repo)
+	if err != nil {
+		log.Error("report database refused", "err", err)
+		return exitSetup
+	}
+	if store != nil {
+		defer store.close()
+		log.Info("taking device reports", "db", dbKind(f.reports.db), "devices", f.reports.enrolment)
+	}
 	srv, err := newServer(ctx, config{
 		Dir:             f.repo,
 		SnapshotKey:     signers[0],
@@ -336,6 +348,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		CheckEvery:      f.checkEvery,
 		Log:             log,
 		ConnLimits:      f.limits,
+		Reports:         store,
+		Enrolment:       f.reports.enrolment,
+		ReportLimits:    f.reports.limits,
 	})
 	if err != nil {
 		log.Error("repository refused", "dir", f.repo, "err", err)

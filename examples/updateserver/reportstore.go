@@ -34,6 +34,9 @@ type reportStore interface {
 	// enrol records devices the server has keys for, leaving devices
 	// already known as they are.
 	enrol(ctx context.Context, ds []knownDevice) error
+	// maxReportID is the ID of the newest report counted for target (0
+	// when none): where a pause's window ends.
+	maxReportID(ctx context.Context, target string) (int64, error)
 	// recordPause and lastPause keep the pauses the health rule caused.
 	recordPause(ctx context.Context, p pauseRecord) error
 	lastPause(ctx context.Context, target string) (pauseRecord, bool, error)
@@ -93,11 +96,12 @@ type knownDevice struct {
 // the control key): AfterReportID is the newest report it counted, so
 // that after a resume the rule judges only newer reports.
 type pauseRecord struct {
-	Target             string
-	AfterReportID      int64
-	Attempts, Failures int64
-	Published          bool // false: the server holds no control key
-	At                 time.Time
+	Target        string    `json:"release"`
+	AfterReportID int64     `json:"after_report_id"`
+	Attempts      int64     `json:"attempts"`
+	Failures      int64     `json:"failures"`
+	Published     bool      `json:"published"` // false: the server holds no control key
+	At            time.Time `json:"at"`
 }
 
 // errUnknownDB marks a --db value that names no supported database.
