@@ -75,6 +75,8 @@ kept together with this one.`)
 	stage := fs.Bool("stage", false, "stage for an offline ceremony instead of publishing")
 	rolloutSpec := fs.String("rollout", "", rolloutHelp())
 	rolloutStart := fs.String("rollout-start", "", "start of the --rollout schedule, RFC 3339 (default: now, in UTC)")
+	var health healthFlags
+	health.register(fs)
 	if err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -118,6 +120,10 @@ kept together with this one.`)
 	if err := fw.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
+	rule, err := health.rule()
+	if err != nil {
+		return err
+	}
 	image := fs.Arg(0)
 
 	s, signers, err := openSigning(ctx, *repoDir, *passEnv, keys)
@@ -148,7 +154,16 @@ kept together with this one.`)
 			return err
 		}
 	}
-	return s.finish(ctx, e, *stage, signers)
+	if err := s.finish(ctx, e, *stage, signers); err != nil {
+		return err
+	}
+	if rule != nil {
+		if err := saveHealthRule(s.dir, target, *rule); err != nil {
+			return fmt.Errorf("saving the health rule: %w", err)
+		}
+		e.printf("health rule of %s: %s\n", target, rule)
+	}
+	return nil
 }
 
 // checkSecurityVersion refuses a release whose security version is below

@@ -212,13 +212,13 @@ type waveStatus struct {
 
 // releaseStatus is the answer of the read endpoint for one release.
 type releaseStatus struct {
-	Release     string                   `json:"release"`
-	Version     string                   `json:"version"`
-	HardwareIDs []string                 `json:"hardware_ids"`
-	Waves       []waveStatus             `json:"waves"`
-	Rule        *fleet.HealthRule        `json:"health_rule,omitempty"`
-	Control     *controlStatus           `json:"control,omitempty"`
-	LastPause   *pauseRecord             `json:"last_health_pause,omitempty"`
+	Release     string            `json:"release"`
+	Version     string            `json:"version"`
+	HardwareIDs []string          `json:"hardware_ids"`
+	Waves       []waveStatus      `json:"waves"`
+	Rule        *fleet.HealthRule `json:"health_rule,omitempty"`
+	Control     *controlStatus    `json:"control,omitempty"`
+	LastPause   *pauseRecord      `json:"last_health_pause,omitempty"`
 }
 
 // fleetStatus serves GET /fleet/status?release=TARGET.
