@@ -125,7 +125,7 @@ type Report struct {
 	// which refuses replays and reordering.
 	Seq        uint64
 	Running    Release // the release the device runs after the cycle
-	Tried      Release // the release the cycle was about; empty only when Skipped
+	Tried      Release // the release the cycle was about; empty when none was chosen (Failed, Skipped)
 	Result     Result
 	ErrorClass ErrorClass // with Failed only
 	SkipReason SkipReason // with Skipped only
@@ -181,11 +181,12 @@ func (r *Report) Validate() error {
 	}
 	tried := r.Tried != Release{}
 	switch r.Result {
-	case Confirmed, Reverted, Failed:
+	case Confirmed, Reverted:
 		if err := checkRelease("tried", r.Tried, true); err != nil {
 			return err
 		}
-	case Skipped:
+	case Failed, Skipped:
+		// A refresh refused before any release was chosen names none.
 		if tried {
 			if err := checkRelease("tried", r.Tried, true); err != nil {
 				return err

@@ -47,6 +47,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/otaseal/otaseal/fleet"
 )
 
 type config struct {
@@ -62,6 +64,9 @@ type config struct {
 	timeout                                              time.Duration
 	logLevel                                             string
 	rolloutID                                            string
+	reports                                              bool
+	reportKey, deviceID                                  string
+	reportQueue                                          int
 }
 
 func main() {
@@ -93,6 +98,10 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.allowDowngrade, "allow-downgrade", false, "accept a lower version with the same security version (rollback.InstallPolicy.AllowDowngrade)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.rolloutID, "rollout-id", "", "this device's place in staged rollouts, e.g. its serial number (default: a random ID kept in the state)")
+	fs.BoolVar(&c.reports, "reports", false, "send an install report to the server's /reports after each install, revert or refusal (queued in the state directory while the server is unreachable)")
+	fs.StringVar(&c.reportKey, "report-key", "", "ed25519 key that signs the reports, PKCS #8 PEM; created with its public half in FILE.pub if missing (default STATE/report-key.pem); enrol it with release devices enroll")
+	fs.StringVar(&c.deviceID, "device-id", "", "this device's ID in its reports, as enrolled (default: the rollout ID)")
+	fs.IntVar(&c.reportQueue, "report-queue", fleet.DefaultQueueLen, "unsent reports kept in the state directory; the oldest go first")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: deviceagent -server URL -hardware-id ID -state DIR -slot-a FILE -slot-b FILE [flags]")
 		fmt.Fprintln(stderr, "\nKeeps the device's firmware up to date with verified A/B installs. Flags:")
@@ -173,6 +182,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	defer a.close()
 	for {
 		code := a.report(a.update(ctx))
+		// After the cycle: a slow or absent server delays only the
+		// reports, never the update.
+		a.flushReports(ctx)
 		if c.once {
 			return code
 		}

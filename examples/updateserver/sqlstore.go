@@ -143,7 +143,7 @@ func (s *sqlStore) add(ctx context.Context, r *storedReport) (addResult, error) 
 		unixOrZero(r.Time), r.ReceivedAt.Unix(), r.Auth, r.Digest, r.Payload).Scan(&id); err != nil {
 		return 0, err
 	}
-	if r.Result.Attempted() {
+	if r.Result.Attempted() && r.Tried.Target != "" {
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO outcomes (device_id, target, rollout_id, result, report_id) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (device_id, target) DO UPDATE SET rollout_id = excluded.rollout_id, result = excluded.result, report_id = excluded.report_id`),
 			r.DeviceID, r.Tried.Target, r.RolloutID, string(r.Result), id); err != nil {
