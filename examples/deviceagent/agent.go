@@ -234,7 +234,8 @@ func (a *agent) resume(ctx context.Context) error {
 func (a *agent) update(ctx context.Context) error {
 	u, err := a.cycle.Check(ctx)
 	switch {
-	case errors.Is(err, verify.ErrNoUpdate), errors.Is(err, verify.ErrNotEligible), errors.Is(err, verify.ErrWithdrawn):
+	case errors.Is(err, verify.ErrNoUpdate), errors.Is(err, verify.ErrNotEligible), errors.Is(err, verify.ErrWithdrawn),
+		errors.Is(err, verify.ErrPaused):
 		// Nothing to install now: say why, one line per reason.
 		a.logDecision(err)
 		return nil
