@@ -24,6 +24,13 @@
 // time it opens, and the next check comes no later; a withdrawn release is
 // skipped, and a withdrawn running release is logged as a security notice.
 //
+// With -reports, the agent reports each confirmed install, revert and
+// refusal to the server's /reports, signed with its ed25519 report key
+// (-report-key, created on first start; enrol its .pub with release
+// devices enroll). Reports are queued in the state directory first and
+// sent after the cycle, so that the update never waits on them; a server
+// that cannot take them gets them at a later cycle.
+//
 // Exit status with -once: 0 when the device ends on the newest release it
 // may take (updated, up to date, or the newer ones withdrawn or not yet
 // rolled out to it); 1 when an update was refused or failed

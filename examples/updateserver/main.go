@@ -65,6 +65,17 @@
 // otherwise, so that a device never mistakes the server's trouble for
 // "no newer root".
 //
+// Device reports: devices POST a signed report of each update cycle to
+// /reports (package fleet). The server authenticates it by the device's
+// TLS client certificate or by the ed25519 key the enrolment file
+// (--devices) lists, refuses replayed or older sequence numbers, and
+// answers only after the report is committed to --db: a SQLite file
+// (default REPO/reports.db, WAL mode) or a postgres:// URL for servers that
+// run as several replicas. A release's health rule (release add
+// --pause-failures) makes the server publish a pause through the rollout
+// control role once too many devices revert or fail it. GET /fleet/status
+// on the --health listener counts devices and results per wave.
+//
 // SIGHUP reloads --tls-cert, --tls-key and --client-ca (a renewed server
 // certificate, a new device CA) for new connections; if the files are
 // refused, the server keeps the material it has and logs why.
@@ -197,7 +208,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.repo, "repo", "", "repository storage `directory` written by the release tool (holds metadata/ and targets/)")
 	fs.StringVar(&f.httpAddr, "http", "", "serve plain HTTP on `addr` (host:port)")
 	fs.StringVar(&f.httpsAddr, "https", "", "serve HTTPS on `addr` (host:port); needs --tls-cert and --tls-key")
-	fs.StringVar(&f.healthAddr, "health", "", "serve only /healthz over plain HTTP on `addr`")
+	fs.StringVar(&f.healthAddr, "health", "", "serve only /healthz and /fleet/status (report counts) over plain HTTP on `addr`")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "server certificate chain, PEM `file`")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "server private key, PEM `file`")
 	fs.StringVar(&f.clientCA, "client-ca", "", "device CA certificates, PEM `file`: enables mutual TLS, admitting only devices whose certificate chains to one of them")
