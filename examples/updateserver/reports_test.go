@@ -361,9 +361,13 @@ func resume(t testing.TB, repo *testRepo) {
 }
 
 // loadDevices is the size of the concurrent report load: 1,000 devices in
-// CI, fewer otherwise (the machine is shared).
+// CI (whose .ci/run runs these tests without the race detector too),
+// fewer otherwise (the machine is shared), fewest under -race.
 func loadDevices() int {
-	if os.Getenv("CI") == "true" && !raceEnabled {
+	switch {
+	case raceEnabled:
+		return 50
+	case os.Getenv("CI") == "true":
 		return 1000
 	}
 	return 200
