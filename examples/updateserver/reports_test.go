@@ -423,3 +423,23 @@ func TestReportLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestNoReports: a server without a report store answers the report and
+// status paths as absent, and run refuses a database it cannot open.
+func TestNoReports(t *testing.T) {
+	repo := newRepo(t, 1024, time.Hour)
+	srv := start(t, testConfig(t, repo, newClock(t0)), nil)
+	code, _, err := post(http.DefaultClient, srv.httpURL, []byte(`{}`))
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusMethodNotAllowed, code, "the repository is read-only without reports")
+	resp, err := http.Get(strings.TrimSuffix(srv.healthURL, "/healthz") + statusPath + "?release=" + firmwarePath)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+
+	var stderr syncBuffer
+	got := run(context.Background(), []string{"--repo", repo.dir, "--snapshot-key", snapshotKeyFile, "--timestamp-key", timestampKeyFile,
+		"--http", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "no-such-dir", "reports.db")}, io.Discard, &stderr)
+	assert.Equal(t, exitSetup, got)
+	assert.Contains(t, stderr.String(), "report database refused")
+}
