@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/otaseal/otaseal/internal/atomicfile"
 )
@@ -58,8 +59,12 @@ func OpenQueue(dir string, max int) (*Queue, error) {
 // NextSeq returns the next sequence number and makes it durable before
 // returning it, so that no number is ever used twice, even after a power
 // cut: a number used twice would get the second report refused as a
-// replay. It never returns a number at or below a queued report's.
-func (q *Queue) NextSeq() (uint64, error) {
+// replay. It never returns a number at or below a queued report's, nor
+// below now in Unix seconds (zero now: no such floor): a device whose
+// state directory was wiped starts again above every number it used
+// before (its trusted clock only moves forward), instead of being refused
+// as a replay for ever. Numbers are not consecutive.
+func (q *Queue) NextSeq(now time.Time) (uint64, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	last, err := q.lastSeq()
@@ -74,6 +79,9 @@ func (q *Queue) NextSeq() (uint64, error) {
 		last = pending[n-1]
 	}
 	next := last + 1
+	if !now.IsZero() && now.Unix() > 0 && uint64(now.Unix()) > next && now.Unix() < 1<<53 {
+		next = uint64(now.Unix())
+	}
 	if err := atomicfile.WriteFile(filepath.Join(q.dir, seqFile), []byte(strconv.FormatUint(next, 10)+"\n"), 0o600); err != nil {
 		return 0, fmt.Errorf("fleet: report sequence: %w", err)
 	}

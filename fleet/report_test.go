@@ -254,7 +254,7 @@ func TestQueueBoundedAndOrdered(t *testing.T) {
 	key := testKey(t)
 	var dropped int
 	for i := 0; i < 5; i++ {
-		seq, err := q.NextSeq()
+		seq, err := q.NextSeq(time.Time{})
 		require.NoError(t, err)
 		assert.Equal(t, uint64(i+1), seq)
 		r := testReport()
@@ -275,12 +275,36 @@ func TestQueueBoundedAndOrdered(t *testing.T) {
 	// A reopened queue (the agent restarted) continues the numbering.
 	q2, err := OpenQueue(dir, 3)
 	require.NoError(t, err)
-	seq, err := q2.NextSeq()
+	seq, err := q2.NextSeq(time.Time{})
 	require.NoError(t, err)
 	assert.Equal(t, uint64(6), seq)
 	pending, err = q2.Pending()
 	require.NoError(t, err)
 	assert.Len(t, pending, 2)
+}
+
+// TestQueueSeqAfterWipe: numbers follow the trusted time, so a device
+// whose state was wiped still numbers above what it sent before, and a
+// clock that went back does not lower them.
+func TestQueueSeqAfterWipe(t *testing.T) {
+	t1 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	q, err := OpenQueue(t.TempDir(), 0)
+	require.NoError(t, err)
+	a, err := q.NextSeq(t1)
+	require.NoError(t, err)
+	b, err := q.NextSeq(t1)
+	require.NoError(t, err)
+	c, err := q.NextSeq(t1.Add(-time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(t1.Unix()), a)
+	assert.Equal(t, a+1, b, "two reports in one second")
+	assert.Equal(t, b+1, c, "a clock that went back lowers nothing")
+
+	wiped, err := OpenQueue(t.TempDir(), 0)
+	require.NoError(t, err)
+	d, err := wiped.NextSeq(t1.Add(time.Minute))
+	require.NoError(t, err)
+	assert.Greater(t, d, c)
 }
 
 func TestErrorsAreDistinct(t *testing.T) {

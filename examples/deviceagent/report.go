@@ -138,7 +138,7 @@ func (a *agent) record(ctx context.Context, res fleet.Result, tried *rollback.Im
 		}
 	}
 	err := func() error {
-		seq, err := rp.queue.NextSeq()
+		seq, err := rp.queue.NextSeq(r.Time)
 		if err != nil {
 			return err
 		}

@@ -70,7 +70,7 @@
 // TLS client certificate or by the ed25519 key the enrolment file
 // (--devices) lists, refuses replayed or older sequence numbers, and
 // answers only after the report is committed to --db: a SQLite file
-// (default REPO/reports.db, WAL mode) or a postgres:// URL for servers that
+// (default REPO.reports.db beside the repository, WAL mode) or a postgres:// URL for servers that
 // run as several replicas. A release's health rule (release add
 // --pause-failures) makes the server publish a pause through the rollout
 // control role once too many devices revert or fail it. GET /fleet/status

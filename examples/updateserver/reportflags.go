@@ -15,9 +15,11 @@ type reportFlags struct {
 	limits    ReportLimits
 }
 
-// defaultDBName is the SQLite file, in the repository directory beside
-// metadata/ and targets/ (never served), that holds reports by default.
-const defaultDBName = "reports.db"
+// defaultDBSuffix names the SQLite file that holds reports by default:
+// beside the repository directory (REPO.reports.db), never inside it, as
+// the release tool keeps REPO.staged, so that copying the repository to a
+// bucket or CDN does not publish the fleet's reports.
+const defaultDBSuffix = ".reports.db"
 
 const reportsUsage = `
 Device reports: devices POST what each update cycle did to /reports
@@ -25,7 +27,7 @@ Device reports: devices POST what each update cycle did to /reports
 authenticated by its TLS client certificate (--client-ca), else by the
 ed25519 key the enrolment file (--devices, written by "release devices
 enroll") lists for it. Reports are stored in --db: a SQLite file (default
-REPO/reports.db, WAL mode) or a postgres:// URL for servers that run as
+REPO.reports.db, WAL mode) or a postgres:// URL for servers that run as
 several replicas; the answer comes only after the commit. Refusals are 4xx
 with a reason: 400 malformed, 403 wrong key or certificate or not
 enrolled, 409 a replayed or older sequence number, 413 too large, 422 an
@@ -37,7 +39,7 @@ the rollout control key once too many of its attempts fail.
 `
 
 func (rf *reportFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&rf.db, "db", "", "report database: a SQLite `file` (default REPO/"+defaultDBName+") or a postgres:// URL")
+	fs.StringVar(&rf.db, "db", "", "report database: a SQLite `file` (default REPO"+defaultDBSuffix+", beside the repository) or a postgres:// URL")
 	fs.BoolVar(&rf.noReports, "no-reports", false, "take no device reports (no database)")
 	fs.StringVar(&rf.enrolment, "devices", "", "enrolment `file` of device report keys (release devices enroll); re-read when it changes")
 	fs.Float64Var(&rf.limits.Rate, "report-rate", defaultReportRate, "reports per second one device may send on average")
@@ -51,7 +53,7 @@ func (rf *reportFlags) open(ctx context.Context, repo string) (reportStore, erro
 	}
 	db := rf.db
 	if db == "" {
-		db = filepath.Join(repo, defaultDBName)
+		db = filepath.Clean(repo) + defaultDBSuffix
 	}
 	return openReportStore(ctx, db)
 }

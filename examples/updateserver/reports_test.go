@@ -443,3 +443,18 @@ func TestNoReports(t *testing.T) {
 	assert.Equal(t, exitSetup, got)
 	assert.Contains(t, stderr.String(), "report database refused")
 }
+
+// TestDefaultDatabaseBesideRepository: without --db, reports go to a
+// SQLite file beside the repository directory, never inside it (where a
+// copy of the repository to a bucket would publish it).
+func TestDefaultDatabaseBesideRepository(t *testing.T) {
+	repo := newRepo(t, 1024, time.Hour)
+	startRun(t, 1, "--repo", repo.dir, "--snapshot-key", snapshotKeyFile, "--timestamp-key", timestampKeyFile, "--http", "127.0.0.1:0")
+	_, err := os.Stat(repo.dir + ".reports.db")
+	assert.NoError(t, err)
+	ents, err := os.ReadDir(repo.dir)
+	require.NoError(t, err)
+	for _, e := range ents {
+		assert.NotContains(t, e.Name(), "reports", "nothing of the reports inside the repository")
+	}
+}
