@@ -286,8 +286,12 @@ func releaseControl(t testing.TB, repo *testRepo) *manifest.ReleaseControl {
 }
 
 func getStatus(t testing.TB, srv *running) releaseStatus {
+	return getStatusOf(t, srv, firmwarePath)
+}
+
+func getStatusOf(t testing.TB, srv *running, target string) releaseStatus {
 	base := strings.TrimSuffix(srv.healthURL, "/healthz")
-	resp, err := http.Get(base + statusPath + "?release=" + firmwarePath)
+	resp, err := http.Get(base + statusPath + "?release=" + target)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
