@@ -166,7 +166,7 @@ func (s *server) postReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Debug("report stored", "device", rep.DeviceID, "seq", rep.Seq, "result", rep.Result, "release", rep.Tried.Target)
-	if rep.Result.Attempted() && rep.Tried.Target != "" {
+	if countsAsAttempt(rep) {
 		// After the commit, before the answer: a device's report that
 		// trips the rule has paused the release when it is acknowledged.
 		s.evaluateHealth(r.Context(), rep.Tried.Target)

@@ -144,6 +144,10 @@ func TestStoreConformance(t *testing.T) {
 		require.NoError(t, err)
 		_, err = st.add(ctx, newStoredReport("d3", 1, fleet.Skipped, testTarget))
 		require.NoError(t, err)
+		cut := newStoredReport("d4", 1, fleet.Failed, testTarget)
+		cut.ErrorClass = fleet.ErrorNetwork
+		_, err = st.add(ctx, cut)
+		require.NoError(t, err)
 
 		seqs, err := st.seqs(ctx, "d1")
 		require.NoError(t, err)
@@ -151,7 +155,7 @@ func TestStoreConformance(t *testing.T) {
 
 		attempts, failures, err := st.attempts(ctx, testTarget, 0)
 		require.NoError(t, err)
-		assert.Equal(t, int64(2), attempts, "d1 confirmed at last, d2 reverted; d3 skipped is no attempt")
+		assert.Equal(t, int64(2), attempts, "d1 confirmed at last, d2 reverted; d3 skipped and d4 cut off by the network are no attempts")
 		assert.Equal(t, int64(1), failures)
 
 		outs, err := st.outcomes(ctx, testTarget)
@@ -170,7 +174,7 @@ func TestStoreConformance(t *testing.T) {
 		require.NoError(t, st.enrol(ctx, []knownDevice{{"d1", "other", "other"}, {"e1", "acme-gw-r2", "r-e1"}}))
 		devs, err := st.devices(ctx)
 		require.NoError(t, err)
-		assert.Equal(t, []knownDevice{{"d1", "acme-gw-r2", "r-d1"}, {"d2", "acme-gw-r2", "r-d2"}, {"d3", "acme-gw-r2", "r-d3"}, {"e1", "acme-gw-r2", "r-e1"}}, devs,
+		assert.Equal(t, []knownDevice{{"d1", "acme-gw-r2", "r-d1"}, {"d2", "acme-gw-r2", "r-d2"}, {"d3", "acme-gw-r2", "r-d3"}, {"d4", "acme-gw-r2", "r-d4"}, {"e1", "acme-gw-r2", "r-e1"}}, devs,
 			"enrolment leaves known devices as they are")
 
 		_, ok, err := st.lastPause(ctx, testTarget)

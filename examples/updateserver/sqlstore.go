@@ -143,7 +143,7 @@ func (s *sqlStore) add(ctx context.Context, r *storedReport) (addResult, error) 
 		unixOrZero(r.Time), r.ReceivedAt.Unix(), r.Auth, r.Digest, r.Payload).Scan(&id); err != nil {
 		return 0, err
 	}
-	if r.Result.Attempted() && r.Tried.Target != "" {
+	if countsAsAttempt(r.Report) {
 		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO outcomes (device_id, target, rollout_id, result, report_id) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (device_id, target) DO UPDATE SET rollout_id = excluded.rollout_id, result = excluded.result, report_id = excluded.report_id`),
 			r.DeviceID, r.Tried.Target, r.RolloutID, string(r.Result), id); err != nil {
@@ -154,6 +154,14 @@ func (s *sqlStore) add(ctx context.Context, r *storedReport) (addResult, error) 
 		return 0, fmt.Errorf("committing report %d of %s: %w", r.Seq, r.DeviceID, err)
 	}
 	return addStored, nil
+}
+
+// countsAsAttempt reports whether r is a device's attempt at a release
+// for the statistics and the health rule: confirmed, reverted, or failed
+// for a reason other than the network. A download cut by a flaky link
+// says nothing about the image, and must not pause a release.
+func countsAsAttempt(r *fleet.Report) bool {
+	return r.Result.Attempted() && r.Tried.Target != "" && !(r.Result == fleet.Failed && r.ErrorClass == fleet.ErrorNetwork)
 }
 
 func unixOrZero(t time.Time) int64 {
