@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/otaseal/otaseal/fleet"
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/rollback"
 	"github.com/otaseal/otaseal/verify"
@@ -39,6 +40,10 @@ type agent struct {
 	// to this device (zero: none): the loop checks again then rather
 	// than a whole -interval later.
 	nextWave time.Time
+	// reporter sends install reports (nil: -reports off); clock is the
+	// trusted clock they are dated by.
+	reporter *reporter
+	clock    *rollback.TrustedClock
 }
 
 // close releases the state directory and the counter for the next agent.
@@ -121,6 +126,10 @@ func openAgent(ctx context.Context, c *config, log *slog.Logger) (_ *agent, err 
 		return nil, err
 	}
 	a.cycle = &verify.Cycle{Client: client, State: a.state, Slots: a.slots}
+	a.clock = clock
+	if a.reporter, err = openReporter(c, httpClient, a.state.RolloutID()); err != nil {
+		return nil, err
+	}
 	if a.boot, err = newBootControl(c, a); err != nil {
 		return nil, err
 	}
@@ -275,7 +284,8 @@ func (a *agent) restartInto(slot string, cause error) error {
 func (a *agent) update(ctx context.Context) error {
 	u, err := a.cycle.Check(ctx)
 	switch {
-	case errors.Is(err, verify.ErrNoUpdate), errors.Is(err, verify.ErrNotEligible), errors.Is(err, verify.ErrWithdrawn):
+	case errors.Is(err, verify.ErrNoUpdate), errors.Is(err, verify.ErrNotEligible), errors.Is(err, verify.ErrWithdrawn),
+		errors.Is(err, verify.ErrPaused):
 		// Nothing to install now: say why, one line per reason.
 		a.logDecision(err)
 		return nil
@@ -284,6 +294,7 @@ func (a *agent) update(ctx context.Context) error {
 	case err != nil && isNetwork(err):
 		return fmt.Errorf("fetching metadata: %w", err)
 	case err != nil:
+		a.record(ctx, fleet.Failed, nil, fleet.ErrorVerification, err)
 		return fmt.Errorf("metadata refused: %w", err)
 	}
 	for _, n := range u.Notices {
@@ -322,8 +333,10 @@ func (a *agent) update(ctx context.Context) error {
 			return errors.Join(err, rerr)
 		}
 		if isNetwork(err) {
+			a.record(ctx, fleet.Failed, &img, fleet.ErrorNetwork, err)
 			return fmt.Errorf("downloading %s: %w", fw.Version, err)
 		}
+		a.record(ctx, fleet.Failed, &img, fleet.ErrorVerification, err)
 		return fmt.Errorf("install of %s refused: %w", fw.Version, err)
 	}
 	via := "full image"
@@ -362,6 +375,7 @@ func (a *agent) confirm(ctx context.Context, img rollback.Image) error {
 		done, cerr := a.cycle.Confirm(ctx)
 		if cerr == nil {
 			a.log.Info("update confirmed", "version", done.Version, "slot", done.Slot, "security_floor", done.SecurityVersion)
+			a.record(ctx, fleet.Confirmed, &done, "", nil)
 			return nil
 		}
 		if err = cerr; !errors.Is(err, verify.ErrSlotContent) {
@@ -375,6 +389,7 @@ func (a *agent) confirm(ctx context.Context, img rollback.Image) error {
 	if _, rerr := a.cycle.Revert(ctx); rerr != nil {
 		return errors.Join(err, rerr)
 	}
+	a.record(ctx, fleet.Reverted, &img, "", err)
 	st, serr := a.state.Status(ctx)
 	if serr != nil {
 		return errors.Join(err, serr)

@@ -32,6 +32,13 @@
 // time it opens, and the next check comes no later; a withdrawn release is
 // skipped, and a withdrawn running release is logged as a security notice.
 //
+// With -reports, the agent reports each confirmed install, revert and
+// refusal to the server's /reports, signed with its ed25519 report key
+// (-report-key, created on first start; enrol its .pub with release
+// devices enroll). Reports are queued in the state directory first and
+// sent after the cycle, so that the update never waits on them; a server
+// that cannot take them gets them at a later cycle.
+//
 // Exit status with -once: 0 when the device ends on the newest release it
 // may take (updated, up to date, or the newer ones withdrawn or not yet
 // rolled out to it); 1 when an update was refused or failed
@@ -55,6 +62,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/otaseal/otaseal/fleet"
 )
 
 type config struct {
@@ -74,6 +83,9 @@ type config struct {
 	rolloutID                                            string
 	decryptionKeys                                       keyFiles
 	boot, grubEnv                                        string
+	reports                                              bool
+	reportKey, deviceID                                  string
+	reportQueue                                          int
 }
 
 func main() {
@@ -109,6 +121,10 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.rolloutID, "rollout-id", "", "this device's place in staged rollouts, e.g. its serial number (default: a random ID kept in the state)")
 	fs.StringVar(&c.boot, "boot", "files", "slot backend: files (no bootloader: the agent switches slots itself) or grub (GRUB environment block with a try counter; slots are partitions)")
 	fs.StringVar(&c.grubEnv, "grubenv", "", "with -boot grub: GRUB's environment block, e.g. /boot/grub/grubenv")
+	fs.BoolVar(&c.reports, "reports", false, "send an install report to the server's /reports after each install, revert or refusal (queued in the state directory while the server is unreachable)")
+	fs.StringVar(&c.reportKey, "report-key", "", "ed25519 key that signs the reports, PKCS #8 PEM; created with its public half in FILE.pub if missing (default STATE/report-key.pem); enrol it with release devices enroll")
+	fs.StringVar(&c.deviceID, "device-id", "", "this device's ID in its reports, as enrolled (default: the rollout ID)")
+	fs.IntVar(&c.reportQueue, "report-queue", fleet.DefaultQueueLen, "unsent reports kept in the state directory; the oldest go first")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: deviceagent -server URL -hardware-id ID -state DIR -slot-a FILE -slot-b FILE [flags]")
 		fmt.Fprintln(stderr, "\nKeeps the device's firmware up to date with verified A/B installs. Flags:")
@@ -189,6 +205,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	defer a.close()
 	for {
 		code := a.report(a.update(ctx))
+		// After the cycle: a slow or absent server delays only the
+		// reports, never the update.
+		a.flushReports(ctx)
 		if c.once {
 			return code
 		}

@@ -15,7 +15,7 @@ import (
 // is a security event to report, a usage error or a hardware ID without
 // releases needs a person.
 const (
-	exitOK         = 0 // updated, up to date, or newer releases not yet rolled out to the device or withdrawn
+	exitOK         = 0 // updated, up to date, or newer releases not yet rolled out to the device, held back by the rollout control, or withdrawn
 	exitRefused    = 1 // update refused (verification failed) or failed (install, health check)
 	exitUsage      = 2 // bad flags, or the device cannot start (state, slots, root)
 	exitNetwork    = 3 // the server was unreachable, too slow, or answered with an HTTP error
@@ -26,7 +26,8 @@ const (
 const exitCodes = `
 Exit status (with -once):
   0  the device runs the newest release it may take: updated, already up to date,
-     or newer releases are not yet rolled out to it (logged with "until") or withdrawn
+     or newer releases are not yet rolled out to it (logged with "until"), held back
+     by the rollout control (paused, capped, stopped), or withdrawn
   1  update refused or failed: metadata, image or server certificate failed
      verification (a security event), or the install or its health check failed;
      the running image stays

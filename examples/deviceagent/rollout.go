@@ -15,6 +15,7 @@ func (a *agent) logDecision(err error) {
 	var (
 		notEligible *verify.NotEligibleError
 		withdrawn   *verify.WithdrawnError
+		paused      *verify.PausedError
 	)
 	if reasons, ok := joinedReasons(err); ok {
 		for _, e := range reasons {
@@ -29,6 +30,10 @@ func (a *agent) logDecision(err error) {
 		if a.nextWave.IsZero() || notEligible.Until.Before(a.nextWave) {
 			a.nextWave = notEligible.Until
 		}
+	case errors.As(err, &paused):
+		// The online rollout control holds the release back (a health
+		// rule on the update server, or an operator): wait for a resume.
+		a.log.Info("held back by the rollout control", "release", paused.Version, "state", paused.State, "reason", paused.Reason)
 	case errors.As(err, &withdrawn) && withdrawn.Installed:
 		a.log.Warn("security notice: the running release was withdrawn by its publisher; moving to the next newer release as soon as one reaches this device",
 			"release", withdrawn.Version, "reason", withdrawn.Withdrawal.Reason, "advisories", withdrawn.Withdrawal.Advisories)
@@ -50,7 +55,7 @@ func joinedReasons(err error) ([]error, bool) {
 	}
 	errs := joined.Unwrap()
 	for _, e := range errs {
-		if errors.Is(e, verify.ErrNotEligible) || errors.Is(e, verify.ErrWithdrawn) {
+		if errors.Is(e, verify.ErrNotEligible) || errors.Is(e, verify.ErrWithdrawn) || errors.Is(e, verify.ErrPaused) {
 			return errs, true
 		}
 	}

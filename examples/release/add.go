@@ -101,6 +101,8 @@ kept together with this one.`)
 	index := fs.Bool("release-index", false, "also write the hardware IDs' release indexes (HWID/releases.json), which let devices search a hash-binned catalogue; kept up to date by every later add once they exist")
 	rolloutSpec := fs.String("rollout", "", rolloutHelp())
 	rolloutStart := fs.String("rollout-start", "", "start of the --rollout schedule, RFC 3339 (default: now, in UTC)")
+	var health healthFlags
+	health.register(fs)
 	if err := parse(e, fs, args); err != nil {
 		return err
 	}
@@ -143,6 +145,10 @@ kept together with this one.`)
 	}
 	if err := fw.Validate(); err != nil {
 		return usageErr("%v", err)
+	}
+	rule, err := health.rule()
+	if err != nil {
+		return err
 	}
 	image := fs.Arg(0)
 	recipients, err := readRecipients(encryptTo)
@@ -213,6 +219,12 @@ kept together with this one.`)
 	}
 	report.print(e)
 	e.stdout.Write(finished.Bytes())
+	if rule != nil {
+		if err := saveHealthRule(s.dir, target, *rule); err != nil {
+			return fmt.Errorf("saving the health rule: %w", err)
+		}
+		e.printf("health rule of %s: %s\n", target, rule)
+	}
 	warnExpiries(e, s, nil)
 	return nil
 }

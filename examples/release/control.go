@@ -111,6 +111,7 @@ staged: they are not published with the control, and the ceremony goes on.`)
 	passEnv := fs.String("passphrase-env", "", "environment variable holding the passphrase of encrypted PEM keys")
 	reason := fs.String("reason", "", "why (pause, cap, stop): one line, devices log it")
 	share := fs.String("share", "", "with cap: the most of the fleet the release may reach, e.g. 5% or 0.5%")
+	server := fs.String("server", "", "with status: also print the install reports per wave that the update server at this URL counted (its --health listener, e.g. http://127.0.0.1:8081)")
 	var keys listFlag
 	fs.Var(&keys, "key", "signing key: the control key(s), snapshot and timestamp keys: "+keyHelp+" (repeatable)")
 	if err := parse(e, fs, args[1:]); err != nil {
@@ -129,7 +130,13 @@ staged: they are not published with the control, and the ceremony goes on.`)
 			return err
 		}
 		defer s.close()
-		return rolloutStatus(e, s, target, time.Now())
+		if err := rolloutStatus(e, s, target, time.Now()); err != nil || *server == "" {
+			return err
+		}
+		return printFleetStatus(ctx, e, *server, target)
+	}
+	if *server != "" {
+		return usageErr("--server goes with status")
 	}
 	rc := manifest.ReleaseControl{State: state, Reason: strings.TrimSpace(*reason)}
 	switch {

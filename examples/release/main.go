@@ -13,10 +13,12 @@
 //	                [--ROLE-expiry D] [--allow-shared-keys]
 //	release add     --repo DIR --hardware-id ID[,ID] [--new-hardware-id] --version V --security-version N [--severity S]
 //	                [--advisory ID]... [--notes TEXT] [--deltas N] [--delta-formats F[,F]]
-//	                [--rollout WAVES|PRESET [--rollout-start TIME]] (--key K... | --stage) IMAGE
+//	                [--rollout WAVES|PRESET [--rollout-start TIME]] [--pause-failures S% [--pause-min-attempts N]]
+//	                (--key K... | --stage) IMAGE
 //	release withdraw --repo DIR --reason TEXT [--advisory ID]... (--key K... | --stage) TARGET
 //	release control-init --repo DIR --control-key K[,K...] [--control-threshold N] (--key K... | --stage)
-//	release rollout pause|resume|cap|stop|status --repo DIR [--reason TEXT] [--share S%] [--key K...] TARGET
+//	release rollout pause|resume|cap|stop|status --repo DIR [--reason TEXT] [--share S%] [--key K...] [--server URL] TARGET
+//	release devices enroll|list --devices FILE [--device-id ID --hardware-id H --rollout-id R --public-key PEM]
 //	release export  --repo DIR --role ROLE --out FILE
 //	release sign    --in FILE --role ROLE --key K --out SIG
 //	release merge   --repo DIR --role ROLE --in FILE [--key K...] SIG...
@@ -108,6 +110,7 @@ var commands = map[string]command{
 	"withdraw":     {"mark a published release withdrawn, with a reason devices log (image kept)", cmdWithdraw},
 	"control-init": {"create the rollout control role with the update server's online key(s)", cmdControlInit},
 	"rollout":      {"pause, cap, stop or resume a release's rollout with the control key, or print its status", cmdRollout},
+	"devices":      {"enrol devices' report keys for the update server, or list them", cmdDevices},
 	"inspect":      {"print roles, keys, thresholds, expiries, releases and deltas as tables", cmdInspect},
 }
 

@@ -29,12 +29,12 @@ import (
 // markup is text from metadata that a page must show as text.
 const markup = `<img src=x onerror=alert(1)>`
 
-// fleet is a seeded repository for the page: acme-gw-r2 with 2.4.1
+// fleetFixture is a seeded repository for the page: acme-gw-r2 with 2.4.1
 // (immediate), 2.5.0 rolling out in waves (wave 2 of 3 at t0), 2.6.0
 // paused by the control role, 2.3.0 withdrawn; and acme-cam-1 with one
 // release; hostile puts markup in its notes and advisory and in the
 // reason of the pause.
-type fleet struct {
+type fleetFixture struct {
 	repo  *testRepo
 	stats *seededStats
 }
@@ -44,7 +44,7 @@ const (
 	pausedPath  = "acme-gw-r2/2.6.0/firmware.bin"
 )
 
-func seedFleet(t *testing.T, hostile bool) *fleet {
+func seedFleet(t *testing.T, hostile bool) *fleetFixture {
 	t.Helper()
 	repo := newRepo(t, 4<<10, time.Hour)
 	withControl(t, repo)
@@ -84,7 +84,7 @@ func seedFleet(t *testing.T, hostile bool) *fleet {
 	}
 	require.NoError(t, r.SetRolloutControl(pausedPath, manifest.ReleaseControl{State: manifest.ControlPaused, Reason: reason}))
 	require.NoError(t, r.Publish(ctx, []*sign.Signer{loadKey(t, targetsKeyFile), loadKey(t, snapshotKeyFile), loadKey(t, timestampKeyFile), loadKey(t, controlKeyFile)}))
-	return &fleet{repo: repo, stats: &seededStats{waves: map[string][]waveCounts{
+	return &fleetFixture{repo: repo, stats: &seededStats{waves: map[string][]waveCounts{
 		rolloutPath: {{Eligible: 12, Attempted: 12, Confirmed: 11, Reverted: 1}, {Eligible: 108, Attempted: 40, Confirmed: 37, Reverted: 1, Failed: 2}, {}},
 		pausedPath:  {{Eligible: 1200, Attempted: 30, Confirmed: 20, Reverted: 4, Failed: 6}},
 	}, rules: map[string]bool{pausedPath: true}}}
@@ -122,7 +122,7 @@ type dashServer struct {
 	serverCA *x509.CertPool
 }
 
-func startDashboard(t *testing.T, f *fleet, opCA *pki, withControlKey bool) *dashServer {
+func startDashboard(t *testing.T, f *fleetFixture, opCA *pki, withControlKey bool) *dashServer {
 	t.Helper()
 	c := newClock(t0)
 	cfg := testConfig(t, f.repo, c)

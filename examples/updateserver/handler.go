@@ -34,6 +34,10 @@ func (s *server) handler() http.Handler {
 }
 
 func (s *server) route(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == reportsPath && s.reports != nil {
+		s.postReport(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -57,6 +61,10 @@ func (s *server) route(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) healthOnly(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == statusPath {
+		s.fleetStatus(w, r)
+		return
+	}
 	if r.URL.Path != "/healthz" || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		http.NotFound(w, r)
 		return

@@ -86,6 +86,17 @@
 // needs --control-key), and every action is logged with the certificate's
 // subject. POSTs without such a certificate are refused with 403.
 //
+// Device reports: devices POST a signed report of each update cycle to
+// /reports (package fleet). The server authenticates it by the device's
+// TLS client certificate or by the ed25519 key the enrolment file
+// (--devices) lists, refuses replayed or older sequence numbers, and
+// answers only after the report is committed to --db: a SQLite file
+// (default REPO.reports.db beside the repository, WAL mode) or a postgres:// URL for servers that
+// run as several replicas. A release's health rule (release add
+// --pause-failures) makes the server publish a pause through the rollout
+// control role once too many devices revert or fail it. GET /fleet/status
+// on the --health listener counts devices and results per wave.
+//
 // SIGHUP reloads --tls-cert, --tls-key and --client-ca (a renewed server
 // certificate, a new device CA) for new connections; if the files are
 // refused, the server keeps the material it has and logs why.
@@ -166,6 +177,7 @@ type flags struct {
 	cacheTTL time.Duration
 	// renewOnly: the "renew" subcommand, which serves nothing.
 	renewOnly bool
+	reports   reportFlags
 }
 
 const usageText = `updateserver serves an otaseal repository and keeps its timestamp fresh.
@@ -240,13 +252,14 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageText)
 		fs.PrintDefaults()
+		fmt.Fprint(stderr, reportsUsage)
 	}
 	fs.StringVar(&f.repo, "repo", "", "repository written by the release tool: a `directory` (holds metadata/ and targets/) or a bucket URL (s3://BUCKET?endpoint=...&use_path_style=true, file:///DIR)")
 	fs.StringVar(&f.cdnBase, "cdn-base", "", "with a bucket --repo: redirect target downloads to `URL`/targets/... (a CDN in front of the bucket) instead of streaming them")
 	fs.DurationVar(&f.cacheTTL, "cache-ttl", defaultCacheTTL, "with a bucket --repo: how long timestamp.json, root.json and misses are served from memory, and the max-age of timestamp.json")
 	fs.StringVar(&f.httpAddr, "http", "", "serve plain HTTP on `addr` (host:port)")
 	fs.StringVar(&f.httpsAddr, "https", "", "serve HTTPS on `addr` (host:port); needs --tls-cert and --tls-key")
-	fs.StringVar(&f.healthAddr, "health", "", "serve only /healthz over plain HTTP on `addr`")
+	fs.StringVar(&f.healthAddr, "health", "", "serve only /healthz and /fleet/status (report counts) over plain HTTP on `addr`")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "server certificate chain, PEM `file`")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "server private key, PEM `file`")
 	fs.StringVar(&f.clientCA, "client-ca", "", "device CA certificates, PEM `file`: enables mutual TLS, admitting only devices whose certificate chains to one of them")
@@ -273,6 +286,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug (one line per request), info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	f.dash.register(fs)
+	f.reports.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -400,6 +414,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer bucket.Close()
 	}
+	var store reportStore
+	if !f.renewOnly { // a one-shot renewal takes no reports
+		if store, err = f.reports.open(ctx, f.repo); err != nil {
+			log.Error("report database refused", "err", err)
+			return exitSetup
+		}
+	}
+	if store != nil {
+		defer store.close()
+		log.Info("taking device reports", "db", dbKind(f.reports.db), "devices", f.reports.enrolment)
+	} else if !f.reports.noReports && !f.renewOnly {
+		log.Info("taking no device reports: a bucket repository needs --db (a postgres:// URL for replicas)")
+	}
 	srv, err := newServer(ctx, config{
 		Bucket:          bucket,
 		BucketURL:       f.repo,
@@ -416,6 +443,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		CheckEvery:      f.checkEvery,
 		Log:             log,
 		ConnLimits:      f.limits,
+		Reports:         store,
+		Enrolment:       f.reports.enrolment,
+		ReportLimits:    f.reports.limits,
 	})
 	if err != nil {
 		log.Error("repository refused", "repo", redactURL(f.repo), "err", err)

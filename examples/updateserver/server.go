@@ -54,6 +54,13 @@ type config struct {
 	// max-age; zero means defaultCacheTTL.
 	CacheTTL time.Duration
 	ConnLimits
+	// Reports, when not nil, is where device reports go (POST /reports)
+	// and what GET /fleet/status counts; nil means the server takes none.
+	Reports reportStore
+	// Enrolment is the enrolment file of device report keys ("" none:
+	// only devices with a TLS client certificate can report).
+	Enrolment    string
+	ReportLimits ReportLimits
 }
 
 // ConnLimits bound what one client can hold of the server: descriptors,
@@ -124,6 +131,12 @@ type server struct {
 
 	// dash is the fleet page, nil when it is off.
 	dash *dashboard
+	// reports is the report intake, nil without cfg.Reports; releases
+	// the firmware releases it checks reports against; healthMu runs
+	// one health-rule evaluation at a time.
+	reports  *reports
+	releases releaseIndex
+	healthMu sync.Mutex
 }
 
 // freshness is what the last check learned, for /healthz.
@@ -197,6 +210,13 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		return nil, err
 	}
 	s.metaRoot, s.targetsRoot = metaRoot, targetsRoot
+	if cfg.Reports != nil {
+		s.reports = &reports{store: cfg.Reports, log: s.log, now: s.now, limits: newDeviceLimiter(cfg.ReportLimits), enrolPath: cfg.Enrolment}
+		if _, err := s.reports.loadEnrolment(ctx); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
 	// A failure here is reported by /healthz and retried by the loop.
 	s.check(ctx)
 	return s, nil
