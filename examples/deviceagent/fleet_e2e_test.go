@@ -186,7 +186,7 @@ func fleetEndToEnd(t *testing.T, kind, release, updateserver string) {
 		require.NoError(t, os.WriteFile(p, images[v], 0o644))
 		return p
 	}
-	runTool(t, release, "add", "--repo", repo, "--hardware-id", hw, "--version", "1.0.0", "--security-version", "1",
+	runTool(t, release, "add", "--repo", repo, "--hardware-id", hw, "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--key", targetsKey, "--key", online, img("1.0.0"))
 	runTool(t, release, "control-init", "--repo", repo, "--control-key", control, "--key", targetsKey, "--key", online)
 	out := runTool(t, release, "add", "--repo", repo, "--hardware-id", hw, "--version", "1.1.0", "--security-version", "2",

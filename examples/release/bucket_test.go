@@ -37,8 +37,12 @@ func TestReleaseConcurrentOnBucket(t *testing.T) {
 			img := writeImage(t, dir, fmt.Sprintf("%s-%d.bin", hw, round), []byte(fmt.Sprintf("image %s %d", hw, round)))
 			wg.Go(func() {
 				for try := 0; ; try++ {
-					r := cli(t, "add", "--repo", b.URL, "--hardware-id", hw, "--version", fmt.Sprintf("1.%d.0", round),
-						"--security-version", "1", "--deltas", "0", "--key", key("ed25519-2"), "--key", onlineKeys, img)
+					args := []string{"add", "--repo", b.URL, "--hardware-id", hw, "--version", fmt.Sprintf("1.%d.0", round),
+						"--security-version", "1", "--deltas", "0", "--key", key("ed25519-2"), "--key", onlineKeys, img}
+					if round == 0 {
+						args = append(args, "--new-hardware-id")
+					}
+					r := cli(t, args...)
 					if r.code == 0 {
 						return
 					}
@@ -81,7 +85,7 @@ func TestReleaseIndex(t *testing.T) {
 	dir := t.TempDir()
 	old, next := images()
 	targetsKeys := key("ed25519-2") + "," + key("ed25519-3")
-	r := ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1",
+	r := ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--release-index", "--key", targetsKeys, "--key", onlineKeys, writeImage(t, dir, "1.0.0.bin", old))
 	assert.Contains(t, r.stdout, "release index acme-gw-r2/releases.json updated")
 	r = ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.1.0", "--security-version", "1",

@@ -78,10 +78,10 @@ func TestAddHealthRule(t *testing.T) {
 	repo := initRepo(t)
 	old, _ := images()
 	targetsKeys := key("ed25519-2") + "," + key("ed25519-3")
-	r := cli(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1",
+	r := cli(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--pause-failures", "0%", "--key", targetsKeys, "--key", onlineKeys, writeImage(t, t.TempDir(), "1.0.0.bin", old))
 	assert.Equal(t, 2, r.code, "a 0%% rule pauses on nothing")
-	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1",
+	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--pause-failures", "5%", "--pause-min-attempts", "20", "--key", targetsKeys, "--key", onlineKeys, writeImage(t, t.TempDir(), "1.0.0.bin", old))
 	b, err := os.ReadFile(filepath.Join(repo, fleet.HealthRulesFile))
 	require.NoError(t, err)
@@ -93,7 +93,7 @@ func TestAddHealthRule(t *testing.T) {
 func TestStatusFromServer(t *testing.T) {
 	repo := initRepo(t)
 	old, _ := images()
-	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--version", "1.0.0", "--security-version", "1",
+	ok(t, "add", "--repo", repo, "--hardware-id", "acme-gw-r2", "--new-hardware-id", "--version", "1.0.0", "--security-version", "1",
 		"--key", key("ed25519-2")+","+key("ed25519-3"), "--key", onlineKeys, writeImage(t, t.TempDir(), "1.0.0.bin", old))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		assert.Equal(t, "/fleet/status", r.URL.Path)
