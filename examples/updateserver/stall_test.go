@@ -117,9 +117,12 @@ func TestStalledDownloadDropped(t *testing.T) {
 // moves with the progress.
 func TestSlowDownloadKept(t *testing.T) {
 	const (
-		stall = 400 * time.Millisecond
+		// A stall long enough that a reader starved of CPU on a loaded
+		// machine (the race detector, parallel packages) still counts as
+		// moving; the download lasts longer than it all the same.
+		stall = 1500 * time.Millisecond
 		step  = 64 << 10
-		pause = 10 * time.Millisecond // far below stall
+		pause = 15 * time.Millisecond // far below stall
 	)
 	repo := newRepo(t, 8<<20, time.Hour)
 	logs := &syncBuffer{}
@@ -133,8 +136,8 @@ func TestSlowDownloadKept(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	// 128 pauses: with at most about 4.5 MiB in the socket buffers, the
-	// server sends for more than the stall timeout.
+	// 128 pauses of 15 ms: with at most about 4.5 MiB in the socket
+	// buffers, the server sends for more than the stall timeout.
 	var body bytes.Buffer
 	for {
 		n, err := io.CopyN(&body, resp.Body, step)
