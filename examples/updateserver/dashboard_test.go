@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/otaseal/otaseal/fleet"
 	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/sign"
 )
@@ -97,7 +98,7 @@ type seededStats struct {
 	rules map[string]bool // path -> tripped
 }
 
-func (s *seededStats) WaveCounts(_ context.Context, path string, _ *manifest.Rollout) ([]waveCounts, error) {
+func (s *seededStats) WaveCounts(_ context.Context, path string, _ *manifest.Firmware) ([]waveCounts, error) {
 	return s.waves[path], nil
 }
 
@@ -425,4 +426,36 @@ func BenchmarkDashboardPage(b *testing.B) {
 			render(b)
 		}
 	})
+}
+
+// The fleet page reads the real report database: after a health rule
+// paused a release, the page shows its wave counts, the rule as tripped,
+// the pause, and the ingest rate.
+func TestDashboardReadsReports(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind, func(t *testing.T) {
+			ds := newTestDevices(t, 12)
+			srv, repo, _ := reportServer(t, kind, ds, true)
+			writeHealthRule(t, repo, fleet.HealthRule{FailureShare: 2000, MinAttempts: 5})
+			for i, res := range []fleet.Result{fleet.Reverted, fleet.Failed, fleet.Confirmed, fleet.Confirmed, fleet.Confirmed} {
+				d := ds[i]
+				code, body, err := post(http.DefaultClient, srv.httpURL, d.seal(t, d.report(d.seq.Add(1), res)))
+				require.NoError(t, err)
+				require.Equal(t, http.StatusOK, code, body)
+			}
+			require.NotNil(t, releaseControl(t, repo), "the rule paused the release")
+
+			d := newDashboard(srv.srv, newReportStats(srv.srv, kind), nil)
+			w := httptest.NewRecorder()
+			d.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+			require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+			page := w.Body.String()
+			assert.Contains(t, page, `<div class="rollout paused tripped" data-path="`+firmwarePath+`">`)
+			assert.Equal(t, map[string]string{"eligible": "12", "attempted": "5", "confirmed": "3", "reverted": "1", "failed": "1"},
+				chartValues(t, page, firmwarePath))
+			assert.Regexp(t, `Health rule: pause when [^<]*; tripped [^<]*\(2 of 5 attempts failed\)`, page)
+			assert.Contains(t, page, "<td>"+kind+"</td>")
+			assert.Contains(t, page, `<td class="num">1.0</td>`) // 5 reports in the last 5 minutes
+		})
+	}
 }

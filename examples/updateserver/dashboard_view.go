@@ -29,9 +29,9 @@ type waveCounts struct {
 // fleetStats is what the page reads of the fleet reports database. The
 // page shows no device counts without one.
 type fleetStats interface {
-	// WaveCounts returns the counts of each wave of the release at path,
-	// in wave order (one entry for a release without a schedule).
-	WaveCounts(ctx context.Context, path string, r *manifest.Rollout) ([]waveCounts, error)
+	// WaveCounts returns the counts of each wave of the release fw at
+	// path, in wave order (one entry for a release without a schedule).
+	WaveCounts(ctx context.Context, path string, fw *manifest.Firmware) ([]waveCounts, error)
 	// Health says which database holds the reports and how many reports
 	// per minute arrived lately.
 	Health(ctx context.Context) (database string, perMinute float64, err error)
@@ -202,7 +202,7 @@ func buildView(ctx context.Context, m *repoModel, stats fleetStats, now time.Tim
 			}
 		}
 		if stats != nil && v.StatsError == "" {
-			if err := addCounts(ctx, stats, &rv, fw.Rollout); err != nil {
+			if err := addCounts(ctx, stats, &rv, fw); err != nil {
 				v.StatsError = err.Error()
 			}
 		}
@@ -212,8 +212,8 @@ func buildView(ctx context.Context, m *repoModel, stats fleetStats, now time.Tim
 }
 
 // addCounts fills the wave counts, the chart and the health rule of rv.
-func addCounts(ctx context.Context, stats fleetStats, rv *rolloutView, r *manifest.Rollout) error {
-	counts, err := stats.WaveCounts(ctx, rv.Path, r)
+func addCounts(ctx context.Context, stats fleetStats, rv *rolloutView, fw *manifest.Firmware) error {
+	counts, err := stats.WaveCounts(ctx, rv.Path, fw)
 	if err != nil {
 		return fmt.Errorf("fleet reports: %w", err)
 	}

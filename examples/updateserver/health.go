@@ -261,7 +261,7 @@ var errUnknownRelease = errors.New("unknown release")
 
 // releaseStatus counts, per wave of target's schedule, the devices the
 // server knows for its hardware, those whose wave has opened (eligible),
-// and their latest attempts.
+// and their latest attempts (countWaves).
 func (s *server) releaseStatus(ctx context.Context, target string) (*releaseStatus, error) {
 	fw, ok := s.release(ctx, target)
 	if !ok {
@@ -270,56 +270,16 @@ func (s *server) releaseStatus(ctx context.Context, target string) (*releaseStat
 	if _, err := s.reports.loadEnrolment(ctx); err != nil {
 		return nil, err
 	}
-	now := s.now()
-	ro := fw.Rollout
-	if ro == nil {
-		// An immediate release is one wave of everyone, open from the start.
-		ro = &manifest.Rollout{Waves: []manifest.Wave{{Share: manifest.FullShare}}}
-	}
-	out := &releaseStatus{Release: target, Version: fw.Version.String(), HardwareIDs: fw.HardwareIDs}
-	for i, wv := range ro.Waves {
-		opens := ro.Start.Add(wv.Offset)
-		out.Waves = append(out.Waves, waveStatus{Wave: i + 1, Share: wv.Share, Opens: opens, Open: !now.Before(opens)})
-	}
-	waveOf := func(rolloutID string) int {
-		b := manifest.RolloutBucket(target, rolloutID)
-		for i, wv := range ro.Waves {
-			if b < wv.Share {
-				return i
-			}
-		}
-		return len(ro.Waves) - 1
-	}
 	devs, err := s.reports.store.devices(ctx)
 	if err != nil {
 		return nil, err
-	}
-	for _, d := range devs {
-		if !fw.Supports(d.HardwareID) {
-			continue
-		}
-		ws := &out.Waves[waveOf(d.RolloutID)]
-		ws.Devices++
-		if ws.Open {
-			ws.Eligible++
-		}
 	}
 	outs, err := s.reports.store.outcomes(ctx, target)
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range outs {
-		ws := &out.Waves[waveOf(o.RolloutID)]
-		ws.Attempted++
-		switch o.Result {
-		case fleet.Confirmed:
-			ws.Confirmed++
-		case fleet.Reverted:
-			ws.Reverted++
-		case fleet.Failed:
-			ws.Failed++
-		}
-	}
+	out := &releaseStatus{Release: target, Version: fw.Version.String(), HardwareIDs: fw.HardwareIDs,
+		Waves: countWaves(target, fw, s.now(), devs, outs)}
 	if rules, err := s.healthRules(); err == nil {
 		if rule, ok := rules.Releases[target]; ok {
 			out.Rule = &rule
@@ -339,4 +299,53 @@ func (s *server) releaseStatus(ctx context.Context, target string) (*releaseStat
 		}
 	}
 	return out, nil
+}
+
+// countWaves files the devices the server knows for fw's hardware, and
+// their latest attempts on target (outs), by the wave of target's
+// schedule their rollout bucket falls in; a wave's devices are eligible
+// once it has opened at now. An immediate release is one wave of every
+// device, open from the start.
+func countWaves(target string, fw *manifest.Firmware, now time.Time, devs []knownDevice, outs []outcome) []waveStatus {
+	ro := fw.Rollout
+	if ro == nil {
+		ro = &manifest.Rollout{Waves: []manifest.Wave{{Share: manifest.FullShare}}}
+	}
+	waves := make([]waveStatus, len(ro.Waves))
+	for i, wv := range ro.Waves {
+		opens := ro.Start.Add(wv.Offset)
+		waves[i] = waveStatus{Wave: i + 1, Share: wv.Share, Opens: opens, Open: !now.Before(opens)}
+	}
+	waveOf := func(rolloutID string) *waveStatus {
+		b := manifest.RolloutBucket(target, rolloutID)
+		for i, wv := range ro.Waves {
+			if b < wv.Share {
+				return &waves[i]
+			}
+		}
+		return &waves[len(waves)-1]
+	}
+	for _, d := range devs {
+		if !fw.Supports(d.HardwareID) {
+			continue
+		}
+		ws := waveOf(d.RolloutID)
+		ws.Devices++
+		if ws.Open {
+			ws.Eligible++
+		}
+	}
+	for _, o := range outs {
+		ws := waveOf(o.RolloutID)
+		ws.Attempted++
+		switch o.Result {
+		case fleet.Confirmed:
+			ws.Confirmed++
+		case fleet.Reverted:
+			ws.Reverted++
+		case fleet.Failed:
+			ws.Failed++
+		}
+	}
+	return waves
 }

@@ -481,7 +481,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitFailed
 		}
 	}
-	dep, err := f.dash.listen(srv, nil)
+	var stats fleetStats // the fleet page's counts, with a report database
+	if store != nil {
+		stats = newReportStats(srv, dbKind(f.reports.db))
+	}
+	dep, err := f.dash.listen(srv, stats)
 	if err != nil {
 		for _, ep := range eps {
 			ep.ln.Close()

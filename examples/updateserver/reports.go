@@ -47,6 +47,9 @@ type reports struct {
 	now    func() time.Time
 	limits *deviceLimiter
 
+	// ingest counts the reports stored, for the fleet page.
+	ingest ingestRate
+
 	enrolMu    sync.Mutex
 	enrolPath  string
 	enrolMTime time.Time
@@ -165,6 +168,7 @@ func (s *server) postReport(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "duplicate", "seq": rep.Seq})
 		return
 	}
+	s.reports.ingest.add(s.now())
 	s.log.Debug("report stored", "device", rep.DeviceID, "seq", rep.Seq, "result", rep.Result, "release", rep.Tried.Target)
 	if countsAsAttempt(rep) {
 		// After the commit, before the answer: a device's report that
