@@ -17,8 +17,12 @@ type reportStats struct {
 	db string // "sqlite" or "postgres"
 
 	mu     sync.Mutex
-	devs   []knownDevice
+	devs   map[string][]knownDevice // by hardware ID
 	devsAt time.Time
+	// perWave is, by release, how many of devs fall in each wave of its
+	// schedule: a keyed hash per device and release, worth keeping while
+	// devs is (a published release's schedule never changes).
+	perWave map[string][]int
 }
 
 // devicesTTL is how long the page reuses its list of known devices: a
@@ -27,8 +31,9 @@ const devicesTTL = 15 * time.Second
 
 func newReportStats(s *server, db string) *reportStats { return &reportStats{s: s, db: db} }
 
-// devices returns the devices the server knows (enrolled or reported).
-func (r *reportStats) devices(ctx context.Context) ([]knownDevice, error) {
+// devices returns the devices the server knows (enrolled or reported), by
+// hardware ID.
+func (r *reportStats) devices(ctx context.Context) (map[string][]knownDevice, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.devs != nil && time.Since(r.devsAt) < devicesTTL {
@@ -41,12 +46,16 @@ func (r *reportStats) devices(ctx context.Context) ([]knownDevice, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.devs, r.devsAt = devs, time.Now()
-	return devs, nil
+	byHW := map[string][]knownDevice{}
+	for _, d := range devs {
+		byHW[d.HardwareID] = append(byHW[d.HardwareID], d)
+	}
+	r.devs, r.devsAt, r.perWave = byHW, time.Now(), map[string][]int{}
+	return byHW, nil
 }
 
 func (r *reportStats) WaveCounts(ctx context.Context, path string, fw *manifest.Firmware) ([]waveCounts, error) {
-	devs, err := r.devices(ctx)
+	perWave, err := r.devicesPerWave(ctx, path, fw)
 	if err != nil {
 		return nil, err
 	}
@@ -55,10 +64,40 @@ func (r *reportStats) WaveCounts(ctx context.Context, path string, fw *manifest.
 		return nil, err
 	}
 	var out []waveCounts
-	for _, w := range countWaves(path, fw, r.s.now(), devs, outs) {
-		out = append(out, waveCounts{Eligible: w.Eligible, Attempted: w.Attempted, Confirmed: w.Confirmed, Reverted: w.Reverted, Failed: w.Failed})
+	for i, w := range countWaves(path, fw, r.s.now(), nil, outs) {
+		c := waveCounts{Attempted: w.Attempted, Confirmed: w.Confirmed, Reverted: w.Reverted, Failed: w.Failed}
+		if w.Open {
+			c.Eligible = perWave[i]
+		}
+		out = append(out, c)
 	}
 	return out, nil
+}
+
+// devicesPerWave counts the known devices of fw's hardware in each wave
+// of the release at path.
+func (r *reportStats) devicesPerWave(ctx context.Context, path string, fw *manifest.Firmware) ([]int, error) {
+	byHW, err := r.devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	perWave, ok := r.perWave[path]
+	r.mu.Unlock()
+	if ok {
+		return perWave, nil
+	}
+	var devs []knownDevice
+	for _, hw := range fw.HardwareIDs {
+		devs = append(devs, byHW[hw]...)
+	}
+	for _, w := range countWaves(path, fw, r.s.now(), devs, nil) {
+		perWave = append(perWave, w.Devices)
+	}
+	r.mu.Lock()
+	r.perWave[path] = perWave
+	r.mu.Unlock()
+	return perWave, nil
 }
 
 func (r *reportStats) Health(context.Context) (string, float64, error) {

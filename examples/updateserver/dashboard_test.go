@@ -378,7 +378,9 @@ func TestDashboardPages(t *testing.T) {
 }
 
 // BenchmarkDashboardPage renders one page of a repository of 1,000
-// releases, each with a three-wave rollout and counts.
+// releases for 20 hardware IDs, each with a three-wave rollout, and a
+// SQLite report database of 100,000 enrolled devices (5,000 per hardware
+// ID) with 1,000 install reports on the releases of the page.
 func BenchmarkDashboardPage(b *testing.B) {
 	repo := newRepo(b, 1<<10, time.Hour)
 	ctx := context.Background()
@@ -386,21 +388,42 @@ func BenchmarkDashboardPage(b *testing.B) {
 	require.NoError(b, err)
 	r, err := sign.OpenRepository(ctx, store, sign.RepositoryOptions{Now: func() time.Time { return t0 }, TimestampExpiry: time.Hour, TempDir: b.TempDir()})
 	require.NoError(b, err)
-	stats := &seededStats{waves: map[string][]waveCounts{}}
 	for i := range 1000 {
 		path := fmt.Sprintf("hw-%02d/1.0.%d/firmware.bin", i%20, i)
 		fw := manifest.Firmware{Version: manifest.MustParseVersion(fmt.Sprintf("1.0.%d", i)), SecurityVersion: 1, HardwareIDs: []string{fmt.Sprintf("hw-%02d", i%20)},
 			Rollout: &manifest.Rollout{Start: t0, Waves: []manifest.Wave{{Offset: 0, Share: 100}, {Offset: time.Hour, Share: 1000}, {Offset: 2 * time.Hour, Share: manifest.FullShare}}}}
 		require.NoError(b, r.AddFirmware(ctx, path, strings.NewReader(path), fw))
-		stats.waves[path] = []waveCounts{{Eligible: 1000, Attempted: 900, Confirmed: 880, Reverted: 10, Failed: 10}, {Eligible: 9000}, {}}
 	}
 	require.NoError(b, r.Publish(ctx, []*sign.Signer{loadKey(b, targetsKeyFile), loadKey(b, snapshotKeyFile), loadKey(b, timestampKeyFile)}))
+	model, err := loadModel(r)
+	require.NoError(b, err)
 	require.NoError(b, r.Close())
-	c := newClock(t0)
-	srv, err := newServer(ctx, testConfig(b, repo, c))
+
+	reports, err := openReportStore(ctx, filepath.Join(b.TempDir(), "reports.db"))
+	require.NoError(b, err)
+	defer reports.close()
+	devs := make([]knownDevice, 100_000)
+	for i := range devs {
+		devs[i] = knownDevice{DeviceID: fmt.Sprintf("dev-%06d", i), HardwareID: fmt.Sprintf("hw-%02d", i%20), RolloutID: fmt.Sprintf("r-%06d", i)}
+	}
+	require.NoError(b, reports.enrol(ctx, devs))
+	results := []fleet.Result{fleet.Confirmed, fleet.Confirmed, fleet.Confirmed, fleet.Reverted, fleet.Failed}
+	for i, rel := range model.releases[6*dashPageSize : 7*dashPageSize] {
+		for j := range 20 {
+			d := devs[(i*20+j)*20+i%20] // a device of the release's hardware
+			rep := newStoredReport(d.DeviceID, 1, results[j%len(results)], rel.Path)
+			rep.HardwareID, rep.RolloutID, rep.Tried.Version = d.HardwareID, d.RolloutID, rel.Version
+			_, err := reports.add(ctx, rep)
+			require.NoError(b, err)
+		}
+	}
+	c := newClock(t0.Add(90 * time.Minute))
+	cfg := testConfig(b, repo, c)
+	cfg.Reports = reports
+	srv, err := newServer(ctx, cfg)
 	require.NoError(b, err)
 	defer srv.close()
-	d := newDashboard(srv, stats, nil)
+	d := newDashboard(srv, newReportStats(srv, "sqlite"), nil)
 	req := httptest.NewRequest(http.MethodGet, "/?page=7", nil)
 	render := func(b *testing.B) {
 		w := httptest.NewRecorder()
@@ -411,7 +434,8 @@ func BenchmarkDashboardPage(b *testing.B) {
 		b.SetBytes(int64(w.Body.Len()))
 	}
 	// warm: the repository unchanged since the last request, the usual
-	// case; cold: the first request after a publish reads it again.
+	// case; cold: the first request after a publish reads it again, and
+	// the list of devices.
 	b.Run("warm", func(b *testing.B) {
 		render(b)
 		for b.Loop() {
@@ -423,6 +447,7 @@ func BenchmarkDashboardPage(b *testing.B) {
 			d.mu.Lock()
 			d.cached = nil
 			d.mu.Unlock()
+			d.stats.(*reportStats).devs = nil
 			render(b)
 		}
 	})
