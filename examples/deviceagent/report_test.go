@@ -148,12 +148,12 @@ func TestRevertReported(t *testing.T) {
 	assert.Contains(t, r.Detail, "disk full")
 	assert.NotEmpty(t, r.DeviceID, "defaults to the rollout ID")
 
-	// The next cycle tries again and reports again, with the next number.
+	// The next cycle does not try that release again (it failed here),
+	// so it has no attempt to report.
 	code, log = agentRun(t, args)
-	require.Equal(t, exitRefused, code, log)
-	got = c.reports()
-	require.Len(t, got, 2)
-	assert.Greater(t, got[1].Seq, got[0].Seq)
+	require.Equal(t, exitOK, code, log)
+	assert.Contains(t, log, "not installing a release that failed on this device before")
+	assert.Len(t, c.reports(), 1)
 }
 
 // TestNoReportsByDefault: without -reports nothing is queued or sent.

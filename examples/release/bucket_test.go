@@ -38,11 +38,11 @@ func TestReleaseConcurrentOnBucket(t *testing.T) {
 			wg.Go(func() {
 				for try := 0; ; try++ {
 					args := []string{"add", "--repo", b.URL, "--hardware-id", hw, "--version", fmt.Sprintf("1.%d.0", round),
-						"--security-version", "1", "--deltas", "0", "--key", key("ed25519-2"), "--key", onlineKeys, img}
+						"--security-version", "1", "--deltas", "0", "--key", key("ed25519-2"), "--key", onlineKeys}
 					if round == 0 {
 						args = append(args, "--new-hardware-id")
 					}
-					r := cli(t, args...)
+					r := cli(t, append(args, img)...)
 					if r.code == 0 {
 						return
 					}
