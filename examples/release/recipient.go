@@ -65,34 +65,15 @@ x25519 alone is for devices too small for ML-KEM.`)
 	if err != nil {
 		return err
 	}
-	if err := writeNew(*out+".key", priv, 0o600); err != nil {
+	if err := createFile(*out+".key", priv, 0o600); err != nil {
 		return err
 	}
-	if err := writeNew(*out+".pub", encrypt.MarshalPublicKey(k.Public()), 0o644); err != nil {
+	if err := createFile(*out+".pub", encrypt.MarshalPublicKey(k.Public()), 0o644); err != nil {
 		os.Remove(*out + ".key")
 		return err
 	}
 	e.printf("recipient key %s (%s)\n  public:  %s.pub\n  private: %s.key (0600: install it on the devices only)\n", k.KeyID(), kem, *out, *out)
 	return nil
-}
-
-// writeNew writes a file that must not exist yet, durably.
-func writeNew(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
 }
 
 // readRecipients reads the public key files of --encrypt-to.
@@ -132,7 +113,7 @@ func saveContentKey(repoDir, target string, key encrypt.ContentKey) error {
 		return err
 	}
 	os.Remove(path) // a re-added release gets its new key
-	return writeNew(path, []byte(fmt.Sprintf("%x\n", key[:])), 0o600)
+	return createFile(path, []byte(fmt.Sprintf("%x\n", key[:])), 0o600)
 }
 
 func loadContentKey(repoDir, target string) (*encrypt.ContentKey, error) {

@@ -240,10 +240,10 @@ type release struct {
 	fw *manifest.Firmware
 }
 
-// targetsOf returns every target of the top-level role and its
-// delegations, by path.
-func targetsOf(repo *sign.Repository) map[string]*manifest.TargetFile {
-	out := map[string]*manifest.TargetFile{}
+// eachTargetsRole calls f for the top-level targets role and every role
+// it delegates to, breadth first, each once, until f returns false.
+// Roles delegated but not in the repository are skipped.
+func eachTargetsRole(repo *sign.Repository, f func(role string, md *manifest.Metadata[manifest.Targets]) bool) {
 	seen := map[string]bool{}
 	queue := []string{manifest.RoleTargets}
 	for len(queue) > 0 {
@@ -257,10 +257,8 @@ func targetsOf(repo *sign.Repository) map[string]*manifest.TargetFile {
 		if !ok {
 			continue
 		}
-		for p, tf := range md.Signed.Targets {
-			if _, dup := out[p]; !dup {
-				out[p] = tf
-			}
+		if !f(role, md) {
+			return
 		}
 		if d := md.Signed.Delegations; d != nil {
 			for _, r := range d.Roles {
@@ -268,6 +266,20 @@ func targetsOf(repo *sign.Repository) map[string]*manifest.TargetFile {
 			}
 		}
 	}
+}
+
+// targetsOf returns every target of the top-level role and its
+// delegations, by path; the first role to list a path wins.
+func targetsOf(repo *sign.Repository) map[string]*manifest.TargetFile {
+	out := map[string]*manifest.TargetFile{}
+	eachTargetsRole(repo, func(_ string, md *manifest.Metadata[manifest.Targets]) bool {
+		for p, tf := range md.Signed.Targets {
+			if _, dup := out[p]; !dup {
+				out[p] = tf
+			}
+		}
+		return true
+	})
 	return out
 }
 

@@ -25,35 +25,13 @@ type releaseIndex struct {
 	built    time.Time
 }
 
-// firmwareReleases walks the top-level targets role and the roles it
-// delegates to, keeping the first firmware entry of each path.
+// firmwareReleases returns the firmware entries of the top-level targets
+// role and the roles it delegates to, the first of each path.
 func firmwareReleases(repo *sign.Repository) map[string]*manifest.Firmware {
 	out := map[string]*manifest.Firmware{}
-	seen := map[string]bool{}
-	queue := []string{manifest.RoleTargets}
-	for len(queue) > 0 {
-		role := queue[0]
-		queue = queue[1:]
-		if seen[role] {
-			continue
-		}
-		seen[role] = true
-		md, ok := repo.Targets(role)
-		if !ok {
-			continue
-		}
-		for p, tf := range md.Signed.Targets {
-			if _, dup := out[p]; dup {
-				continue
-			}
-			if fw, err := manifest.FirmwareOf(tf); err == nil {
-				out[p] = fw
-			}
-		}
-		if md.Signed.Delegations != nil {
-			for _, d := range md.Signed.Delegations.Roles {
-				queue = append(queue, d.Name)
-			}
+	for p, tf := range targetsOf(repo) {
+		if fw, err := manifest.FirmwareOf(tf); err == nil {
+			out[p] = fw
 		}
 	}
 	return out

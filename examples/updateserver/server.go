@@ -281,27 +281,19 @@ func checkKeys(repo *sign.Repository, snapshotKey, timestampKey, controlKey *sig
 // delegatedKeyRole returns the targets role that delegates to keyID (hash
 // bins included) for a role other than allowed, or "".
 func delegatedKeyRole(repo *sign.Repository, keyID, allowed string) string {
-	seen := map[string]bool{}
-	queue := []string{manifest.RoleTargets}
-	for len(queue) > 0 {
-		role := queue[0]
-		queue = queue[1:]
-		if seen[role] {
-			continue
+	found := ""
+	eachTargetsRole(repo, func(role string, md *manifest.Metadata[manifest.Targets]) bool {
+		dl := md.Signed.Delegations
+		if dl == nil {
+			return true
 		}
-		seen[role] = true
-		md, ok := repo.Targets(role)
-		if !ok || md.Signed.Delegations == nil {
-			continue
+		if _, ok := dl.Keys[keyID]; ok && delegatesOtherThan(dl, keyID, allowed) {
+			found = role
+			return false
 		}
-		if _, ok := md.Signed.Delegations.Keys[keyID]; ok && delegatesOtherThan(md.Signed.Delegations, keyID, allowed) {
-			return role
-		}
-		for _, d := range md.Signed.Delegations.Roles {
-			queue = append(queue, d.Name)
-		}
-	}
-	return ""
+		return true
+	})
+	return found
 }
 
 // delegatesOtherThan reports whether dl gives keyID to a role not named
