@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/otaseal/otaseal/encrypt"
 	"github.com/otaseal/otaseal/manifest"
@@ -194,15 +195,110 @@ func streamParams(enc *manifest.Encryption) (encrypt.Params, error) {
 type decryptingReader struct {
 	*encrypt.Reader
 	rc   io.ReadCloser
-	pr   *io.PipeReader
+	pr   *blockPipe
 	done chan struct{}
 	ct   *CheckedWriter
 	cerr error // the hashing goroutine's read error, after done
 	pt   *CheckedWriter
 }
 
-// hashBlock is the size of the reads from the download.
-const hashBlock = 64 << 10
+// hashBlock is the size of the reads from the download, and hashAhead
+// how many blocks the hashing may run ahead of the decryption.
+const (
+	hashBlock = 64 << 10
+	hashAhead = 4
+)
+
+// blockPipe hands blocks from the hashing goroutine to the decryption
+// with room for a few in between, so that neither waits for the other
+// block by block (io.Pipe holds no data). Its blocks are reused: the
+// memory is (hashAhead+2) blocks whatever the image size.
+type blockPipe struct {
+	full chan []byte
+	free chan []byte
+	cur  []byte // the block being read, nil between blocks
+	off  int    // how much of cur has been read
+	stop chan struct{}
+	once sync.Once
+	mu   sync.Mutex
+	err  error // why the pipe stopped: io.EOF at the end
+}
+
+func newBlockPipe(ahead int) *blockPipe {
+	p := &blockPipe{full: make(chan []byte, ahead), free: make(chan []byte, ahead+2), stop: make(chan struct{})}
+	for range ahead + 2 {
+		p.free <- make([]byte, hashBlock)
+	}
+	return p
+}
+
+// get returns an empty block to fill (nil once the pipe is closed: the
+// caller's put then fails).
+func (p *blockPipe) get() []byte {
+	select {
+	case b := <-p.free:
+		return b[:cap(b)]
+	case <-p.stop:
+		return make([]byte, hashBlock)
+	}
+}
+
+// put passes a filled block on; it fails once the reader closed.
+func (p *blockPipe) put(b []byte) error {
+	select {
+	case p.full <- b:
+		return nil
+	case <-p.stop:
+		return p.stopped()
+	}
+}
+
+func (p *blockPipe) stopped() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Close ends the stream after the blocks already put (the writer's end).
+func (p *blockPipe) Close() error { return p.CloseWithError(io.EOF) }
+
+// CloseWithError stops the pipe: the reader gets err once the blocks
+// put before are read; a writer's next put gets err.
+func (p *blockPipe) CloseWithError(err error) error {
+	p.once.Do(func() {
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(p.stop)
+	})
+	return nil
+}
+
+func (p *blockPipe) Read(b []byte) (int, error) {
+	for p.cur == nil || p.off == len(p.cur) {
+		if p.cur != nil {
+			p.free <- p.cur
+			p.cur = nil
+		}
+		select {
+		case blk := <-p.full:
+			p.cur, p.off = blk, 0
+			continue
+		case <-p.stop:
+		}
+		// Blocks put before the close still count.
+		select {
+		case blk := <-p.full:
+			p.cur, p.off = blk, 0
+			continue
+		default:
+		}
+		return 0, p.stopped()
+	}
+	n := copy(b, p.cur[p.off:])
+	p.off += n
+	return n, nil
+}
 
 func newDecryptingReader(rc io.ReadCloser, tf *manifest.TargetFile, enc *manifest.Encryption, key encrypt.ContentKey) (*decryptingReader, error) {
 	if err := checkCiphertextLength(tf, enc); err != nil {
@@ -220,9 +316,9 @@ func newDecryptingReader(rc io.ReadCloser, tf *manifest.TargetFile, enc *manifes
 	if err != nil {
 		return nil, err
 	}
-	pr, pw := io.Pipe()
+	pr := newBlockPipe(hashAhead)
 	d := &decryptingReader{rc: rc, pr: pr, done: make(chan struct{}), ct: ct, pt: pt}
-	go d.hash(rc, pw)
+	go d.hash(rc, pr)
 	if d.Reader, err = encrypt.NewReader(pr, key, p); err != nil {
 		d.close()
 		return nil, err
@@ -232,10 +328,10 @@ func newDecryptingReader(rc io.ReadCloser, tf *manifest.TargetFile, enc *manifes
 
 // hash reads the download to its end, checking it against the signed
 // length and hashes, and hands each block on to the decryption.
-func (d *decryptingReader) hash(rc io.Reader, pw *io.PipeWriter) {
+func (d *decryptingReader) hash(rc io.Reader, pw *blockPipe) {
 	defer close(d.done)
-	buf := make([]byte, hashBlock)
 	for {
+		buf := pw.get()
 		n, err := rc.Read(buf)
 		if n > 0 {
 			if _, werr := d.ct.Write(buf[:n]); werr != nil {
@@ -243,7 +339,7 @@ func (d *decryptingReader) hash(rc io.Reader, pw *io.PipeWriter) {
 				pw.CloseWithError(werr)
 				return
 			}
-			if _, werr := pw.Write(buf[:n]); werr != nil {
+			if werr := pw.put(buf[:n]); werr != nil {
 				// The decryption stopped; what is left is not read.
 				d.cerr = werr
 				return
