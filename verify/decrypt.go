@@ -187,9 +187,9 @@ func streamParams(enc *manifest.Encryption) (encrypt.Params, error) {
 // decryptingReader checks the ciphertext rc against tf's signed length and
 // hashes as it passes, and decrypts it; the plaintext it yields is checked
 // against the encryption member. Hashing the download runs in a goroutine
-// of its own, one block ahead of the decryption, so that on a device with
-// two cores the decryption adds little to the install time; the two meet
-// in a pipe, which holds no data of its own. Call finish after the
+// of its own, up to hashAhead blocks ahead of the decryption (blockPipe),
+// so that on a device with two cores the decryption adds little to the
+// install time. Call finish after the
 // plaintext is consumed: it returns nil only if both checks passed. Call
 // close in every case before rc is closed.
 type decryptingReader struct {
