@@ -2,7 +2,6 @@ package delta
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
 
@@ -85,16 +84,7 @@ func (d *Script) writeLZ(w io.Writer) error {
 	if err := zw.Close(); err != nil {
 		return fmt.Errorf("delta: zstd: %w", err)
 	}
-	var hdr [streamHeaderSize]byte
-	copy(hdr[:], lzMagic)
-	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(d.old)))
-	binary.LittleEndian.PutUint64(hdr[16:], uint64(len(d.new)))
-	binary.LittleEndian.PutUint64(hdr[24:], uint64(payload.Len()))
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err = payload.WriteTo(w)
-	return err
+	return writeStreamPatch(w, lzMagic, len(d.old), len(d.new), &payload)
 }
 
 // applyLZ applies the rest of a patch in the LZ layout whose header a has

@@ -101,15 +101,21 @@ func (d *Script) writeSegmentsPatch(w io.Writer) error {
 		return fmt.Errorf("delta: zstd: %w", err)
 	}
 	streamEncoders.Put(zw) // only a cleanly closed encoder goes back
+	return writeStreamPatch(w, streamMagic, len(d.old), len(d.new), &payload)
+}
+
+// writeStreamPatch writes a streaming-format header (magic, the old and
+// new sizes, the payload's length) and then the payload.
+func writeStreamPatch(w io.Writer, magic string, oldLen, newLen int, payload *bytes.Buffer) error {
 	var hdr [streamHeaderSize]byte
-	copy(hdr[:], streamMagic)
-	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(d.old)))
-	binary.LittleEndian.PutUint64(hdr[16:], uint64(len(d.new)))
+	copy(hdr[:], magic)
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(oldLen))
+	binary.LittleEndian.PutUint64(hdr[16:], uint64(newLen))
 	binary.LittleEndian.PutUint64(hdr[24:], uint64(payload.Len()))
 	if _, err := w.Write(hdr[:]); err != nil {
 		return err
 	}
-	_, err = payload.WriteTo(w)
+	_, err := payload.WriteTo(w)
 	return err
 }
 
