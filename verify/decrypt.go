@@ -243,8 +243,14 @@ func (p *blockPipe) get() []byte {
 	}
 }
 
-// put passes a filled block on; it fails once the reader closed.
+// put passes a filled block on; it fails once the pipe is closed, even
+// with room for the block.
 func (p *blockPipe) put(b []byte) error {
+	select {
+	case <-p.stop:
+		return p.stopped()
+	default:
+	}
 	select {
 	case p.full <- b:
 		return nil
