@@ -224,13 +224,20 @@ func openOn(t *testing.T, store Storage, now time.Time) *Repository {
 	return repo
 }
 
-// Two publishers on one bucket, 20 rounds: in each, both open the same
+// Two publishers on one bucket (or directory), 20 rounds: in each, both open the same
 // version and publish a release at once; exactly one commits, the other
 // gets ErrConflict and, opening again, publishes on top. No release is
 // lost and the loser's unnamed files never block a later publish.
 func TestConcurrentPublishers(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
 		testConcurrentPublishers(t, func(t *testing.T) ConditionalStorage { return newCondMemStorage() })
+	})
+	t.Run("dir", func(t *testing.T) {
+		testConcurrentPublishers(t, func(t *testing.T) ConditionalStorage {
+			d, err := NewDirStorage(t.TempDir())
+			require.NoError(t, err)
+			return d
+		})
 	})
 	t.Run("s3", func(t *testing.T) {
 		srv := s3test.Require(t)

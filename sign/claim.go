@@ -70,10 +70,7 @@ func (r *Repository) writeConditional(ctx context.Context, cs ConditionalStorage
 				return err
 			}
 			r.commit(next)
-			if err := r.put(ctx, w); err != nil {
-				return err
-			}
-			err = r.finishClaims(ctx, cs, next.timestamp.Signed.Version)
+			err = r.copyClaim(ctx, cs, w, next.timestamp.Signed.Version)
 		case versionedMeta.MatchString(w.name):
 			err = r.createVersioned(ctx, cs, w)
 		default:
@@ -168,16 +165,42 @@ func newestClaim(ctx context.Context, cs ConditionalStorage, v int64) (*manifest
 	}
 }
 
-// finishClaims copies the newest claim above version v to timestamp.json.
-// A publisher that wrote timestamp.json runs it afterwards: if a newer
-// claim exists, that publisher's copy may have come before ours, and the
-// newest must win.
-func (r *Repository) finishClaims(ctx context.Context, cs ConditionalStorage, v int64) error {
-	md, data, err := newestClaim(ctx, cs, v)
-	if err != nil || md == nil {
+// copyClaim writes timestamp.json for our claim of version v, unless a
+// newer claim exists already: another publisher committed after us, and
+// writing ours would put an older timestamp back where clients read it.
+// Either way finishClaims then makes sure the newest claim is what stays.
+func (r *Repository) copyClaim(ctx context.Context, cs ConditionalStorage, w blob, v int64) error {
+	_, err := cs.ModTime(ctx, claimName(v+1))
+	switch {
+	case errors.Is(err, ErrBlobNotFound):
+		if err := r.put(ctx, w); err != nil {
+			return err
+		}
+	case err != nil:
 		return err
 	}
-	return cs.Put(ctx, timestampName, bytes.NewReader(data))
+	return r.finishClaims(ctx, cs, v)
+}
+
+// finishClaims copies the newest claim above version v to timestamp.json,
+// and again while newer claims appear. A store without compare-and-swap
+// on a replaced object cannot stop a slow copy of an older claim from
+// landing after a newer one; but every copier looks for newer claims after
+// its own write, so the last write of any copier is the newest claim, and
+// an older timestamp.json is visible at most for that one round trip
+// (clients refuse it as a rollback and keep what they trust; update
+// servers never serve it, see examples/updateserver).
+func (r *Repository) finishClaims(ctx context.Context, cs ConditionalStorage, v int64) error {
+	for {
+		md, data, err := newestClaim(ctx, cs, v)
+		if err != nil || md == nil {
+			return err
+		}
+		if err := cs.Put(ctx, timestampName, bytes.NewReader(data)); err != nil {
+			return err
+		}
+		v = md.Signed.Version
+	}
 }
 
 // rollForward, at open, takes the newest claim above the stored
@@ -192,5 +215,8 @@ func (r *Repository) rollForward(ctx context.Context) error {
 		return err
 	}
 	r.timestamp = md
-	return cs.Put(ctx, timestampName, bytes.NewReader(data))
+	if err := cs.Put(ctx, timestampName, bytes.NewReader(data)); err != nil {
+		return err
+	}
+	return r.finishClaims(ctx, cs, md.Signed.Version)
 }

@@ -48,10 +48,13 @@
 //
 // Storage: a directory ([DirStorage]) or a bucket ([BlobStorage] on
 // gocloud.dev/blob: S3 and S3-compatible servers, GCS, Azure; the program
-// imports the driver, so this package links no cloud SDK). On a bucket,
-// a [ConditionalStorage], Publish is a compare-and-swap: of two
-// publishers, or update server replicas renewing the timestamp, exactly
-// one commits and the other gets ErrConflict.
+// imports the driver, so this package links no cloud SDK). Both are a
+// [ConditionalStorage] (a directory creates by hard link), on which
+// Publish is a compare-and-swap: of two publishers, or update server
+// replicas renewing the timestamp, exactly one commits and the other gets
+// ErrConflict. gocloud.dev's fileblob (file:// URLs) only checks before
+// it renames: use DirStorage for a directory that several publishers
+// share.
 //
 // Errors carry evidence: a refused signature is a *[KeyError] naming the
 // role and key (ErrWrongRole, ErrUnknownKey, ErrRevokedKey,

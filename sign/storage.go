@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/otaseal/otaseal/internal/atomicfile"
 )
@@ -75,7 +76,22 @@ func NewDirStorage(dir string) (*DirStorage, error) {
 // renames it over name and fsyncs the directory: after a crash the name
 // holds the old or the new content, and once Put returns the new content
 // survives power loss.
-func (d *DirStorage) Put(ctx context.Context, name string, r io.Reader) (err error) {
+func (d *DirStorage) Put(ctx context.Context, name string, r io.Reader) error {
+	return d.write(ctx, name, r, false)
+}
+
+// Create is Put only when name holds no file (ErrBlobExists otherwise):
+// the complete temporary file is hard-linked to name, which the file
+// system does atomically and refuses when name exists, so of two
+// publishers creating one name exactly one succeeds and a reader never
+// sees a prefix. DirStorage is therefore a ConditionalStorage and two
+// publishers on one directory are as safe as on a bucket. The directory
+// must support hard links (any POSIX file system; not FAT).
+func (d *DirStorage) Create(ctx context.Context, name string, r io.Reader) error {
+	return d.write(ctx, name, r, true)
+}
+
+func (d *DirStorage) write(ctx context.Context, name string, r io.Reader, create bool) (err error) {
 	if err := CheckName(name); err != nil {
 		return err
 	}
@@ -91,9 +107,14 @@ func (d *DirStorage) Put(ctx context.Context, name string, r io.Reader) (err err
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
+	linked := false
 	defer func() {
 		if err != nil {
 			tmp.Close()
+		}
+		// After a link (or on error) the temporary name must go; after a
+		// rename it no longer exists.
+		if err != nil || linked {
 			os.Remove(tmp.Name())
 		}
 	}()
@@ -109,10 +130,34 @@ func (d *DirStorage) Put(ctx context.Context, name string, r io.Reader) (err err
 	if err = tmp.Close(); err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
-	if err = os.Rename(tmp.Name(), final); err != nil {
+	if create {
+		err = os.Link(tmp.Name(), final)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %s", ErrBlobExists, name)
+		}
+		linked = err == nil
+	} else {
+		err = os.Rename(tmp.Name(), final)
+	}
+	if err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
 	return atomicfile.SyncDir(dir)
+}
+
+// ModTime returns the modification time of the file name.
+func (d *DirStorage) ModTime(ctx context.Context, name string) (time.Time, error) {
+	if err := CheckName(name); err != nil {
+		return time.Time{}, err
+	}
+	fi, err := os.Stat(filepath.Join(d.root, filepath.FromSlash(name)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, fmt.Errorf("%w: %s", ErrBlobNotFound, name)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("sign: %w", err)
+	}
+	return fi.ModTime(), nil
 }
 
 // Get opens the blob name.
@@ -192,3 +237,5 @@ func readLimited(r io.Reader, max int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+var _ ConditionalStorage = (*DirStorage)(nil)

@@ -9,11 +9,9 @@ import (
 	"strings"
 
 	"gocloud.dev/blob"
-	// The drivers --repo URLs may name. Add gocloud.dev/blob/gcsblob or
-	// azureblob here to publish to Google Cloud Storage or Azure.
-	_ "gocloud.dev/blob/fileblob"
-	_ "gocloud.dev/blob/s3blob"
 
+	// The drivers --repo URLs may name: s3://, gs://, azblob://, file://.
+	_ "github.com/otaseal/otaseal/internal/blobdrivers"
 	"github.com/otaseal/otaseal/sign"
 )
 

@@ -16,11 +16,9 @@ import (
 	"gocloud.dev/blob"
 	"gocloud.dev/gcerrors"
 
-	// The drivers --repo URLs may name. Add gocloud.dev/blob/gcsblob or
-	// azureblob here to serve from Google Cloud Storage or Azure.
-	_ "gocloud.dev/blob/fileblob"
-	_ "gocloud.dev/blob/s3blob"
-
+	// The drivers --repo URLs may name: s3://, gs://, azblob://, file://.
+	_ "github.com/otaseal/otaseal/internal/blobdrivers"
+	"github.com/otaseal/otaseal/manifest"
 	"github.com/otaseal/otaseal/sign"
 )
 
@@ -125,7 +123,61 @@ type bucketFiles struct {
 	// healthy reports whether the last repository check could read the
 	// bucket: only then is a 403 from the bucket a miss.
 	healthy func() bool
+
+	// The newest timestamp this replica has answered (see
+	// freshestTimestamp).
+	tsMu      sync.Mutex
+	tsVersion int64
+	tsData    []byte
 }
+
+// maxClaimProbes bounds the claims freshestTimestamp looks for past
+// timestamp.json in one read: each is a bucket request.
+const maxClaimProbes = 8
+
+// freshestTimestamp returns what to answer for timestamp.json, given the
+// bytes read from the bucket: the newest committed timestamp. A newer
+// claim metadata/N.timestamp.json (package sign's commit point) wins over
+// timestamp.json, which lags it while a publisher copies and can even go
+// back for a moment when a slow copy of an older claim lands after a newer
+// one (a bucket cannot refuse that write). And a replica never answers a
+// version older than one it answered before: a device that saw version N
+// from this replica must not be shown N-1 and refuse it as a rollback.
+func (s *server) freshestTimestamp(ctx context.Context, data []byte) ([]byte, error) {
+	bf := s.bucket
+	v := int64(-1)
+	if md, err := manifest.ParseUnverified[manifest.Timestamp](manifest.RoleTimestamp, data, timestampLimits); err == nil {
+		v = md.Signed.Version
+	}
+	for i := 0; v >= 0 && i < maxClaimProbes; i++ {
+		key := fmt.Sprintf("%s/%d.timestamp.json", sign.MetadataDir, v+1)
+		claim, err := s.readBucketDocument(ctx, key)
+		if code := gcerrors.Code(err); code == gcerrors.NotFound || code == gcerrors.PermissionDenied {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		md, err := manifest.ParseUnverified[manifest.Timestamp](manifest.RoleTimestamp, claim, timestampLimits)
+		if err != nil || md.Signed.Version != v+1 {
+			s.log.Warn("ignoring a malformed timestamp claim", "key", key, "err", err)
+			break
+		}
+		data, v = claim, v+1
+	}
+	bf.tsMu.Lock()
+	defer bf.tsMu.Unlock()
+	if v < bf.tsVersion {
+		s.log.Warn("timestamp.json in the bucket is older than one already served: serving the newer", "bucket", v, "served", bf.tsVersion)
+		return bf.tsData, nil
+	}
+	bf.tsVersion, bf.tsData = v, data
+	return data, nil
+}
+
+// timestampLimits bounds a timestamp read from the bucket, as package sign
+// bounds the documents it reads.
+var timestampLimits = manifest.Limits{Timestamp: maxCachedDocument}
 
 // maxCachedDocument bounds one metadata document read into the cache, as
 // package sign bounds what it reads.
@@ -168,6 +220,9 @@ func (s *server) serveBucket(w http.ResponseWriter, r *http.Request, rel string,
 	if !ok {
 		var err error
 		data, err = s.readBucketDocument(r.Context(), key)
+		if err == nil && rel == "timestamp.json" {
+			data, err = s.freshestTimestamp(r.Context(), data)
+		}
 		switch {
 		case err == nil:
 			bf.cache.put(key, data, !unversioned(rel))
