@@ -62,6 +62,9 @@ type Config struct {
 	// mirror, and a Refresh that fails, even on metadata refused as
 	// forged, stale or rolled back, is tried again from each other mirror
 	// before it gives up. The mirror that served last is asked first.
+	// With an HTTPFetcher each mirror gets one attempt before any gets
+	// the fetcher's retries, so a dead mirror delays a fetch by one
+	// attempt, not by the whole retry schedule.
 	Mirrors []Mirror
 	// MetadataOnly allows an empty TargetsURL for a client that only
 	// refreshes and looks up metadata (a TUF conformance client, an

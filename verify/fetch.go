@@ -187,6 +187,13 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, url string, maxLength int64) (i
 	return nil, fmt.Errorf("%w (%d tries): %w", ErrFetchTransient, retries+1, lastErr)
 }
 
+// fetchOnce is Fetch without retries (see onceFetcher).
+func (f *HTTPFetcher) fetchOnce(ctx context.Context, url string, maxLength int64) (io.ReadCloser, error) {
+	once := *f
+	once.Retries = -1
+	return once.Fetch(ctx, url, maxLength)
+}
+
 // try sends one request. Its deadlines are timers that cancel the request's
 // context with an ErrSlowRetrieval cause, because only cancelling unblocks a
 // Read or a Do that waits on a silent server, and the caller's Transport may

@@ -67,34 +67,54 @@ func failover(ctx context.Context, err error) bool {
 	return true
 }
 
+// onceFetcher is a Fetcher that can also make a single attempt. With
+// several mirrors the client asks each mirror once before it lets the
+// fetcher retry any: a dead mirror then costs one attempt, not the
+// fetcher's whole retry schedule, before the next one is asked.
+type onceFetcher interface {
+	fetchOnce(ctx context.Context, url string, maxLength int64) (io.ReadCloser, error)
+}
+
 // fetchFrom opens rel (below a mirror's base URL, chosen by base) at the
-// preferred mirror and fails over to the next on a fault. The mirror that
-// answered becomes the preferred one. When every mirror fails, the error
-// is the preferred mirror's.
+// preferred mirror and fails over to the next on a fault: first one
+// attempt at each mirror, then, if all failed, the fetcher's retries at
+// each. The mirror that answered, even with a 404, becomes the preferred
+// one. When every
+// mirror fails, the error is the preferred mirror's.
 func (c *Client) fetchFrom(ctx context.Context, base func(Mirror) string, rel string, maxLength int64) (io.ReadCloser, error) {
+	passes := []func(context.Context, string, int64) (io.ReadCloser, error){c.fetcher.Fetch}
+	if of, ok := c.fetcher.(onceFetcher); ok && len(c.mirrors.all) > 1 {
+		passes = append([]func(context.Context, string, int64) (io.ReadCloser, error){of.fetchOnce}, passes...)
+	}
 	var first error
-	for _, i := range c.mirrors.order() {
-		b := base(c.mirrors.all[i])
-		if b == "" {
-			continue
-		}
-		rc, err := c.fetcher.Fetch(ctx, b+rel, maxLength)
-		if err == nil {
-			c.mirrors.pref.Store(int32(i))
-			return rc, nil
+	for _, fetch := range passes {
+		for _, i := range c.mirrors.order() {
+			b := base(c.mirrors.all[i])
+			if b == "" {
+				continue
+			}
+			rc, err := fetch(ctx, b+rel, maxLength)
+			if err == nil {
+				c.mirrors.pref.Store(int32(i))
+				return rc, nil
+			}
+			if first == nil {
+				first = err
+			}
+			if !failover(ctx, err) {
+				if ctx.Err() == nil {
+					// An answer (a 404 on the next root): this mirror is up.
+					c.mirrors.pref.Store(int32(i))
+				}
+				return nil, err
+			}
+			if len(c.mirrors.all) > 1 {
+				c.log.Warn("mirror failed, trying the next", "url", b+rel, "err", err)
+			}
 		}
 		if first == nil {
-			first = err
+			return nil, fmt.Errorf("%w: no mirror has a targets URL", ErrConfig)
 		}
-		if !failover(ctx, err) {
-			return nil, err
-		}
-		if len(c.mirrors.all) > 1 {
-			c.log.Warn("mirror failed, trying the next", "url", b+rel, "err", err)
-		}
-	}
-	if first == nil {
-		return nil, fmt.Errorf("%w: no mirror has a targets URL", ErrConfig)
 	}
 	return nil, first
 }

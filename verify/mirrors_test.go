@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -171,4 +173,51 @@ func TestMirrorsConfig(t *testing.T) {
 		Store:   store, Clock: &fixedClock{testNow},
 	})
 	assert.ErrorIs(t, err, ErrConfig)
+}
+
+// A broken mirror costs one attempt before the next mirror is asked, not
+// the fetcher's whole retry schedule; retries come only once every mirror
+// failed once.
+func TestMirrorsFailOverBeforeRetrying(t *testing.T) {
+	r := newRepo(t)
+	r.AddTarget("targets", "fw.bin", []byte("firmware"), nil)
+	r.Publish()
+	broken := newMirrorServer(t, r.Srv.URL, func(w http.ResponseWriter, path string) bool {
+		http.Error(w, "overloaded", http.StatusServiceUnavailable)
+		return true
+	})
+	// flaky fails every first request for a path, as a replica restarting
+	// would; only a retry gets through.
+	var seen sync.Map
+	flaky := newMirrorServer(t, r.Srv.URL, func(w http.ResponseWriter, path string) bool {
+		if _, again := seen.LoadOrStore(path, true); !again {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	newClientWith := func(mirrors ...Mirror) *Client {
+		store := newMemStore()
+		require.NoError(t, Bootstrap(context.Background(), store, r.RootJSON(1), manifest.Limits{}))
+		c, err := New(context.Background(), Config{
+			MetadataURL: mirrors[0].MetadataURL, TargetsURL: mirrors[0].TargetsURL, Mirrors: mirrors[1:],
+			Fetcher: &HTTPFetcher{Retries: 3, Backoff: time.Millisecond}, Store: store, Clock: &fixedClock{testNow},
+		})
+		require.NoError(t, err)
+		return c
+	}
+
+	good := newMirrorServer(t, r.Srv.URL, nil)
+	c := newClientWith(broken.mirror(), good.mirror())
+	require.NoError(t, c.Refresh(context.Background()))
+	assert.Equal(t, int64(1), broken.requests.Load(), "one attempt at the broken mirror, then the next")
+
+	// Every mirror failing once: the retries still reach the flaky one.
+	broken.requests.Store(0)
+	c = newClientWith(broken.mirror(), flaky.mirror())
+	require.NoError(t, c.Refresh(context.Background()))
+	got, err := download(t, c, "fw.bin")
+	require.NoError(t, err)
+	assert.Equal(t, "firmware", string(got))
+	assert.GreaterOrEqual(t, broken.requests.Load(), int64(1))
 }
