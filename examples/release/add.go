@@ -234,12 +234,8 @@ kept together with this one.`)
 // refuse it anyway once they installed the later one. The error names the
 // newest such release, the one the operator is most likely following.
 func checkSecurityVersion(repo *sign.Repository, fw manifest.Firmware) error {
-	targets, ok := repo.Targets(manifest.RoleTargets)
-	if !ok {
-		return nil
-	}
 	for _, hw := range fw.HardwareIDs {
-		rels, err := manifest.FirmwareFor(&targets.Signed, hw)
+		rels, err := releasesFor(repo, hw)
 		if err != nil {
 			return err
 		}
@@ -261,13 +257,9 @@ func checkSecurityVersion(repo *sign.Repository, fw manifest.Firmware) error {
 // previousReleases returns up to n releases older than fw for any of its
 // hardware IDs, newest first.
 func previousReleases(repo *sign.Repository, fw manifest.Firmware, n int) ([]manifest.Release, error) {
-	targets, ok := repo.Targets(manifest.RoleTargets)
-	if !ok {
-		return nil, nil
-	}
 	var out []manifest.Release
 	for _, hw := range fw.HardwareIDs {
-		rels, err := manifest.FirmwareFor(&targets.Signed, hw)
+		rels, err := releasesFor(repo, hw)
 		if err != nil {
 			return nil, err
 		}

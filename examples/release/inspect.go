@@ -118,22 +118,10 @@ func or(s, def string) string {
 // allTargets returns the targets of the top-level role and its delegations.
 func allTargets(s *session) map[string]*manifest.TargetFile {
 	out := map[string]*manifest.TargetFile{}
-	t, ok := s.repo.Targets(manifest.RoleTargets)
-	if !ok {
-		return out
-	}
-	add := func(m *manifest.Metadata[manifest.Targets]) {
+	for _, m := range allTargetsRoles(s) {
 		for p, tf := range m.Signed.Targets {
 			if _, dup := out[p]; !dup {
 				out[p] = tf
-			}
-		}
-	}
-	add(t)
-	if d := t.Signed.Delegations; d != nil {
-		for _, r := range d.Roles {
-			if dt, ok := s.repo.Targets(r.Name); ok {
-				add(dt)
 			}
 		}
 	}

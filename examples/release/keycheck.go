@@ -54,15 +54,21 @@ func roleNames(s *session) []string {
 }
 
 // allTargetsRoles returns the top-level targets document and every
-// delegated one the repository holds.
+// delegated one the repository holds (path delegations and hash bins),
+// delegators before the roles they delegate to.
 func allTargetsRoles(s *session) []*manifest.Metadata[manifest.Targets] {
+	return targetsDocs(s.repo)
+}
+
+// targetsDocs is allTargetsRoles of a repository.
+func targetsDocs(repo *sign.Repository) []*manifest.Metadata[manifest.Targets] {
 	var out []*manifest.Metadata[manifest.Targets]
 	queue := []string{manifest.RoleTargets}
 	seen := map[string]bool{}
 	for len(queue) > 0 {
 		role := queue[0]
 		queue = queue[1:]
-		md, ok := s.repo.Targets(role)
+		md, ok := repo.Targets(role)
 		if seen[role] || !ok {
 			continue
 		}
@@ -72,9 +78,33 @@ func allTargetsRoles(s *session) []*manifest.Metadata[manifest.Targets] {
 			for _, r := range d.Roles {
 				queue = append(queue, r.Name)
 			}
+			if d.SuccinctRoles != nil {
+				queue = append(queue, d.SuccinctRoles.GetRoles()...)
+			}
 		}
 	}
 	return out
+}
+
+// releasesFor returns the firmware releases for hw in every targets role
+// of the repository; a path listed twice counts once, as the first role
+// in delegation order lists it.
+func releasesFor(repo *sign.Repository, hw string) ([]manifest.Release, error) {
+	var out []manifest.Release
+	seen := map[string]bool{}
+	for _, md := range targetsDocs(repo) {
+		rels, err := manifest.FirmwareFor(&md.Signed, hw)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rels {
+			if !seen[r.Path] {
+				seen[r.Path] = true
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
 }
 
 // keyHistory says why keyID is not a key of role ("" for any role) in the

@@ -108,6 +108,7 @@ var commands = map[string]command{
 	"rotate":       {"add or remove keys of a role or change its threshold (new root version)", cmdRotate},
 	"revoke":       {"remove a compromised key from every role that lists it (new root version)", cmdRevoke},
 	"withdraw":     {"mark a published release withdrawn, with a reason devices log (image kept)", cmdWithdraw},
+	"bins":         {"delegate the targets role to hash bins (TAP 15) for a catalogue of many thousands of images", cmdBins},
 	"control-init": {"create the rollout control role with the update server's online key(s)", cmdControlInit},
 	"rollout":      {"pause, cap, stop or resume a release's rollout with the control key, or print its status", cmdRollout},
 	"devices":      {"enrol devices' report keys for the update server, or list them", cmdDevices},
