@@ -263,3 +263,39 @@ func containsID(d *manifest.Delegations, role, keyID string) bool {
 	}
 	return false
 }
+
+// TargetsRoles returns the names of every targets role the repository
+// holds in the order a TUF client searching for a path meets them:
+// "targets" first, then depth first each delegated role followed by its
+// own delegations (path delegations in their listed order, hash bins in
+// bin order).
+func (r *Repository) TargetsRoles() []string {
+	var out []string
+	stack := []string{manifest.RoleTargets}
+	seen := map[string]bool{}
+	for len(stack) > 0 {
+		role := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		md, ok := r.targets[role]
+		if seen[role] || !ok {
+			continue
+		}
+		seen[role] = true
+		out = append(out, role)
+		d := md.Signed.Delegations
+		if d == nil {
+			continue
+		}
+		children := make([]string, 0, len(d.Roles))
+		for _, dr := range d.Roles {
+			children = append(children, dr.Name)
+		}
+		if d.SuccinctRoles != nil {
+			children = append(children, d.SuccinctRoles.GetRoles()...)
+		}
+		for i := len(children) - 1; i >= 0; i-- {
+			stack = append(stack, children[i])
+		}
+	}
+	return out
+}

@@ -41,3 +41,17 @@ func TestAddDelegationRefusesTopLevelNames(t *testing.T) {
 		require.NoError(t, repo.AddDelegation(manifest.RoleTargets, Delegation{Name: name, Paths: []string{name + "/*"}, Keys: keys}), name)
 	}
 }
+
+// TargetsRoles lists roles in the order a client meets them: targets,
+// its path delegations as listed, then each one's own delegations, hash
+// bins in bin order.
+func TestTargetsRolesOrder(t *testing.T) {
+	repo := newTestRepo(t, true).repo
+	keys := RoleKeys{Threshold: 1, Keys: keysOf(t, "ed25519-6")}
+	before := repo.TargetsRoles()
+	require.Equal(t, manifest.RoleTargets, before[0])
+	require.NoError(t, repo.AddDelegation(manifest.RoleTargets, Delegation{Name: "zz-catalog", Paths: []string{"cat/*/*"}, Keys: keys}))
+	require.NoError(t, repo.AddHashBins("zz-catalog", "cbin", 2, keys))
+	got := repo.TargetsRoles()
+	assert.Equal(t, append(before, "zz-catalog", "cbin-0", "cbin-1", "cbin-2", "cbin-3"), got)
+}

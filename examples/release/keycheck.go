@@ -63,24 +63,9 @@ func allTargetsRoles(s *session) []*manifest.Metadata[manifest.Targets] {
 // targetsDocs is allTargetsRoles of a repository.
 func targetsDocs(repo *sign.Repository) []*manifest.Metadata[manifest.Targets] {
 	var out []*manifest.Metadata[manifest.Targets]
-	queue := []string{manifest.RoleTargets}
-	seen := map[string]bool{}
-	for len(queue) > 0 {
-		role := queue[0]
-		queue = queue[1:]
-		md, ok := repo.Targets(role)
-		if seen[role] || !ok {
-			continue
-		}
-		seen[role] = true
-		out = append(out, md)
-		if d := md.Signed.Delegations; d != nil {
-			for _, r := range d.Roles {
-				queue = append(queue, r.Name)
-			}
-			if d.SuccinctRoles != nil {
-				queue = append(queue, d.SuccinctRoles.GetRoles()...)
-			}
+	for _, role := range repo.TargetsRoles() {
+		if md, ok := repo.Targets(role); ok {
+			out = append(out, md)
 		}
 	}
 	return out

@@ -241,29 +241,12 @@ type release struct {
 }
 
 // eachTargetsRole calls f for the top-level targets role and every role
-// it delegates to, breadth first, each once, until f returns false.
-// Roles delegated but not in the repository are skipped.
+// it delegates to (hash bins included), in the order a client searches
+// them, each once, until f returns false.
 func eachTargetsRole(repo *sign.Repository, f func(role string, md *manifest.Metadata[manifest.Targets]) bool) {
-	seen := map[string]bool{}
-	queue := []string{manifest.RoleTargets}
-	for len(queue) > 0 {
-		role := queue[0]
-		queue = queue[1:]
-		if seen[role] {
-			continue
-		}
-		seen[role] = true
-		md, ok := repo.Targets(role)
-		if !ok {
-			continue
-		}
-		if !f(role, md) {
+	for _, role := range repo.TargetsRoles() {
+		if md, ok := repo.Targets(role); ok && !f(role, md) {
 			return
-		}
-		if d := md.Signed.Delegations; d != nil {
-			for _, r := range d.Roles {
-				queue = append(queue, r.Name)
-			}
 		}
 	}
 }
