@@ -3,6 +3,7 @@ package manifest
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -242,4 +243,22 @@ func withdrawalJSON(w *Withdrawal) map[string]any {
 		obj["advisories"] = w.Advisories
 	}
 	return obj
+}
+
+// FormatShare writes a share in basis points as a percentage: 1000 is
+// "10%", 5 is "0.05%".
+func FormatShare(bp int) string {
+	return strconv.FormatFloat(float64(bp)/100, 'f', -1, 64) + "%"
+}
+
+// FormatOffset writes a wave's offset from the rollout's start in whole
+// days ("7d") or hours ("36h") when it is one, else as time.Duration does.
+func FormatOffset(d time.Duration) string {
+	if d%(24*time.Hour) == 0 && d != 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return d.String()
 }

@@ -211,3 +211,12 @@ func TestRolloutCorruption(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatShareOffset(t *testing.T) {
+	for bp, want := range map[int]string{10000: "100%", 1000: "10%", 1250: "12.5%", 5: "0.05%", 1: "0.01%"} {
+		assert.Equal(t, want, FormatShare(bp), bp)
+	}
+	for d, want := range map[time.Duration]string{0: "0h", time.Hour: "1h", 36 * time.Hour: "36h", 48 * time.Hour: "2d", 90 * time.Minute: "1h30m0s"} {
+		assert.Equal(t, want, FormatOffset(d), d)
+	}
+}

@@ -226,7 +226,7 @@ func formatControl(rc *manifest.ReleaseControl) string {
 	}
 	what := string(rc.State)
 	if rc.State == manifest.ControlCapped {
-		what = "capped at " + formatShare(rc.CapShare)
+		what = "capped at " + manifest.FormatShare(rc.CapShare)
 	}
 	if rc.Reason != "" {
 		what += ": " + oneLine(rc.Reason)

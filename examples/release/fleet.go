@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/otaseal/otaseal/fleet"
+	"github.com/otaseal/otaseal/manifest"
 )
 
 // healthFlags are add's health rule options.
@@ -153,34 +154,10 @@ file when it changes.
 	return nil
 }
 
-// fleetStatus is the update server's GET /fleet/status answer.
-type fleetStatus struct {
-	Release string `json:"release"`
-	Waves   []struct {
-		Wave      int       `json:"wave"`
-		Share     int       `json:"share_basis_points"`
-		Opens     time.Time `json:"opens"`
-		Open      bool      `json:"open"`
-		Devices   int       `json:"devices"`
-		Eligible  int       `json:"eligible"`
-		Attempted int       `json:"attempted"`
-		Confirmed int       `json:"confirmed"`
-		Reverted  int       `json:"reverted"`
-		Failed    int       `json:"failed"`
-	} `json:"waves"`
-	Rule      *fleet.HealthRule `json:"health_rule"`
-	LastPause *struct {
-		Attempts  int64     `json:"attempts"`
-		Failures  int64     `json:"failures"`
-		Published bool      `json:"published"`
-		At        time.Time `json:"at"`
-	} `json:"last_health_pause"`
-}
-
 // printFleetStatus prints what the update server at base (its --health
 // listener) counted for target, per wave.
 func printFleetStatus(ctx context.Context, e *env, base, target string) error {
-	u := strings.TrimSuffix(base, "/") + "/fleet/status?release=" + url.QueryEscape(target)
+	u := strings.TrimSuffix(base, "/") + fleet.StatusPath + "?release=" + url.QueryEscape(target)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -199,7 +176,7 @@ func printFleetStatus(ctx context.Context, e *env, base, target string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("fleet status from %s: %s: %s", base, resp.Status, strings.TrimSpace(string(body)))
 	}
-	var st fleetStatus
+	var st fleet.ReleaseStatus
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("fleet status from %s: %w", base, err)
 	}
@@ -221,7 +198,7 @@ func printFleetStatus(ctx context.Context, e *env, base, target string) error {
 		if w.Opens.IsZero() {
 			opens = "-"
 		}
-		e.printf("%-5d %-7s %-22s %8d %8d %9d %9d %8d %6d\n", w.Wave, formatShare(w.Share), opens, w.Devices, w.Eligible, w.Attempted, w.Confirmed, w.Reverted, w.Failed)
+		e.printf("%-5d %-7s %-22s %8d %8d %9d %9d %8d %6d\n", w.Wave, manifest.FormatShare(w.Share), opens, w.Devices, w.Eligible, w.Attempted, w.Confirmed, w.Reverted, w.Failed)
 	}
 	return nil
 }

@@ -122,22 +122,6 @@ func parseRolloutStart(s string) (time.Time, error) {
 	return t.UTC().Truncate(time.Second), nil
 }
 
-// formatShare writes basis points as a percentage: 1250 is "12.5%".
-func formatShare(bp int) string {
-	return strconv.FormatFloat(float64(bp)/100, 'f', -1, 64) + "%"
-}
-
-// formatOffset writes a wave offset in the units --rollout reads.
-func formatOffset(d time.Duration) string {
-	if d%(24*time.Hour) == 0 && d != 0 {
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	}
-	if d%time.Hour == 0 {
-		return fmt.Sprintf("%dh", d/time.Hour)
-	}
-	return d.String()
-}
-
 // formatSchedule writes a rollout the way --rollout reads it, "-" for an
 // immediate release.
 func formatSchedule(r *manifest.Rollout) string {
@@ -146,7 +130,7 @@ func formatSchedule(r *manifest.Rollout) string {
 	}
 	waves := make([]string, len(r.Waves))
 	for i, w := range r.Waves {
-		waves[i] = formatShare(w.Share) + "@" + formatOffset(w.Offset)
+		waves[i] = manifest.FormatShare(w.Share) + "@" + manifest.FormatOffset(w.Offset)
 	}
 	return strings.Join(waves, ",")
 }
@@ -169,6 +153,6 @@ func currentWave(r *manifest.Rollout, now time.Time) string {
 	case cur == len(r.Waves)-1:
 		return "complete (100%)"
 	}
-	return fmt.Sprintf("wave %d/%d (%s) until %s", cur+1, len(r.Waves), formatShare(r.Waves[cur].Share),
+	return fmt.Sprintf("wave %d/%d (%s) until %s", cur+1, len(r.Waves), manifest.FormatShare(r.Waves[cur].Share),
 		formatTime(r.Start.Add(r.Waves[cur+1].Offset)))
 }

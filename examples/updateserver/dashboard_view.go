@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -198,7 +197,7 @@ func buildView(ctx context.Context, m *repoModel, stats fleetStats, now time.Tim
 			rv.Start = fw.Rollout.Start
 			for i, w := range fw.Rollout.Waves {
 				from := fw.Rollout.Start.Add(w.Offset)
-				rv.Waves = append(rv.Waves, waveView{N: i + 1, Share: shareText(w.Share), From: from, Reached: !now.Before(from)})
+				rv.Waves = append(rv.Waves, waveView{N: i + 1, Share: manifest.FormatShare(w.Share), From: from, Reached: !now.Before(from)})
 			}
 		}
 		if stats != nil && v.StatsError == "" {
@@ -351,27 +350,16 @@ func roleRows(repo *sign.Repository) ([]roleRow, error) {
 	return rows, nil
 }
 
-// shareText writes basis points as a percentage: 1250 is "12.5%".
-func shareText(bp int) string {
-	return strconv.FormatFloat(float64(bp)/100, 'f', -1, 64) + "%"
-}
-
+// scheduleText writes a rollout schedule for people: "1% at +0h, 100% at +7d".
 func scheduleText(r *manifest.Rollout) string {
 	if r == nil {
 		return "every device at once"
 	}
 	waves := make([]string, len(r.Waves))
 	for i, w := range r.Waves {
-		waves[i] = shareText(w.Share) + " at +" + offsetText(w.Offset)
+		waves[i] = manifest.FormatShare(w.Share) + " at +" + manifest.FormatOffset(w.Offset)
 	}
 	return strings.Join(waves, ", ")
-}
-
-func offsetText(d time.Duration) string {
-	if d%(24*time.Hour) == 0 && d != 0 {
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	}
-	return fmt.Sprintf("%dh", d/time.Hour)
 }
 
 // waveNow says how far the schedule has got at now.
@@ -391,7 +379,7 @@ func waveNow(r *manifest.Rollout, now time.Time) string {
 	case cur == len(r.Waves)-1:
 		return "complete"
 	}
-	return fmt.Sprintf("wave %d of %d (%s)", cur+1, len(r.Waves), shareText(r.Waves[cur].Share))
+	return fmt.Sprintf("wave %d of %d (%s)", cur+1, len(r.Waves), manifest.FormatShare(r.Waves[cur].Share))
 }
 
 func controlText(rc *manifest.ReleaseControl) string {
@@ -400,7 +388,7 @@ func controlText(rc *manifest.ReleaseControl) string {
 	}
 	s := string(rc.State)
 	if rc.State == manifest.ControlCapped {
-		s += " at " + shareText(rc.CapShare)
+		s += " at " + manifest.FormatShare(rc.CapShare)
 	}
 	if rc.Reason != "" {
 		s += ": " + rc.Reason

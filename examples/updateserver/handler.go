@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/otaseal/otaseal/fleet"
 )
 
 // maxPathLen bounds a request path; no repository name comes near it.
@@ -61,7 +63,7 @@ func (s *server) route(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) healthOnly(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == statusPath {
+	if r.URL.Path == fleet.StatusPath {
 		s.fleetStatus(w, r)
 		return
 	}

@@ -116,7 +116,7 @@ func (s *server) evaluateHealth(ctx context.Context, target string) {
 		return
 	}
 	reason := fmt.Sprintf("health rule: %d of %d attempts reverted or failed (%s)", failures, attempts, rule)
-	p := pauseRecord{Target: target, AfterReportID: upTo, Attempts: attempts, Failures: failures, At: s.now().UTC()}
+	p := fleet.HealthPause{Release: target, AfterReportID: upTo, Attempts: attempts, Failures: failures, At: s.now().UTC()}
 	err = s.publishPause(ctx, target, reason)
 	switch {
 	case err == nil:
@@ -174,31 +174,6 @@ func (s *server) publishPauseLocked(ctx context.Context, target, reason string) 
 	return repo.Publish(ctx, s.signers)
 }
 
-// waveStatus is one wave's counts in the read endpoint.
-type waveStatus struct {
-	Wave      int       `json:"wave"`
-	Share     int       `json:"share_basis_points"`
-	Opens     time.Time `json:"opens"`
-	Open      bool      `json:"open"`
-	Devices   int       `json:"devices"`
-	Eligible  int       `json:"eligible"`
-	Attempted int       `json:"attempted"`
-	Confirmed int       `json:"confirmed"`
-	Reverted  int       `json:"reverted"`
-	Failed    int       `json:"failed"`
-}
-
-// releaseStatus is the answer of the read endpoint for one release.
-type releaseStatus struct {
-	Release     string            `json:"release"`
-	Version     string            `json:"version"`
-	HardwareIDs []string          `json:"hardware_ids"`
-	Waves       []waveStatus      `json:"waves"`
-	Rule        *fleet.HealthRule `json:"health_rule,omitempty"`
-	Control     *controlStatus    `json:"control,omitempty"`
-	LastPause   *pauseRecord      `json:"last_health_pause,omitempty"`
-}
-
 // fleetStatus serves GET /fleet/status?release=TARGET.
 func (s *server) fleetStatus(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -229,18 +204,12 @@ func (s *server) fleetStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // controlStatus is the rollout control of a release in the read endpoint.
-type controlStatus struct {
-	State    string `json:"state"`
-	CapShare int    `json:"cap_basis_points,omitempty"`
-	Reason   string `json:"reason,omitempty"`
-}
-
 var errUnknownRelease = errors.New("unknown release")
 
 // releaseStatus counts, per wave of target's schedule, the devices the
 // server knows for its hardware, those whose wave has opened (eligible),
 // and their latest attempts (countWaves).
-func (s *server) releaseStatus(ctx context.Context, target string) (*releaseStatus, error) {
+func (s *server) releaseStatus(ctx context.Context, target string) (*fleet.ReleaseStatus, error) {
 	fw, ok := s.release(ctx, target)
 	if !ok {
 		return nil, fmt.Errorf("%w %q", errUnknownRelease, target)
@@ -256,7 +225,7 @@ func (s *server) releaseStatus(ctx context.Context, target string) (*releaseStat
 	if err != nil {
 		return nil, err
 	}
-	out := &releaseStatus{Release: target, Version: fw.Version.String(), HardwareIDs: fw.HardwareIDs,
+	out := &fleet.ReleaseStatus{Release: target, Version: fw.Version.String(), HardwareIDs: fw.HardwareIDs,
 		Waves: countWaves(target, fw, s.now(), devs, outs)}
 	if rules, err := s.healthRules(); err == nil {
 		if rule, ok := rules.Releases[target]; ok {
@@ -273,7 +242,7 @@ func (s *server) releaseStatus(ctx context.Context, target string) (*releaseStat
 	defer repo.Close()
 	if ctl, err := repo.RolloutControl(); err == nil {
 		if rc, ok := ctl.Releases[target]; ok {
-			out.Control = &controlStatus{State: string(rc.State), CapShare: rc.CapShare, Reason: rc.Reason}
+			out.Control = &fleet.ControlStatus{State: string(rc.State), CapShare: rc.CapShare, Reason: rc.Reason}
 		}
 	}
 	return out, nil
@@ -284,17 +253,17 @@ func (s *server) releaseStatus(ctx context.Context, target string) (*releaseStat
 // schedule their rollout bucket falls in; a wave's devices are eligible
 // once it has opened at now. An immediate release is one wave of every
 // device, open from the start.
-func countWaves(target string, fw *manifest.Firmware, now time.Time, devs []knownDevice, outs []outcome) []waveStatus {
+func countWaves(target string, fw *manifest.Firmware, now time.Time, devs []knownDevice, outs []outcome) []fleet.WaveStatus {
 	ro := fw.Rollout
 	if ro == nil {
 		ro = &manifest.Rollout{Waves: []manifest.Wave{{Share: manifest.FullShare}}}
 	}
-	waves := make([]waveStatus, len(ro.Waves))
+	waves := make([]fleet.WaveStatus, len(ro.Waves))
 	for i, wv := range ro.Waves {
 		opens := ro.Start.Add(wv.Offset)
-		waves[i] = waveStatus{Wave: i + 1, Share: wv.Share, Opens: opens, Open: !now.Before(opens)}
+		waves[i] = fleet.WaveStatus{Wave: i + 1, Share: wv.Share, Opens: opens, Open: !now.Before(opens)}
 	}
-	waveOf := func(rolloutID string) *waveStatus {
+	waveOf := func(rolloutID string) *fleet.WaveStatus {
 		b := manifest.RolloutBucket(target, rolloutID)
 		for i, wv := range ro.Waves {
 			if b < wv.Share {

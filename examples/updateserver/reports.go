@@ -16,14 +16,11 @@ import (
 	"github.com/otaseal/otaseal/fleet"
 )
 
-// reportsPath is where devices POST their reports; statusPath the read
-// endpoint of the per-release, per-wave counts (on the --health listener
-// only: fleet statistics are for operators, not for every device with a
-// certificate).
-const (
-	reportsPath = "/reports"
-	statusPath  = "/fleet/status"
-)
+// reportsPath is where devices POST their reports. fleet.StatusPath, the
+// read endpoint of the per-release, per-wave counts, is served on the
+// --health listener only: fleet statistics are for operators, not for
+// every device with a certificate.
+const reportsPath = "/reports"
 
 // ReportLimits bound what one device can make the server store.
 type ReportLimits struct {

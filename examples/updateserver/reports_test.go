@@ -285,17 +285,17 @@ func releaseControl(t testing.TB, repo *testRepo) *manifest.ReleaseControl {
 	return &rc
 }
 
-func getStatus(t testing.TB, srv *running) releaseStatus {
+func getStatus(t testing.TB, srv *running) fleet.ReleaseStatus {
 	return getStatusOf(t, srv, firmwarePath)
 }
 
-func getStatusOf(t testing.TB, srv *running, target string) releaseStatus {
+func getStatusOf(t testing.TB, srv *running, target string) fleet.ReleaseStatus {
 	base := strings.TrimSuffix(srv.healthURL, "/healthz")
-	resp, err := http.Get(base + statusPath + "?release=" + target)
+	resp, err := http.Get(base + fleet.StatusPath + "?release=" + target)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var st releaseStatus
+	var st fleet.ReleaseStatus
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
 	return st
 }
@@ -436,7 +436,7 @@ func TestNoReports(t *testing.T) {
 	code, _, err := post(http.DefaultClient, srv.httpURL, []byte(`{}`))
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusMethodNotAllowed, code, "the repository is read-only without reports")
-	resp, err := http.Get(strings.TrimSuffix(srv.healthURL, "/healthz") + statusPath + "?release=" + firmwarePath)
+	resp, err := http.Get(strings.TrimSuffix(srv.healthURL, "/healthz") + fleet.StatusPath + "?release=" + firmwarePath)
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)

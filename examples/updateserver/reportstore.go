@@ -38,8 +38,8 @@ type reportStore interface {
 	// when none): where a pause's window ends.
 	maxReportID(ctx context.Context, target string) (int64, error)
 	// recordPause and lastPause keep the pauses the health rule caused.
-	recordPause(ctx context.Context, p pauseRecord) error
-	lastPause(ctx context.Context, target string) (pauseRecord, bool, error)
+	recordPause(ctx context.Context, p fleet.HealthPause) error
+	lastPause(ctx context.Context, target string) (fleet.HealthPause, bool, error)
 	// seqs returns the sequence numbers stored for a device, ascending.
 	seqs(ctx context.Context, deviceID string) ([]uint64, error)
 	close() error
@@ -90,18 +90,6 @@ type outcome struct {
 // knownDevice is a device the server knows of.
 type knownDevice struct {
 	DeviceID, HardwareID, RolloutID string
-}
-
-// pauseRecord is a pause the health rule caused (or would have, without
-// the control key): AfterReportID is the newest report it counted, so
-// that after a resume the rule judges only newer reports.
-type pauseRecord struct {
-	Target        string    `json:"release"`
-	AfterReportID int64     `json:"after_report_id"`
-	Attempts      int64     `json:"attempts"`
-	Failures      int64     `json:"failures"`
-	Published     bool      `json:"published"` // false: the server holds no control key
-	At            time.Time `json:"at"`
 }
 
 // errUnknownDB marks a --db value that names no supported database.

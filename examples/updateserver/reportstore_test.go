@@ -180,7 +180,7 @@ func TestStoreConformance(t *testing.T) {
 		_, ok, err := st.lastPause(ctx, testTarget)
 		require.NoError(t, err)
 		assert.False(t, ok)
-		p := pauseRecord{Target: testTarget, AfterReportID: 7, Attempts: 20, Failures: 2, Published: true, At: time.Unix(1700000000, 0).UTC()}
+		p := fleet.HealthPause{Release: testTarget, AfterReportID: 7, Attempts: 20, Failures: 2, Published: true, At: time.Unix(1700000000, 0).UTC()}
 		require.NoError(t, st.recordPause(ctx, p))
 		p2 := p
 		p2.AfterReportID, p2.Published = 9, false

@@ -235,23 +235,23 @@ func (s *sqlStore) enrol(ctx context.Context, ds []knownDevice) error {
 	return tx.Commit()
 }
 
-func (s *sqlStore) recordPause(ctx context.Context, p pauseRecord) error {
+func (s *sqlStore) recordPause(ctx context.Context, p fleet.HealthPause) error {
 	defer s.lockWrites()()
 	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO pauses (target, after_report_id, attempts, failures, published, paused_at) VALUES (?, ?, ?, ?, ?, ?)`),
-		p.Target, p.AfterReportID, p.Attempts, p.Failures, p.Published, p.At.Unix())
+		p.Release, p.AfterReportID, p.Attempts, p.Failures, p.Published, p.At.Unix())
 	return err
 }
 
-func (s *sqlStore) lastPause(ctx context.Context, target string) (pauseRecord, bool, error) {
-	p := pauseRecord{Target: target}
+func (s *sqlStore) lastPause(ctx context.Context, target string) (fleet.HealthPause, bool, error) {
+	p := fleet.HealthPause{Release: target}
 	var at int64
 	err := s.db.QueryRowContext(ctx, s.q(`SELECT after_report_id, attempts, failures, published, paused_at FROM pauses
 		WHERE target = ? ORDER BY id DESC LIMIT 1`), target).Scan(&p.AfterReportID, &p.Attempts, &p.Failures, &p.Published, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return pauseRecord{}, false, nil
+		return fleet.HealthPause{}, false, nil
 	}
 	if err != nil {
-		return pauseRecord{}, false, err
+		return fleet.HealthPause{}, false, err
 	}
 	p.At = time.Unix(at, 0).UTC()
 	return p, true, nil

@@ -40,7 +40,7 @@ func TestStatusPerWave(t *testing.T) {
 	cfg.Reports, cfg.Enrolment = st, writeEnrolment(t, t.TempDir(), ds)
 	srv := start(t, cfg, nil)
 
-	want := make([]waveStatus, 2)
+	want := make([]fleet.WaveStatus, 2)
 	for i, d := range ds {
 		w := 1
 		if manifest.RolloutBucket(staged, d.rolloutID) < 2000 {
