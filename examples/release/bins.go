@@ -59,16 +59,9 @@ without signing with it.`)
 		return err
 	}
 	defer s.close()
-	rk := sign.RoleKeys{Threshold: *threshold}
-	for _, ref := range binKeys {
-		key, signer, err := s.keys.resolve(ctx, ref)
-		if err != nil {
-			return err
-		}
-		rk.Keys = append(rk.Keys, key)
-		if signer != nil {
-			signers = append(signers, signer)
-		}
+	rk, signers, err := s.keys.roleKeys(ctx, binKeys, *threshold, signers)
+	if err != nil {
+		return err
 	}
 	if err := s.repo.AddHashBins(manifest.RoleTargets, *prefix, *bits, rk); err != nil {
 		if errors.Is(err, sign.ErrBadPolicy) {

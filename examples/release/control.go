@@ -47,16 +47,9 @@ to sign the role's first, empty document. A "PUBLIC KEY" PEM file in
 		return err
 	}
 	defer s.close()
-	rk := sign.RoleKeys{Threshold: *threshold}
-	for _, ref := range controlKeys {
-		key, signer, err := s.keys.resolve(ctx, ref)
-		if err != nil {
-			return err
-		}
-		rk.Keys = append(rk.Keys, key)
-		if signer != nil {
-			signers = append(signers, signer)
-		}
+	rk, signers, err := s.keys.roleKeys(ctx, controlKeys, *threshold, signers)
+	if err != nil {
+		return err
 	}
 	if err := s.repo.AddRolloutControl(rk); err != nil {
 		if errors.Is(err, sign.ErrRoleExists) {

@@ -67,6 +67,25 @@ func (k *keyring) signers(ctx context.Context, refs []string) ([]*sign.Signer, e
 	return out, nil
 }
 
+// roleKeys resolves the key references of a new role (PEM files, public
+// or private, or PKCS#11 keys) into its RoleKeys with threshold, and
+// appends the signers among them to signers: a new role's first document
+// is signed by those of its keys at hand.
+func (k *keyring) roleKeys(ctx context.Context, refs []string, threshold int, signers []*sign.Signer) (sign.RoleKeys, []*sign.Signer, error) {
+	rk := sign.RoleKeys{Threshold: threshold}
+	for _, ref := range refs {
+		key, signer, err := k.resolve(ctx, ref)
+		if err != nil {
+			return rk, signers, err
+		}
+		rk.Keys = append(rk.Keys, key)
+		if signer != nil {
+			signers = append(signers, signer)
+		}
+	}
+	return rk, signers, nil
+}
+
 // resolve returns the TUF key of ref and, unless ref is a "PUBLIC KEY"
 // PEM file, its signer. Public key files let the holders of offline keys
 // hand over only their public halves.
