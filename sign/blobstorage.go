@@ -31,6 +31,17 @@ type ConditionalStorage interface {
 	ModTime(ctx context.Context, name string) (time.Time, error)
 }
 
+// RemovableStorage is a Storage that can also remove a blob. Publish uses
+// it, when the store has it, to remove claims (see Publish) that no
+// publisher or reader can need any more, so that they do not pile up at
+// one per publish and timestamp renewal.
+//
+// Remove deletes name; removing a name that holds nothing is not an error.
+type RemovableStorage interface {
+	Storage
+	Remove(ctx context.Context, name string) error
+}
+
 // DefaultTimestampMaxAge is how long caches may keep timestamp.json (and
 // the other unversioned metadata) when BlobStorageOptions leaves it zero.
 const DefaultTimestampMaxAge = time.Minute
@@ -154,6 +165,18 @@ func (s *BlobStorage) Get(ctx context.Context, name string) (io.ReadCloser, erro
 		return nil, blobError("reading "+name, err)
 	}
 	return r, nil
+}
+
+// Remove deletes the object name; a missing one is not an error.
+func (s *BlobStorage) Remove(ctx context.Context, name string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	err := s.b.Delete(ctx, name)
+	if err == nil || gcerrors.Code(err) == gcerrors.NotFound {
+		return nil
+	}
+	return blobError("removing "+name, err)
 }
 
 // ModTime returns the object's last write time.

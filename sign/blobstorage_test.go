@@ -99,6 +99,7 @@ func TestBlobStorageS3(t *testing.T) {
 	b := srv.NewBucket(t, true)
 	s := NewBlobStorage(b.Blob, BlobStorageOptions{TimestampMaxAge: 30 * time.Second})
 	var _ ConditionalStorage = s
+	var _ RemovableStorage = s
 
 	require.NoError(t, s.Put(ctx, "metadata/timestamp.json", bytes.NewReader([]byte(`{"v":1}`))))
 	require.NoError(t, s.Put(ctx, "metadata/timestamp.json", bytes.NewReader([]byte(`{"v":2}`))))
@@ -127,6 +128,11 @@ func TestBlobStorageS3(t *testing.T) {
 	assert.Equal(t, []string{"metadata/3.snapshot.json", "metadata/timestamp.json"}, names)
 	_, err = s.Get(ctx, "../escape")
 	assert.ErrorIs(t, err, ErrBadName)
+	require.NoError(t, s.Create(ctx, "metadata/9.timestamp.json", bytes.NewReader([]byte("claim"))))
+	require.NoError(t, s.Remove(ctx, "metadata/9.timestamp.json"))
+	_, err = s.Get(ctx, "metadata/9.timestamp.json")
+	assert.ErrorIs(t, err, ErrBlobNotFound)
+	assert.NoError(t, s.Remove(ctx, "metadata/9.timestamp.json"), "removing a missing object is no error")
 
 	for name, want := range map[string]string{
 		"metadata/timestamp.json":    "public, max-age=30",

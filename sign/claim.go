@@ -71,6 +71,9 @@ func (r *Repository) writeConditional(ctx context.Context, cs ConditionalStorage
 			}
 			r.commit(next)
 			err = r.copyClaim(ctx, cs, w, next.timestamp.Signed.Version)
+			if err == nil {
+				r.pruneClaims(ctx, cs, next.timestamp.Signed.Version)
+			}
 		case versionedMeta.MatchString(w.name):
 			err = r.createVersioned(ctx, cs, w)
 		default:
@@ -219,4 +222,37 @@ func (r *Repository) rollForward(ctx context.Context) error {
 		return err
 	}
 	return r.finishClaims(ctx, cs, md.Signed.Version)
+}
+
+// keptClaims is how many claims below the newest one are never removed.
+const keptClaims = 16
+
+// maxPrunedClaims bounds the claims one publish removes: a repository
+// that piled them up before they were pruned loses them over a few
+// publishes.
+const maxPrunedClaims = 256
+
+// pruneClaims removes old claims after a commit of version v, when the
+// store can remove. A claim is needed while a publisher may still try to
+// create it: that publisher checked timestamp.json at the start of its
+// publish, at most a lease ago, and found the version below the claim; so
+// a claim more than keptClaims versions old and written more than two
+// leases ago can no longer be contested (its absence would let a stale
+// publisher win it). Readers never need claims below timestamp.json.
+// Removal is best effort: the publish has committed, and a claim left
+// behind is removed by a later publish.
+func (r *Repository) pruneClaims(ctx context.Context, cs ConditionalStorage, v int64) {
+	rs, ok := r.store.(RemovableStorage)
+	if !ok {
+		return
+	}
+	for old, n := v-keptClaims, 0; old > 0 && n < maxPrunedClaims; old, n = old-1, n+1 {
+		mt, err := cs.ModTime(ctx, claimName(old))
+		if err != nil || time.Since(mt) < 2*r.lease() {
+			return
+		}
+		if rs.Remove(ctx, claimName(old)) != nil {
+			return
+		}
+	}
 }

@@ -3,7 +3,11 @@ package sign
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -169,4 +173,69 @@ func TestDirStorageCreateRace(t *testing.T) {
 	require.NoError(t, err)
 	assert.WithinDuration(t, time.Now(), mt, time.Minute)
 	assert.ErrorIs(t, d.Create(ctx, "../x", bytes.NewReader(nil)), ErrBadName)
+}
+
+// Claims do not pile up: once a claim is keptClaims versions behind and
+// older than two publish leases, a later publish removes it; younger ones
+// stay, since a stale publisher could still contest them.
+func TestClaimsPruned(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	dir := t.TempDir()
+	d, err := NewDirStorage(dir)
+	require.NoError(t, err)
+	opts := RepositoryOptions{Now: func() time.Time { return now }, TempDir: t.TempDir()}
+	repo, err := CreateRepository(ctx, d, signedRoot(t, true, now), opts)
+	require.NoError(t, err)
+	require.NoError(t, repo.Publish(ctx, allSigners(t)))
+	repo.Close()
+
+	claims := func() []string {
+		names, err := d.List(ctx, MetadataDir+"/")
+		require.NoError(t, err)
+		var out []string
+		for _, n := range names {
+			if strings.HasSuffix(n, ".timestamp.json") {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	age := func() { // every claim so far was written three leases ago
+		for _, c := range claims() {
+			old := time.Now().Add(-3 * DefaultPublishLease)
+			require.NoError(t, os.Chtimes(filepath.Join(dir, filepath.FromSlash(c)), old, old))
+		}
+	}
+	publish := func(i int) {
+		repo, err := OpenRepository(ctx, d, opts)
+		require.NoError(t, err)
+		defer repo.Close()
+		p := fmt.Sprintf("a/%d.0.0/fw.bin", i)
+		require.NoError(t, repo.AddFirmware(ctx, p, bytes.NewReader([]byte(p)), firmware(fmt.Sprintf("%d.0.0", i), 1)))
+		require.NoError(t, repo.Publish(ctx, allSigners(t)))
+	}
+	const rounds = 30
+	for i := range rounds {
+		age()
+		publish(i)
+	}
+	v := int64(1 + rounds)
+	var want []string
+	for k := v - keptClaims + 1; k <= v; k++ {
+		want = append(want, claimName(k))
+	}
+	assert.ElementsMatch(t, want, claims(), "the newest %d claims stay", keptClaims)
+
+	// Claims younger than two leases stay however old their version: 20
+	// more publishes without aging remove the 15 aged claims (v-15..v-1)
+	// and neither v's, written after the last aging, nor their own.
+	for i := range 20 {
+		publish(rounds + i)
+	}
+	want = nil
+	for k := v; k <= v+20; k++ {
+		want = append(want, claimName(k))
+	}
+	assert.ElementsMatch(t, want, claims())
 }

@@ -238,4 +238,19 @@ func readLimited(r io.Reader, max int64) ([]byte, error) {
 	return b, nil
 }
 
-var _ ConditionalStorage = (*DirStorage)(nil)
+// Remove deletes the file name; a missing one is not an error.
+func (d *DirStorage) Remove(ctx context.Context, name string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	final := filepath.Join(d.root, filepath.FromSlash(name))
+	if err := os.Remove(final); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("sign: %w", err)
+	}
+	return atomicfile.SyncDir(filepath.Dir(final))
+}
+
+var (
+	_ ConditionalStorage = (*DirStorage)(nil)
+	_ RemovableStorage   = (*DirStorage)(nil)
+)
