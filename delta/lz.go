@@ -112,23 +112,8 @@ func (a *applier) applyLZ(patch io.Reader, payloadLen uint64) (int64, error) {
 	}
 	defer zr.Close()
 
-	// Restore the filter a buffer at a time; a field that may continue
-	// past the end of a read is kept back, at most 5 bytes.
-	f = newX86Filter()
-	n := a.newSize
-	pending := 0
-	for n > 0 || pending > 0 {
-		k := int(min(n, int64(len(a.diffBuf)-pending)))
-		d := a.diffBuf[:pending+k]
-		if _, err := io.ReadFull(zr, d[pending:]); err != nil {
-			return a.newPos, a.fail(streamErr(err))
-		}
-		n -= int64(k)
-		done := f.convert(d, a.newPos, false, n == 0)
-		if err := a.write(d[:done]); err != nil {
-			return a.newPos, err
-		}
-		pending = copy(a.diffBuf, d[done:])
+	if err := a.unfilter(zr); err != nil {
+		return a.newPos, err
 	}
 	// The image is complete: the frame must end, the payload must be used
 	// up, and nothing may follow it.
@@ -142,4 +127,27 @@ func (a *applier) applyLZ(patch io.Reader, payloadLen uint64) (int64, error) {
 		return a.newPos, a.fail(err)
 	}
 	return a.finish()
+}
+
+// unfilter reads the filtered new image from r and writes it restored,
+// a buffer at a time; a field that may continue past the end of a read is
+// kept back, at most 5 bytes.
+func (a *applier) unfilter(r io.Reader) error {
+	f := newX86Filter()
+	n := a.newSize
+	pending := 0
+	for n > 0 || pending > 0 {
+		k := int(min(n, int64(len(a.diffBuf)-pending)))
+		d := a.diffBuf[:pending+k]
+		if _, err := io.ReadFull(r, d[pending:]); err != nil {
+			return a.fail(streamErr(err))
+		}
+		n -= int64(k)
+		done := f.convert(d, a.newPos, false, n == 0)
+		if err := a.write(d[:done]); err != nil {
+			return err
+		}
+		pending = copy(a.diffBuf, d[done:])
+	}
+	return nil
 }

@@ -1,0 +1,158 @@
+package delta
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"runtime"
+)
+
+// The range-coded layouts of the streaming format, for images of at most
+// lzMaxImages bytes together: the same two layouts as with zstd (the
+// bsdiff layout's segments, and the filtered new image LZ-coded against
+// the filtered old one), with the range-coded LZ stream (rclz.go) in place
+// of the zstd frame. Encode writes only these for such images: zstd's best
+// level needs tens of megabytes whatever the input, the range coder's
+// tables are sized to it, and it codes both layouts tighter.
+
+const (
+	// rcSegMagic opens a patch whose payload is the bsdiff layout's
+	// segments, range-coded.
+	rcSegMagic = "OTADLR01"
+	// rcLZMagic opens a patch in the LZ layout, range-coded.
+	rcLZMagic = "OTADLZ02"
+)
+
+// rcInBuf is the applier's read buffer for a range-coded payload.
+const rcInBuf = 4 << 10
+
+// writeRangeCoded writes d in the range-coded bsdiff layout, or in the
+// range-coded LZ layout when d is a candidate for it and that is smaller.
+func (d *Script) writeRangeCoded(w io.Writer) error {
+	payload, err := d.rcSegments()
+	if err != nil {
+		return err
+	}
+	magic := rcSegMagic
+	if d.lzCandidate() {
+		// The segments encoder's chains are garbage now; collecting them
+		// lets the LZ encoder's, several times larger, reuse their pages
+		// (only images of at most lzMaxImages bytes come here).
+		runtime.GC()
+		if lz := d.rcLZ(); len(lz) < len(payload) {
+			payload, magic = lz, rcLZMagic
+		}
+	}
+	return writeStreamPatch(w, magic, len(d.old), len(d.new), bytes.NewBuffer(payload))
+}
+
+// rcSegments returns the range-coded segments of d.
+func (d *Script) rcSegments() ([]byte, error) {
+	var raw bytes.Buffer
+	seg := newSegmentWriter(&raw, d.old, d.new)
+	if err := d.writeSegments(seg); err != nil {
+		return nil, err
+	}
+	if err := seg.flush(); err != nil {
+		return nil, err
+	}
+	return encodeRCLZ(nil, raw.Bytes(), 0, StreamWindow, rclzDefault), nil
+}
+
+// rcLZ returns the range-coded LZ layout's payload of d: the filtered new
+// image coded with the filtered old one as dictionary.
+func (d *Script) rcLZ() []byte {
+	buf := make([]byte, len(d.old)+len(d.new))
+	copy(buf, d.old)
+	copy(buf[len(d.old):], d.new)
+	f := newX86Filter()
+	f.convert(buf[:len(d.old)], 0, true, true)
+	f = newX86Filter()
+	f.convert(buf[len(d.old):], 0, true, true)
+	return encodeRCLZ(nil, buf, len(d.old), StreamWindow, rclzDefault)
+}
+
+// rcPayload returns a reader of a range-coded payload of n bytes read from
+// patch, buffered for the range decoder; end checks that the payload was
+// used up exactly once the decoded stream has ended.
+func rcPayload(patch io.Reader, n uint64, size int) (in *bufio.Reader, end func() error) {
+	body := &io.LimitedReader{R: patch, N: int64(n)}
+	in = bufio.NewReaderSize(body, size)
+	return in, func() error {
+		if k := int64(in.Buffered()) + body.N; k != 0 {
+			return fmt.Errorf("%w: %d payload bytes after the range-coded stream", ErrTrailingData, k)
+		}
+		return nil
+	}
+}
+
+// applyRCSegments applies the rest of a patch in the range-coded bsdiff
+// layout whose header a has read.
+func (a *applier) applyRCSegments(patch io.Reader, payloadLen uint64) (int64, error) {
+	in, end := rcPayload(patch, payloadLen, rcInBuf)
+	// The segments of an output of n bytes hold at most about 3n bytes
+	// (records, literals, extra data) plus a few per entry; the window is
+	// the smaller of the stream and StreamWindow anyway, and the work is
+	// bounded by what the segment reader accepts.
+	z, err := newRCLZReader(in, 0, nil, StreamWindow, 1<<62)
+	if err != nil {
+		return 0, a.fail(err)
+	}
+	r := bufio.NewReaderSize(z, min(a.chunk(), 8<<10))
+	if err := a.applySegments(r); err != nil {
+		return a.newPos, err
+	}
+	if err := rclzEnd(r); err != nil {
+		return a.newPos, a.fail(err)
+	}
+	if err := end(); err != nil {
+		return a.newPos, a.fail(err)
+	}
+	if err := expectEOF(patch, ErrTrailingData); err != nil {
+		return a.newPos, a.fail(err)
+	}
+	return a.finish()
+}
+
+// applyRCLZ applies the rest of a patch in the range-coded LZ layout whose
+// header a has read.
+func (a *applier) applyRCLZ(patch io.Reader, payloadLen uint64) (int64, error) {
+	if a.oldSize+a.newSize > lzMaxImages {
+		return 0, a.fail(fmt.Errorf("%w: LZ layout for %d+%d bytes of images, limit %d", ErrCorrupt, a.oldSize, a.newSize, lzMaxImages))
+	}
+	in, end := rcPayload(patch, payloadLen, rcInBuf)
+	// The stream decodes to the new image exactly; the window holds old
+	// (the dictionary) and new, at most lzMaxImages bytes.
+	z, err := newRCLZReader(in, int(a.oldSize), a.readFilteredOld, a.newSize, a.newSize)
+	if err != nil {
+		return 0, a.fail(err)
+	}
+	if z.total != a.newSize {
+		return 0, a.fail(fmt.Errorf("%w: range-coded stream of %d bytes for an image of %d", ErrCorrupt, z.total, a.newSize))
+	}
+	if err := a.unfilter(z); err != nil {
+		return a.newPos, err
+	}
+	if err := rclzEnd(z); err != nil {
+		return a.newPos, a.fail(err)
+	}
+	if err := end(); err != nil {
+		return a.newPos, a.fail(err)
+	}
+	if err := expectEOF(patch, ErrTrailingData); err != nil {
+		return a.newPos, a.fail(err)
+	}
+	return a.finish()
+}
+
+// readFilteredOld reads the whole old image into p and filters it, as the
+// LZ layouts' dictionary.
+func (a *applier) readFilteredOld(p []byte) error {
+	if got, err := a.old.ReadAt(p, 0); got < len(p) {
+		return fmt.Errorf("delta: reading old: got %d of %d bytes: %w", got, len(p), err)
+	}
+	f := newX86Filter()
+	f.convert(p, 0, true, true)
+	return nil
+}
