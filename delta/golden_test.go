@@ -64,12 +64,17 @@ func TestGoldenStreamProbes(t *testing.T) {
 		golden, err := os.ReadFile(path)
 		require.NoError(t, err)
 		bits := 8
+		if path == goldenRCStream {
+			// Two bits of every byte: the range decoder runs to the
+			// checksum at the end of the stream on most flips.
+			bits = 2
+		}
 		if raceEnabled {
 			bits = 1 // every byte still, one bit of it, to keep -race quick
 		}
 		for i := range golden {
 			for k := range bits {
-				bit := (i + k) % 8
+				bit := (i + k*(8/bits)) % 8
 				bad := bytes.Clone(golden)
 				bad[i] ^= 1 << bit
 				got, err := apply(old, bad, FormatStream, &ApplyOptions{MaxOutput: int64(len(new)) + 1<<20})

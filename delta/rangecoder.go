@@ -160,9 +160,8 @@ func (d *rcDecoder) next() {
 	d.code = d.code<<8 | uint32(b)
 }
 
-func (d *rcDecoder) bit(p *prob) uint32 {
+func (d *rcDecoder) bit(p *prob) (b uint32) {
 	bound := (d.rng >> probBits) * uint32(*p)
-	var b uint32
 	if d.code < bound {
 		d.rng = bound
 		*p += (probOne - *p) >> probShift
