@@ -1,7 +1,6 @@
 package delta
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -232,7 +231,7 @@ func TestGoldenRCLZ(t *testing.T) {
 // rcDecodeAll decodes a range-coded stream with dictionary dict.
 func rcDecodeAll(t testing.TB, stream, dict []byte) []byte {
 	t.Helper()
-	z, err := newRCLZReader(bufio.NewReader(bytes.NewReader(stream)), len(dict),
+	z, err := newRCLZReader(bytes.NewReader(stream), rcInBuf, len(dict),
 		func(b []byte) error { copy(b, dict); return nil }, StreamWindow, 1<<40)
 	require.NoError(t, err)
 	b, err := io.ReadAll(z)

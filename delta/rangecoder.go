@@ -120,25 +120,95 @@ func (e *rcEncoder) reverseTree(p []prob, v uint32, n int) {
 	}
 }
 
-// rcDecoder reads range-coded bits from a reader. It reads ahead nothing
-// beyond what the encoder wrote for the bits decoded so far plus the four
-// bytes the encoder's finish flushed, so the bytes after a range-coded
-// stream are left in the reader.
+// rcDecoder reads range-coded bits from a reader through its own buffer.
+// Before each symbol the caller makes sure (fill) that the buffer holds
+// rcSymbolBytes bytes, padding with zeros at the end of the input, so the
+// bit functions index it without checks of their own; a decoder that used
+// padding has run past the end of its input (truncated). A symbol reads at
+// most one byte per bit: after a bit the range is at least 2^13 * 31.
 type rcDecoder struct {
-	r    io.ByteReader
+	src  io.Reader
+	buf  []byte // buf[pos:end] are unread input bytes, then padding
+	pos  int
+	end  int
+	eof  bool // src has no more bytes
 	rng  uint32
 	code uint32
 	err  error // sticky: the first read error
 }
 
+// rcSymbolBytes is more than any symbol reads: 1 + 1 + 1 + 1 + 1 + 10 bits
+// of a length, and 6 + 26 + 4 of a distance.
+const rcSymbolBytes = 64
+
+func newRCDecoder(src io.Reader, size int) rcDecoder {
+	return rcDecoder{src: src, buf: make([]byte, size+rcSymbolBytes)}
+}
+
+// fill makes at least rcSymbolBytes bytes readable, padding with zeros
+// past the end of the input.
+func (d *rcDecoder) fill() {
+	if d.end-d.pos >= rcSymbolBytes || d.eof {
+		return
+	}
+	n := copy(d.buf, d.buf[d.pos:d.end])
+	d.pos, d.end = 0, n
+	for d.end < len(d.buf)-rcSymbolBytes && d.err == nil {
+		k, err := d.src.Read(d.buf[d.end : len(d.buf)-rcSymbolBytes])
+		d.end += k
+		if err == io.EOF {
+			d.eof = true
+			break
+		}
+		if err != nil {
+			d.err = err
+		}
+		if k == 0 && err == nil {
+			break
+		}
+	}
+	clear(d.buf[d.end:])
+}
+
+// overrun reports a decoder that read padding: its input was too short.
+func (d *rcDecoder) overrun() error {
+	if d.err != nil {
+		return streamErr(d.err)
+	}
+	if d.pos > d.end {
+		return fmt.Errorf("%w: range-coded stream cut short", ErrTruncated)
+	}
+	return nil
+}
+
+// readByte reads one byte outside the coded bits (a header or trailer).
+func (d *rcDecoder) readByte() (byte, error) {
+	d.fill()
+	if err := d.overrun(); err != nil {
+		return 0, err
+	}
+	if d.pos == d.end {
+		return 0, fmt.Errorf("%w: range-coded stream cut short", ErrTruncated)
+	}
+	b := d.buf[d.pos]
+	d.pos++
+	return b, nil
+}
+
+// ReadByte makes d an io.ByteReader for the header's uvarint.
+func (d *rcDecoder) ReadByte() (byte, error) { return d.readByte() }
+
+// buffered returns the input bytes read from src and not used.
+func (d *rcDecoder) buffered() int { return max(d.end-d.pos, 0) }
+
 // init starts decoding: the first byte a finished encoder writes is always
 // zero, so another is corruption.
-func (d *rcDecoder) init(r io.ByteReader) error {
-	d.r, d.rng, d.code, d.err = r, 0xFFFFFFFF, 0, nil
+func (d *rcDecoder) init() error {
+	d.rng, d.code = 0xFFFFFFFF, 0
 	for i := range 5 {
-		b, err := r.ReadByte()
+		b, err := d.readByte()
 		if err != nil {
-			return streamErr(err)
+			return err
 		}
 		if i == 0 && b != 0 {
 			return fmt.Errorf("%w: range coder starts with %#x", ErrCorrupt, b)
@@ -151,28 +221,23 @@ func (d *rcDecoder) init(r io.ByteReader) error {
 	return nil
 }
 
-func (d *rcDecoder) next() {
-	d.rng <<= 8
-	b, err := d.r.ReadByte()
-	if err != nil && d.err == nil {
-		d.err = streamErr(err)
-	}
-	d.code = d.code<<8 | uint32(b)
-}
-
-func (d *rcDecoder) bit(p *prob) (b uint32) {
-	bound := (d.rng >> probBits) * uint32(*p)
+func (d *rcDecoder) bit(p *prob) uint32 {
+	v := uint32(*p)
+	bound := (d.rng >> probBits) * v
+	var b uint32
 	if d.code < bound {
 		d.rng = bound
-		*p += (probOne - *p) >> probShift
+		*p = prob(v + (probOne-v)>>probShift)
 	} else {
 		d.code -= bound
 		d.rng -= bound
-		*p -= *p >> probShift
+		*p = prob(v - v>>probShift)
 		b = 1
 	}
 	if d.rng < rcTop {
-		d.next()
+		d.rng <<= 8
+		d.code = d.code<<8 | uint32(d.buf[d.pos])
+		d.pos++
 	}
 	return b
 }
@@ -188,17 +253,40 @@ func (d *rcDecoder) direct(n int) uint32 {
 		}
 		v = v<<1 | b
 		if d.rng < rcTop {
-			d.next()
+			d.rng <<= 8
+			d.code = d.code<<8 | uint32(d.buf[d.pos])
+			d.pos++
 		}
 	}
 	return v
 }
 
+// tree decodes an n-bit symbol with the bit tree p, keeping the coder's
+// state in locals: this loop and the literal's are where decoding spends
+// its time.
 func (d *rcDecoder) tree(p []prob, n int) uint32 {
+	rng, code, pos, buf := d.rng, d.code, d.pos, d.buf
 	m := uint32(1)
 	for range n {
-		m = m<<1 | d.bit(&p[m])
+		v := uint32(p[m])
+		bound := (rng >> probBits) * v
+		if code < bound {
+			rng = bound
+			p[m] = prob(v + (probOne-v)>>probShift)
+			m <<= 1
+		} else {
+			code -= bound
+			rng -= bound
+			p[m] = prob(v - v>>probShift)
+			m = m<<1 | 1
+		}
+		if rng < rcTop {
+			rng <<= 8
+			code = code<<8 | uint32(buf[pos])
+			pos++
+		}
 	}
+	d.rng, d.code, d.pos = rng, code, pos
 	return m - 1<<uint(n)
 }
 
@@ -210,4 +298,52 @@ func (d *rcDecoder) reverseTree(p []prob, n int) uint32 {
 		v |= b << uint(i)
 	}
 	return v
+}
+
+// literal decodes a byte with the 0x300 probabilities p: against the
+// match byte while the bits agree with it (if matched), then plainly.
+func (d *rcDecoder) literal(p []prob, match uint32, matched bool) byte {
+	p = p[:0x300]
+	rng, code, pos, buf := d.rng, d.code, d.pos, d.buf
+	sym := uint32(1)
+	if matched {
+		for sym < 0x100 {
+			mb := match >> 7 & 1
+			match <<= 1
+			i := 0x100 + mb<<8 + sym
+			v := uint32(p[i])
+			bound := (rng >> probBits) * v
+			// Branch-free: the bits of a literal are hard to predict.
+			mask := uint32((int64(code) - int64(bound)) >> 63) // all ones for a 0
+			rng = bound&mask | (rng-bound)&^mask
+			code -= bound &^ mask
+			p[i] = prob(v + ((probOne-v)>>probShift)&mask - (v>>probShift)&^mask)
+			b := ^mask & 1
+			if rng < rcTop {
+				rng <<= 8
+				code = code<<8 | uint32(buf[pos])
+				pos++
+			}
+			sym = sym<<1 | b
+			if b != mb {
+				break
+			}
+		}
+	}
+	for sym < 0x100 {
+		v := uint32(p[sym])
+		bound := (rng >> probBits) * v
+		mask := uint32((int64(code) - int64(bound)) >> 63)
+		rng = bound&mask | (rng-bound)&^mask
+		code -= bound &^ mask
+		p[sym] = prob(v + ((probOne-v)>>probShift)&mask - (v>>probShift)&^mask)
+		if rng < rcTop {
+			rng <<= 8
+			code = code<<8 | uint32(buf[pos])
+			pos++
+		}
+		sym = sym<<1 | ^mask&1
+	}
+	d.rng, d.code, d.pos = rng, code, pos
+	return byte(sym)
 }

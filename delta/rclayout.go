@@ -73,14 +73,13 @@ func (d *Script) rcLZ() []byte {
 	return encodeRCLZ(nil, buf, len(d.old), StreamWindow, rclzDefault)
 }
 
-// rcPayload returns a reader of a range-coded payload of n bytes read from
-// patch, buffered for the range decoder; end checks that the payload was
-// used up exactly once the decoded stream has ended.
-func rcPayload(patch io.Reader, n uint64, size int) (in *bufio.Reader, end func() error) {
-	body := &io.LimitedReader{R: patch, N: int64(n)}
-	in = bufio.NewReaderSize(body, size)
-	return in, func() error {
-		if k := int64(in.Buffered()) + body.N; k != 0 {
+// rcPayload returns a reader of the n payload bytes of patch and a check,
+// for once the range-coded stream z has ended, that the payload was used
+// up exactly.
+func rcPayload(patch io.Reader, n uint64) (body *io.LimitedReader, end func(z *rclzReader) error) {
+	body = &io.LimitedReader{R: patch, N: int64(n)}
+	return body, func(z *rclzReader) error {
+		if k := int64(z.unused()) + body.N; k != 0 {
 			return fmt.Errorf("%w: %d payload bytes after the range-coded stream", ErrTrailingData, k)
 		}
 		return nil
@@ -90,12 +89,12 @@ func rcPayload(patch io.Reader, n uint64, size int) (in *bufio.Reader, end func(
 // applyRCSegments applies the rest of a patch in the range-coded bsdiff
 // layout whose header a has read.
 func (a *applier) applyRCSegments(patch io.Reader, payloadLen uint64) (int64, error) {
-	in, end := rcPayload(patch, payloadLen, rcInBuf)
+	in, end := rcPayload(patch, payloadLen)
 	// The segments of an output of n bytes hold at most about 3n bytes
 	// (records, literals, extra data) plus a few per entry; the window is
 	// the smaller of the stream and StreamWindow anyway, and the work is
 	// bounded by what the segment reader accepts.
-	z, err := newRCLZReader(in, 0, nil, StreamWindow, 1<<62)
+	z, err := newRCLZReader(in, rcInBuf, 0, nil, StreamWindow, 1<<62)
 	if err != nil {
 		return 0, a.fail(err)
 	}
@@ -106,7 +105,7 @@ func (a *applier) applyRCSegments(patch io.Reader, payloadLen uint64) (int64, er
 	if err := rclzEnd(r); err != nil {
 		return a.newPos, a.fail(err)
 	}
-	if err := end(); err != nil {
+	if err := end(z); err != nil {
 		return a.newPos, a.fail(err)
 	}
 	if err := expectEOF(patch, ErrTrailingData); err != nil {
@@ -121,10 +120,10 @@ func (a *applier) applyRCLZ(patch io.Reader, payloadLen uint64) (int64, error) {
 	if a.oldSize+a.newSize > lzMaxImages {
 		return 0, a.fail(fmt.Errorf("%w: LZ layout for %d+%d bytes of images, limit %d", ErrCorrupt, a.oldSize, a.newSize, lzMaxImages))
 	}
-	in, end := rcPayload(patch, payloadLen, rcInBuf)
+	in, end := rcPayload(patch, payloadLen)
 	// The stream decodes to the new image exactly; the window holds old
 	// (the dictionary) and new, at most lzMaxImages bytes.
-	z, err := newRCLZReader(in, int(a.oldSize), a.readFilteredOld, a.newSize, a.newSize)
+	z, err := newRCLZReader(in, rcInBuf, int(a.oldSize), a.readFilteredOld, a.newSize, a.newSize)
 	if err != nil {
 		return 0, a.fail(err)
 	}
@@ -137,7 +136,7 @@ func (a *applier) applyRCLZ(patch io.Reader, payloadLen uint64) (int64, error) {
 	if err := rclzEnd(z); err != nil {
 		return a.newPos, a.fail(err)
 	}
-	if err := end(); err != nil {
+	if err := end(z); err != nil {
 		return a.newPos, a.fail(err)
 	}
 	if err := expectEOF(patch, ErrTrailingData); err != nil {

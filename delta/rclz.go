@@ -160,7 +160,6 @@ func lenState(length int) int { return min(length-rcMinMatch, rcLenStates-1) }
 // window, as an io.Reader.
 type rclzReader struct {
 	rc      rcDecoder
-	in      io.ByteReader
 	m       rcModel
 	win     []byte // history: the dictionary, then the output, wrapping
 	wpos    int
@@ -181,22 +180,23 @@ type rclzReader struct {
 // distance of every match beyond the dictionary, and so the memory held:
 // the reader's window is dictLen plus the smaller of window and the
 // stream's length.
-func newRCLZReader(in io.ByteReader, dictLen int, fill func([]byte) error, window, maxTotal int64) (*rclzReader, error) {
-	props, err := in.ReadByte()
+func newRCLZReader(in io.Reader, bufSize, dictLen int, fill func([]byte) error, window, maxTotal int64) (*rclzReader, error) {
+	rc := newRCDecoder(in, bufSize)
+	props, err := rc.readByte()
 	if err != nil {
-		return nil, streamErr(err)
+		return nil, err
 	}
 	if props >= rcProps {
 		return nil, fmt.Errorf("%w: range coder properties %#x", ErrCorrupt, props)
 	}
-	total, err := readUvarint(in)
+	total, err := readUvarint(&rc)
 	if err != nil {
 		return nil, err
 	}
 	if total > uint64(maxTotal) {
 		return nil, fmt.Errorf("%w: range-coded stream of %d bytes, limit %d", ErrCorrupt, total, maxTotal)
 	}
-	z := &rclzReader{in: in, total: int64(total), hist: int64(dictLen)}
+	z := &rclzReader{rc: rc, total: int64(total), hist: int64(dictLen)}
 	z.m.init(props)
 	z.win = make([]byte, dictLen+int(min(int64(total), window)))
 	if dictLen > 0 {
@@ -205,7 +205,7 @@ func newRCLZReader(in io.ByteReader, dictLen int, fill func([]byte) error, windo
 		}
 	}
 	z.wpos = dictLen % max(len(z.win), 1)
-	if err := z.rc.init(in); err != nil {
+	if err := z.rc.init(); err != nil {
 		return nil, err
 	}
 	return z, nil
@@ -244,14 +244,14 @@ func (z *rclzReader) Read(p []byte) (int, error) {
 			}
 			return 0, z.err
 		}
-		if err := z.symbol(); err != nil {
+		lit, err := z.symbol()
+		if err != nil {
 			z.err = err
 			break
 		}
-		if z.pending < 0 { // a literal
-			p[n] = z.win[z.back(1)]
+		if z.pending == 0 {
+			p[n] = lit
 			n++
-			z.pending = 0
 		}
 	}
 	z.crc = crc32.Update(z.crc, crc32c, p[:n])
@@ -280,50 +280,53 @@ func (z *rclzReader) put(b byte) {
 	z.done++
 }
 
+// copyMatch outputs len(p) bytes of the current match: in whole slices
+// when neither side wraps around the window and they do not overlap.
 func (z *rclzReader) copyMatch(p []byte) {
-	src := z.back(int(z.reps[0]) + 1)
-	for i := range p {
-		b := z.win[src]
-		p[i] = b
-		z.put(b)
-		if src++; src == len(z.win) {
-			src = 0
+	k := len(p)
+	src, dst := z.back(int(z.reps[0])+1), z.wpos
+	if src+k <= len(z.win) && dst+k <= len(z.win) && (src+k <= dst || dst+k <= src) {
+		copy(z.win[dst:dst+k], z.win[src:src+k])
+		copy(p, z.win[dst:dst+k])
+		z.wpos += k
+		if z.wpos == len(z.win) {
+			z.wpos = 0
+		}
+		z.hist += int64(k)
+		z.done += int64(k)
+	} else {
+		for i := range p {
+			b := z.win[src]
+			p[i] = b
+			z.put(b)
+			if src++; src == len(z.win) {
+				src = 0
+			}
 		}
 	}
-	z.pending -= len(p)
+	z.pending -= k
 }
 
-// symbol decodes the next literal (left in the window, pending set to -1)
-// or match (pending set to its length).
-func (z *rclzReader) symbol() error {
+// symbol decodes the next literal (returned, with pending 0) or match
+// (pending set to its length).
+func (z *rclzReader) symbol() (byte, error) {
 	m, rc := &z.m, &z.rc
 	ps := int(z.done) & (1<<m.pb - 1)
+	rc.fill()
 	if rc.bit(&m.isMatch[z.state][ps]) == 0 {
 		var prev byte
 		if z.hist > 0 {
 			prev = z.win[z.back(1)]
 		}
-		probs := m.lit[int(prev>>(8-m.lc))*0x300:][:0x300]
-		sym := uint32(1)
+		probs := m.lit[int(prev>>(8-m.lc))*0x300:]
+		var match uint32
 		if z.state >= rcLitStates {
-			match := uint32(z.win[z.back(int(z.reps[0])+1)])
-			for sym < 0x100 {
-				mb := match >> 7 & 1
-				match <<= 1
-				b := rc.bit(&probs[0x100+mb<<8+sym])
-				sym = sym<<1 | b
-				if b != mb {
-					break
-				}
-			}
+			match = uint32(z.win[z.back(int(z.reps[0])+1)])
 		}
-		for sym < 0x100 {
-			sym = sym<<1 | rc.bit(&probs[sym])
-		}
-		z.put(byte(sym))
+		b := rc.literal(probs, match, z.state >= rcLitStates)
+		z.put(b)
 		z.state = stateAfterLit(z.state)
-		z.pending = -1
-		return rc.err
+		return b, rc.overrun()
 	}
 	var length int
 	if rc.bit(&m.isRep[z.state]) == 0 {
@@ -358,19 +361,19 @@ func (z *rclzReader) symbol() error {
 			z.state = stateAfterRep(z.state)
 		}
 	}
-	if rc.err != nil {
-		return rc.err
+	if err := rc.overrun(); err != nil {
+		return 0, err
 	}
 	// A distance reaches back into the history the decoder holds, and a
 	// match ends where the stream does.
 	if d := int64(z.reps[0]) + 1; d > z.hist || d > int64(len(z.win)) {
-		return fmt.Errorf("%w: match distance %d with %d bytes of history", ErrCorrupt, d, min(z.hist, int64(len(z.win))))
+		return 0, fmt.Errorf("%w: match distance %d with %d bytes of history", ErrCorrupt, d, min(z.hist, int64(len(z.win))))
 	}
 	if int64(length) > z.total-z.done {
-		return fmt.Errorf("%w: match of %d bytes, %d left of the stream", ErrCorrupt, length, z.total-z.done)
+		return 0, fmt.Errorf("%w: match of %d bytes, %d left of the stream", ErrCorrupt, length, z.total-z.done)
 	}
 	z.pending = length
-	return nil
+	return 0, nil
 }
 
 func (z *rclzReader) decodeLen(l *rcLenModel, ps int) int {
@@ -404,17 +407,17 @@ func (z *rclzReader) decodeDist(length int) uint32 {
 // finish checks the end of the stream: the range coder's flush leaves its
 // code at zero, and a CRC-32C of the output follows.
 func (z *rclzReader) finish() error {
-	if z.rc.err != nil {
-		return z.rc.err
+	if err := z.rc.overrun(); err != nil {
+		return err
 	}
 	if z.rc.code != 0 {
 		return fmt.Errorf("%w: range coder does not end cleanly", ErrCorrupt)
 	}
 	var sum [4]byte
 	for i := range sum {
-		b, err := z.in.ReadByte()
+		b, err := z.rc.readByte()
 		if err != nil {
-			return streamErr(err)
+			return err
 		}
 		sum[i] = b
 	}
@@ -423,3 +426,7 @@ func (z *rclzReader) finish() error {
 	}
 	return io.EOF
 }
+
+// unused returns how many bytes the reader took from its input beyond the
+// stream.
+func (z *rclzReader) unused() int { return z.rc.buffered() }

@@ -1,7 +1,6 @@
 package delta
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -19,7 +18,7 @@ import (
 func rcRoundTrip(t testing.TB, buf []byte, start, window int, wrap func(io.Reader) io.Reader) []byte {
 	t.Helper()
 	stream := encodeRCLZ(nil, buf, start, window, rclzDefault)
-	z, err := newRCLZReader(bufio.NewReader(bytes.NewReader(stream)), start,
+	z, err := newRCLZReader(bytes.NewReader(stream), rcInBuf, start,
 		func(b []byte) error { copy(b, buf); return nil }, int64(window), 1<<40)
 	require.NoError(t, err)
 	got, err := io.ReadAll(wrap(z))
@@ -105,7 +104,7 @@ func (h *rcHostile) stream(total int, data []byte) []byte {
 }
 
 func decodeRC(stream, dict []byte, window int64) ([]byte, error) {
-	z, err := newRCLZReader(bufio.NewReader(bytes.NewReader(stream)), len(dict),
+	z, err := newRCLZReader(bytes.NewReader(stream), rcInBuf, len(dict),
 		func(b []byte) error { copy(b, dict); return nil }, window, 1<<20)
 	if err != nil {
 		return nil, err
