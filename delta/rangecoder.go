@@ -201,22 +201,38 @@ func (d *rcDecoder) ReadByte() (byte, error) { return d.readByte() }
 // buffered returns the input bytes read from src and not used.
 func (d *rcDecoder) buffered() int { return max(d.end-d.pos, 0) }
 
-// init starts decoding: the first byte a finished encoder writes is always
-// zero, so another is corruption.
+// init starts decoding a chunk whose first byte, always zero, has been
+// read: the code is the next four bytes.
 func (d *rcDecoder) init() error {
 	d.rng, d.code = 0xFFFFFFFF, 0
-	for i := range 5 {
+	for range 4 {
 		b, err := d.readByte()
 		if err != nil {
 			return err
-		}
-		if i == 0 && b != 0 {
-			return fmt.Errorf("%w: range coder starts with %#x", ErrCorrupt, b)
 		}
 		d.code = d.code<<8 | uint32(b)
 	}
 	if d.code == d.rng {
 		return fmt.Errorf("%w: range coder start out of range", ErrCorrupt)
+	}
+	return nil
+}
+
+// read reads len(p) bytes outside the coded bits (a stored chunk).
+func (d *rcDecoder) read(p []byte) error {
+	for len(p) > 0 {
+		if d.pos >= d.end {
+			d.fill()
+			if err := d.overrun(); err != nil {
+				return err
+			}
+			if d.pos >= d.end {
+				return fmt.Errorf("%w: range-coded stream cut short", ErrTruncated)
+			}
+		}
+		k := copy(p, d.buf[d.pos:d.end])
+		d.pos += k
+		p = p[k:]
 	}
 	return nil
 }

@@ -31,6 +31,11 @@ const (
 	rcLenStates = 4
 	// rcProps is the number of valid property bytes: lc + 5*pb.
 	rcProps = (rcMaxLC + 1) * (rcMaxPB + 1)
+	// rcChunk is the output of one chunk (the last may be shorter). A
+	// chunk is range-coded, starting with the coder's first byte (always
+	// 00), or stored: rcStoredChunk and its bytes as they are.
+	rcChunk       = 256 << 10
+	rcStoredChunk = 0x01
 )
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
@@ -169,6 +174,10 @@ type rclzReader struct {
 	state   int
 	reps    [4]uint32 // the last four distances, minus one
 	pending int       // bytes of the current match not yet output
+	// chunkEnd is the output position where the current chunk ends;
+	// coded says whether it is range-coded (else stored).
+	chunkEnd int64
+	coded    bool
 	crc     uint32
 	err     error
 }
@@ -205,10 +214,55 @@ func newRCLZReader(in io.Reader, bufSize, dictLen int, fill func([]byte) error, 
 		}
 	}
 	z.wpos = dictLen % max(len(z.win), 1)
-	if err := z.rc.init(); err != nil {
-		return nil, err
-	}
 	return z, nil
+}
+
+// nextChunk ends the current chunk and starts the next one. A range-coded
+// chunk must end where its coder flushed: with the code at zero.
+func (z *rclzReader) nextChunk() error {
+	if z.coded {
+		if err := z.rc.overrun(); err != nil {
+			return err
+		}
+		if z.rc.code != 0 {
+			return fmt.Errorf("%w: range-coded chunk does not end cleanly", ErrCorrupt)
+		}
+		z.coded = false
+	}
+	if z.done == z.total {
+		return nil
+	}
+	z.chunkEnd = z.done + min(rcChunk, z.total-z.done)
+	b, err := z.rc.readByte()
+	if err != nil {
+		return err
+	}
+	switch b {
+	case 0:
+		z.coded = true
+		return z.rc.init()
+	case rcStoredChunk:
+		return nil
+	}
+	return fmt.Errorf("%w: chunk starts with %#x", ErrCorrupt, b)
+}
+
+// stored outputs the next bytes of a stored chunk into p.
+func (z *rclzReader) stored(p []byte) error {
+	if err := z.rc.read(p); err != nil {
+		return err
+	}
+	for len(p) > 0 {
+		k := copy(z.win[z.wpos:], p)
+		p = p[k:]
+		z.wpos += k
+		if z.wpos == len(z.win) {
+			z.wpos = 0
+		}
+		z.hist += int64(k)
+		z.done += int64(k)
+	}
+	return nil
 }
 
 // rclzEnd checks that a stream read through r has ended where it should:
@@ -236,13 +290,28 @@ func (z *rclzReader) Read(p []byte) (int, error) {
 			n += k
 			continue
 		}
-		if z.done == z.total {
-			z.crc = crc32.Update(z.crc, crc32c, p[:n])
-			z.err = z.finish()
-			if n > 0 {
-				return n, nil
+		if z.done == z.chunkEnd {
+			if err := z.nextChunk(); err != nil {
+				z.err = err
+				break
 			}
-			return 0, z.err
+			if z.done == z.total {
+				z.crc = crc32.Update(z.crc, crc32c, p[:n])
+				z.err = z.finish()
+				if n > 0 {
+					return n, nil
+				}
+				return 0, z.err
+			}
+		}
+		if !z.coded {
+			k := int(min(z.chunkEnd-z.done, int64(len(p)-n)))
+			if err := z.stored(p[n : n+k]); err != nil {
+				z.err = err
+				break
+			}
+			n += k
+			continue
 		}
 		lit, err := z.symbol()
 		if err != nil {
@@ -369,8 +438,8 @@ func (z *rclzReader) symbol() (byte, error) {
 	if d := int64(z.reps[0]) + 1; d > z.hist || d > int64(len(z.win)) {
 		return 0, fmt.Errorf("%w: match distance %d with %d bytes of history", ErrCorrupt, d, min(z.hist, int64(len(z.win))))
 	}
-	if int64(length) > z.total-z.done {
-		return 0, fmt.Errorf("%w: match of %d bytes, %d left of the stream", ErrCorrupt, length, z.total-z.done)
+	if int64(length) > z.chunkEnd-z.done {
+		return 0, fmt.Errorf("%w: match of %d bytes, %d left of the chunk", ErrCorrupt, length, z.chunkEnd-z.done)
 	}
 	z.pending = length
 	return 0, nil
@@ -407,12 +476,6 @@ func (z *rclzReader) decodeDist(length int) uint32 {
 // finish checks the end of the stream: the range coder's flush leaves its
 // code at zero, and a CRC-32C of the output follows.
 func (z *rclzReader) finish() error {
-	if err := z.rc.overrun(); err != nil {
-		return err
-	}
-	if z.rc.code != 0 {
-		return fmt.Errorf("%w: range coder does not end cleanly", ErrCorrupt)
-	}
 	var sum [4]byte
 	for i := range sum {
 		b, err := z.rc.readByte()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"math/rand/v2"
 	"testing"
 	"testing/iotest"
 
@@ -59,6 +60,10 @@ func TestRCLZRoundTrip(t *testing.T) {
 		{"window wraps", nil, periodic, 1000},
 		{"window wraps with dictionary", period, periodic, 2500},
 		{"longer than the longest match", nil, bytes.Repeat([]byte("ab"), 5000), StreamWindow},
+		// More than one chunk: coded, stored (random), and a repeat
+		// that runs across the chunks' border.
+		{"chunks", nil, mixedChunks(rng), StreamWindow},
+		{"chunks with dictionary", periodic, mixedChunks(rng), StreamWindow},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			buf := append(bytes.Clone(tc.dict), tc.data...)
@@ -68,6 +73,12 @@ func TestRCLZRoundTrip(t *testing.T) {
 			t.Logf("%d bytes -> %d", len(tc.data), len(stream))
 		})
 	}
+	t.Run("stores what does not compress", func(t *testing.T) {
+		n := 2*rcChunk + 1000
+		stream := rcRoundTrip(t, randomBytes(rng, n), 0, StreamWindow, same)
+		// props, uvarint, 3 chunk bytes, checksum
+		assert.LessOrEqual(t, len(stream), n+1+3+3+4)
+	})
 	t.Run("compresses", func(t *testing.T) {
 		zeros := rcRoundTrip(t, make([]byte, 1<<20), 0, StreamWindow, same)
 		assert.Less(t, len(zeros), 1000)
@@ -78,6 +89,16 @@ func TestRCLZRoundTrip(t *testing.T) {
 		without := rcRoundTrip(t, new, 0, StreamWindow, same)
 		assert.Less(t, len(with), len(without)/2, "the dictionary is used")
 	})
+}
+
+// mixedChunks returns data of three chunks and a bit: structured, then
+// random, then a repeat of the structured part that crosses into the last
+// chunk.
+func mixedChunks(rng *rand.Rand) []byte {
+	b := structured(rng, rcChunk)
+	b = append(b, randomBytes(rng, rcChunk)...)
+	b = append(b, b[:rcChunk+5000]...)
+	return b
 }
 
 // rcHostile builds streams symbol by symbol, with no encoder-side checks,
@@ -184,9 +205,13 @@ func TestRCLZHostile(t *testing.T) {
 	})
 	t.Run("first byte of the range coder", func(t *testing.T) {
 		bad := bytes.Clone(valid)
-		bad[2] = 1 // props, one byte of length, then the coder
+		bad[2] = 2 // props, one byte of length, then the chunk: 00 or 01
 		_, err := decodeRC(bad, nil, StreamWindow)
 		assert.ErrorIs(t, err, ErrCorrupt)
+		// 01 makes it a stored chunk, which is then too short.
+		bad[2] = rcStoredChunk
+		_, err = decodeRC(bad, nil, StreamWindow)
+		assert.ErrorIs(t, err, ErrTruncated)
 	})
 	t.Run("checksum", func(t *testing.T) {
 		bad := bytes.Clone(valid)

@@ -73,6 +73,7 @@ type rclzEncoder struct {
 	prev    []int32
 	shift   uint
 	next    int // the next position to enter into the chains
+	end     int // the end of the chunk being coded: no match crosses it
 	p       rclzParams
 	state   int
 	reps    [4]uint32
@@ -81,13 +82,15 @@ type rclzEncoder struct {
 // encodeRCLZ appends to dst the range-coded LZ stream of buf[start:], with
 // buf[:start] as the dictionary. Matches reach back at most start plus the
 // smaller of window and len(buf)-start bytes, as the decoder's window does.
+// Each chunk of rcChunk bytes is range-coded, or stored when coding would
+// not make it smaller (compressed or encrypted content, which adaptive
+// coding would grow by a percent or two).
 func encodeRCLZ(dst, buf []byte, start int, window int, p rclzParams) []byte {
 	n := len(buf) - start
 	dst = append(dst, p.props)
 	dst = binary.AppendUvarint(dst, uint64(n))
 	e := &rclzEncoder{buf: buf, start: start, maxDist: start + min(n, window), p: p}
 	e.m.init(p.props)
-	e.rc = newRCEncoder(dst)
 	hb := uint(min(max(bits.Len(uint(len(buf)))-3, 10), 22))
 	e.shift = 32 - hb
 	e.head = make([]int32, 1<<hb)
@@ -96,9 +99,46 @@ func encodeRCLZ(dst, buf []byte, start int, window int, p rclzParams) []byte {
 	}
 	e.prev = make([]int32, len(buf))
 	e.insertTo(start)
-	e.parse()
-	out := e.rc.finish()
-	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(buf[start:], crc32c))
+	var snap rclzSnapshot
+	var coded []byte
+	for cs := start; cs < len(buf); cs += rcChunk {
+		ce := min(cs+rcChunk, len(buf))
+		snap.save(e)
+		e.rc = newRCEncoder(coded[:0])
+		e.end = ce
+		e.parse(cs)
+		coded = e.rc.finish()
+		if len(coded) <= ce-cs {
+			dst = append(dst, coded...)
+		} else {
+			// The decoder leaves model, state and distances as they were
+			// across a stored chunk.
+			snap.restore(e)
+			dst = append(dst, rcStoredChunk)
+			dst = append(dst, buf[cs:ce]...)
+		}
+	}
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(buf[start:], crc32c))
+}
+
+// rclzSnapshot is what the encoder restores when it stores a chunk.
+type rclzSnapshot struct {
+	m     rcModel
+	lit   []prob
+	state int
+	reps  [4]uint32
+}
+
+func (s *rclzSnapshot) save(e *rclzEncoder) {
+	s.lit = append(s.lit[:0], e.m.lit...)
+	s.m, s.state, s.reps = e.m, e.state, e.reps
+}
+
+func (s *rclzSnapshot) restore(e *rclzEncoder) {
+	lit := e.m.lit
+	copy(lit, s.lit)
+	e.m, e.state, e.reps = s.m, s.state, s.reps
+	e.m.lit = lit
 }
 
 func (e *rclzEncoder) hash(p int) uint32 {
@@ -121,7 +161,7 @@ func (e *rclzEncoder) insertTo(end int) {
 // none of at least 4 bytes), and enters pos into them.
 func (e *rclzEncoder) find(pos int) (length, dist int) {
 	e.insertTo(pos)
-	limit := min(rcMaxMatch, len(e.buf)-pos)
+	limit := min(rcMaxMatch, e.end-pos)
 	if limit >= 4 {
 		cand := e.head[e.hash(pos)]
 		cur := e.buf[pos : pos+limit]
@@ -154,7 +194,7 @@ func (e *rclzEncoder) repLen(pos, k int) int {
 	if d > pos || d > e.maxDist {
 		return 0
 	}
-	limit := min(rcMaxMatch, len(e.buf)-pos)
+	limit := min(rcMaxMatch, e.end-pos)
 	return commonPrefix(e.buf[pos-d:pos-d+limit], e.buf[pos:pos+limit])
 }
 
@@ -162,9 +202,9 @@ func (e *rclzEncoder) repLen(pos, k int) int {
 // byte shorter at distance small.
 func changePair(small, big int) bool { return big>>7 > small }
 
-func (e *rclzEncoder) parse() {
-	end := len(e.buf)
-	pos := e.start
+// parse codes the chunk from pos to e.end.
+func (e *rclzEncoder) parse(pos int) {
+	end := e.end
 	cachedPos, cachedLen, cachedDist := -1, 0, 0
 	for pos < end {
 		repLen, repIdx := 0, 0
@@ -220,7 +260,7 @@ func (e *rclzEncoder) parse() {
 
 // repLenAt is repLen for a position other than the next one to code.
 func (e *rclzEncoder) repLenAt(pos, k int) int {
-	if pos >= len(e.buf) {
+	if pos >= e.end {
 		return 0
 	}
 	return e.repLen(pos, k)
