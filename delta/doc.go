@@ -256,13 +256,24 @@
 //	1     properties: lc + 5*pb, where lc (0..4) is the number of literal
 //	      context bits and pb (0..2) of position bits; others are refused
 //	1-10  uvarint U: the decoded length (minimal LEB128)
-//	R     the range coder's bytes; the first is always 00
+//	R     chunks, one per 256 KiB of the U bytes (the last one shorter,
+//	      none if U is 0), each either range-coded: the range coder's
+//	      bytes, of which the first is always 00, or stored: a byte 01
+//	      and the chunk's bytes as they are
 //	4     CRC-32C (Castagnoli) of the U decoded bytes, little-endian
+//
+// The encoder stores a chunk that coding would not make smaller
+// (compressed or encrypted content), so a stream is at most a byte per
+// chunk and 15 bytes larger than its content. A stored chunk's bytes join
+// the history; the decoder's probabilities, state and distances stay as
+// they were. A coded chunk starts a new range coder, with the model as the
+// previous chunk left it; no match crosses the end of a chunk, where the
+// coder's code must be 0.
 //
 // The coder is an adaptive binary range coder. Each probability is an
 // 11-bit number (the chance of a 0, out of 2048) starting at 1024. The
 // decoder keeps a 32-bit range (initially FFFFFFFF) and a 32-bit code (the
-// first five bytes, big-endian; a code of FFFFFFFF is refused). To decode a
+// chunk's bytes 1 to 4, big-endian; a code of FFFFFFFF is refused). To decode a
 // bit with probability p: bound = (range >> 11) * p; if code < bound the bit
 // is 0, range = bound and p += (2048 - p) >> 5; otherwise it is 1, code -=
 // bound, range -= bound and p -= p >> 5. A direct bit halves the range and
@@ -304,8 +315,8 @@
 // may overlap its own output). Every distance must lie within the history
 // (the dictionary and the output so far) and within the window (the
 // dictionary's length plus the smaller of U and StreamWindow), and every
-// match within U; decoding ends after U bytes, where the code must be 0 and
-// the checksum must follow.
+// match within its chunk; decoding ends after U bytes, where the checksum
+// must follow.
 //
 // On the benchmark pairs (x86-64 builds of real tools), predictions
 // replace 56-90% of the runs of nonzero diff bytes between close versions

@@ -178,8 +178,8 @@ type rclzReader struct {
 	// coded says whether it is range-coded (else stored).
 	chunkEnd int64
 	coded    bool
-	crc     uint32
-	err     error
+	crc      uint32
+	err      error
 }
 
 // newRCLZReader starts decoding a stream read from in, which decodes to at
