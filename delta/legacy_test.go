@@ -84,7 +84,7 @@ func encodeZstdSegments(t testing.TB, old, new []byte) []byte {
 // range-coded behind an OTADLR01 header, trusting nothing.
 func buildRCStream(t testing.TB, oldSize, newSize uint64, records []byte) []byte {
 	t.Helper()
-	payload := encodeRCLZ(nil, records, 0, StreamWindow, rclzDefault)
+	payload := encodeRCLZ(nil, records, 0, StreamWindow, rclzSegments)
 	hdr := make([]byte, streamHeaderSize)
 	copy(hdr, rcSegMagic)
 	binary.LittleEndian.PutUint64(hdr[8:], oldSize)

@@ -57,7 +57,7 @@ func (d *Script) rcSegments() ([]byte, error) {
 	if err := seg.flush(); err != nil {
 		return nil, err
 	}
-	return encodeRCLZ(nil, raw.Bytes(), 0, StreamWindow, rclzDefault), nil
+	return encodeRCLZ(nil, raw.Bytes(), 0, StreamWindow, rclzSegments), nil
 }
 
 // rcLZ returns the range-coded LZ layout's payload of d: the filtered new

@@ -61,7 +61,15 @@ type rclzParams struct {
 	props       byte // lc + 5*pb
 }
 
-var rclzDefault = rclzParams{depth: 96, nice: 128, props: 3 + 5*2}
+// rclzDefault suits images: literals in the context of the previous
+// byte's top three bits, positions modulo 4 (instruction alignment).
+// rclzSegments suits the bsdiff layout's segments, whose bytes are varints,
+// literal diff bytes and extra data side by side: one context bit and no
+// position bits code them about 0.8% smaller on the benchmark pairs.
+var (
+	rclzDefault  = rclzParams{depth: 96, nice: 128, props: 3 + 5*2}
+	rclzSegments = rclzParams{depth: 96, nice: 128, props: 1}
+)
 
 type rclzEncoder struct {
 	m       rcModel
