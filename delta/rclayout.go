@@ -27,6 +27,10 @@ const (
 // rcInBuf is the applier's read buffer for a range-coded payload.
 const rcInBuf = 4 << 10
 
+// rcCollectMin: from this many bytes of old and new together, Encode
+// collects garbage between its two range-coded trials.
+const rcCollectMin = 256 << 10
+
 // writeRangeCoded writes d in the range-coded bsdiff layout, or in the
 // range-coded LZ layout when d is a candidate for it and that is smaller.
 func (d *Script) writeRangeCoded(w io.Writer) error {
@@ -38,8 +42,11 @@ func (d *Script) writeRangeCoded(w io.Writer) error {
 	if d.lzCandidate() {
 		// The segments encoder's chains are garbage now; collecting them
 		// lets the LZ encoder's, several times larger, reuse their pages
-		// (only images of at most lzMaxImages bytes come here).
-		runtime.GC()
+		// (only images of at most lzMaxImages bytes come here). For small
+		// images the collection would cost more than it saves.
+		if len(d.old)+len(d.new) >= rcCollectMin {
+			runtime.GC()
+		}
 		if lz := d.rcLZ(); len(lz) < len(payload) {
 			payload, magic = lz, rcLZMagic
 		}
