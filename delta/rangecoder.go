@@ -259,21 +259,20 @@ func (d *rcDecoder) bit(p *prob) uint32 {
 }
 
 func (d *rcDecoder) direct(n int) uint32 {
+	rng, code, pos, buf := d.rng, d.code, d.pos, d.buf
 	var v uint32
 	for range n {
-		d.rng >>= 1
-		var b uint32
-		if d.code >= d.rng {
-			d.code -= d.rng
-			b = 1
-		}
-		v = v<<1 | b
-		if d.rng < rcTop {
-			d.rng <<= 8
-			d.code = d.code<<8 | uint32(d.buf[d.pos])
-			d.pos++
+		rng >>= 1
+		mask := uint32((int64(code) - int64(rng)) >> 63) // all ones for a 0
+		code -= rng &^ mask
+		v = v<<1 | ^mask&1
+		if rng < rcTop {
+			rng <<= 8
+			code = code<<8 | uint32(buf[pos])
+			pos++
 		}
 	}
+	d.rng, d.code, d.pos = rng, code, pos
 	return v
 }
 
@@ -307,12 +306,29 @@ func (d *rcDecoder) tree(p []prob, n int) uint32 {
 }
 
 func (d *rcDecoder) reverseTree(p []prob, n int) uint32 {
+	rng, code, pos, buf := d.rng, d.code, d.pos, d.buf
 	m, v := uint32(1), uint32(0)
 	for i := range n {
-		b := d.bit(&p[m])
-		m = m<<1 | b
-		v |= b << uint(i)
+		pv := uint32(p[m])
+		bound := (rng >> probBits) * pv
+		if code < bound {
+			rng = bound
+			p[m] = prob(pv + (probOne-pv)>>probShift)
+			m <<= 1
+		} else {
+			code -= bound
+			rng -= bound
+			p[m] = prob(pv - pv>>probShift)
+			m = m<<1 | 1
+			v |= 1 << uint(i)
+		}
+		if rng < rcTop {
+			rng <<= 8
+			code = code<<8 | uint32(buf[pos])
+			pos++
+		}
 	}
+	d.rng, d.code, d.pos = rng, code, pos
 	return v
 }
 
