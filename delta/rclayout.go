@@ -34,22 +34,25 @@ const rcCollectMin = 256 << 10
 // writeRangeCoded writes d in the range-coded bsdiff layout, or in the
 // range-coded LZ layout when d is a candidate for it and that is smaller.
 func (d *Script) writeRangeCoded(w io.Writer) error {
+	var lz []byte
+	if d.lzCandidate() {
+		lz = d.rcLZ()
+		// The LZ encoder's chains are garbage now; collecting them lets
+		// the segments encoder's, smaller, reuse their pages, so the peak
+		// is the larger trial's rather than their sum (only images of at
+		// most lzMaxImages bytes come here). For small images the
+		// collection would cost more than it saves.
+		if len(d.old)+len(d.new) >= rcCollectMin {
+			runtime.GC()
+		}
+	}
 	payload, err := d.rcSegments()
 	if err != nil {
 		return err
 	}
 	magic := rcSegMagic
-	if d.lzCandidate() {
-		// The segments encoder's chains are garbage now; collecting them
-		// lets the LZ encoder's, several times larger, reuse their pages
-		// (only images of at most lzMaxImages bytes come here). For small
-		// images the collection would cost more than it saves.
-		if len(d.old)+len(d.new) >= rcCollectMin {
-			runtime.GC()
-		}
-		if lz := d.rcLZ(); len(lz) < len(payload) {
-			payload, magic = lz, rcLZMagic
-		}
+	if lz != nil && len(lz) < len(payload) {
+		payload, magic = lz, rcLZMagic
 	}
 	return writeStreamPatch(w, magic, len(d.old), len(d.new), bytes.NewBuffer(payload))
 }
