@@ -214,23 +214,37 @@ func changePair(small, big int) bool { return big>>7 > small }
 func (e *rclzEncoder) parse(pos int) {
 	end := e.end
 	cachedPos, cachedLen, cachedDist := -1, 0, 0
+	lits := 0 // literals in a row
 	for pos < end {
+		// In a long run of literals (content that does not compress)
+		// look for matches at fewer positions: every 4th after 256
+		// literals, every 16th after 1024, as fast LZ coders do. Each
+		// search there costs cache misses and almost never finds one
+		// (2 MB of random bytes against 2 MB: 5.2 s -> 2.2 s; C bsdiff
+		// takes 3.9 s).
+		search := lits < 256 || (lits < 1024 && pos&3 == 0) || pos&15 == 0
 		repLen, repIdx := 0, 0
 		for k := range 4 {
+			if k > 0 && !search {
+				break
+			}
 			if l := e.repLen(pos, k); l > repLen {
 				repLen, repIdx = l, k
 			}
 		}
 		var ml, md int
-		if cachedPos == pos {
+		switch {
+		case cachedPos == pos:
 			ml, md = cachedLen, cachedDist
-		} else {
+		case search:
 			ml, md = e.find(pos)
 		}
+		lits++
 		if repLen >= e.p.nice || (repLen >= rcMinMatch &&
 			(repLen+1 >= ml || (repLen+2 >= ml && md >= 512) || (repLen+3 >= ml && md >= 32768))) {
 			e.encodeRep(pos, repIdx, repLen)
 			pos += repLen
+			lits = 0
 			continue
 		}
 		if ml > 0 && ml < e.p.nice {
@@ -253,6 +267,7 @@ func (e *rclzEncoder) parse(pos int) {
 		if ml > 0 {
 			e.encodeMatch(pos, md, ml)
 			pos += ml
+			lits = 0
 			continue
 		}
 		if e.reps[0] < uint32(pos) && int(e.reps[0]) < e.maxDist &&
