@@ -100,10 +100,10 @@ func rcPayload(patch io.Reader, n uint64) (body *io.LimitedReader, end func(z *r
 // layout whose header a has read.
 func (a *applier) applyRCSegments(patch io.Reader, payloadLen uint64) (int64, error) {
 	in, end := rcPayload(patch, payloadLen)
-	// The segments of an output of n bytes hold at most about 3n bytes
-	// (records, literals, extra data) plus a few per entry; the window is
-	// the smaller of the stream and StreamWindow anyway, and the work is
-	// bounded by what the segment reader accepts.
+	// The stream's declared length needs no bound of its own: the window
+	// is the smaller of it and StreamWindow, and the decoder only decodes
+	// what the segment reader asks for, which the declared output size
+	// bounds; a stream that goes on past the segments is refused.
 	z, err := newRCLZReader(in, rcInBuf, 0, nil, StreamWindow, 1<<62)
 	if err != nil {
 		return 0, a.fail(err)

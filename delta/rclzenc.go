@@ -8,8 +8,9 @@ import (
 )
 
 // The encoder of the range-coded LZ stream. Its memory is sized to its
-// input: the input (dictionary and data) once, a hash-chain link of 4 bytes
-// per position, and a head table of about a quarter of that. Matches are
+// input: a hash-chain link of 4 bytes per position of the dictionary and
+// the data, and a head table of half a byte to a byte per position (the
+// LZ layout adds its filtered copy of the images: about 6 bytes per byte). Matches are
 // found by walking the chains; the parse is lazy, with choices between a
 // literal, a repeated distance and a new match weighed by what the model
 // would currently pay for them.
