@@ -148,9 +148,12 @@ func newRCDecoder(src io.Reader, size int) rcDecoder {
 // fill makes at least rcSymbolBytes bytes readable, padding with zeros
 // past the end of the input.
 func (d *rcDecoder) fill() {
-	if d.end-d.pos >= rcSymbolBytes || d.eof {
-		return
+	if d.end-d.pos < rcSymbolBytes && !d.eof {
+		d.refill()
 	}
+}
+
+func (d *rcDecoder) refill() {
 	n := copy(d.buf, d.buf[d.pos:d.end])
 	d.pos, d.end = 0, n
 	for d.end < len(d.buf)-rcSymbolBytes && d.err == nil {
@@ -172,13 +175,17 @@ func (d *rcDecoder) fill() {
 
 // overrun reports a decoder that read padding: its input was too short.
 func (d *rcDecoder) overrun() error {
+	if d.pos > d.end || d.err != nil {
+		return d.overrunErr()
+	}
+	return nil
+}
+
+func (d *rcDecoder) overrunErr() error {
 	if d.err != nil {
 		return streamErr(d.err)
 	}
-	if d.pos > d.end {
-		return fmt.Errorf("%w: range-coded stream cut short", ErrTruncated)
-	}
-	return nil
+	return fmt.Errorf("%w: range-coded stream cut short", ErrTruncated)
 }
 
 // readByte reads one byte outside the coded bits (a header or trailer).
