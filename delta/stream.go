@@ -121,8 +121,9 @@ func (d *Script) writeSegments(seg *segmentWriter) error {
 // bytes) and writes the new image to dst. The patch is read once, front to
 // back, so it can be applied while it downloads; memory is bounded by
 // StreamWindow plus small buffers, whatever the image size. A patch in the
-// LZ layout (see the package doc) also holds old in memory, which that
-// layout allows only for old and new of at most StreamWindow together.
+// LZ layout (see the package doc) also holds old in memory (range-coded:
+// old and new, as the window), which that layout allows only for old and
+// new of at most StreamWindow together.
 //
 // It returns the number of bytes written. On error, what was written is
 // garbage and must be discarded.
