@@ -303,6 +303,10 @@ func (a *applier) finish() (int64, error) {
 // streamErr maps a read error of a patch stream to our sentinels: an early
 // end is truncation, anything a decompressor rejects is corruption.
 func streamErr(err error) error {
+	// Our own decoders report with the sentinels already.
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrTruncated) || errors.Is(err, ErrTrailingData) {
+		return err
+	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w: %v", ErrTruncated, err)
 	}

@@ -21,6 +21,12 @@ func TestDetectFormat(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, got)
 	}
+	// Every layout of the streaming format.
+	for _, magic := range []string{streamMagic, lzMagic, rcSegMagic, rcLZMagic} {
+		got, err := DetectFormat([]byte(magic))
+		require.NoError(t, err)
+		assert.Equal(t, FormatStream, got, magic)
+	}
 	for _, bad := range [][]byte{nil, []byte("BSDIFF4"), []byte("not a patch at all"), []byte("OTADLT01........")} {
 		_, err := DetectFormat(bad)
 		assert.ErrorIs(t, err, ErrFormat, "%q", bad)

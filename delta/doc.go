@@ -16,7 +16,8 @@
 // image to an io.Writer (the inactive slot) a chunk at a time: the new image
 // is never held in memory. The one exception on the old side is the
 // streaming format's LZ layout, used only for images of at most 4 MiB
-// together, whose applier holds old in memory (see below).
+// together, whose applier holds old (and, range-coded, new) in memory
+// (see below).
 //
 // A patch is untrusted transport. The appliers check every length and old
 // offset before use and refuse, with a *PatchError wrapping one of the ErrX
@@ -87,8 +88,11 @@
 //
 // # Streaming format
 //
-// One zstd stream of control entries and their data behind a fixed header,
-// so the patch is consumed strictly front to back.
+// One stream of control entries and their data behind a fixed header, so
+// the patch is consumed strictly front to back. The layout below is the
+// bsdiff layout with zstd as its entropy stage ("OTADLT02"), which Encode
+// writes for images of more than 4 MiB together; smaller ones get the
+// range-coded layouts (further below).
 //
 //	offset  size  field
 //	0       8     magic "OTADLT02" (the last two bytes are the version)
@@ -218,11 +222,101 @@
 // one byte, as past any other byte. Old is filtered with its own positions,
 // new with its own.
 //
-// Encode writes the LZ layout when old and new fit the bound, at least an
-// eighth of new is extra data in the edit script (the layout is not tried
-// for close versions, where it loses by far), and the result is smaller
-// than the bsdiff layout. Patches in it start with "OTADLZ01"; an applier
-// older than the layout refuses them with ErrFormat.
+// Encode wrote this layout before the range-coded ones (below) and writes
+// it no more; appliers keep applying it. An applier older than the layout
+// refuses it with ErrFormat.
+//
+// # Streaming format, range-coded layouts
+//
+// For old and new of at most 4 MiB (StreamWindow) together, Encode writes
+// one of two layouts whose entropy stage is a range-coded LZ stream of our
+// own instead of zstd: its encoder's tables are sized to its input (zstd's
+// best level allocates tens of megabytes whatever the input), and it codes
+// tighter. Both have the streaming format's header, with magic:
+//
+//	"OTADLR01"  the bsdiff layout: the payload is a range-coded stream,
+//	            without dictionary, that decodes to the segments exactly
+//	            as "OTADLT02"'s zstd frames do
+//	"OTADLZ02"  the LZ layout: the payload is a range-coded stream whose
+//	            dictionary is the filtered old image and which decodes to
+//	            exactly N bytes, the filtered new image (filter as above)
+//
+// Encode writes the LZ layout when at least an eighth of new is extra data
+// in the edit script and the result is smaller, and the bsdiff layout
+// otherwise. The LZ layout's applier refuses old plus new above 4 MiB
+// before reading old, and holds both in memory (the window); the bsdiff
+// layout's holds a window of the smaller of the stream's length and
+// StreamWindow. Appliers older than these layouts refuse them with
+// ErrFormat: a fleet must run a release that has them before a publisher
+// sends such patches.
+//
+// A range-coded stream is, and the payload ends with it:
+//
+//	size  field
+//	1     properties: lc + 5*pb, where lc (0..4) is the number of literal
+//	      context bits and pb (0..2) of position bits; others are refused
+//	1-10  uvarint U: the decoded length (minimal LEB128)
+//	R     chunks, one per 256 KiB of the U bytes (the last one shorter,
+//	      none if U is 0), each either range-coded: the range coder's
+//	      bytes, of which the first is always 00, or stored: a byte 01
+//	      and the chunk's bytes as they are
+//	4     CRC-32C (Castagnoli) of the U decoded bytes, little-endian
+//
+// The encoder stores a chunk that coding would not make smaller
+// (compressed or encrypted content), so a stream is at most a byte per
+// chunk and 15 bytes larger than its content. A stored chunk's bytes join
+// the history; the decoder's probabilities, state and distances stay as
+// they were. A coded chunk starts a new range coder, with the model as the
+// previous chunk left it; no match crosses the end of a chunk, where the
+// coder's code must be 0.
+//
+// The coder is an adaptive binary range coder. Each probability is an
+// 11-bit number (the chance of a 0, out of 2048) starting at 1024. The
+// decoder keeps a 32-bit range (initially FFFFFFFF) and a 32-bit code (the
+// chunk's bytes 1 to 4, big-endian; a code of FFFFFFFF is refused). To decode a
+// bit with probability p: bound = (range >> 11) * p; if code < bound the bit
+// is 0, range = bound and p += (2048 - p) >> 5; otherwise it is 1, code -=
+// bound, range -= bound and p -= p >> 5. A direct bit halves the range and
+// is 1 (code -= range) when code >= range. After each bit, if range < 2^24,
+// range <<= 8 and code = code << 8 | the next byte. A bit tree of n bits
+// decodes its bits most significant first (reverse: least significant
+// first), each with the probability at index m of the tree, m starting at
+// 1 and becoming 2m + bit.
+//
+// The decoder keeps a state s (0..11, initially 0), four repeat distances
+// r0..r3 (initially 1), and the position i in the output; ps = i mod 2^pb.
+// Each symbol starts with bit isMatch[s][ps]:
+//
+//   - 0, a literal: the previous byte (the dictionary's last, 0 if there is
+//     none) selects, by its top lc bits, a set of 0x300 probabilities. If
+//     s >= 7 the byte is first decoded against the match byte M (the byte
+//     r0 back): while the bits decoded agree with M's, each bit uses index
+//     0x100 + (M's bit << 8) + m; after the first disagreement, and always
+//     for s < 7, index m (an 8-bit tree). Then s = 0 if s < 4, s-3 if
+//     s < 10, else s-6.
+//   - 1 then isRep[s] = 0, a match: a length L from the match length coder,
+//     then a distance: a 6-bit tree slot[min(L-2, 3)] gives a slot; slots
+//     0..3 are the distance minus one; for slot k >= 4, with b = k/2 - 1,
+//     the distance minus one is ((2 + k mod 2) << b) plus b more bits: for
+//     k < 14 a reverse b-bit tree of its own, else b-4 direct bits followed
+//     by a reverse 4-bit tree shared by all slots. The distances shift:
+//     r3 = r2, r2 = r1, r1 = r0, r0 = the new one; s = 7 if s < 7, else 10.
+//   - 1, 1, then isRepG0[s] = 0 and isRep0Long[s][ps] = 0: one byte at r0
+//     (s = 9 if s < 7, else 11). With isRep0Long 1: a match at r0.
+//   - 1, 1, isRepG0 1: a match at r1 (isRepG1[s] = 0), r2 (isRepG1 1,
+//     isRepG2[s] 0) or r3 (1, 1), which moves to r0, the ones before it
+//     moving up by one.
+//
+// A repeat match's length comes from the repeat length coder, and then
+// s = 8 if s < 7, else 11. The two length coders alike: a choice bit 0
+// then a 3-bit tree per ps gives L = 2..9; choice 1, a second choice bit 0
+// and another 3-bit tree per ps gives 10..17; 1, 1 and an 8-bit tree gives
+// 18..273. A match copies L bytes from its distance back, byte by byte (it
+// may overlap its own output). Every distance must lie within the history
+// (the dictionary and the output so far) and within the window (the
+// dictionary's length plus the smaller of U and StreamWindow), and every
+// match within its chunk; decoding ends after U bytes, where the checksum
+// must follow.
 //
 // On the benchmark pairs (x86-64 builds of real tools), predictions
 // replace 56-90% of the runs of nonzero diff bytes between close versions

@@ -62,7 +62,7 @@ func DetectFormat(header []byte) (Format, error) {
 	switch string(header[:MagicSize]) {
 	case bsdiff40Magic:
 		return FormatBSDIFF40, nil
-	case streamMagic, lzMagic:
+	case streamMagic, lzMagic, rcSegMagic, rcLZMagic:
 		return FormatStream, nil
 	}
 	return 0, fmt.Errorf("%w: unknown magic %q", ErrFormat, header[:MagicSize])

@@ -26,8 +26,12 @@ func fuzzSeeds(t testing.TB, f Format) [][2][]byte {
 		require.NoError(t, d.Encode(&b, f))
 		seeds = append(seeds, [2][]byte{pair[0], b.Bytes()})
 		if f == FormatStream && len(pair[0])+len(pair[1]) > 0 {
-			// The LZ layout too, whichever Encode chose.
-			seeds = append(seeds, [2][]byte{pair[0], encodeLZ(t, pair[0], pair[1])})
+			// The LZ layout too, in both entropy stages, whichever
+			// Encode chose, and the zstd-coded bsdiff layout Encode
+			// writes only for larger images.
+			seeds = append(seeds, [2][]byte{pair[0], encodeLZ(t, pair[0], pair[1])},
+				[2][]byte{pair[0], encodeRCLZLayout(t, pair[0], pair[1])},
+				[2][]byte{pair[0], encodeZstdSegments(t, pair[0], pair[1])})
 		}
 	}
 	hostile := [][]ctl{
@@ -43,6 +47,7 @@ func fuzzSeeds(t testing.TB, f Format) [][2][]byte {
 			p = buildBSDIFF40(t, c, zeros, zeros, 10)
 		} else {
 			p = buildStream(t, uint64(len(old)), 10, streamRecords(c, zeros, zeros))
+			seeds = append(seeds, [2][]byte{old, buildRCStream(t, uint64(len(old)), 10, streamRecords(c, zeros, zeros))})
 		}
 		seeds = append(seeds, [2][]byte{old, p})
 	}

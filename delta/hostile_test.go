@@ -178,14 +178,29 @@ func TestHostilePatches(t *testing.T) {
 		{"truncated controls", []ctl{{4, 0, 0}}, 10, 10, ErrTruncated, nil},
 		{"too many controls for option", []ctl{{1, 0, 0}, {1, 0, 0}, {1, 0, 0}, {1, 0, 0}, {1, 0, 0}, {1, 0, 0}}, 6, 6, ErrTooManyControls, nil},
 	}
+	// The streaming format's bsdiff layout once per entropy stage: the
+	// segment rules are the same behind zstd and the range coder.
+	variants := []struct {
+		f     Format
+		build func(t testing.TB, oldSize, newSize uint64, records []byte) []byte
+		name  string
+	}{{FormatBSDIFF40, nil, "bsdiff40"}}
+	for _, b := range streamBuilders {
+		variants = append(variants, struct {
+			f     Format
+			build func(t testing.TB, oldSize, newSize uint64, records []byte) []byte
+			name  string
+		}{FormatStream, b.build, "otaseal-zstd/" + b.name})
+	}
 	for _, tt := range tests {
-		for _, f := range formats {
-			t.Run(tt.name+"/"+f.String(), func(t *testing.T) {
+		for _, v := range variants {
+			f := v.f
+			t.Run(tt.name+"/"+v.name, func(t *testing.T) {
 				var patch []byte
 				if f == FormatBSDIFF40 {
 					patch = buildBSDIFF40(t, tt.ctls, zeros, zeros, tt.newSize)
 				} else {
-					patch = buildStream(t, uint64(len(old)), uint64(tt.newSize), streamRecords(tt.ctls, zeros, zeros))
+					patch = v.build(t, uint64(len(old)), uint64(tt.newSize), streamRecords(tt.ctls, zeros, zeros))
 				}
 				if tt.name == "empty-entry flood" {
 					// The attack: a million entries in a small patch.
@@ -254,6 +269,28 @@ func TestDecompressionBomb(t *testing.T) {
 			assert.ErrorIs(t, err, ErrTrailingData)
 		})
 	}
+	t.Run("range-coded", func(t *testing.T) {
+		// A stream that declares 2^40 bytes and codes 9 MB of zeros in
+		// a few hundred bytes: the applier reads one byte past the
+		// segments and stops.
+		records := streamRecords(ctls, nil, chunk)
+		h := newRCHostile(records, 0)
+		for i := range records {
+			h.e.encodeLiteral(i)
+		}
+		for range 1 << 15 {
+			h.e.encodeRep(len(records), 0, rcMaxMatch)
+		}
+		stream := h.stream(1<<40, nil)
+		patch := make([]byte, streamHeaderSize, streamHeaderSize+len(stream))
+		copy(patch, rcSegMagic)
+		binary.LittleEndian.PutUint64(patch[16:], 10)
+		binary.LittleEndian.PutUint64(patch[24:], uint64(len(stream)))
+		patch = append(patch, stream...)
+		assert.Less(t, len(patch), 1<<20, "not a bomb")
+		_, err := applyLimited(t, FormatStream, nil, patch, &ApplyOptions{MaxOutput: 10})
+		assert.ErrorIs(t, err, ErrTrailingData)
+	})
 }
 
 func TestTrailingGarbage(t *testing.T) {

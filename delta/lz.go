@@ -1,7 +1,6 @@
 package delta
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 
@@ -9,10 +8,12 @@ import (
 )
 
 // The LZ layout of the streaming format: the new image, filtered
-// (x86Filter), as one zstd frame that uses the old image, filtered the same
-// way, as its dictionary. Between distant versions of a program most of the
-// new image is new code that bsdiff's approximate matches cannot describe;
-// LZ matching against old and against earlier output describes it better.
+// (x86Filter), coded against the old image, filtered the same way, as its
+// dictionary: in one zstd frame (OTADLZ01, which Encode no longer writes
+// but appliers keep reading) or range-coded (OTADLZ02, rclayout.go).
+// Between distant versions of a program most of the new image is new code
+// that bsdiff's approximate matches cannot describe; LZ matching against
+// old and against earlier output describes it better.
 // Applying needs old in memory, so the layout is only for images small
 // enough: old and new together at most lzMaxImages bytes.
 
@@ -29,22 +30,6 @@ const lzMaxImages = StreamWindow
 // layout wins there by far; trying costs a second compression pass.
 const lzTryShare = 8
 
-// lzBestMin: below this many bytes of old and new together, the LZ layout
-// is compressed at zstd's default level instead of its best. The best level
-// sets up about 70 MB of match tables whatever the input (the dictionary's
-// copy included), which for a pair of a few kilobytes costs far more time
-// than the few bytes it saves (and made the round-trip fuzzers several
-// times slower); the default level needs a few MB.
-const lzBestMin = 64 << 10
-
-// lzLevel returns the zstd level the LZ layout uses for d.
-func (d *Script) lzLevel() zstd.EncoderLevel {
-	if len(d.old)+len(d.new) < lzBestMin {
-		return zstd.SpeedDefault
-	}
-	return zstd.SpeedBestCompression
-}
-
 // lzCandidate reports whether Encode should try the LZ layout for d.
 func (d *Script) lzCandidate() bool {
 	if len(d.old)+len(d.new) > lzMaxImages || len(d.new) == 0 {
@@ -55,36 +40,6 @@ func (d *Script) lzCandidate() bool {
 		extra += o.copy
 	}
 	return extra*lzTryShare >= int64(len(d.new))
-}
-
-// writeLZ writes d's images as a patch in the LZ layout.
-func (d *Script) writeLZ(w io.Writer) error {
-	if len(d.old)+len(d.new) > lzMaxImages {
-		return fmt.Errorf("delta: LZ layout: old and new are %d bytes, limit %d", len(d.old)+len(d.new), lzMaxImages)
-	}
-	oldF, newF := bytes.Clone(d.old), bytes.Clone(d.new)
-	f := newX86Filter()
-	f.convert(oldF, 0, true, true)
-	f = newX86Filter()
-	f.convert(newF, 0, true, true)
-	var payload bytes.Buffer
-	zw, err := zstd.NewWriter(&payload,
-		zstd.WithEncoderLevel(d.lzLevel()),
-		zstd.WithWindowSize(StreamWindow),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(true),
-		zstd.WithLowerEncoderMem(true),
-		zstd.WithEncoderDictRaw(0, oldF))
-	if err != nil {
-		return fmt.Errorf("delta: zstd: %w", err)
-	}
-	if _, err := zw.Write(newF); err != nil {
-		return fmt.Errorf("delta: zstd: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("delta: zstd: %w", err)
-	}
-	return writeStreamPatch(w, lzMagic, len(d.old), len(d.new), &payload)
 }
 
 // applyLZ applies the rest of a patch in the LZ layout whose header a has
@@ -112,23 +67,8 @@ func (a *applier) applyLZ(patch io.Reader, payloadLen uint64) (int64, error) {
 	}
 	defer zr.Close()
 
-	// Restore the filter a buffer at a time; a field that may continue
-	// past the end of a read is kept back, at most 5 bytes.
-	f = newX86Filter()
-	n := a.newSize
-	pending := 0
-	for n > 0 || pending > 0 {
-		k := int(min(n, int64(len(a.diffBuf)-pending)))
-		d := a.diffBuf[:pending+k]
-		if _, err := io.ReadFull(zr, d[pending:]); err != nil {
-			return a.newPos, a.fail(streamErr(err))
-		}
-		n -= int64(k)
-		done := f.convert(d, a.newPos, false, n == 0)
-		if err := a.write(d[:done]); err != nil {
-			return a.newPos, err
-		}
-		pending = copy(a.diffBuf, d[done:])
+	if err := a.unfilter(zr); err != nil {
+		return a.newPos, err
 	}
 	// The image is complete: the frame must end, the payload must be used
 	// up, and nothing may follow it.
@@ -142,4 +82,27 @@ func (a *applier) applyLZ(patch io.Reader, payloadLen uint64) (int64, error) {
 		return a.newPos, a.fail(err)
 	}
 	return a.finish()
+}
+
+// unfilter reads the filtered new image from r and writes it restored,
+// a buffer at a time; a field that may continue past the end of a read is
+// kept back, at most 5 bytes.
+func (a *applier) unfilter(r io.Reader) error {
+	f := newX86Filter()
+	n := a.newSize
+	pending := 0
+	for n > 0 || pending > 0 {
+		k := int(min(n, int64(len(a.diffBuf)-pending)))
+		d := a.diffBuf[:pending+k]
+		if _, err := io.ReadFull(r, d[pending:]); err != nil {
+			return a.fail(streamErr(err))
+		}
+		n -= int64(k)
+		done := f.convert(d, a.newPos, false, n == 0)
+		if err := a.write(d[:done]); err != nil {
+			return err
+		}
+		pending = copy(a.diffBuf, d[done:])
+	}
+	return nil
 }

@@ -31,26 +31,18 @@ func farPair(rng *rand.Rand, items int) (old, new []byte) {
 	return old, new
 }
 
-// encodeLZ encodes old to new in the LZ layout, whatever Encode would
-// choose.
-func encodeLZ(t testing.TB, old, new []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	require.NoError(t, (&Script{old: old, new: new}).writeLZ(&b))
-	return b.Bytes()
-}
-
 func TestLZChosenForDistantVersions(t *testing.T) {
 	old, new := farPair(newRand(21), 3000)
 	d, err := Diff(old, new)
 	require.NoError(t, err)
 	require.True(t, d.lzCandidate())
-	var seg, chosen bytes.Buffer
-	require.NoError(t, d.writeSegmentsPatch(&seg))
+	seg, err := d.rcSegments()
+	require.NoError(t, err)
+	var chosen bytes.Buffer
 	require.NoError(t, d.Encode(&chosen, FormatStream))
-	assert.Equal(t, lzMagic, string(chosen.Bytes()[:8]))
-	assert.Less(t, chosen.Len(), seg.Len())
-	t.Logf("far pair: LZ layout %d bytes, bsdiff layout %d", chosen.Len(), seg.Len())
+	assert.Equal(t, rcLZMagic, string(chosen.Bytes()[:8]))
+	assert.Less(t, chosen.Len(), len(seg)+streamHeaderSize)
+	t.Logf("far pair: LZ layout %d bytes, bsdiff layout %d", chosen.Len(), len(seg)+streamHeaderSize)
 	got, err := apply(old, chosen.Bytes(), FormatStream, exactOpts(new))
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(new, got))
@@ -63,8 +55,15 @@ func TestLZChosenForDistantVersions(t *testing.T) {
 	d, err = Diff(old, new)
 	require.NoError(t, err)
 	assert.False(t, d.lzCandidate())
-	assert.Equal(t, streamMagic, string(encode(t, old, new, FormatStream)[:8]))
+	assert.Equal(t, rcSegMagic, string(encode(t, old, new, FormatStream)[:8]))
 }
+
+// lzEncoders are the LZ layout's two entropy stages: zstd (written by
+// releases before the range coder, still applied) and the range coder.
+var lzEncoders = []struct {
+	name   string
+	encode func(t testing.TB, old, new []byte) []byte
+}{{"zstd", encodeLZ}, {"rc", encodeRCLZLayout}}
 
 func TestLZRoundTrip(t *testing.T) {
 	rng := newRand(23)
@@ -93,12 +92,14 @@ func TestLZRoundTrip(t *testing.T) {
 		{"across reads", big[:100], big},
 		{"against itself", big, big},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			patch := encodeLZ(t, tc.old, tc.new)
-			got, err := apply(tc.old, patch, FormatStream, exactOpts(tc.new))
-			require.NoError(t, err)
-			assert.True(t, bytes.Equal(tc.new, got))
-		})
+		for _, enc := range lzEncoders {
+			t.Run(tc.name+"/"+enc.name, func(t *testing.T) {
+				patch := enc.encode(t, tc.old, tc.new)
+				got, err := apply(tc.old, patch, FormatStream, exactOpts(tc.new))
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(tc.new, got))
+			})
+		}
 	}
 }
 
@@ -172,60 +173,93 @@ func FuzzX86Filter(f *testing.F) {
 	})
 }
 
-// goldenLZ is a patch in the LZ layout between the two builds of farPair
-// with seed 25, made when the layout was written down: every published
-// patch must keep applying, and the encoder must keep choosing this layout
-// for such a pair.
-var goldenLZ = filepath.Join("testdata", "far.otz")
-
 func goldenFarPair() (old, new []byte) { return farPair(newRand(25), 400) }
+
+// goldenLZ is a patch in the zstd-coded LZ layout (OTADLZ01) that Encode
+// wrote before the range coder; goldenRCLZ one in the range-coded LZ
+// layout (OTADLZ02), which Encode writes now. Both must keep applying.
+var (
+	goldenLZ   = filepath.Join("testdata", "far.otz")
+	goldenRCLZ = filepath.Join("testdata", "far-rc.otz")
+)
+
+// filtered returns b filtered as the LZ layouts filter an image.
+func filtered(b []byte) []byte {
+	b = bytes.Clone(b)
+	f := newX86Filter()
+	f.convert(b, 0, true, true)
+	return b
+}
 
 func TestGoldenLZ(t *testing.T) {
 	old, new := goldenFarPair()
-	fresh := encode(t, old, new, FormatStream)
-	require.Equal(t, lzMagic, string(fresh[:8]), "Encode no longer chooses the LZ layout for a distant pair")
-	if *update {
-		require.NoError(t, os.WriteFile(goldenLZ, fresh, 0o644))
-	}
 	golden, err := os.ReadFile(goldenLZ)
 	require.NoError(t, err)
+	require.Equal(t, lzMagic, string(golden[:8]))
 	got, err := apply(old, golden, FormatStream, exactOpts(new))
 	require.NoError(t, err, "the golden patch no longer applies")
 	assert.True(t, bytes.Equal(new, got))
 	// The frame holds the filtered image: the filter is part of the format.
-	oldF := bytes.Clone(old)
-	fl := newX86Filter()
-	fl.convert(oldF, 0, true, true)
-	zr, err := zstd.NewReader(bytes.NewReader(golden[streamHeaderSize:]), zstd.WithDecoderDictRaw(0, oldF))
+	zr, err := zstd.NewReader(bytes.NewReader(golden[streamHeaderSize:]), zstd.WithDecoderDictRaw(0, filtered(old)))
 	require.NoError(t, err)
 	defer zr.Close()
-	filtered, err := io.ReadAll(zr)
+	frame, err := io.ReadAll(zr)
 	require.NoError(t, err)
-	want := bytes.Clone(new)
-	fl = newX86Filter()
-	fl.convert(want, 0, true, true)
-	assert.True(t, bytes.Equal(want, filtered), "the golden frame does not hold the filtered image")
-	assert.False(t, bytes.Equal(new, filtered), "the filter converted nothing")
+	assert.True(t, bytes.Equal(filtered(new), frame), "the golden frame does not hold the filtered image")
+	assert.False(t, bytes.Equal(new, frame), "the filter converted nothing")
 }
 
-// TestGoldenLZProbes flips bits of the golden LZ patch: the header checks
-// and the frame's checksum must catch every flip that changes the output.
+func TestGoldenRCLZ(t *testing.T) {
+	old, new := goldenFarPair()
+	fresh := encode(t, old, new, FormatStream)
+	require.Equal(t, rcLZMagic, string(fresh[:8]), "Encode no longer chooses the LZ layout for a distant pair")
+	if *update {
+		require.NoError(t, os.WriteFile(goldenRCLZ, fresh, 0o644))
+	}
+	golden, err := os.ReadFile(goldenRCLZ)
+	require.NoError(t, err)
+	got, err := apply(old, golden, FormatStream, exactOpts(new))
+	require.NoError(t, err, "the golden patch no longer applies")
+	assert.True(t, bytes.Equal(new, got))
+	// The range coder is ours: the encoder must write the same bytes.
+	assert.True(t, bytes.Equal(golden, fresh), "the encoder writes another patch than the golden one")
+	// The stream holds the filtered image.
+	assert.True(t, bytes.Equal(filtered(new), rcDecodeAll(t, golden[streamHeaderSize:], filtered(old))),
+		"the golden stream does not hold the filtered image")
+}
+
+// rcDecodeAll decodes a range-coded stream with dictionary dict.
+func rcDecodeAll(t testing.TB, stream, dict []byte) []byte {
+	t.Helper()
+	z, err := newRCLZReader(bytes.NewReader(stream), rcInBuf, len(dict),
+		func(b []byte) error { copy(b, dict); return nil }, StreamWindow, 1<<40)
+	require.NoError(t, err)
+	b, err := io.ReadAll(z)
+	require.NoError(t, err)
+	return b
+}
+
+// TestGoldenLZProbes flips bits of the golden LZ patches: the header
+// checks and the stream's checksum must catch every flip that changes the
+// output.
 func TestGoldenLZProbes(t *testing.T) {
 	old, new := goldenFarPair()
-	golden, err := os.ReadFile(goldenLZ)
-	require.NoError(t, err)
-	// Two bits of every byte (one under -race), each bit position as
-	// often: every probe reads old into memory and starts a decoder.
-	for i := range golden {
-		for bit := range 8 {
-			if bit != i%8 && (raceEnabled || bit != (i+4)%8) {
-				continue
-			}
-			bad := bytes.Clone(golden)
-			bad[i] ^= 1 << bit
-			got, err := apply(old, bad, FormatStream, &ApplyOptions{MaxOutput: int64(len(new)) + 1<<20})
-			if err == nil && !bytes.Equal(new, got) {
-				t.Errorf("flip of bit %d at byte %d changed the output unnoticed", bit, i)
+	for _, path := range []string{goldenLZ, goldenRCLZ} {
+		golden, err := os.ReadFile(path)
+		require.NoError(t, err)
+		// Two bits of every byte (one under -race), each bit position as
+		// often: every probe reads old into memory and starts a decoder.
+		for i := range golden {
+			for bit := range 8 {
+				if bit != i%8 && (raceEnabled || bit != (i+4)%8) {
+					continue
+				}
+				bad := bytes.Clone(golden)
+				bad[i] ^= 1 << bit
+				got, err := apply(old, bad, FormatStream, &ApplyOptions{MaxOutput: int64(len(new)) + 1<<20})
+				if err == nil && !bytes.Equal(new, got) {
+					t.Errorf("%s: flip of bit %d at byte %d changed the output unnoticed", path, bit, i)
+				}
 			}
 		}
 	}
@@ -286,9 +320,10 @@ func TestLZHostile(t *testing.T) {
 	})
 }
 
-// BenchmarkApplyLZ applies LZ-layout patches up to the layout's bound (old
-// and new of 2 MiB each): B/op is the old image held as the dictionary plus
-// the decoder, and stays within a few MiB of it.
+// BenchmarkApplyLZ applies LZ-layout patches, zstd- and range-coded, up to
+// the layout's bound (old and new of 2 MiB each): B/op is the old image
+// held as the dictionary plus the decoder, and stays within a few MiB of
+// it (the range decoder's window holds old and new, and nothing else).
 func BenchmarkApplyLZ(b *testing.B) {
 	for _, n := range []int{64 << 10, 2 << 20} {
 		rng := newRand(32)
@@ -301,16 +336,18 @@ func BenchmarkApplyLZ(b *testing.B) {
 			new = append(new, randomBytes(rng, 1+rng.IntN(2))...)
 		}
 		new = new[:len(old)]
-		patch := encodeLZ(b, old, new)
-		b.Run(fmt.Sprintf("%dKiB", len(old)>>10), func(b *testing.B) {
-			b.SetBytes(int64(len(new)))
-			b.ReportAllocs()
-			b.ReportMetric(float64(len(patch)), "patch-bytes")
-			for b.Loop() {
-				if _, err := applyDiscard(old, patch, FormatStream, &ApplyOptions{MaxOutput: int64(len(new))}); err != nil {
-					b.Fatal(err)
+		for _, enc := range lzEncoders {
+			patch := enc.encode(b, old, new)
+			b.Run(fmt.Sprintf("%s/%dKiB", enc.name, len(old)>>10), func(b *testing.B) {
+				b.SetBytes(int64(len(new)))
+				b.ReportAllocs()
+				b.ReportMetric(float64(len(patch)), "patch-bytes")
+				for b.Loop() {
+					if _, err := applyDiscard(old, patch, FormatStream, &ApplyOptions{MaxOutput: int64(len(new))}); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }

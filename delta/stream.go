@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -48,34 +47,14 @@ func getStreamEncoder(w io.Writer) (*zstd.Encoder, error) {
 		zstd.WithLowerEncoderMem(true))
 }
 
-// writeStream writes d in the streaming format: in the bsdiff layout, or
-// in the LZ layout when d is a candidate for it and that is smaller.
+// writeStream writes d in the streaming format. Images of at most
+// lzMaxImages bytes together get a range-coded layout (rclayout.go);
+// larger ones the bsdiff layout in zstd.
 func (d *Script) writeStream(w io.Writer) error {
-	if !d.lzCandidate() {
-		return d.writeSegmentsPatch(w)
+	if len(d.old)+len(d.new) <= lzMaxImages {
+		return d.writeRangeCoded(w)
 	}
-	var seg, lz bytes.Buffer
-	if err := d.writeLZ(&lz); err != nil {
-		return err
-	}
-	// The LZ encoder's match tables (about 70 MB at the best level, the
-	// dictionary's copy included) are garbage now: collecting them before
-	// the bsdiff layout's encoder takes its 35 MB lets that one reuse their
-	// pages, which keeps the peak near the larger of the two (measured on
-	// a 0.5 MB pair: 83 MB instead of 117 MB). Only pairs of at most
-	// lzMaxImages bytes come here, so the collection itself is cheap.
-	if d.lzLevel() == zstd.SpeedBestCompression {
-		runtime.GC()
-	}
-	if err := d.writeSegmentsPatch(&seg); err != nil {
-		return err
-	}
-	if lz.Len() < seg.Len() {
-		_, err := lz.WriteTo(w)
-		return err
-	}
-	_, err := seg.WriteTo(w)
-	return err
+	return d.writeSegmentsPatch(w)
 }
 
 // writeSegmentsPatch writes the header and one zstd frame of segments (the
@@ -142,8 +121,9 @@ func (d *Script) writeSegments(seg *segmentWriter) error {
 // bytes) and writes the new image to dst. The patch is read once, front to
 // back, so it can be applied while it downloads; memory is bounded by
 // StreamWindow plus small buffers, whatever the image size. A patch in the
-// LZ layout (see the package doc) also holds old in memory, which that
-// layout allows only for old and new of at most StreamWindow together.
+// LZ layout (see the package doc) also holds old in memory (range-coded:
+// old and new, as the window), which that layout allows only for old and
+// new of at most StreamWindow together.
 //
 // It returns the number of bytes written. On error, what was written is
 // garbage and must be discarded.
@@ -159,8 +139,10 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 		}
 		return 0, a.fail(err)
 	}
-	lz := string(hdr[:8]) == lzMagic
-	if string(hdr[:8]) != streamMagic && !lz {
+	magic := string(hdr[:8])
+	switch magic {
+	case streamMagic, lzMagic, rcSegMagic, rcLZMagic:
+	default:
 		return 0, a.fail(fmt.Errorf("%w: magic %q", ErrFormat, hdr[:8]))
 	}
 	hdrOld := binary.LittleEndian.Uint64(hdr[8:])
@@ -175,8 +157,13 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 	if err := a.setNewSize(int64(hdrNew), opts); err != nil {
 		return 0, err
 	}
-	if lz {
+	switch magic {
+	case lzMagic:
 		return a.applyLZ(patch, payloadLen)
+	case rcSegMagic:
+		return a.applyRCSegments(patch, payloadLen)
+	case rcLZMagic:
+		return a.applyRCLZ(patch, payloadLen)
 	}
 
 	body := &io.LimitedReader{R: patch, N: int64(payloadLen)}
@@ -192,32 +179,8 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 	// Reads of literals and extra data at least as long as the buffer
 	// bypass it; it serves the varints, which need no more.
 	r := bufio.NewReaderSize(zr, min(a.chunk(), 8<<10))
-	seg := newSegmentReader(r)
-	for !a.done() {
-		if err := seg.next(a.newPos, a.newSize); err != nil {
-			a.control++
-			return a.newPos, a.fail(err)
-		}
-		for _, c := range seg.ctl {
-			if a.done() {
-				// Entries after the output is complete: the patch has
-				// one valid form, without them.
-				a.control++
-				return a.newPos, a.fail(fmt.Errorf("%w: entries after the end of the output", ErrTrailingData))
-			}
-			if err := a.next(int64(c.add), int64(c.copy)); err != nil {
-				return a.newPos, err
-			}
-			if err := a.addRun(seg, int64(c.add)); err != nil {
-				return a.newPos, err
-			}
-			if err := a.copyRun(r, int64(c.copy), true); err != nil {
-				return a.newPos, err
-			}
-			if err := a.seek(c.seek); err != nil {
-				return a.newPos, err
-			}
-		}
+	if err := a.applySegments(r); err != nil {
+		return a.newPos, err
 	}
 	// The records are complete: the frame must end, the payload must be
 	// used up, and nothing may follow it.
@@ -231,6 +194,39 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 		return a.newPos, a.fail(err)
 	}
 	return a.finish()
+}
+
+// applySegments applies segments read from r until the declared output is
+// complete.
+func (a *applier) applySegments(r *bufio.Reader) error {
+	seg := newSegmentReader(r)
+	for !a.done() {
+		if err := seg.next(a.newPos, a.newSize); err != nil {
+			a.control++
+			return a.fail(err)
+		}
+		for _, c := range seg.ctl {
+			if a.done() {
+				// Entries after the output is complete: the patch has
+				// one valid form, without them.
+				a.control++
+				return a.fail(fmt.Errorf("%w: entries after the end of the output", ErrTrailingData))
+			}
+			if err := a.next(int64(c.add), int64(c.copy)); err != nil {
+				return err
+			}
+			if err := a.addRun(seg, int64(c.add)); err != nil {
+				return err
+			}
+			if err := a.copyRun(r, int64(c.copy), true); err != nil {
+				return err
+			}
+			if err := a.seek(c.seek); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // readUvarint reads a minimally encoded unsigned varint: a value has one

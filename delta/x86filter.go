@@ -21,6 +21,14 @@ import "encoding/binary"
 // too (a converted field would overlap the bytes the earlier candidate was
 // judged by).
 
+// x86Opcode marks the bytes that may start a candidate.
+var x86Opcode = func() (t [256]bool) {
+	for _, b := range []byte{0xE8, 0xE9, 0x89, 0x8B, 0x8D} {
+		t[b] = true
+	}
+	return t
+}()
+
 // x86Filter converts or restores a stream of bytes, possibly in pieces.
 type x86Filter struct {
 	// kept is the position of the last candidate left alone.
@@ -39,10 +47,22 @@ const x86FilterMargin = 6
 // done (all but at most x86FilterMargin-1), and the caller passes the rest
 // again followed by more bytes. With final, p ends where the data does.
 func (f *x86Filter) convert(p []byte, pos int64, encode, final bool) int {
+	// Up to safe, a byte's candidacy never depends on bytes beyond p.
+	safe := len(p)
+	if !final {
+		safe = max(len(p)-x86FilterMargin+1, 0)
+	}
 	i := 0
 	for ; i < len(p); i++ {
+		// Skip bytes that start no candidate, the most of them.
+		for i < safe && !x86Opcode[p[i]] {
+			i++
+		}
 		if !final && i+x86FilterMargin > len(p) {
 			return i
+		}
+		if i == len(p) {
+			break
 		}
 		var field int // offset of the 4-byte field from the opcode
 		switch b := p[i]; {

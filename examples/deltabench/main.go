@@ -16,8 +16,11 @@
 //
 // It prints a Markdown table: patch size, diff and apply wall time and
 // peak RSS, and for ours the ratios to C bsdiff/bspatch. A streaming patch
-// in the LZ layout (package delta chooses it for distant versions of small
-// images) is marked "(LZ layout)".
+// is marked with its layout when it is not the zstd-coded bsdiff layout:
+// "(range-coded)" for the bsdiff layout range-coded, "(LZ layout,
+// range-coded)" and "(LZ layout)" for the LZ layout (package delta chooses
+// the range-coded layouts for images of at most 4 MiB together, and the LZ
+// layout among them for distant versions).
 //
 // Exit status: 0 when every tool reproduced every new file, 1 when one
 // failed, 2 on bad usage.
@@ -140,10 +143,7 @@ func main() {
 		c, haveC := results["C bsdiff 4.3"]
 		for _, tl := range tools {
 			r := results[tl.name]
-			status := ""
-			if r.magic == "OTADLZ01" {
-				status = " (LZ layout)"
-			}
+			status := layoutNote(r.magic)
 			if !r.ok {
 				status = " (FAILED)"
 				failed = true
@@ -310,4 +310,18 @@ func hashFile(path string) ([32]byte, error) {
 	}
 	copy(sum[:], h.Sum(nil))
 	return sum, nil
+}
+
+// layoutNote names the layout of one of our streaming patches by its magic
+// (empty for the zstd-coded bsdiff layout and for other tools' patches).
+func layoutNote(magic string) string {
+	switch magic {
+	case "OTADLR01":
+		return " (range-coded)"
+	case "OTADLZ02":
+		return " (LZ layout, range-coded)"
+	case "OTADLZ01":
+		return " (LZ layout)"
+	}
+	return ""
 }

@@ -43,7 +43,7 @@ func TestDeltabenchSmoke(t *testing.T) {
 	table := stdout.String()
 	assert.Contains(t, table, "tiny")
 	assert.Contains(t, table, "ours bsdiff40")
-	assert.Contains(t, table, "ours otaseal-zstd")
+	assert.Contains(t, table, "ours otaseal-zstd (range-coded)", "a 400 KB pair gets the range-coded layout")
 	if _, err := exec.LookPath("bsdiff"); err == nil {
 		assert.Contains(t, table, "C bsdiff")
 	}
@@ -52,4 +52,17 @@ func TestDeltabenchSmoke(t *testing.T) {
 	usage := exec.Command(bin)
 	_ = usage.Run()
 	assert.Equal(t, 2, usage.ProcessState.ExitCode())
+}
+
+func TestLayoutNote(t *testing.T) {
+	for magic, want := range map[string]string{
+		"OTADLT02": "",
+		"OTADLR01": " (range-coded)",
+		"OTADLZ01": " (LZ layout)",
+		"OTADLZ02": " (LZ layout, range-coded)",
+		"BSDIFF40": "",
+		"":         "",
+	} {
+		assert.Equal(t, want, layoutNote(magic), magic)
+	}
 }
