@@ -41,25 +41,36 @@ func getOff(b []byte) (int64, error) {
 	return -mag, nil
 }
 
-// writeBSDIFF40 compresses the three blocks concurrently with our bzip2
-// writer (internal/bzip2) into memory (a patch is small next to the images), then
-// writes header and blocks.
+// writeBSDIFF40 compresses the three blocks with our bzip2 writer
+// (internal/bzip2) into memory (a patch is small next to the images), then
+// writes header and blocks. Above StreamWindow of new image the blocks are
+// compressed concurrently, for time; below it one after the other, for
+// memory: each block's encoder holds about 13 bytes per byte it codes,
+// which on a small pair would otherwise be paid three times at once, and
+// the whole compression takes tens of milliseconds there.
 func (d *Script) writeBSDIFF40(w io.Writer) error {
 	var blocks [3]bytes.Buffer
 	var errs [3]error
 	fill := [3]func(io.Writer) error{d.writeControls, d.writeDiffData, d.writeExtraData}
-	var wg sync.WaitGroup
-	for i := range blocks {
-		wg.Go(func() {
-			zw := bzip2.NewWriter(&blocks[i])
-			err := fill[i](zw)
-			if err == nil {
-				err = zw.Close()
-			}
-			errs[i] = err
-		})
+	compress := func(i int) {
+		zw := bzip2.NewWriter(&blocks[i])
+		err := fill[i](zw)
+		if err == nil {
+			err = zw.Close()
+		}
+		errs[i] = err
 	}
-	wg.Wait()
+	if len(d.new) <= StreamWindow {
+		for i := range blocks {
+			compress(i)
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i := range blocks {
+			wg.Go(func() { compress(i) })
+		}
+		wg.Wait()
+	}
 	for _, err := range errs {
 		if err != nil {
 			return fmt.Errorf("delta: bzip2: %w", err)
