@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/otaseal/otaseal/delta"
@@ -159,8 +160,33 @@ func doBuild(c *buildConfig, cache string) (*releases, error) {
 			}
 		}
 		r.images[rel.version] = img
+		// Mark it used, for pruneCache.
+		now := time.Now()
+		if err := os.Chtimes(img, now, now); err != nil {
+			return nil, err
+		}
 	}
+	pruneCache(out, cacheMaxAge)
 	return r, nil
+}
+
+// cacheMaxAge is how long a cached release image or delta may go unused
+// before pruneCache removes it. Every change to the agent makes new
+// images (three of 24 MiB), so without pruning the cache grows by a run's
+// worth each time the code changes; hours keep a concurrent run's files.
+const cacheMaxAge = 6 * time.Hour
+
+// pruneCache removes release images and deltas in dir unused for maxAge.
+// Failures are ignored: the cache is an optimisation.
+func pruneCache(dir string, maxAge time.Duration) {
+	for _, pattern := range []string{"release-*.img", "delta-*.otz"} {
+		files, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, f := range files {
+			if fi, err := os.Stat(f); err == nil && time.Since(fi.ModTime()) > maxAge {
+				os.Remove(f)
+			}
+		}
+	}
 }
 
 // patch returns the streaming delta from one release image to another,
@@ -175,6 +201,8 @@ func (r *releases) patch(t *testing.T, from, to string) []byte {
 	ha, hb := sha256.Sum256(a), sha256.Sum256(b)
 	p := filepath.Join(r.cache, fmt.Sprintf("delta-%x-%x.otz", ha[:8], hb[:8]))
 	if cached, err := os.ReadFile(p); err == nil {
+		now := time.Now()
+		os.Chtimes(p, now, now) // used: kept by pruneCache
 		return cached
 	}
 	start := time.Now()
@@ -192,4 +220,28 @@ func (r *releases) sha256(t *testing.T, version string) string {
 	require.NoError(t, err)
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// pruneCache removes images and deltas unused for longer than its age,
+// and nothing else.
+func TestPruneCache(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * cacheMaxAge)
+	for name, stale := range map[string]bool{
+		"release-1.0.0-aa.img": true, "release-1.0.0-bb.img": false,
+		"delta-aa-bb.otz": true, "delta-bb-cc.otz": false, "deviceagent": true,
+	} {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(name), 0o644))
+		if stale {
+			require.NoError(t, os.Chtimes(p, old, old))
+		}
+	}
+	pruneCache(dir, cacheMaxAge)
+	left, err := filepath.Glob(filepath.Join(dir, "*"))
+	require.NoError(t, err)
+	for i := range left {
+		left[i] = filepath.Base(left[i])
+	}
+	assert.ElementsMatch(t, []string{"release-1.0.0-bb.img", "delta-bb-cc.otz", "deviceagent"}, left)
 }
