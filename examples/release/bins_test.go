@@ -26,18 +26,19 @@ func TestHashBins(t *testing.T) {
 	r = cli(t, "bins", "--repo", repo, "--bits", "3", "--bin-key", binKey, "--bin-threshold", "2", "--key", targetsKeys)
 	assert.Equal(t, 2, r.code, r.stderr)
 	r = ok(t, "bins", "--repo", repo, "--bits", "3", "--bin-key", binKey, "--key", targetsKeys, "--key", onlineKeys)
-	assert.Contains(t, r.stdout, "8 hash bins bin-*")
-	for _, bin := range []string{"bin-0", "bin-7"} {
-		_, err := os.Stat(filepath.Join(repo, "metadata", "1."+bin+".json"))
-		assert.NoError(t, err, bin)
+	assert.Contains(t, r.stdout, "delegated targets to catalog and it to 8 hash bins bin-*")
+	for _, role := range []string{"catalog", "bin-0", "bin-7"} {
+		_, err := os.Stat(filepath.Join(repo, "metadata", "1."+role+".json"))
+		assert.NoError(t, err, role)
 	}
-	r = cli(t, "bins", "--repo", repo, "--bits", "4", "--bin-key", binKey, "--key", targetsKeys, "--key", onlineKeys)
+	r = cli(t, "bins", "--repo", repo, "--bits", "4", "--role", "other", "--bin-key", binKey, "--key", targetsKeys, "--key", onlineKeys)
 	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "already delegates")
+	assert.Contains(t, r.stderr, `already delegates paths to "catalog"`)
 
-	r = cli(t, "control-init", "--repo", repo, "--control-key", key("ed25519-9"), "--key", targetsKeys, "--key", onlineKeys)
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "already delegates to hash bins", "hash bins and a named delegation cannot share a parent")
+	// The bins hang from a named role, so the targets role can still
+	// delegate to the rollout control role.
+	controlKey := key("ed25519-9")
+	ok(t, "control-init", "--repo", repo, "--control-key", controlKey, "--key", targetsKeys, "--key", onlineKeys)
 
 	dir := t.TempDir()
 	old, next := images()
@@ -69,8 +70,11 @@ func TestHashBins(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, md.Signed.Targets, "images are in the bins, not in targets")
 	require.NotNil(t, md.Signed.Delegations)
-	require.NotNil(t, md.Signed.Delegations.SuccinctRoles)
-	assert.Equal(t, 3, md.Signed.Delegations.SuccinctRoles.BitLength)
+	var names []string
+	for _, r := range md.Signed.Delegations.Roles {
+		names = append(names, r.Name)
+	}
+	assert.Equal(t, []string{"catalog", "rollout-control"}, names)
 
 	st, err := rollback.OpenState(ctx, rollback.NewMemStore(), rollback.StateOptions{HardwareID: "acme-gw-r2", AllowNoCounter: true})
 	require.NoError(t, err)
@@ -79,4 +83,12 @@ func TestHashBins(t *testing.T) {
 	require.NotNil(t, u)
 	assert.Equal(t, "acme-gw-r2/1.1.0/firmware.bin", u.Release.Path)
 	assert.Regexp(t, `^bin-[0-7]$`, u.Role, "signed by its bin")
+
+	// The online control key pauses a release signed in a bin; the device
+	// then stays with the one before.
+	ok(t, "rollout", "pause", "--repo", repo, "--reason", "reverts on rev B", "--key", controlKey, "--key", onlineKeys, "acme-gw-r2/1.1.0/firmware.bin")
+	require.NoError(t, c.Refresh(ctx))
+	u, err = c.Select(ctx, st)
+	require.NoError(t, err)
+	assert.Equal(t, "acme-gw-r2/1.0.0/firmware.bin", u.Release.Path, "the paused release is held back")
 }
