@@ -72,16 +72,7 @@ func (a *applier) applyLZ(patch io.Reader, payloadLen uint64) (int64, error) {
 	}
 	// The image is complete: the frame must end, the payload must be used
 	// up, and nothing may follow it.
-	if err := expectEOF(zr, ErrTruncated); err != nil {
-		return a.newPos, a.fail(err)
-	}
-	if body.N != 0 {
-		return a.newPos, a.fail(fmt.Errorf("%w: %d payload bytes after the frame", ErrTrailingData, body.N))
-	}
-	if err := expectEOF(patch, ErrTrailingData); err != nil {
-		return a.newPos, a.fail(err)
-	}
-	return a.finish()
+	return a.finishPayload(patch, func() error { return expectEOF(zr, ErrTruncated) }, frameUsedUp(body))
 }
 
 // unfilter reads the filtered new image from r and writes it restored,

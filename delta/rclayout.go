@@ -112,16 +112,7 @@ func (a *applier) applyRCSegments(patch io.Reader, payloadLen uint64) (int64, er
 	if err := a.applySegments(r); err != nil {
 		return a.newPos, err
 	}
-	if err := rclzEnd(r); err != nil {
-		return a.newPos, a.fail(err)
-	}
-	if err := end(z); err != nil {
-		return a.newPos, a.fail(err)
-	}
-	if err := expectEOF(patch, ErrTrailingData); err != nil {
-		return a.newPos, a.fail(err)
-	}
-	return a.finish()
+	return a.finishPayload(patch, func() error { return rclzEnd(r) }, func() error { return end(z) })
 }
 
 // applyRCLZ applies the rest of a patch in the range-coded LZ layout whose
@@ -143,16 +134,7 @@ func (a *applier) applyRCLZ(patch io.Reader, payloadLen uint64) (int64, error) {
 	if err := a.unfilter(z); err != nil {
 		return a.newPos, err
 	}
-	if err := rclzEnd(z); err != nil {
-		return a.newPos, a.fail(err)
-	}
-	if err := end(z); err != nil {
-		return a.newPos, a.fail(err)
-	}
-	if err := expectEOF(patch, ErrTrailingData); err != nil {
-		return a.newPos, a.fail(err)
-	}
-	return a.finish()
+	return a.finishPayload(patch, func() error { return rclzEnd(z) }, func() error { return end(z) })
 }
 
 // readFilteredOld reads the whole old image into p and filters it, as the

@@ -184,16 +184,33 @@ func ApplyStream(dst io.Writer, old io.ReaderAt, oldSize int64, patch io.Reader,
 	}
 	// The records are complete: the frame must end, the payload must be
 	// used up, and nothing may follow it.
-	if err := expectEOF(r, ErrTruncated); err != nil {
-		return a.newPos, a.fail(err)
-	}
-	if body.N != 0 {
-		return a.newPos, a.fail(fmt.Errorf("%w: %d payload bytes after the frame", ErrTrailingData, body.N))
+	return a.finishPayload(patch, func() error { return expectEOF(r, ErrTruncated) }, frameUsedUp(body))
+}
+
+// finishPayload runs checks, that the payload's entropy-coded stream ended
+// where it should and used the payload up, then refuses anything after
+// the payload and finishes the apply.
+func (a *applier) finishPayload(patch io.Reader, checks ...func() error) (int64, error) {
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return a.newPos, a.fail(err)
+		}
 	}
 	if err := expectEOF(patch, ErrTrailingData); err != nil {
 		return a.newPos, a.fail(err)
 	}
 	return a.finish()
+}
+
+// frameUsedUp checks that a zstd frame read through body left none of
+// the payload unread.
+func frameUsedUp(body *io.LimitedReader) func() error {
+	return func() error {
+		if body.N != 0 {
+			return fmt.Errorf("%w: %d payload bytes after the frame", ErrTrailingData, body.N)
+		}
+		return nil
+	}
 }
 
 // applySegments applies segments read from r until the declared output is
