@@ -52,5 +52,22 @@ func (r *Rollout) Eligible(targetPath, rolloutID string, t time.Time) bool {
 	return !t.Before(r.EligibleFrom(targetPath, rolloutID))
 }
 
+// CurrentWave returns the index of the last wave that has opened at t
+// (its start plus offset is not after t), or -1 before the first. The
+// waves' offsets rise, so the waves before it have opened too. A nil
+// rollout has no waves: -1.
+func (r *Rollout) CurrentWave(t time.Time) int {
+	if r == nil {
+		return -1
+	}
+	cur := -1
+	for i, w := range r.Waves {
+		if !t.Before(r.Start.Add(w.Offset)) {
+			cur = i
+		}
+	}
+	return cur
+}
+
 // maxTime is later than any time a schedule can name.
 var maxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Add(MaxWaveOffset + time.Second)

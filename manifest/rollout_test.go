@@ -220,3 +220,12 @@ func TestFormatShareOffset(t *testing.T) {
 		assert.Equal(t, want, FormatOffset(d), d)
 	}
 }
+
+func TestCurrentWave(t *testing.T) {
+	start := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	r := &Rollout{Start: start, Waves: []Wave{{Offset: 0, Share: 100}, {Offset: 24 * time.Hour, Share: 1000}, {Offset: 7 * 24 * time.Hour, Share: FullShare}}}
+	for at, want := range map[time.Duration]int{-time.Second: -1, 0: 0, 24*time.Hour - time.Second: 0, 24 * time.Hour: 1, 30 * 24 * time.Hour: 2} {
+		assert.Equal(t, want, r.CurrentWave(start.Add(at)), at)
+	}
+	assert.Equal(t, -1, (*Rollout)(nil).CurrentWave(start))
+}

@@ -141,12 +141,7 @@ func currentWave(r *manifest.Rollout, now time.Time) string {
 	if r == nil {
 		return "all devices"
 	}
-	cur := -1
-	for i, w := range r.Waves {
-		if !now.Before(r.Start.Add(w.Offset)) {
-			cur = i
-		}
-	}
+	cur := r.CurrentWave(now)
 	switch {
 	case cur < 0:
 		return "not started, wave 1 at " + formatTime(r.Start.Add(r.Waves[0].Offset))

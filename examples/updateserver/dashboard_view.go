@@ -367,12 +367,7 @@ func waveNow(r *manifest.Rollout, now time.Time) string {
 	if r == nil {
 		return "all devices"
 	}
-	cur := -1
-	for i, w := range r.Waves {
-		if !now.Before(r.Start.Add(w.Offset)) {
-			cur = i
-		}
-	}
+	cur := r.CurrentWave(now)
 	switch {
 	case cur < 0:
 		return "not started"
