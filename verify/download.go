@@ -74,18 +74,53 @@ func (c *Client) download(ctx context.Context, path string, tf *manifest.TargetF
 	if err != nil {
 		return &TargetError{Path: path, Err: err}
 	}
-	rc, err := c.fetch(ctx, u, tf.Length, count)
-	if err != nil {
-		return &TargetError{Path: path, Err: err}
-	}
-	defer rc.Close()
-	if _, err := io.Copy(cw, rc); err != nil {
-		return &TargetError{Path: path, Err: err}
+	// A body cut short by a fault of the mirror (it died, the network
+	// broke) is fetched again, from the next mirror that answers, and
+	// continued where it stopped: the bytes already written are read and
+	// dropped. Every byte written still goes through cw, whose length and
+	// hashes decide, so a mirror serving other bytes is caught as before.
+	var written int64
+	for attempt := 0; ; attempt++ {
+		rc, err := c.fetch(ctx, u, tf.Length, count)
+		if err != nil {
+			return &TargetError{Path: path, Err: err}
+		}
+		body := &faultReader{r: rc}
+		if _, err = io.CopyN(io.Discard, body, written); err == nil {
+			var n int64
+			n, err = io.Copy(cw, body)
+			written += n
+		}
+		rc.Close()
+		if err == nil {
+			break
+		}
+		if body.err == nil || !failover(ctx, body.err) || attempt+1 >= len(c.mirrors.all) {
+			return &TargetError{Path: path, Err: err}
+		}
+		c.log.Warn("target download cut short, continuing from another mirror", "path", path, "at", written, "err", err)
+		c.mirrors.demote()
 	}
 	if err := cw.Finish(); err != nil {
 		return &TargetError{Path: path, Err: err}
 	}
 	return nil
+}
+
+// faultReader keeps the error its reader returned, so that a failed copy
+// tells a fault of the body (worth another mirror) from a refusal by the
+// checking writer (final).
+type faultReader struct {
+	r   io.Reader
+	err error
+}
+
+func (f *faultReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF {
+		f.err = err
+	}
+	return n, err
 }
 
 // fetch opens the target file rel (targetURL) at a mirror with the

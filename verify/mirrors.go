@@ -51,6 +51,18 @@ func (ml *mirrorList) order() []int {
 	return out
 }
 
+// demote makes the mirror after the preferred one preferred: the
+// preferred one just served a body that broke off.
+func (ml *mirrorList) demote() {
+	n := int32(len(ml.all))
+	for {
+		cur := ml.pref.Load()
+		if ml.pref.CompareAndSwap(cur, (cur+1)%n) {
+			return
+		}
+	}
+}
+
 // failover reports whether err, from one mirror, is worth asking another
 // mirror: the mirror is unreachable, slow, overloaded or broken (network
 // errors, 5xx, 429, a body cut short). A 404 is an answer, not a fault:

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,4 +221,43 @@ func TestMirrorsFailOverBeforeRetrying(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "firmware", string(got))
 	assert.GreaterOrEqual(t, broken.requests.Load(), int64(1))
+}
+
+// A target body cut short by a dying mirror is continued from the next
+// mirror; a body that is whole but wrong is still refused.
+func TestMirrorsDownloadCutShort(t *testing.T) {
+	r := newRepo(t)
+	image := bytes.Repeat([]byte("firmware-"), 50000)
+	r.AddTarget("targets", "fw.bin", image, nil)
+	r.Publish()
+	var cuts atomic.Int64
+	cutting := newMirrorServer(t, r.Srv.URL, func(w http.ResponseWriter, path string) bool {
+		if !strings.Contains(path, "fw.bin") {
+			return false
+		}
+		cuts.Add(1)
+		w.Header().Set("Content-Length", strconv.Itoa(len(image)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(image[:len(image)/2])
+		w.(http.Flusher).Flush()
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return true
+	})
+	good := newMirrorServer(t, r.Srv.URL, nil)
+	c, _ := newMirrorClient(t, r, cutting.mirror(), good.mirror())
+	require.NoError(t, c.Refresh(context.Background()))
+	got, err := download(t, c, "fw.bin")
+	require.NoError(t, err)
+	assert.Equal(t, image, got)
+	assert.Equal(t, int64(1), cuts.Load())
+
+	// Only faults of the body move on: a mirror whose every copy is cut
+	// fails the download once all mirrors were tried.
+	c, _ = newMirrorClient(t, r, cutting.mirror(), cutting.mirror())
+	require.NoError(t, c.Refresh(context.Background()))
+	_, err = download(t, c, "fw.bin")
+	require.Error(t, err)
 }
