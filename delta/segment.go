@@ -219,6 +219,7 @@ func (s *segmentReader) next(planned, newSize int64) error {
 	}
 	s.runsBuf = grow(s.runsBuf, int(runsLen))
 	s.runs = s.runsBuf
+	s.pred.expect(int(runsLen))
 	if _, err := io.ReadFull(s.r, s.runs); err != nil {
 		return streamErr(err)
 	}
@@ -286,6 +287,9 @@ func checkRuns(runs []byte, ctl []segmentControl) (uint64, error) {
 // uvarint decodes a varint from the front of b with readUvarint's rules
 // (minimal, at most 64 bits); n is 0 if b does not start with one.
 func uvarint(b []byte) (x uint64, n int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), 1 // most codes and gaps
+	}
 	x, n = binary.Uvarint(b)
 	if n <= 0 || (n > 1 && b[n-1] == 0) {
 		return 0, 0
@@ -303,14 +307,14 @@ func (s *segmentReader) begin(add int64, shift uint32) {
 // previous run started (0 before the first). The records were checked in
 // next, so they decode and stay inside the entry.
 func (s *segmentReader) record(start int64) {
-	code, w := binary.Uvarint(s.runs)
+	code, w := uvarint(s.runs)
 	s.runs = s.runs[w:]
 	s.code = code
 	if code == codeEnd {
 		s.runAt = s.add
 		return
 	}
-	gap, w := binary.Uvarint(s.runs)
+	gap, w := uvarint(s.runs)
 	s.runs = s.runs[w:]
 	s.runAt = start + int64(gap)
 }

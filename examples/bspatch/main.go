@@ -9,7 +9,9 @@
 // a hostile or corrupt patch never leaves a NEW behind. By default the file
 // is synced to disk before the rename, so that a power cut leaves either
 // the old NEW or the whole new one; -fsync=false skips that, as bspatch 4.3
-// does (deltabench uses it to compare the same work).
+// does (deltabench uses it to compare the same work). OLD is mapped into
+// memory where the system allows it (bspatch 4.3 reads it whole into a
+// buffer); a device or pipe is read with positioned reads.
 //
 // Exit status: 0 on success, 1 when the patch is rejected or cannot be
 // applied, 2 on bad usage.
@@ -21,7 +23,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -84,15 +85,11 @@ flags:
 }
 
 func run(f delta.Format, opts *delta.ApplyOptions, sync bool, oldPath, newPath, patchPath string) (int64, error) {
-	old, err := os.Open(oldPath)
+	old, oldSize, err := openOld(oldPath)
 	if err != nil {
 		return 0, err
 	}
 	defer old.Close()
-	st, err := old.Stat()
-	if err != nil {
-		return 0, err
-	}
 	patch, err := os.Open(patchPath)
 	if err != nil {
 		return 0, err
@@ -104,16 +101,16 @@ func run(f delta.Format, opts *delta.ApplyOptions, sync bool, oldPath, newPath, 
 		return 0, err
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
-	bw := bufio.NewWriterSize(tmp, 256<<10)
+	bw := bufio.NewWriterSize(tmp, 64<<10)
 	var n int64
 	switch f {
 	case delta.FormatBSDIFF40:
 		var pst os.FileInfo
 		if pst, err = patch.Stat(); err == nil {
-			n, err = delta.ApplyBSDIFF40(bw, old, st.Size(), patch, pst.Size(), opts)
+			n, err = delta.ApplyBSDIFF40(bw, old, oldSize, patch, pst.Size(), opts)
 		}
 	default:
-		n, err = delta.ApplyStream(bw, old, st.Size(), bufio.NewReaderSize(patch, 64<<10), opts)
+		n, err = delta.ApplyStream(bw, old, oldSize, bufio.NewReaderSize(patch, 64<<10), opts)
 	}
 	if err == nil {
 		err = bw.Flush()
@@ -133,5 +130,8 @@ func run(f delta.Format, opts *delta.ApplyOptions, sync bool, oldPath, newPath, 
 	return n, os.Rename(tmp.Name(), newPath)
 }
 
-// Interface check: the applier reads old through io.ReaderAt, which *os.File is.
-var _ io.ReaderAt = (*os.File)(nil)
+// Interface checks: the applier reads old through io.ReaderAt.
+var (
+	_ oldImage = (*os.File)(nil)
+	_ oldImage = (*mappedFile)(nil)
+)
