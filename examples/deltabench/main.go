@@ -9,10 +9,13 @@
 // bspatch (examples/bsdiff and examples/bspatch, built into a temporary
 // directory, in both formats) and, when found on PATH, C bsdiff/bspatch,
 // zstd --patch-from and xdelta3. Every tool runs as a child process, so
-// wall time and peak RSS (the child's rusage) compare like for like. Each
-// output is checked against the new file. Our bspatch runs with
-// -fsync=false: none of the other tools syncs its output, and on the small
-// pairs the sync alone costs more than applying the patch.
+// wall time and peak RSS compare like for like; peak RSS is measured with
+// GNU time where installed (see gnuTime), and diffs are timed under it. Each
+// output is checked against the new file. Applies are short and the
+// machine's speed drifts, so each apply runs -apply-runs times with the
+// tools taking turns, and the table keeps the fastest run. Our bspatch
+// runs with -fsync=false: none of the other tools syncs its output, and on
+// the small pairs the sync alone costs more than applying the patch.
 //
 // It prints a Markdown table: patch size, diff and apply wall time and
 // peak RSS, and for ours the ratios to C bsdiff/bspatch. A streaming patch
@@ -61,7 +64,8 @@ type result struct {
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	fs := flag.NewFlagSet("deltabench", flag.ContinueOnError)
-	runs := fs.Int("runs", 1, "run each command this many times and keep the fastest (RSS is the largest seen)")
+	runs := fs.Int("runs", 1, "run each diff this many times and keep the fastest (RSS is the largest seen)")
+	applyRuns := fs.Int("apply-runs", 10, "run each apply this many times, the tools taking turns, and keep the fastest")
 	only := fs.String("pairs", "", "comma-separated pair names to run (default all)")
 	skip := fs.String("skip", "", "comma-separated tools to leave out: c, zstd, xdelta3")
 	oursDiff := fs.String("bsdiff", "", "our bsdiff binary (default: go build ./examples/bsdiff)")
@@ -79,7 +83,7 @@ func main() {
 		}
 		os.Exit(2)
 	}
-	if fs.NArg() != 1 || *runs < 1 {
+	if fs.NArg() != 1 || *runs < 1 || *applyRuns < 1 {
 		fs.Usage()
 		os.Exit(2)
 	}
@@ -94,6 +98,9 @@ func main() {
 		os.Exit(1)
 	}
 	defer os.RemoveAll(tmp)
+	if gnuTime == "" {
+		log.Warn("GNU time (/usr/bin/time) not found: peak RSS is rusage's, which counts deltabench's own peak under every child's")
+	}
 	if *oursDiff == "" || *oursPatch == "" {
 		log.Info("building our bsdiff and bspatch")
 		*oursDiff, *oursPatch = filepath.Join(tmp, "bsdiff"), filepath.Join(tmp, "bspatch")
@@ -130,15 +137,11 @@ func main() {
 	fmt.Println("| pair | tool | patch bytes | size/C | diff s | diff RSS MiB | apply s | apply RSS MiB | diff time/C | diff RSS/C | apply time/C | apply RSS/C |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, p := range pairs {
-		results := make(map[string]result)
-		for _, tl := range tools {
-			log.Info("running", "pair", p.name, "tool", tl.name)
-			r, err := runTool(tl, p, tmp, *runs)
-			if err != nil {
-				log.Error("tool failed", "pair", p.name, "tool", tl.name, "err", err)
-				failed = true
-			}
-			results[tl.name] = r
+		log.Info("running", "pair", p.name)
+		results, errs := runPair(tools, p, tmp, *runs, *applyRuns)
+		for name, err := range errs {
+			log.Error("tool failed", "pair", p.name, "tool", name, "err", err)
+			failed = true
 		}
 		c, haveC := results["C bsdiff 4.3"]
 		for _, tl := range tools {
@@ -198,49 +201,121 @@ func findPairs(dir, only string) ([]pair, error) {
 	return pairs, nil
 }
 
-func runTool(tl tool, p pair, tmp string, runs int) (result, error) {
-	patch := filepath.Join(tmp, "patch")
-	out := filepath.Join(tmp, "out")
-	vars := strings.NewReplacer("{old}", p.old, "{new}", p.new, "{patch}", patch, "{out}", out)
-	var r result
-	for i := 0; i < runs; i++ {
+// runPair runs every tool's diff runs times, then every apply applyRuns
+// times with the tools taking turns: an apply of a small pair takes a few
+// milliseconds, and taking turns spreads the machine's slow and fast
+// moments over all tools instead of giving each tool its own. It keeps
+// the fastest time and the largest RSS of each command, and checks each
+// tool's output against the new file.
+func runPair(tools []tool, p pair, tmp string, runs, applyRuns int) (map[string]result, map[string]error) {
+	results := make(map[string]result)
+	errs := make(map[string]error)
+	vars := make([]*strings.Replacer, len(tools))
+	outs := make([]string, len(tools))
+	for i, tl := range tools {
+		patch := filepath.Join(tmp, fmt.Sprintf("patch-%d", i))
+		outs[i] = filepath.Join(tmp, fmt.Sprintf("out-%d", i))
 		os.Remove(patch)
-		os.Remove(out)
-		dt, drss, err := runChild(tl.diff, vars)
-		if err != nil {
-			return r, fmt.Errorf("diff: %w", err)
+		os.Remove(outs[i])
+		vars[i] = strings.NewReplacer("{old}", p.old, "{new}", p.new, "{patch}", patch, "{out}", outs[i])
+		var r result
+		for k := 0; k < runs; k++ {
+			dt, rss, err := runChild(tl.diff, vars[i], true)
+			if err != nil {
+				errs[tl.name] = fmt.Errorf("diff: %w", err)
+				break
+			}
+			if k == 0 || dt < r.diffTime {
+				r.diffTime = dt
+			}
+			r.diffRSS = max(r.diffRSS, rss)
 		}
-		at, arss, err := runChild(tl.apply, vars)
-		if err != nil {
-			return r, fmt.Errorf("apply: %w", err)
-		}
-		if i == 0 || dt < r.diffTime {
-			r.diffTime = dt
-		}
-		if i == 0 || at < r.appTime {
-			r.appTime = at
-		}
-		r.diffRSS = max(r.diffRSS, drss)
-		r.appRSS = max(r.appRSS, arss)
+		r.patchSize = fileSize(patch)
+		r.magic = readMagic(patch)
+		results[tl.name] = r
 	}
-	r.patchSize = fileSize(patch)
-	r.magic = readMagic(patch)
-	same, err := sameContent(out, p.new)
-	if err != nil {
-		return r, err
+	for k := 0; k < applyRuns; k++ {
+		for j := range tools {
+			// Each round starts with another tool, so none is always
+			// the first after a diff or after another's output.
+			i := (j + k) % len(tools)
+			tl := tools[i]
+			if errs[tl.name] != nil {
+				continue
+			}
+			// Timed without GNU time, whose start would be a sizeable part
+			// of a small apply; the first round also measures RSS.
+			at, rss, err := runChild(tl.apply, vars[i], false)
+			if gnuTime != "" {
+				rss = 0
+				if err == nil && k == 0 {
+					_, rss, err = runChild(tl.apply, vars[i], true)
+				}
+			}
+			if err != nil {
+				errs[tl.name] = fmt.Errorf("apply: %w", err)
+				continue
+			}
+			r := results[tl.name]
+			if k == 0 || at < r.appTime {
+				r.appTime = at
+			}
+			r.appRSS = max(r.appRSS, rss)
+			results[tl.name] = r
+		}
 	}
-	if !same {
-		return r, fmt.Errorf("output differs from %s", p.new)
+	for i, tl := range tools {
+		if errs[tl.name] != nil {
+			continue
+		}
+		same, err := sameContent(outs[i], p.new)
+		switch {
+		case err != nil:
+			errs[tl.name] = err
+		case !same:
+			errs[tl.name] = fmt.Errorf("output differs from %s", p.new)
+		default:
+			r := results[tl.name]
+			r.ok = true
+			results[tl.name] = r
+		}
 	}
-	r.ok = true
-	return r, nil
+	return results, errs
 }
 
+// gnuTime is GNU time's path when it is installed. A child started by a Go
+// program shares the parent's memory until it executes its program (Go
+// clones with CLONE_VM), and Linux then counts the parent's peak in the
+// child's: rusage puts a floor of deltabench's own RSS under every figure,
+// above what bspatch needs for a small pair. GNU time forks from a small C
+// process and reports the child's own peak.
+var gnuTime = func() string {
+	out, err := exec.Command("/usr/bin/time", "--version").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("GNU")) {
+		return ""
+	}
+	return "/usr/bin/time"
+}()
+
 // runChild runs one command and returns its wall time and peak RSS in KiB.
-func runChild(tmpl []string, vars *strings.Replacer) (time.Duration, int64, error) {
+// With viaTime, it runs under GNU time for an exact RSS, at the cost of
+// time's own start in the wall time (about a millisecond); without, the
+// RSS is rusage's, floored as gnuTime says.
+func runChild(tmpl []string, vars *strings.Replacer, viaTime bool) (time.Duration, int64, error) {
 	args := make([]string, len(tmpl))
 	for i, a := range tmpl {
 		args[i] = vars.Replace(a)
+	}
+	var rssFile string
+	if viaTime && gnuTime != "" {
+		f, err := os.CreateTemp("", "deltabench-rss-")
+		if err != nil {
+			return 0, 0, err
+		}
+		f.Close()
+		rssFile = f.Name()
+		defer os.Remove(rssFile)
+		args = append([]string{gnuTime, "-f", "%M", "-o", rssFile}, args...)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	var stderr bytes.Buffer
@@ -252,7 +327,15 @@ func runChild(tmpl []string, vars *strings.Replacer) (time.Duration, int64, erro
 		return wall, 0, fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+	if rssFile != "" {
+		b, err := os.ReadFile(rssFile)
+		if err != nil {
+			return wall, 0, err
+		}
+		if _, err := fmt.Sscan(string(b), &rss); err != nil {
+			return wall, 0, fmt.Errorf("GNU time wrote %q: %v", b, err)
+		}
+	} else if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		rss = ru.Maxrss // KiB on Linux
 	}
 	return wall, rss, nil
