@@ -9,9 +9,10 @@
 // a hostile or corrupt patch never leaves a NEW behind. By default the file
 // is synced to disk before the rename, so that a power cut leaves either
 // the old NEW or the whole new one; -fsync=false skips that, as bspatch 4.3
-// does (deltabench uses it to compare the same work). OLD is mapped into
-// memory where the system allows it (bspatch 4.3 reads it whole into a
-// buffer); a device or pipe is read with positioned reads.
+// does (deltabench uses it to compare the same work). An OLD of at most
+// 4 MiB is mapped into memory where the system allows it (bspatch 4.3 reads
+// OLD whole into a buffer); a larger one, a device or a pipe is read with
+// positioned reads, so memory stays flat in the image size.
 //
 // Exit status: 0 on success, 1 when the patch is rejected or cannot be
 // applied, 2 on bad usage.

@@ -12,7 +12,8 @@ import (
 // old once per add run, hundreds of times for a small firmware image: from
 // a mapping each read is a copy, where a pread is a system call, and the
 // kernel maps the file's cached pages in batches instead of the process
-// faulting in a private copy of them.
+// faulting in a private copy of them. Only files of at most mapMax bytes
+// are mapped.
 type mappedFile struct {
 	name  string
 	data  []byte
@@ -62,8 +63,8 @@ func openOld(path string) (oldImage, int64, error) {
 		f.Close()
 		return nil, 0, err
 	}
-	if !st.Mode().IsRegular() || st.Size() == 0 {
-		return f, st.Size(), nil // a device or pipe, or nothing to map
+	if !st.Mode().IsRegular() || st.Size() == 0 || st.Size() > mapMax {
+		return f, st.Size(), nil // a device or pipe, nothing to map, or too much
 	}
 	m, err := mapFile(f, st.Size())
 	if errors.Is(err, errNoMmap) {
@@ -78,3 +79,11 @@ func openOld(path string) (oldImage, int64, error) {
 }
 
 var errNoMmap = errors.New("no mmap on this system")
+
+// mapMax is the largest old file that is mapped. The pages of a mapping
+// that have been read count in the process's resident memory, and the
+// applier's promise is memory flat in the image size: a larger file is
+// read with positioned reads into the applier's own buffers. Per read
+// those cost a system call instead of a copy, which matters little on a
+// large image, whose add runs are long.
+const mapMax = 4 << 20

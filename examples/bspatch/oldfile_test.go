@@ -100,3 +100,15 @@ func TestOpenOldTruncatedWhileMapped(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "changed while it was being read")
 }
+
+// Above mapMax the file is read, not mapped: a mapping's pages count in
+// resident memory, which must stay flat in the image size.
+func TestOpenOldLargeIsNotMapped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old")
+	require.NoError(t, os.WriteFile(path, make([]byte, mapMax+1), 0o644))
+	old, size, err := openOld(path)
+	require.NoError(t, err)
+	defer old.Close()
+	assert.Equal(t, int64(mapMax+1), size)
+	assert.IsType(t, &os.File{}, old)
+}
