@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,6 +49,18 @@ func TestDeltabenchSmoke(t *testing.T) {
 		assert.Contains(t, table, "C bsdiff")
 	}
 	assert.False(t, strings.Contains(table, "FAIL"), table)
+	// Every row has a peak RSS for diff and apply (columns 6 and 8).
+	for _, line := range strings.Split(table, "\n") {
+		cols := strings.Split(line, "|")
+		if len(cols) < 9 || !strings.Contains(line, "tiny") {
+			continue
+		}
+		for _, c := range []int{6, 8} {
+			v, err := strconv.ParseFloat(strings.TrimSpace(cols[c]), 64)
+			require.NoError(t, err, line)
+			assert.Greater(t, v, 0.0, "RSS column %d of %q", c, line)
+		}
+	}
 
 	usage := exec.Command(bin)
 	_ = usage.Run()
