@@ -3,6 +3,7 @@ package delta
 import (
 	"fmt"
 	"io"
+	"math/bits"
 )
 
 // A binary adaptive range coder, the entropy stage of the range-coded
@@ -111,14 +112,13 @@ func (e *rcEncoder) tree(p []prob, v uint32, n int) {
 
 // reverseTree codes v with the bit tree p, least significant bit first.
 func (e *rcEncoder) reverseTree(p []prob, v uint32, n int) {
-	m := uint32(1)
-	for range n {
-		b := v & 1
-		v >>= 1
-		e.bit(&p[m], b)
-		m = m<<1 | b
-	}
+	e.tree(p, reverseBits(v, n), n)
 }
+
+// reverseBits returns the low n bits of v in reverse order: a symbol coded
+// least significant bit first walks the same tree as its reverse coded
+// most significant bit first.
+func reverseBits(v uint32, n int) uint32 { return bits.Reverse32(v) >> (32 - uint(n)) }
 
 // rcDecoder reads range-coded bits from a reader through its own buffer.
 // Before each symbol the caller makes sure (fill) that the buffer holds
@@ -312,31 +312,9 @@ func (d *rcDecoder) tree(p []prob, n int) uint32 {
 	return m - 1<<uint(n)
 }
 
+// reverseTree decodes an n-bit symbol coded least significant bit first.
 func (d *rcDecoder) reverseTree(p []prob, n int) uint32 {
-	rng, code, pos, buf := d.rng, d.code, d.pos, d.buf
-	m, v := uint32(1), uint32(0)
-	for i := range n {
-		pv := uint32(p[m])
-		bound := (rng >> probBits) * pv
-		if code < bound {
-			rng = bound
-			p[m] = prob(pv + (probOne-pv)>>probShift)
-			m <<= 1
-		} else {
-			code -= bound
-			rng -= bound
-			p[m] = prob(pv - pv>>probShift)
-			m = m<<1 | 1
-			v |= 1 << uint(i)
-		}
-		if rng < rcTop {
-			rng <<= 8
-			code = code<<8 | uint32(buf[pos])
-			pos++
-		}
-	}
-	d.rng, d.code, d.pos = rng, code, pos
-	return v
+	return reverseBits(d.tree(p, n), n)
 }
 
 // literal decodes a byte with the 0x300 probabilities p: against the

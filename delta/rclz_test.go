@@ -317,3 +317,38 @@ func FuzzRCLZ(f *testing.F) {
 		}
 	})
 }
+
+// reverseBits is what makes reverseTree the tree walked by the reversed
+// symbol: bit i of the low n bits moves to bit n-1-i, higher bits go.
+func TestReverseBits(t *testing.T) {
+	for n := 0; n <= 32; n++ {
+		for _, v := range []uint32{0, 1, 0b1011, 0x8000_0001, 0xDEAD_BEEF, ^uint32(0)} {
+			var want uint32
+			for i := range n {
+				want |= (v >> uint(i) & 1) << uint(n-1-i)
+			}
+			assert.Equal(t, want, reverseBits(v, n), "reverseBits(%#x, %d)", v, n)
+		}
+	}
+	// A symbol coded least significant bit first reads back.
+	for n := 1; n <= 8; n++ {
+		p := make([]prob, 1<<n)
+		initProbs(p)
+		e := newRCEncoder(nil)
+		for v := range uint32(1 << n) {
+			e.reverseTree(p, v, n)
+		}
+		out := e.finish()
+		q := make([]prob, 1<<n)
+		initProbs(q)
+		d := newRCDecoder(bytes.NewReader(out), len(out))
+		first, err := d.readByte() // the coder's first byte, always zero
+		require.NoError(t, err)
+		require.Zero(t, first)
+		require.NoError(t, d.init())
+		for v := range uint32(1 << n) {
+			d.fill()
+			require.Equal(t, v, d.reverseTree(q, n), "n=%d", n)
+		}
+	}
+}

@@ -44,15 +44,7 @@ func treePrice(p []prob, v uint32, n int) uint32 {
 }
 
 func reverseTreePrice(p []prob, v uint32, n int) uint32 {
-	var s uint32
-	m := uint32(1)
-	for range n {
-		b := v & 1
-		v >>= 1
-		s += bitPrice(p[m], b)
-		m = m<<1 | b
-	}
-	return s
+	return treePrice(p, reverseBits(v, n), n)
 }
 
 // rclzParams are the encoder's effort: how many chain links it follows per
