@@ -121,53 +121,57 @@ func BenchmarkPair(b *testing.B) {
 		base := filepath.Base(oldPath)
 		name := base[:bytes.Index([]byte(base), []byte("-old"))]
 		newPath := filepath.Join(dir, name+"-new"+base[len(name)+4:])
-		old, err := os.ReadFile(oldPath)
-		require.NoError(b, err)
-		new, err := os.ReadFile(newPath)
-		require.NoError(b, err)
-		b.Run(name+"/diff", func(b *testing.B) {
-			b.SetBytes(int64(len(new)))
-			for b.Loop() {
-				if _, err := Diff(old, new); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		d, err := Diff(old, new)
-		require.NoError(b, err)
-		runs, predicted := d.predictions()
-		b.Run(name+"/predict", func(b *testing.B) {
-			for b.Loop() {
-			}
-			b.ReportMetric(float64(runs), "runs")
-			b.ReportMetric(100*float64(predicted)/float64(max(runs, 1)), "predicted-%")
-		})
-		for _, f := range formats {
-			// Encoded here, not only in the encode benchmark, so that
-			// -bench 'Pair/small/apply' has a patch to apply.
-			var patch bytes.Buffer
-			require.NoError(b, d.Encode(&patch, f))
-			b.Run(name+"/encode-"+f.String(), func(b *testing.B) {
-				var out bytes.Buffer
-				for b.Loop() {
-					out.Reset()
-					if err := d.Encode(&out, f); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(out.Len()), "patch-bytes")
-			})
-			b.Run(name+"/apply-"+f.String(), func(b *testing.B) {
+		// Everything per pair runs inside its sub-benchmark, so that
+		// -bench 'Pair/small/' reads and diffs only that pair.
+		b.Run(name, func(b *testing.B) {
+			old, err := os.ReadFile(oldPath)
+			require.NoError(b, err)
+			new, err := os.ReadFile(newPath)
+			require.NoError(b, err)
+			b.Run("diff", func(b *testing.B) {
 				b.SetBytes(int64(len(new)))
-				b.ReportAllocs()
-				opts := &ApplyOptions{MaxOutput: int64(len(new))}
 				for b.Loop() {
-					if _, err := applyDiscard(old, patch.Bytes(), f, opts); err != nil {
+					if _, err := Diff(old, new); err != nil {
 						b.Fatal(err)
 					}
 				}
 			})
-		}
+			d, err := Diff(old, new)
+			require.NoError(b, err)
+			runs, predicted := d.predictions()
+			b.Run("predict", func(b *testing.B) {
+				for b.Loop() {
+				}
+				b.ReportMetric(float64(runs), "runs")
+				b.ReportMetric(100*float64(predicted)/float64(max(runs, 1)), "predicted-%")
+			})
+			for _, f := range formats {
+				// Encoded here, not only in the encode benchmark, so that
+				// -bench 'Pair/small/apply' has a patch to apply.
+				var patch bytes.Buffer
+				require.NoError(b, d.Encode(&patch, f))
+				b.Run("encode-"+f.String(), func(b *testing.B) {
+					var out bytes.Buffer
+					for b.Loop() {
+						out.Reset()
+						if err := d.Encode(&out, f); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(out.Len()), "patch-bytes")
+				})
+				b.Run("apply-"+f.String(), func(b *testing.B) {
+					b.SetBytes(int64(len(new)))
+					b.ReportAllocs()
+					opts := &ApplyOptions{MaxOutput: int64(len(new))}
+					for b.Loop() {
+						if _, err := applyDiscard(old, patch.Bytes(), f, opts); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		})
 	}
 }
 
