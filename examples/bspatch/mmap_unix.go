@@ -7,10 +7,9 @@ import (
 	"syscall"
 )
 
+// mapFile maps f, of size bytes; openOld only maps files of at most
+// mapMax bytes, which fit in an int everywhere.
 func mapFile(f *os.File, size int64) (*mappedFile, error) {
-	if int64(int(size)) != size {
-		return nil, errNoMmap // larger than this platform's address space
-	}
 	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		return nil, err
